@@ -1,0 +1,136 @@
+"""Peers of the embedded bus benchmark, each with one producer and consumer processes.
+
+* ``persistqueue.SQLiteAckQueue`` (PyPI persist-queue): a popular SQLite-backed
+  ack queue, used as documented (put, get, ack), one instance per process.
+* A plain SQLite batched queue: insert, claim and delete in batches of 100 in
+  WAL mode with ``synchronous=FULL``: close to what SQLite itself can do with
+  the same durability, and the near-limit the bus is measured against.
+
+Every consumer records ``(message number, publish time, ack time)`` per acked message, so
+the driver counts losses and duplicates the same way for every contender.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import sqlite3
+import time
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+__all__ = ["body_for", "plain_consume", "plain_produce", "pq_consume", "pq_produce"]
+
+_PAD = "x" * 960  # with the envelope fields, about 1 KiB on the wire
+_PLAIN_BATCH = 100
+
+
+def body_for(n: int) -> dict[str, Any]:
+    return {"n": n, "t": time.time(), "pad": _PAD}
+
+
+# -- persist-queue ---------------------------------------------------------------------
+
+
+def pq_produce(path: Path, count: int) -> None:
+    from persistqueue import SQLiteAckQueue
+
+    q = SQLiteAckQueue(str(path), multithreading=True, auto_resume=False)
+    for n in range(count):
+        q.put(body_for(n))
+
+
+def pq_consume(
+    path: Path, ready: Event, stop: Event, progress: Synchronized[int]
+) -> list[tuple[int, float, float]]:
+    from persistqueue import SQLiteAckQueue
+    from persistqueue.exceptions import Empty as PersistEmpty
+
+    q = SQLiteAckQueue(str(path), multithreading=True, auto_resume=False)
+    seen: list[tuple[int, float, float]] = []
+    ready.set()
+    while not stop.is_set():
+        try:
+            item = q.get(block=True, timeout=0.05)
+        except (queue.Empty, PersistEmpty):
+            continue
+        q.ack(item)
+        seen.append((item["n"], item["t"], time.time()))
+        progress.value += 1
+    return seen
+
+
+# -- plain SQLite, batches of 100 --------------------------------------------------------
+
+
+def _plain_connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS q (id INTEGER PRIMARY KEY, body BLOB NOT NULL, owner INTEGER)"
+    )
+    conn.execute("PRAGMA busy_timeout=0")  # _begin retries faster than SQLite's handler
+    return conn
+
+
+def _begin(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE with sub-millisecond retries (SQLite's busy handler sleeps 1-100 ms)."""
+    delay = 0.0002
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            time.sleep(random.uniform(delay / 2, delay))
+            delay = min(delay * 1.5, 0.004)
+
+
+def plain_produce(path: Path, count: int) -> None:
+    conn = _plain_connect(path)
+    for start in range(0, count, _PLAIN_BATCH):
+        rows = [
+            (json.dumps(body_for(n)).encode(),)
+            for n in range(start, min(start + _PLAIN_BATCH, count))
+        ]
+        _begin(conn)
+        conn.executemany("INSERT INTO q (body) VALUES (?)", rows)
+        conn.execute("COMMIT")
+    conn.close()
+
+
+def plain_consume(
+    path: Path, ready: Event, stop: Event, progress: Synchronized[int]
+) -> list[tuple[int, float, float]]:
+    conn = _plain_connect(path)
+    me = os.getpid()
+    seen: list[tuple[int, float, float]] = []
+    ready.set()
+    while not stop.is_set():
+        _begin(conn)
+        rows = conn.execute(
+            "UPDATE q SET owner = ? WHERE id IN "
+            "(SELECT id FROM q WHERE owner IS NULL ORDER BY id LIMIT ?) RETURNING id, body",
+            (me, _PLAIN_BATCH),
+        ).fetchall()
+        conn.execute("COMMIT")
+        if not rows:
+            time.sleep(0.001)
+            continue
+        done = []
+        for row_id, raw in rows:
+            body = json.loads(raw)
+            seen.append((body["n"], body["t"], time.time()))
+            done.append((row_id,))
+        _begin(conn)
+        conn.executemany("DELETE FROM q WHERE id = ?", done)
+        conn.execute("COMMIT")
+        progress.value += len(rows)
+    conn.close()
+    return seen

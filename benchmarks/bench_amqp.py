@@ -1,0 +1,87 @@
+"""stalwart over RabbitMQ against raw aio-pika and FastStream, same durability.
+
+Every contender uses a quorum queue bound to a topic exchange, persistent
+1 KiB messages and publisher confirms (batches of ``--batch`` publishes in
+flight, each awaited for its confirm), and consumes with prefetch 256 and
+one ack per message. Per run it measures publish throughput, consume
+throughput and the latency of single messages (confirmed publish to arrival
+at an already running consumer); it prints the median of ``--runs`` runs and stalwart's ratios.
+
+Run: ``.venv/bin/python -m benchmarks.bench_amqp [--messages N] [--runs R]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+import uuid
+
+from benchmarks._amqp_peers import FastStreamPeer, Peer, RawPeer, StalwartPeer
+
+__all__ = ["main"]
+
+_URL = os.environ.get("STALWART_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+_ROUND_TRIPS = 30
+
+
+async def _one_run(peer: Peer, messages: int, batch: int) -> tuple[float, float, float]:
+    """(publish msg/s, consume msg/s, median round trip ms) for one fresh queue."""
+    await peer.setup()
+    try:
+        started = time.perf_counter()
+        await peer.publish(messages, batch)
+        publish_rate = messages / (time.perf_counter() - started)
+        started = time.perf_counter()
+        await peer.consume(messages)
+        consume_rate = messages / (time.perf_counter() - started)
+        trips = await peer.round_trips(_ROUND_TRIPS)
+        return publish_rate, consume_rate, statistics.median(trips)
+    finally:
+        await peer.close()
+
+
+async def _bench(messages: int, runs: int, batch: int) -> None:
+    kinds = (StalwartPeer, RawPeer, FastStreamPeer)
+    results: dict[str, list[tuple[float, float, float]]] = {k.name: [] for k in kinds}
+    for run in range(runs):
+        for kind in kinds:  # interleaved, so that machine load hits every contender alike
+            peer = kind(_URL, f"bench-{kind.name}-{uuid.uuid4().hex[:8]}")
+            outcome = await _one_run(peer, messages, batch)
+            results[kind.name].append(outcome)
+            print(
+                f"run {run + 1} {kind.name:>10}: publish {outcome[0]:8.0f}/s  "
+                f"consume {outcome[1]:8.0f}/s  round trip {outcome[2]:6.2f} ms",
+                flush=True,
+            )
+    medians = {
+        name: tuple(statistics.median(r[i] for r in rows) for i in range(3))
+        for name, rows in results.items()
+    }
+    print(f"\n{messages} x 1 KiB, quorum queue, persistent, confirms; medians of {runs} runs")
+    print(f"{'':>10}  {'publish/s':>10}  {'consume/s':>10}  {'round trip ms':>13}")
+    for name, (pub, con, rtt) in medians.items():
+        print(f"{name:>10}  {pub:10.0f}  {con:10.0f}  {rtt:13.2f}")
+    ours = medians["stalwart"]
+    for peer in ("aio-pika", "faststream"):
+        theirs = medians[peer]
+        print(
+            f"stalwart / {peer}: publish {ours[0] / theirs[0]:.2f}, "
+            f"consume {ours[1] / theirs[1]:.2f}, "
+            f"round trip {ours[2] / theirs[2]:.2f} (lower is better)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=100)
+    args = parser.parse_args()
+    asyncio.run(_bench(args.messages, args.runs, args.batch))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,384 @@
+"""Dashboard benchmark: page server time on a 1,000,000-message store, and live viewers.
+
+Part 1, pages: the overview, the message list with each filter, and a
+message's detail, served in-process (server time: routing, queries,
+rendering; no network). Peer in the same run: the store's own query for the
+same data (``stalwart.store.queries``), so the ratio is what the dashboard
+adds. The overview is timed cold (its aggregate cache off) and warm.
+
+Part 2, live: 50 SSE viewers while 1,000 msg/s flow on the embedded bus,
+against ``stalwart dashboard`` in its own process: updates dropped, latency
+from publish to the viewer, and the server's CPU. Peer in the same run: the
+textbook feed (``benchmarks/_dashboard_sse_peer.py``: sse-starlette, one
+event per message and viewer, unbounded queues).
+
+Run: ``.venv/bin/python -m benchmarks.bench_dashboard [--url URL] [--reps N]
+[--viewers 50] [--rate 1000] [--seconds 10] [--skip-pages] [--skip-live]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from sqlalchemy.engine import make_url
+
+# The store benchmark's timing helpers: the same percentiles for both parts.
+from benchmarks.bench_store_queries import _p, _time
+from stalwart.bus import open_transport
+from stalwart.config import Settings
+from stalwart.dashboard import DashboardSettings, create_app
+from stalwart.dashboard.storesource import StoreSource
+from stalwart.envelope import Envelope, utcnow
+from stalwart.store import Store, queries
+
+__all__ = ["main"]
+
+DEFAULT_URL = "sqlite:////tmp/stalwart-bench/store-1m.db"
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ensure_store(url: str, count: int) -> None:
+    path = Path(make_url(url).database or "")
+    if make_url(url).get_backend_name() != "sqlite" or not path.exists():
+        script = _ROOT / "scripts" / "generate_store.py"
+        subprocess.run(
+            [sys.executable, str(script), "--url", url, "--count", str(count)], check=True
+        )
+
+
+async def _pages(url: str, reps: int) -> None:
+    store = await Store.open(url)
+    bus_dir = tempfile.mkdtemp(prefix="bench-dash-")
+    transport = open_transport(f"sqlite:///{bus_dir}/bus.db")
+    await transport.start()
+    cfg = DashboardSettings(rate_limit=1e9, rate_burst=10**9)
+    sample = (await queries.list_messages(store, queries.MessageFilter(), 50)).items
+    probe = random.Random(7).choice(sample)
+    now = utcnow()
+    filters: list[tuple[str, dict[str, str], queries.MessageFilter]] = [
+        ("list, no filter", {}, queries.MessageFilter()),
+        ("topic exact", {"topic": "qa.verify.eu"}, queries.MessageFilter(topic="qa.verify.eu")),
+        ("topic pipeline.#", {"topic": "pipeline.#"}, queries.MessageFilter(topic="pipeline.#")),
+        ("kind", {"kind": "VerifyRequest"}, queries.MessageFilter(kind="VerifyRequest")),
+        ("sender", {"sender": "qa@eu"}, queries.MessageFilter(sender="qa@eu")),
+        ("service", {"service": "archive"}, queries.MessageFilter(service="archive")),
+        ("state dead", {"state": "dead"}, queries.MessageFilter(state="dead")),
+        (
+            "since 1h",
+            {"since": (now - timedelta(hours=1)).isoformat()},
+            queries.MessageFilter(since=now - timedelta(hours=1)),
+        ),
+        (
+            "correlation",
+            {"correlation": probe.correlation_id or ""},
+            queries.MessageFilter(correlation_id=probe.correlation_id),
+        ),
+        ("text", {"text": "bandpass mosaic"}, queries.MessageFilter(text="bandpass mosaic")),
+    ]
+    rows: list[tuple[str, list[float], list[float]]] = []
+
+    async def peer_overview() -> None:
+        await queries.components(store)
+        await queries.counts_by_state(store)
+        await queries.traffic(store, timedelta(minutes=15), timedelta(seconds=30))
+        await queries.list_reports(store, limit=10)
+
+    for label, ttl in (("overview (cold)", 0.0), ("overview (warm)", 1.0)):
+        app = create_app(
+            Settings(), config=cfg, source=StoreSource.of(store, cache_ttl=ttl), transport=transport
+        )
+        async with _client(app) as client:
+            ours = await _time(lambda c=client: c.get("/"), reps)
+        theirs = await _time(peer_overview, reps) if ttl == 0.0 else []
+        rows.append((label, ours, theirs))
+    app = create_app(Settings(), config=cfg, source=StoreSource.of(store), transport=transport)
+    async with _client(app) as client:
+        for label, params, f in filters:
+            ours = await _time(lambda c=client, p=params: c.get("/messages", params=p), reps)
+            theirs = await _time(lambda f=f: queries.list_messages(store, f, 50), reps)
+            rows.append((f"messages: {label}", ours, theirs))
+        ours = await _time(lambda c=client: c.get(f"/messages/{probe.id}"), reps)
+        theirs = await _time(lambda: queries.get_message(store, probe.id), reps)
+        rows.append(("message detail", ours, theirs))
+    await transport.close()
+    await store.close()
+    print(f"\nPages on {url} ({reps} reps each; ms; peer = the store query alone)")
+    print(f"{'view':<28}{'p50':>9}{'p95':>9}{'peer p50':>10}{'peer p95':>10}{'p95 ratio':>11}")
+    for label, ours, theirs in rows:
+        peer50 = f"{_p(theirs, 0.5):10.1f}" if theirs else f"{'-':>10}"
+        peer95 = f"{_p(theirs, 0.95):10.1f}" if theirs else f"{'-':>10}"
+        ratio = f"{_p(ours, 0.95) / _p(theirs, 0.95):10.2f}x" if theirs else f"{'-':>11}"
+        print(f"{label:<28}{_p(ours, 0.5):9.1f}{_p(ours, 0.95):9.1f}{peer50}{peer95}{ratio}")
+
+
+class _client:
+    """An in-process client whose app has been through its lifespan."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lifespan = app.router.lifespan_context(app)
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1))
+        self._client = httpx.AsyncClient(transport=transport, base_url="http://bench")
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        await self._lifespan.__aenter__()
+        return self._client
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+        await self._lifespan.__aexit__(None, None, None)
+
+
+# -- live viewers -------------------------------------------------------------------------
+#
+# Viewers run in child processes of their own (``--viewers-child``), so that
+# parsing their streams does not starve the publisher of the CPU it needs to
+# keep the rate. A child prints "ready" once each of its viewers has heard the
+# bus, and its counts as JSON when its stdin closes.
+
+_MEASURED = "bench.live."
+
+
+class _Viewer:
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.latencies: list[float] = []
+        self.reported_drops = 0
+        self.heard = asyncio.Event()
+
+
+async def _watch(client: httpx.AsyncClient, url: str, viewer: _Viewer) -> None:
+    async with client.stream("GET", url) as stream:
+        event = ""
+        async for line in stream.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event in ("messages", "message", "dropped"):
+                data = json.loads(line[6:])
+                if event == "dropped":
+                    viewer.reported_drops = data["dropped"]
+                    continue
+                items = data if event == "messages" else [data]
+                viewer.heard.set()
+                fresh = [m for m in items if m["topic"].startswith(_MEASURED)]
+                viewer.ids.update(m["id"] for m in fresh)
+                if fresh:  # one latency sample per event: publish -> this viewer
+                    sent = datetime.fromisoformat(fresh[-1]["created_at"]).timestamp()
+                    viewer.latencies.append(time.time() - sent)
+
+
+async def _viewers_child(url: str, count: int) -> None:
+    viewers = [_Viewer() for _ in range(count)]
+    limits = httpx.Limits(max_connections=count + 5)
+    async with httpx.AsyncClient(timeout=None, limits=limits) as client:
+        tasks = [asyncio.create_task(_watch(client, url, v)) for v in viewers]
+        await asyncio.wait_for(asyncio.gather(*(v.heard.wait() for v in viewers)), 60)
+        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes it
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    result = {
+        "delivered": sum(len(v.ids) for v in viewers),
+        "reported": sum(v.reported_drops for v in viewers),
+        "latencies": [x for v in viewers for x in v.latencies],
+    }
+    print(json.dumps(result), flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"server on port {port} did not start within {timeout} s")
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), 15)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+async def _publish(transport: Any, rate: int, seconds: float) -> tuple[int, float]:
+    """Publish ``rate`` msg/s for ``seconds`` in 50 ms ticks; returns (count, wall)."""
+    sent, tick, per_tick = 0, 0.05, max(1, int(rate * 0.05))
+    started = next_at = time.monotonic()
+    while time.monotonic() - started < seconds:
+        batch = [
+            Envelope.new(f"{_MEASURED}s{i % 4}", {"i": i, "pad": "x" * 200})
+            for i in range(sent, sent + per_tick)
+        ]
+        await transport.publish(batch)
+        sent += len(batch)
+        next_at += tick
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    return sent, time.monotonic() - started
+
+
+async def _live_run(
+    argv: list[str], url: str, port: int, bus_url: str, viewers: int, rate: int, seconds: float
+) -> dict[str, float]:
+    quiet = asyncio.subprocess.DEVNULL
+    server = await asyncio.create_subprocess_exec(*argv, stdout=quiet, stderr=quiet)
+    transport = open_transport(bus_url)
+    await transport.start()
+    children: list[asyncio.subprocess.Process] = []
+    try:
+        await _wait_port(port)
+        proc = psutil.Process(server.pid)
+        groups = max(1, min(5, viewers // 10))
+        for share in [viewers // groups + (i < viewers % groups) for i in range(groups)]:
+            children.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "benchmarks.bench_dashboard",
+                    "--viewers-child",
+                    url,
+                    str(share),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                )
+            )
+
+        async def ready(child: asyncio.subprocess.Process) -> None:
+            assert child.stdout is not None
+            line = await child.stdout.readline()
+            if line.strip() != b"ready":
+                raise RuntimeError(f"a viewer process failed to start: {line!r}")
+
+        waiting = asyncio.ensure_future(asyncio.gather(*(ready(c) for c in children)))
+        deadline = time.monotonic() + 60
+        while not waiting.done() and time.monotonic() < deadline:
+            await transport.publish([Envelope.new("bench.warmup", {})])
+            await asyncio.sleep(0.1)
+        await asyncio.wait_for(waiting, 1)
+        cpu0 = proc.cpu_times()
+        sent, wall = await _publish(transport, rate, seconds)
+        cpu1 = proc.cpu_times()
+        await asyncio.sleep(3.0)  # let the last updates arrive
+        results = []
+        for child in children:
+            if child.stdin is not None:
+                child.stdin.close()  # communicate() without input leaves it open
+            output, _ = await asyncio.wait_for(child.communicate(), 60)
+            results.append(json.loads(output.splitlines()[-1]))
+        latencies = [x for r in results for x in r["latencies"]]
+        delivered = sum(r["delivered"] for r in results)
+        return {
+            "rate": sent / wall,
+            "expected": sent * viewers,
+            "delivered": delivered,
+            "dropped": sent * viewers - delivered,
+            "reported": sum(r["reported"] for r in results),
+            "cpu": (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall * 100,
+            "lat50": statistics.median(latencies) * 1000 if latencies else float("nan"),
+            "lat99": _p(latencies, 0.99) if latencies else float("nan"),
+            "rss": proc.memory_info().rss / 2**20,
+        }
+    finally:
+        for child in children:
+            await _stop(child)
+        await _stop(server)
+        await transport.close()
+
+
+async def _live(viewers: int, rate: int, seconds: float) -> None:
+    home = Path(tempfile.mkdtemp(prefix="bench-live-"))
+    bus_url = f"sqlite:///{home}/bus.db"
+    config = home / "stalwart.toml"
+    config.write_text(
+        f'home = "{home}"\n[bus]\nurl = "{bus_url}"\n[store]\nurl = "sqlite:///{home}/store.db"\n'
+        "[dashboard]\nrate_limit = 1000000.0\nrate_burst = 1000000\n",
+        encoding="utf-8",
+    )
+    stalwart = str(Path(sys.executable).with_name("stalwart"))
+    port = _free_port()
+    ours = await _live_run(
+        [stalwart, "dashboard", "-c", str(config), "--bind", f"127.0.0.1:{port}"],
+        f"http://127.0.0.1:{port}/live?pattern=bench.%23",
+        port,
+        bus_url,
+        viewers,
+        rate,
+        seconds,
+    )
+    port = _free_port()
+    peer = await _live_run(
+        [sys.executable, "-m", "benchmarks._dashboard_sse_peer", bus_url, str(port)],
+        f"http://127.0.0.1:{port}/live",
+        port,
+        bus_url,
+        viewers,
+        rate,
+        seconds,
+    )
+    print(f"\nLive: {viewers} SSE viewers, {rate} msg/s target for {seconds:.0f} s")
+    head = f"{'server':<22}{'msg/s':>8}{'updates':>10}{'delivered':>11}{'missing':>9}"
+    print(head + f"{'lat p50':>9}{'lat p99':>9}{'CPU %':>8}{'RSS MB':>8}")
+    for label, r in (("stalwart dashboard", ours), ("sse-starlette peer", peer)):
+        print(
+            f"{label:<22}{r['rate']:8.0f}{r['expected']:10.0f}{r['delivered']:11.0f}"
+            f"{r['dropped']:9.0f}{r['lat50']:9.0f}{r['lat99']:9.0f}{r['cpu']:8.1f}{r['rss']:8.0f}"
+        )
+    if peer["cpu"]:
+        print(f"server CPU ratio (stalwart / peer): {ours['cpu'] / peer['cpu']:.2f}")
+    print("missing: updates not at their viewer 3 s after the last publish (dropped or late)")
+    print(f"drops the dashboard reported to its viewers: {ours['reported']:.0f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default=DEFAULT_URL)
+    parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--viewers", type=int, default=50)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--skip-pages", action="store_true")
+    parser.add_argument("--skip-live", action="store_true")
+    parser.add_argument("--viewers-child", nargs=2, metavar=("URL", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.viewers_child:
+        asyncio.run(_viewers_child(args.viewers_child[0], int(args.viewers_child[1])))
+        return
+    if not args.skip_pages:
+        _ensure_store(args.url, args.count)
+        asyncio.run(_pages(args.url, args.reps))
+    if not args.skip_live:
+        asyncio.run(_live(args.viewers, args.rate, args.seconds))
+
+
+if __name__ == "__main__":
+    main()

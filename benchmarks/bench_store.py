@@ -1,0 +1,275 @@
+"""Sustained persistence rate of the store, against a plain batched INSERT loop.
+
+Workload: N messages; for every 100 of them, one lifecycle envelope with their
+``sent`` and ``received`` transitions and, one batch later, another with
+``consumed`` (so deliveries are upserted twice, as in real traffic), fed in
+the persister's batches of 1,000 envelopes.
+
+- ours: ``build_rows`` + ``Store.write_rows`` (conflict handling, forward-only
+  merge of deliveries, full-text search rows): what the subscriber does per batch.
+- peer: plain ``INSERT`` executemany of the same message and transition rows and
+  of the final delivery rows, same batches, same driver (aiosqlite / asyncpg through
+  SQLAlchemy Core), same transaction per batch. The ratio shows our overhead.
+- COPY (PostgreSQL only): the peer's rows by binary ``COPY`` (asyncpg
+  ``copy_records_to_table`` on the raw driver connection) into the same indexed
+  tables, one transaction per batch: the fastest way in, so the write ceiling
+  of the machine.
+
+Then lag: the real :class:`Persister` fed for 5 s at 80% of the target rate
+(5,000/s SQLite, 10,000/s PostgreSQL) and at 80% of the rate just measured,
+through an in-memory transport (so the bus is not measured), reporting the
+worst publish-to-commit delay.
+
+Run: ``.venv/bin/python -m benchmarks.bench_store [--messages N] [--runs R] [--backend B]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import Table, insert
+
+from benchmarks._store_memory_bus import MemoryBus
+from stalwart.envelope import DeliveryState, Envelope, Transition, encode
+from stalwart.messages import LIFECYCLE_TOPIC, LifecycleBatch
+from stalwart.store import Persister, PersistOptions, Store
+from stalwart.store._rows import Row, Rows, build_rows
+from stalwart.store._writer import driver_values
+from stalwart.store.schema import deliveries, messages, transitions
+
+__all__ = ["main"]
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+TARGET = {"sqlite": 5_000, "postgres": 10_000}
+_GROUP = 100
+_BATCH = 1_000
+Batch = list[tuple[Envelope, int]]
+
+
+def _lifecycle(envs: list[Envelope], states: tuple[str, ...]) -> Envelope:
+    steps = [
+        Transition(
+            message_id=e.id, service="pipeline", state=DeliveryState(s), topic=e.topic,
+            instance="pipeline@eu/h1",
+        )
+        for e in envs
+        for s in states
+    ]  # fmt: skip
+    return Envelope.new(LIFECYCLE_TOPIC, LifecycleBatch(transitions=steps))
+
+
+def _stream(count: int) -> list[Envelope]:
+    """Messages with their lifecycle envelopes, the ``consumed`` ones one group late."""
+    out: list[Envelope] = []
+    late: Envelope | None = None
+    for start in range(0, count, _GROUP):
+        envs = [
+            Envelope.new(
+                f"pipeline.process.site{i % 4}",
+                {"ous": f"uid://A001/X{i:x}", "note": "calibration imaging"},
+                kind="ProcessRequest",
+                sender=f"dispatcher@jao/h{i % 3}",
+            )
+            for i in range(start, min(start + _GROUP, count))
+        ]
+        out += envs
+        out.append(_lifecycle(envs, ("sent", "received")))
+        if late is not None:
+            out.append(late)
+        late = _lifecycle(envs, ("consumed",))
+    if late is not None:
+        out.append(late)
+    return out
+
+
+def _batches(stream: list[Envelope]) -> list[Batch]:
+    sized = [(e, len(encode(e))) for e in stream]
+    return [sized[i : i + _BATCH] for i in range(0, len(sized), _BATCH)]
+
+
+@contextlib.asynccontextmanager
+async def _fresh_store(backend: str) -> AsyncIterator[Store]:
+    """An empty, migrated store in a temporary file or a temporary PostgreSQL database."""
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            store = await Store.open(f"sqlite:///{tmp}/store.db")
+            try:
+                yield store
+            finally:
+                await store.close()
+        return
+    import psycopg
+
+    name = f"stalwart_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        store = await Store.open(f"{POSTGRES}/{name}")
+        try:
+            yield store
+        finally:
+            await store.close()
+    finally:
+        with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _ours(store: Store, batches: list[Batch]) -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds) to write every batch."""
+    started, cpu = time.perf_counter(), time.process_time()
+    for batch in batches:
+        await store.write_rows(build_rows(batch))
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def _peer_rows(batches: list[Batch]) -> list[Rows]:
+    """The same rows, each delivery once (its final, merged row) for plain INSERTs."""
+    prepared = [build_rows(b) for b in batches]
+    final: dict[tuple[str, str], dict[str, Any]] = {}
+    for rows in prepared:
+        final.update(rows.deliveries)
+    seen: set[tuple[str, str]] = set()
+    for rows in prepared:
+        keys = [k for k in rows.deliveries if k not in seen]
+        seen.update(keys)
+        rows.deliveries = {k: final[k] for k in keys}
+    return prepared
+
+
+def _peer_tables(rows: Rows) -> list[tuple[Table, list[Row]]]:
+    """The peers' statements of one batch: each table with its rows, empty ones left out."""
+    tables = (
+        (messages, rows.messages),
+        (transitions, rows.transitions),
+        (deliveries, list(rows.deliveries.values())),
+    )
+    return [(table, table_rows) for table, table_rows in tables if table_rows]
+
+
+async def _peer(store: Store, prepared: list[Rows]) -> tuple[float, float]:
+    started, cpu = time.perf_counter(), time.process_time()
+    for rows in prepared:
+        async with store.engine.begin() as conn:
+            for table, table_rows in _peer_tables(rows):
+                await conn.execute(insert(table), table_rows)
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+async def _copy(store: Store, prepared: list[Rows]) -> tuple[float, float]:
+    """The peer's rows by binary COPY, one transaction per batch (PostgreSQL only)."""
+    started, cpu = time.perf_counter(), time.process_time()
+    for rows in prepared:
+        async with store.engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None  # an open asyncpg connection
+            async with driver.transaction():
+                for table, table_rows in _peer_tables(rows):
+                    columns, records = driver_values(conn.dialect, table.name, table_rows)
+                    await driver.copy_records_to_table(
+                        table.name, records=records, columns=list(columns)
+                    )
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+async def _lag(backend: str, rate: float, seconds: float) -> tuple[float, int]:
+    """Worst publish-to-commit delay (s) at ``rate`` messages/s, and messages sent."""
+    tick = 0.02
+    per_tick = max(1, int(rate * tick))
+    async with _fresh_store(backend) as store:
+        bus = MemoryBus()
+        persister = Persister(bus, store, PersistOptions())
+        runner = asyncio.create_task(persister.run())
+        loop = asyncio.get_running_loop()
+        sent, started, late = 0, loop.time(), None
+        while loop.time() - started < seconds:
+            group = [
+                Envelope.new("pipeline.process.eu", {"n": sent + i}, sender="dispatcher@jao/h")
+                for i in range(per_tick)
+            ]
+            batch = [*group, _lifecycle(group, ("sent", "received"))]
+            if late is not None:
+                batch.append(late)
+            late = _lifecycle(group, ("consumed",))
+            bus.publish_now(batch)
+            sent += per_tick
+            next_tick = started + (sent / per_tick) * tick
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+        await asyncio.wait_for(bus.drained.wait(), 120)
+        persister.stop()
+        await asyncio.wait_for(runner, 60)
+        await bus.close()
+        return persister.stats.max_lag, sent
+
+
+async def _bench(backend: str, count: int, runs: int) -> None:
+    batches = _batches(_stream(count))
+    contenders: dict[str, Callable[[Store], Awaitable[tuple[float, float]]]] = {
+        "ours": lambda store: _ours(store, batches),
+        "plain INSERT": lambda store: _peer(store, _peer_rows(batches)),
+    }
+    if backend == "postgres":
+        contenders["COPY"] = lambda store: _copy(store, _peer_rows(batches))
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    per_cpu: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(runs):
+        for name, contender in contenders.items():
+            async with _fresh_store(backend) as store:
+                wall, cpu = await contender(store)
+            rates[name].append(count / wall)
+            per_cpu[name].append(count / cpu)
+    wall_medians = {name: statistics.median(r) for name, r in rates.items()}
+    cpu_medians = {name: statistics.median(r) for name, r in per_cpu.items()}
+    our_median = wall_medians["ours"]
+    print(
+        f"{backend:8s} messages+transitions/s: {_against_ours(wall_medians)}  "
+        f"(target {TARGET[backend]:,}/s; runs "
+        + "; ".join(f"{name} {[round(r) for r in rates[name]]}" for name in rates)
+        + ")",
+        flush=True,
+    )
+    print(
+        f"{backend:8s} per CPU-second of this process: {_against_ours(cpu_medians)}"
+        + ("  (SQLite work included)" if backend == "sqlite" else "  (server CPU excluded)"),
+        flush=True,
+    )
+    for label, rate in (("target", TARGET[backend]), ("measured", our_median)):
+        lag, sent = await _lag(backend, rate * 0.8, 5.0)
+        print(
+            f"{backend:8s} lag at 80% of the {label} rate ({rate * 0.8:,.0f}/s, {sent} messages):"
+            f" worst {lag:.3f} s (target < 2 s)",
+            flush=True,
+        )
+
+
+def _against_ours(medians: dict[str, float]) -> str:
+    """Each contender's median, then the ratio of every pair, ours first (1.00 = as fast)."""
+    names = list(medians)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    return "  ".join(
+        [f"{name} {medians[name]:,.0f}" for name in names]
+        + [f"{a}/{b} {medians[a] / medians[b]:.2f}" for a, b in pairs]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="store persistence rate vs plain INSERT")
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    args = parser.parse_args(argv)
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    print(f"{args.messages:,} messages, 3 transitions each, batches of {_BATCH}, {args.runs} runs")
+    for backend in backends:
+        asyncio.run(_bench(backend, args.messages, args.runs))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m stalwart`` is the ``stalwart`` command."""
+
+from stalwart.cli import main
+
+main()

@@ -1,0 +1,29 @@
+"""The bus: one transport contract, several backends, and the outbox.
+
+Public face: :func:`open_transport`, :class:`Transport`, :class:`Delivery`,
+:class:`QueueSpec` and friends. Backends live in ``sqlite`` and ``amqp``;
+``outbox`` wraps any of them with a local store-and-forward spool.
+"""
+
+from stalwart.bus._factory import open_transport, redact_url
+from stalwart.bus._open import open_bus
+from stalwart.bus._transport import (
+    DeadLetter,
+    Delivery,
+    QueueSpec,
+    QueueStats,
+    Transport,
+    backoff_delay,
+)
+
+__all__ = [
+    "DeadLetter",
+    "Delivery",
+    "QueueSpec",
+    "QueueStats",
+    "Transport",
+    "backoff_delay",
+    "open_bus",
+    "open_transport",
+    "redact_url",
+]

@@ -1,0 +1,171 @@
+"""Dead-letter queue browsing, requeueing and purging for the amqp transport.
+
+Browsing uses ``basic.get`` without ack on a temporary channel: messages got
+are held by that channel and all go back to the queue, in place, when it
+closes. Requeue publishes a confirmed fresh copy to the work queue before
+acking the dead one, so a failure in between duplicates rather than loses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+
+from stalwart.bus._amqp_codec import copy_message, header_int
+from stalwart.bus._amqp_directory import temporary_channel
+from stalwart.bus._amqp_names import (
+    ATTEMPT_HEADER,
+    DEAD_KEY_HEADER,
+    DIED_AT_HEADER,
+    ERROR_HEADER,
+    QUEUE_HEADER,
+    REASON_HEADER,
+    dead_queue,
+    work_queue,
+)
+from stalwart.bus._transport import DeadLetter
+from stalwart.envelope import decode
+from stalwart.errors import DecodeError
+
+__all__ = ["browse_dead", "purge_dead", "requeue_dead"]
+
+_GET_TIMEOUT = 5.0
+_SETTLE_WAIT = 2.0  # seconds to wait for counted messages to become gettable
+_EMPTY_RETRIES = 3  # empty gets tolerated once the counted messages were got
+_DEATH_HEADERS = frozenset(
+    {REASON_HEADER, QUEUE_HEADER, DIED_AT_HEADER, DEAD_KEY_HEADER, ERROR_HEADER}
+)
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return None if value is None else str(value)
+
+
+def dead_key(message: AbstractIncomingMessage) -> str:
+    """A stable handle: the key stamped when it died, else its id, else a body digest."""
+    headers = message.headers or {}
+    return (
+        _text(headers.get(DEAD_KEY_HEADER))
+        or message.message_id
+        or hashlib.sha256(message.body).hexdigest()[:32]
+    )
+
+
+def _reason(headers: dict[str, Any]) -> str:
+    reason = _text(headers.get(REASON_HEADER))
+    if reason:
+        return reason
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        return f"broker: {_text(deaths[0].get('reason')) or 'unknown'}"
+    return "unknown"
+
+
+def _died_at(headers: dict[str, Any]) -> datetime:
+    value = _text(headers.get(DIED_AT_HEADER))
+    if value:
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(value)
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        when = deaths[0].get("time")
+        if isinstance(when, datetime):
+            return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return datetime.now(UTC)
+
+
+def _dead_letter(message: AbstractIncomingMessage, service: str) -> DeadLetter:
+    headers = dict(message.headers or {})
+    try:
+        envelope = decode(message.body)
+    except DecodeError:
+        envelope = None
+    return DeadLetter(
+        envelope=envelope,
+        raw=message.body,
+        queue=_text(headers.get(QUEUE_HEADER)) or service,
+        reason=_reason(headers),
+        attempts=header_int(headers, ATTEMPT_HEADER, envelope.attempt if envelope else 1),
+        died_at=_died_at(headers),
+        key=dead_key(message),
+    )
+
+
+async def _each_dead(channel: AbstractChannel, exchange: str, service: str, limit: int) -> Any:
+    """Get (without ack) up to ``limit`` dead letters.
+
+    A quorum queue applies the return of messages held by a just-closed
+    channel (an earlier browse) a moment later: until then they are neither
+    counted nor gettable. So an empty get is retried a few times (for as long
+    as ``_SETTLE_WAIT`` while fewer than the counted messages were got).
+    """
+    queue = await channel.declare_queue(dead_queue(exchange, service), passive=True)
+    count = queue.declaration_result.message_count or 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _SETTLE_WAIT
+    got = misses = 0
+    while got < limit:
+        message = await queue.get(no_ack=False, fail=False, timeout=_GET_TIMEOUT)
+        if message is None:
+            misses += 1
+            if loop.time() > deadline or (got >= count and misses > _EMPTY_RETRIES):
+                return
+            await asyncio.sleep(0.05)
+            continue
+        got += 1
+        yield message
+
+
+async def browse_dead(
+    conn: AbstractConnection, exchange: str, service: str, limit: int
+) -> list[DeadLetter]:
+    async with temporary_channel(conn) as channel:
+        return [
+            _dead_letter(message, service)
+            async for message in _each_dead(channel, exchange, service, limit)
+        ]
+
+
+async def requeue_dead(
+    conn: AbstractConnection, exchange: str, service: str, keys: Sequence[str] | None
+) -> int:
+    """Copy matching dead letters back to the work queue at attempt 1; returns how many."""
+    wanted = None if keys is None else set(keys)
+    moved = 0
+    async with temporary_channel(conn) as channel:
+        async for message in _each_dead(channel, exchange, service, 1_000_000):
+            if wanted is not None and dead_key(message) not in wanted:
+                continue
+            fresh = copy_message(message, {ATTEMPT_HEADER: 1}, expires_at=None, drop=_DEATH_HEADERS)
+            await channel.default_exchange.publish(
+                fresh, routing_key=work_queue(exchange, service), timeout=10.0
+            )
+            await message.ack()
+            moved += 1
+    return moved
+
+
+async def purge_dead(
+    conn: AbstractConnection, exchange: str, service: str, keys: Sequence[str] | None
+) -> int:
+    """Delete matching dead letters (all when ``keys`` is None); returns how many."""
+    async with temporary_channel(conn) as channel:
+        if keys is None:
+            queue = await channel.declare_queue(dead_queue(exchange, service), passive=True)
+            result = await queue.purge(timeout=10.0)
+            return int(result.message_count or 0)
+        wanted = set(keys)
+        removed = 0
+        async for message in _each_dead(channel, exchange, service, 1_000_000):
+            if dead_key(message) in wanted:
+                await message.ack()
+                removed += 1
+        return removed

@@ -1,0 +1,122 @@
+"""Envelopes to AMQP messages and back.
+
+The JSON body (see ``stalwart.envelope``) is authoritative; AMQP properties
+mirror some of its fields so that plain AMQP tools can route, filter and read
+them without parsing the body. Bodies that do not decode are kept raw.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
+
+from stalwart.bus._amqp_names import ATTEMPT_HEADER
+from stalwart.envelope import Envelope, decode, encode, utcnow
+from stalwart.errors import DecodeError
+
+__all__ = ["copy_message", "decode_incoming", "expiration_ms", "header_int", "to_message"]
+
+# Headers the broker adds that must not follow a message when it is copied.
+_BROKER_HEADERS = frozenset(
+    {
+        "x-death",
+        "x-delivery-count",
+        "x-first-death-exchange",
+        "x-first-death-queue",
+        "x-first-death-reason",
+        "x-last-death-exchange",
+        "x-last-death-queue",
+        "x-last-death-reason",
+    }
+)
+
+
+def expiration_ms(expires_at: datetime | None, now: datetime | None = None) -> int | None:
+    """Milliseconds left before ``expires_at`` (0 if already past), None without a TTL."""
+    if expires_at is None:
+        return None
+    left = (expires_at - (now or utcnow())).total_seconds()
+    return max(0, int(left * 1000))
+
+
+def to_message(envelope: Envelope, max_size: int) -> aio_pika.Message:
+    """A persistent AMQP message for ``envelope``; raises MessageTooLarge over ``max_size``."""
+    body = encode(envelope, max_size)
+    expiration = expiration_ms(envelope.expires_at)
+    return aio_pika.Message(
+        body,
+        content_type="application/json",
+        content_encoding="utf-8",
+        delivery_mode=DeliveryMode.PERSISTENT,
+        message_id=envelope.id,
+        correlation_id=envelope.correlation_id,
+        reply_to=envelope.reply_to,
+        type=envelope.kind,
+        timestamp=envelope.created_at,
+        expiration=None if expiration is None else expiration / 1000.0,
+        headers={ATTEMPT_HEADER: envelope.attempt} if envelope.attempt > 1 else None,
+    )
+
+
+def copy_message(
+    incoming: AbstractIncomingMessage,
+    headers: dict[str, Any],
+    expires_at: datetime | None,
+    drop: frozenset[str] = frozenset(),
+) -> aio_pika.Message:
+    """A persistent copy of ``incoming`` with ``headers`` merged over its own minus ``drop``."""
+    skip = _BROKER_HEADERS | drop
+    merged = {k: v for k, v in (incoming.headers or {}).items() if k not in skip}
+    merged.update(headers)
+    expiration = expiration_ms(expires_at)
+    return aio_pika.Message(
+        incoming.body,
+        content_type=incoming.content_type or "application/json",
+        content_encoding=incoming.content_encoding,
+        delivery_mode=DeliveryMode.PERSISTENT,
+        message_id=incoming.message_id,
+        correlation_id=incoming.correlation_id,
+        reply_to=incoming.reply_to,
+        type=incoming.type,
+        timestamp=incoming.timestamp or datetime.now(UTC),
+        expiration=None if expiration is None else expiration / 1000.0,
+        headers=merged,
+    )
+
+
+def header_int(headers: dict[str, Any] | None, name: str, default: int) -> int:
+    value = (headers or {}).get(name)
+    if isinstance(value, bool) or value is None:
+        return default
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value.decode() if isinstance(value, bytes) else value))
+    except ValueError:
+        return default
+
+
+def decode_incoming(
+    incoming: AbstractIncomingMessage,
+) -> tuple[Envelope | None, DecodeError | None, int]:
+    """The envelope (or the decode error) and the attempt number of ``incoming``.
+
+    The attempt is the ``x-stalwart-attempt`` header (else the envelope's
+    own), plus the broker's count of redeliveries of this copy: quorum
+    queues' ``x-delivery-count``, or one for a classic queue's redelivered flag.
+    """
+    headers = incoming.headers or {}
+    try:
+        envelope: Envelope | None = decode(incoming.body)
+        error = None
+    except DecodeError as exc:
+        envelope, error = None, exc
+    base = header_int(headers, ATTEMPT_HEADER, envelope.attempt if envelope else 1)
+    redeliveries = header_int(headers, "x-delivery-count", 1 if incoming.redelivered else 0)
+    attempt = max(1, base + redeliveries)
+    if envelope is not None and envelope.attempt != attempt:
+        envelope = envelope.evolve(attempt=attempt)
+    return envelope, error, attempt

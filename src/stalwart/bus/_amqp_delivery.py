@@ -1,0 +1,266 @@
+"""Deliveries and consumers of the amqp transport.
+
+Leases: RabbitMQ keeps an unacknowledged message with its consumer until the
+consumer's channel or connection closes (a dead process gives it back at
+once), or until the broker's ``consumer_timeout`` (30 min by default) closes
+the channel. To give the same contract as the embedded bus, a delivery not
+settled within the queue's lease is also released here (``nack`` with
+requeue) so another consumer gets it; :meth:`extend` pushes that deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
+
+from stalwart.bus._amqp_codec import decode_incoming
+from stalwart.bus._transport import QueueSpec, backoff_delay
+from stalwart.envelope import Envelope
+from stalwart.errors import DecodeError
+
+__all__ = ["AmqpDelivery", "Consumer", "Settler"]
+
+log = logging.getLogger("stalwart.bus.amqp")
+
+# Publishes a confirmed copy of a delivery: (delivery, delay or None for the
+# dead-letter queue, reason, attempt number the copy carries).
+Settler = Callable[["AmqpDelivery", float | None, str, int], Awaitable[None]]
+
+
+class AmqpDelivery:
+    """One message handed to one consumer; settle it exactly once."""
+
+    def __init__(self, consumer: Consumer, message: AbstractIncomingMessage) -> None:
+        self._consumer = consumer
+        self._message = message
+        self._generation = consumer.generation
+        self.queue = consumer.spec.name
+        self.raw = message.body
+        envelope, error, attempt = decode_incoming(message)
+        self._envelope = envelope
+        self._error = error
+        self.attempt = attempt
+        self._settled = False
+        self._lease: asyncio.TimerHandle | None = None
+
+    def hand_out(self) -> None:
+        """Start the lease: called when the consumer yields it, not while prefetched."""
+        if not self._settled:
+            self._arm(self._consumer.spec.lease)
+
+    @property
+    def envelope(self) -> Envelope | None:
+        return self._envelope
+
+    @property
+    def error(self) -> DecodeError | None:
+        return self._error
+
+    @property
+    def message(self) -> AbstractIncomingMessage:
+        return self._message
+
+    @property
+    def spec(self) -> QueueSpec:
+        return self._consumer.spec
+
+    @property
+    def stale(self) -> bool:
+        """True once the channel it came on is gone (the broker redelivers it)."""
+        if self._generation != self._consumer.generation:
+            return True
+        try:
+            return self._message.channel.is_closed
+        except ChannelInvalidStateError:  # aio-pika raises once the channel is closed
+            return True
+
+    def _arm(self, seconds: float) -> None:
+        if self._lease is not None:
+            self._lease.cancel()
+        loop = asyncio.get_running_loop()
+        self._lease = loop.call_later(seconds, self._lease_expired)
+
+    def _lease_expired(self) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        log.warning(
+            "lease expired on message %s in %s; released for redelivery",
+            self._message.message_id,
+            self.queue,
+        )
+        self._consumer.spawn(self.settle_raw(requeue=True))
+
+    def _claim(self, action: str) -> bool:
+        if self._settled:
+            log.warning(
+                "message %s in %s already settled or released; %s ignored",
+                self._message.message_id,
+                self.queue,
+                action,
+            )
+            return False
+        if self.stale:
+            log.info(
+                "message %s in %s came on a lost channel; the broker redelivers it (%s ignored)",
+                self._message.message_id,
+                self.queue,
+                action,
+            )
+            self._settled = True
+            return False
+        self._settled = True
+        if self._lease is not None:
+            self._lease.cancel()
+        return True
+
+    def release(self) -> bool:
+        """Claim this delivery for release by its consumer; False if already settled."""
+        if self._settled:
+            return False
+        self._settled = True
+        if self._lease is not None:
+            self._lease.cancel()
+        return True
+
+    async def settle_raw(self, *, requeue: bool | None) -> None:
+        """ack (requeue None) or nack; a lost channel is logged: the broker redelivers."""
+        try:
+            if requeue is None:
+                await self._message.ack()
+            else:
+                await self._message.nack(requeue=requeue)
+        except CONNECTION_EXCEPTIONS as exc:
+            log.info(
+                "settling %s failed (%s); it will be redelivered", self._message.message_id, exc
+            )
+        finally:
+            self._consumer.settled(self)
+
+    async def ack(self) -> None:
+        if self._claim("ack"):
+            await self.settle_raw(requeue=None)
+
+    async def retry(self, delay: float | None, reason: str) -> bool:
+        spec = self._consumer.spec
+        if self.attempt >= spec.max_attempts:
+            await self.dead(f"{reason} (after {self.attempt} attempts)")
+            return False
+        if not self._claim("retry"):
+            return True
+        wait = backoff_delay(spec, self.attempt) if delay is None else max(0.0, delay)
+        try:
+            await self._consumer.settler(self, wait, reason, self.attempt + 1)
+        except BaseException:
+            await self.settle_raw(requeue=True)
+            raise
+        await self.settle_raw(requeue=None)
+        return True
+
+    async def dead(self, reason: str) -> None:
+        if not self._claim("dead"):
+            return
+        try:
+            await self._consumer.settler(self, None, reason, self.attempt)
+        except BaseException:
+            await self.settle_raw(requeue=True)
+            raise
+        await self.settle_raw(requeue=None)
+
+    async def extend(self, seconds: float) -> None:
+        if not self._settled:
+            self._arm(max(seconds, 0.001))
+
+
+class Consumer:
+    """A recorded consumer: re-attached on every reconnect, strongly held by the transport."""
+
+    def __init__(self, spec: QueueSpec, queue_name: str, prefetch: int, settler: Settler) -> None:
+        self.spec = spec
+        self.queue_name = queue_name
+        self.prefetch = max(1, prefetch)
+        self.settler = settler
+        self.inbox: asyncio.Queue[AmqpDelivery | None] = asyncio.Queue()
+        self.generation = 0
+        self.inflight = 0
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._retired = False
+
+    async def attach(self, channel: AbstractChannel) -> None:
+        """Start consuming on a fresh channel (after connect or reconnect)."""
+        self.generation += 1
+        self.inflight = 0
+        await channel.set_qos(prefetch_count=self.prefetch)
+        queue = await channel.get_queue(self.queue_name, ensure=True)
+        self._channel, self._queue = channel, queue
+        self._tag = await queue.consume(self._on_message, no_ack=False)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self.inflight += 1
+        delivery = AmqpDelivery(self, message)
+        if self._retired and delivery.release():
+            await delivery.settle_raw(requeue=True)
+            return
+        await self.inbox.put(delivery)
+
+    @property
+    def finished(self) -> bool:
+        """Retired with its channel closed: nothing of it can be settled any more."""
+        return self._retired and self._channel is None
+
+    def settled(self, _delivery: AmqpDelivery) -> None:
+        self.inflight = max(0, self.inflight - 1)
+        if self._retired and self.inflight == 0:
+            self.spawn(self.close())
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a settle in the background; owned here and awaited on close."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def retire(self) -> None:
+        """Stop taking messages: cancel the consumer and release what was not yielded.
+
+        Deliveries already yielded stay settleable (the channel stays open)
+        until they are all settled or :meth:`close` is called.
+        """
+        self._retired = True
+        queue, tag = self._queue, self._tag
+        self._queue = self._tag = None
+        channel = self._channel
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(*CONNECTION_EXCEPTIONS, TimeoutError):
+                if queue is not None and tag is not None:
+                    await queue.cancel(tag, timeout=5.0)
+        while not self.inbox.empty():
+            item = self.inbox.get_nowait()
+            if item is not None and not item.stale and item.release():
+                await item.settle_raw(requeue=True)
+        if self.inflight == 0:
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the channel: the broker requeues every unsettled delivery."""
+        self.generation += 1
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(*CONNECTION_EXCEPTIONS, TimeoutError):
+                await asyncio.wait_for(channel.close(), timeout=5.0)
+        current = asyncio.current_task()
+        pending = [t for t in self._tasks if t is not current]
+        if pending:
+            await asyncio.wait(pending, timeout=5.0)
+
+    def stop(self) -> None:
+        """Wake the iterator so that it ends (transport closing)."""
+        self.inbox.put_nowait(None)

@@ -1,0 +1,177 @@
+"""The transport contract: what every bus backend (sqlite, amqp) implements.
+
+The service runtime, the persistence subscriber, the watchdog, ``stalwart
+tail`` and the dashboard sit on this contract only. One contract test suite
+(``tests/integration/test_transport_contract.py``) runs against every
+transport.
+
+Errors, for every method: :class:`~stalwart.errors.BrokerUnavailable` when the
+backend cannot be reached (``start`` raises it at once on the first connect;
+later the transport reconnects by itself and only raises from ``publish`` once
+its timeout has passed), :class:`~stalwart.errors.TransportClosed` after
+``close``, :class:`~stalwart.errors.MessageTooLarge` from ``publish`` for an
+envelope over the size limit (nothing of that batch is published).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from stalwart.envelope import Envelope
+from stalwart.errors import DecodeError
+from stalwart.topics import validate_pattern
+
+__all__ = [
+    "DeadLetter",
+    "Delivery",
+    "QueueSpec",
+    "QueueStats",
+    "Transport",
+    "backoff_delay",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A service's durable queue and what it is bound to.
+
+    ``name`` is the service name. Instances consuming the same queue compete;
+    each queue gets its own copy of every message whose topic matches one of
+    ``patterns``. After ``max_attempts`` failed attempts a message goes to the
+    queue's dead-letter queue. ``lease`` is how long a delivery stays with a
+    consumer without being renewed (``Delivery.extend``) before it is handed
+    to another. An ``ephemeral`` queue (``stalwart tail``) is deleted on close.
+    """
+
+    name: str
+    patterns: tuple[str, ...]
+    max_attempts: int = 5
+    retry_initial: float = 0.5
+    retry_max: float = 60.0
+    lease: float = 30.0
+    ephemeral: bool = False
+
+    def __post_init__(self) -> None:
+        for pattern in self.patterns:
+            validate_pattern(pattern)
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        if self.lease <= 0:
+            raise ValueError("lease must be > 0 seconds")
+
+
+def backoff_delay(spec: QueueSpec, attempt: int, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter, capped: the delay before ``attempt + 1``."""
+    cap = min(spec.retry_max, spec.retry_initial * (2 ** max(attempt - 1, 0)))
+    return (rng or random).uniform(cap / 2, cap)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Counts for one queue at one instant."""
+
+    name: str
+    ready: int
+    inflight: int
+    delayed: int
+    dead: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A dead-lettered message with why and when it died."""
+
+    envelope: Envelope | None
+    raw: bytes
+    queue: str
+    reason: str
+    attempts: int
+    died_at: datetime
+    key: str = field(default="")  # transport-specific handle for retry/purge
+
+
+class Delivery(Protocol):
+    """One message handed to one consumer; settle it exactly once.
+
+    ``envelope`` is ``None`` when the raw bytes did not decode; ``error`` then
+    says why and ``raw`` keeps the data, so the runtime can dead-letter it
+    without losing it.
+    """
+
+    queue: str
+    attempt: int
+    raw: bytes
+
+    @property
+    def envelope(self) -> Envelope | None: ...
+
+    @property
+    def error(self) -> DecodeError | None: ...
+
+    async def ack(self) -> None:
+        """Done: the message leaves the queue."""
+
+    async def retry(self, delay: float | None, reason: str) -> bool:
+        """Failed: redeliver after ``delay`` (None: the queue's backoff).
+
+        Returns ``False`` when that was the last attempt and the message went
+        to the dead-letter queue instead.
+        """
+
+    async def dead(self, reason: str) -> None:
+        """Give up now: move to the dead-letter queue with ``reason``."""
+
+    async def extend(self, seconds: float) -> None:
+        """Renew the lease so that a long handler is not redelivered."""
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """A durable topic-routed bus backend."""
+
+    url: str
+
+    @property
+    def connected(self) -> bool:
+        """True while started and able to reach the broker (False while reconnecting)."""
+        ...
+
+    async def start(self) -> None:
+        """Connect; fail fast with BrokerUnavailable the first time."""
+
+    async def close(self) -> None:
+        """Stop consumers, cancel and await own tasks, disconnect. Idempotent."""
+
+    async def declare(self, queue: QueueSpec) -> None:
+        """Create (or update the bindings of) a service's queue and its dead-letter queue."""
+
+    async def publish(self, batch: Sequence[Envelope]) -> None:
+        """Route and store every envelope durably; return only when all are durable."""
+
+    def consume(self, queue: str, prefetch: int) -> AsyncIterator[Delivery]:
+        """Deliveries from ``queue``, at most ``prefetch`` unsettled at a time.
+
+        The iterator ends when the transport closes. Closing the iterator
+        (``aclose()``, or breaking out of ``async for``) stops the consumer: no
+        new deliveries, and any prefetched but not yet yielded are released at
+        once. Deliveries already yielded stay settleable until the transport
+        closes, so a graceful shutdown can stop taking work, finish in-flight
+        handlers and ack them; unsettled ones come back after ``close()``.
+        """
+
+    async def queue_stats(self, queue: str) -> QueueStats: ...
+
+    async def queues(self) -> list[str]:
+        """Names of the declared (non-ephemeral) queues."""
+
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]: ...
+
+    async def requeue_dead(self, queue: str, keys: Sequence[str] | None = None) -> int:
+        """Put dead letters (all, or those with ``keys``) back for another try."""
+
+    async def purge_dead(self, queue: str, keys: Sequence[str] | None = None) -> int:
+        """Delete dead letters (all, or those with ``keys``); returns how many."""

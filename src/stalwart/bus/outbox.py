@@ -1,0 +1,332 @@
+"""Store-and-forward outbox: publishing goes on while the broker is away.
+
+:class:`OutboxTransport` wraps any transport. When the inner transport cannot
+confirm a batch (down, blocked, timed out), the batch is written to a local
+durable SQLite spool (fsynced) and ``publish`` returns: the messages are
+durable on this host. A forwarder task drains the spool in order, with
+backoff, once the broker is back; a spool left by a process that exited is
+forwarded when the next process starts on it. Everything else delegates.
+
+Order: while anything waits in the spool, new batches are spooled behind it,
+so a process's messages reach the broker in the order it published them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+from stalwart.bus._outbox_spool import Spool, SpoolError, SpoolStatus
+from stalwart.bus._tasks import cancel_and_wait
+from stalwart.bus._transport import DeadLetter, Delivery, QueueSpec, QueueStats, Transport
+from stalwart.envelope import DEFAULT_MAX_SIZE, Envelope, decode, encode
+from stalwart.errors import (
+    BrokerUnavailable,
+    DecodeError,
+    PublishRefused,
+    StalwartError,
+    TransportClosed,
+)
+from stalwart.ids import new_id
+
+__all__ = ["OutboxTransport", "SpoolError", "SpoolStatus", "spool_status"]
+
+log = logging.getLogger("stalwart.bus.outbox")
+
+Progress = Callable[[int, int], None]  # (forwarded so far, pending at start)
+
+
+def spool_status(path: str | Path) -> SpoolStatus:
+    """Pending count, bytes and oldest time of the spool at ``path`` (no broker needed)."""
+    spool = Spool(path)
+    try:
+        return spool.status()
+    finally:
+        spool.close()
+
+
+class OutboxTransport:
+    """A transport that never makes a publisher wait for an absent broker.
+
+    ``publish_timeout`` bounds how long a direct publish may take before the
+    batch is spooled instead; the forwarder retries with exponential backoff
+    (full jitter) from ``backoff_initial`` up to ``backoff_cap`` seconds and
+    looks for rows spooled by other processes every ``poll`` seconds. With
+    ``forward=False`` nothing is forwarded in the background (only
+    :meth:`flush` forwards), as ``stalwart outbox flush`` wants.
+    """
+
+    def __init__(
+        self,
+        inner: Transport,
+        spool_path: str | Path,
+        *,
+        publish_timeout: float = 5.0,
+        batch_size: int = 200,
+        backoff_initial: float = 0.1,
+        backoff_cap: float = 10.0,
+        poll: float = 2.0,
+        lease: float = 15.0,
+        durability: Literal["full", "normal"] = "full",
+        max_message_size: int | None = None,
+        forward: bool = True,
+    ) -> None:
+        self.inner = inner
+        self._forward = forward
+        self.url = inner.url
+        self.spool_path = str(spool_path)
+        self._publish_timeout = publish_timeout
+        self._batch_size = batch_size
+        self._backoff = (backoff_initial, backoff_cap)
+        self._poll = poll
+        self._lease = lease
+        self._durability: Literal["full", "normal"] = durability
+        inner_limit = getattr(inner, "max_message_size", DEFAULT_MAX_SIZE)
+        self._max_size: int = max_message_size or (
+            inner_limit if isinstance(inner_limit, int) else DEFAULT_MAX_SIZE
+        )
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{new_id()}"
+        self._spool: Spool | None = None
+        self._spooling = True  # until the forwarder has seen the spool empty
+        self._order = asyncio.Lock()
+        self._start_lock = asyncio.Lock()
+        self._inner_started = False
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._forwarder: asyncio.Task[None] | None = None
+        self._claimed_until = 0.0  # loop time until which this process holds the forwarder lease
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"OutboxTransport({self.inner!r}, spool={self.spool_path!r})"
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker is reachable now (publishing works either way)."""
+        return self._inner_started and not self._closed and self.inner.connected
+
+    async def start(self) -> None:
+        """Open the spool and start forwarding; a broker that is down is not an error."""
+        if self._closed:
+            raise TransportClosed("the outbox transport is closed; open a new one")
+        if self._spool is not None:
+            return
+        self._spool = await asyncio.to_thread(Spool, self.spool_path, self._durability)
+        # Publish directly unless older messages wait (they must go first).
+        self._spooling = await asyncio.to_thread(self._spool.pending) > 0
+        with contextlib.suppress(BrokerUnavailable):
+            await self._ensure_inner()
+        if not self._inner_started:
+            log.warning("broker %s unavailable; publishing to the outbox spool", self.url)
+        if self._forward:
+            self._forwarder = asyncio.create_task(self._forward_forever(), name="stalwart-outbox")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        if self._forwarder is not None:
+            await cancel_and_wait(self._forwarder)
+        if self._spool is not None and self._spooling and self._inner_started and self._forward:
+            # A short-lived process (a batch tool) forwards what it can before it goes.
+            with contextlib.suppress(BrokerUnavailable, PublishRefused, TimeoutError):
+                await self.flush(timeout=self._publish_timeout)
+        self._closed = True
+        if self._spool is not None:
+            spool, self._spool = self._spool, None
+            await asyncio.to_thread(spool.release, self._owner)
+            await asyncio.to_thread(spool.close)
+        if self._inner_started:
+            await self.inner.close()
+
+    async def _ensure_inner(self) -> None:
+        if self._closed:
+            raise TransportClosed("the outbox transport is closed; open a new one")
+        if self._inner_started:
+            return
+        async with self._start_lock:
+            if not self._inner_started:
+                await self.inner.start()
+                self._inner_started = True
+
+    def _need_spool(self) -> Spool:
+        if self._spool is None:
+            raise TransportClosed(
+                "the outbox transport is not started or is closed; await transport.start()"
+            )
+        return self._spool
+
+    # -- publishing --------------------------------------------------------
+
+    async def publish(self, batch: Sequence[Envelope]) -> None:
+        """Publish through the broker, or spool durably when it cannot confirm."""
+        spool = self._need_spool()
+        if not batch:
+            return
+        rows = [(env.id, env.topic, encode(env, self._max_size)) for env in batch]
+        if not self._spooling:
+            # Concurrent direct publishes are fine: order is only promised
+            # between publishes that follow one another.
+            try:
+                await self._ensure_inner()
+                await asyncio.wait_for(self.inner.publish(batch), self._publish_timeout)
+                return
+            except (BrokerUnavailable, PublishRefused, TimeoutError) as exc:
+                log.warning("broker cannot confirm (%s); spooling %d message(s)", exc, len(rows))
+        async with self._order:
+            self._spooling = True
+            await asyncio.to_thread(spool.append, rows)
+            self._drained.clear()
+        self._wake.set()
+
+    async def pending(self) -> int:
+        return await asyncio.to_thread(self._need_spool().pending)
+
+    async def status(self) -> SpoolStatus:
+        return await asyncio.to_thread(self._need_spool().status)
+
+    async def flush(self, timeout: float, progress: Progress | None = None) -> int:
+        """Forward everything spooled now; returns how many were forwarded.
+
+        Raises BrokerUnavailable when the spool is not empty after ``timeout``.
+        """
+        spool = self._need_spool()
+        total = await asyncio.to_thread(spool.pending)
+        forwarded = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = self._backoff[0]
+        problem = "another process is forwarding this spool"
+        while True:
+            if loop.time() > deadline:
+                raise BrokerUnavailable(
+                    f"outbox flush: {max(total - forwarded, 0)} message(s) still spooled after "
+                    f"{timeout:.0f}s ({problem}); start the broker and run it again"
+                )
+            try:
+                moved = await self._forward_chunk(spool)
+            except (BrokerUnavailable, PublishRefused, TimeoutError) as exc:
+                problem = str(exc) or type(exc).__name__
+                pause = random.uniform(delay / 2, delay)
+                await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
+                delay = min(self._backoff[1], delay * 2)
+                continue
+            if moved is None:
+                return forwarded
+            forwarded += moved
+            if progress is not None:
+                progress(forwarded, max(total, forwarded))
+
+    # -- forwarding --------------------------------------------------------
+
+    async def _forward_chunk(self, spool: Spool) -> int | None:
+        """Forward the oldest rows; None when the spool is empty (or owned elsewhere: 0)."""
+        loop = asyncio.get_running_loop()
+        if loop.time() > self._claimed_until - self._lease / 2:  # renew at half-life only
+            if not await asyncio.to_thread(spool.claim, self._owner, self._lease):
+                await asyncio.sleep(min(self._poll, 0.5))
+                return 0
+            self._claimed_until = loop.time() + self._lease
+        rows = await asyncio.to_thread(spool.head, self._batch_size)
+        if not rows:
+            async with self._order:
+                if not await asyncio.to_thread(spool.pending):
+                    self._spooling = False
+                    self._drained.set()
+                    await asyncio.to_thread(spool.release, self._owner)
+                    self._claimed_until = 0.0
+                    return None
+            return 0
+        batch: list[Envelope] = []
+        sent: list[int] = []
+        for row in rows:
+            try:
+                batch.append(decode(row.data))
+                sent.append(row.seq)
+            except DecodeError as exc:
+                log.error(
+                    "outbox row %d of %s does not decode (%s); set aside in its quarantine "
+                    "table (see `stalwart outbox status`)",
+                    row.seq,
+                    self.spool_path,
+                    exc,
+                )
+                await asyncio.to_thread(spool.quarantine, row.seq, str(exc))
+        await self._ensure_inner()
+        await self.inner.publish(batch)
+        await asyncio.to_thread(spool.remove, sent)
+        return len(sent)
+
+    async def _forward_forever(self) -> None:
+        spool = self._need_spool()
+        delay = self._backoff[0]
+        while True:
+            try:
+                moved = await self._forward_chunk(spool)
+            except (BrokerUnavailable, PublishRefused, TimeoutError) as exc:
+                pause = random.uniform(delay / 2, delay)
+                log.info("outbox forwarding paused %.2fs: %s", pause, exc)
+                await asyncio.sleep(pause)
+                delay = min(self._backoff[1], delay * 2)
+                continue
+            except StalwartError as exc:  # spool or configuration trouble: keep trying, loudly
+                log.error("outbox forwarding failed: %s", exc)
+                await asyncio.sleep(self._backoff[1])
+                continue
+            delay = self._backoff[0]
+            if moved is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll)
+
+    async def wait_drained(self, timeout: float) -> None:
+        """Wait until this process has seen the spool empty (tests, shutdown)."""
+        await asyncio.wait_for(self._drained.wait(), timeout)
+
+    # -- delegation --------------------------------------------------------
+
+    async def declare(self, queue: QueueSpec) -> None:
+        await self._ensure_inner()
+        await self.inner.declare(queue)
+
+    def consume(self, queue: str, prefetch: int) -> AsyncIterator[Delivery]:
+        return self._consume(queue, prefetch)
+
+    async def _consume(self, queue: str, prefetch: int) -> AsyncIterator[Delivery]:
+        await self._ensure_inner()
+        iterator = self.inner.consume(queue, prefetch)
+        try:
+            async for delivery in iterator:
+                yield delivery
+        finally:
+            closer = getattr(iterator, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    async def queue_stats(self, queue: str) -> QueueStats:
+        await self._ensure_inner()
+        return await self.inner.queue_stats(queue)
+
+    async def queues(self) -> list[str]:
+        await self._ensure_inner()
+        return await self.inner.queues()
+
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        await self._ensure_inner()
+        return await self.inner.dead_letters(queue, limit)
+
+    async def requeue_dead(self, queue: str, keys: Sequence[str] | None = None) -> int:
+        await self._ensure_inner()
+        return await self.inner.requeue_dead(queue, keys)
+
+    async def purge_dead(self, queue: str, keys: Sequence[str] | None = None) -> int:
+        await self._ensure_inner()
+        return await self.inner.purge_dead(queue, keys)

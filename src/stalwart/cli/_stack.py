@@ -1,0 +1,84 @@
+"""What ``stalwart up`` runs: every part as its own supervised process.
+
+The persistence subscriber, the dashboard, the services named in
+``stalwart.toml`` and, with ``--demo``, the demonstration services, each as a
+watchdog program: a crash is restarted, a hang (no heartbeat) is halted and
+restarted, a runaway pipeline step is stopped. The demo's dispatcher runs as
+an HA pair (one active, one on standby).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from stalwart.config import Settings
+from stalwart.demo import services as demo
+from stalwart.service import load_service
+from stalwart.watchdog import ProgramSettings, WatchdogSettings
+
+__all__ = ["stack"]
+
+_PY = sys.executable
+_DEMO = "stalwart.demo.services"
+
+
+def _program(name: str, command: list[str], **options: Any) -> ProgramSettings:
+    defaults: dict[str, Any] = {"restart": "always", "stop_grace": 10.0}
+    return ProgramSettings(name=name, command=command, **{**defaults, **options})
+
+
+def _service(
+    name: str, target: str, service: str, replicas: int = 1, **options: Any
+) -> ProgramSettings:
+    """A service supervised by its heartbeats as well as its exit."""
+    return _program(
+        name,
+        [_PY, "-m", "stalwart", "run", target],
+        replicas=replicas,
+        service=service,
+        heartbeat_timeout=15.0,
+        startup_time=20.0,
+        **options,
+    )
+
+
+def _demo_programs() -> list[ProgramSettings]:
+    programs = [
+        _program(
+            "dispatcher",
+            [_PY, "-m", "stalwart", "run", "--ha", "--replicas", "1", f"{_DEMO}:dispatcher"],
+            replicas=2,
+        ),
+        _service("calibration", f"{_DEMO}:calibration", demo.calibration.name),
+        _service("qa", f"{_DEMO}:qa", demo.qa.name),
+        _service("delivery", f"{_DEMO}:delivery", demo.delivery.name),
+        _service("tracker", f"{_DEMO}:tracker", demo.tracker.name),
+    ]
+    for site, service in demo.transfers.items():
+        programs.append(_service(f"transfer-{site}", f"{_DEMO}:transfer_{site}", service.name))
+    for site, service in demo.pipelines.items():
+        programs.append(
+            _service(
+                f"pipeline-{site}",
+                f"{_DEMO}:pipeline_{site}",
+                service.name,
+                max_memory="512MiB",
+                check_interval=1.0,
+            )
+        )
+    return programs
+
+
+def stack(settings: Settings, *, demo_workflow: bool, dashboard: bool) -> WatchdogSettings:
+    """The watchdog table that runs the whole system, plus the user's own programs."""
+    programs = [_program("persist", [_PY, "-m", "stalwart", "persist"])]
+    if dashboard:
+        programs.append(_program("dashboard", [_PY, "-m", "stalwart", "dashboard"]))
+    for entry in settings.services:
+        service = load_service(entry.target)
+        programs.append(_service(service.name, entry.target, service.name, entry.instances))
+    if demo_workflow:
+        programs.extend(_demo_programs())
+    own = settings.section("watchdog", WatchdogSettings)
+    return own.model_copy(update={"programs": [*programs, *own.programs]})

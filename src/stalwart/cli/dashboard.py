@@ -1,0 +1,98 @@
+"""``stalwart dashboard`` (serve the web dashboard) and ``stalwart dashboard hash-password``."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
+from stalwart.config import Settings
+from stalwart.dashboard import DEFAULT_BIND, serve_dashboard
+from stalwart.dashboard.auth import hash_password
+from stalwart.errors import ConfigError
+
+__all__ = ["register"]
+
+_group = typer.Typer(
+    name="dashboard",
+    help="The web dashboard: what is running where and what is flowing.\n\n"
+    "Example: stalwart dashboard --bind 127.0.0.1:8321",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+
+async def _serve(settings: Settings, bind: str | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await serve_dashboard(
+            settings,
+            bind,
+            stop,
+            on_ready=lambda url: console.print(f"dashboard on [bold]{url}[/] (Ctrl-C to stop)"),
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot serve the dashboard: {exc}; choose another --bind") from None
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+@_group.callback()
+@handle_errors
+def dashboard(
+    ctx: typer.Context,
+    bind: Annotated[
+        str | None,
+        typer.Option(
+            "--bind",
+            "-b",
+            help="host:port to listen on (default: bind in the dashboard table, else "
+            f"{DEFAULT_BIND}). Beyond 127.0.0.1 every page needs a login.",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the dashboard until Ctrl-C or SIGTERM.
+
+    Example: stalwart dashboard --bind 127.0.0.1:8321
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = settings_from(config)
+    run(_serve(settings, bind))
+
+
+@_group.command("hash-password")
+@handle_errors
+def hash_password_command(
+    user: Annotated[str, typer.Option("--user", "-u", help="User name for the TOML line.")] = "ops",
+    stdin: Annotated[
+        bool, typer.Option("--stdin", help="Read the password from standard input.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Print a password hash for the dashboard.users table (never store plain passwords).
+
+    Example: stalwart dashboard hash-password --user ops
+    """
+    del config  # accepted like every command; hashing needs no settings
+    if stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    encoded = hash_password(password)
+    typer.echo("Add to stalwart.toml:", err=True)
+    typer.echo(f'[dashboard.users]\n{user} = "{encoded}"')
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(_group)

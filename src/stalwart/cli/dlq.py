@@ -1,0 +1,142 @@
+"""``stalwart dlq``: inspect, retry and purge dead letters."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from stalwart.bus import DeadLetter, Transport
+from stalwart.cli._bus import connected
+from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
+from stalwart.config import Settings
+from stalwart.errors import StalwartError
+
+__all__ = ["register"]
+
+ServiceOption = Annotated[
+    str | None, typer.Option("--service", "-s", help="Only this service's dead letters.")
+]
+
+
+async def _queues(transport: Transport, service: str | None) -> list[str]:
+    names = await transport.queues()
+    if service is None:
+        return names
+    if service not in names:
+        raise StalwartError(
+            f"no queue for service {service!r}; known: {', '.join(names) or 'none'}"
+        )
+    return [service]
+
+
+async def _list(settings: Settings, service: str | None, limit: int) -> list[DeadLetter]:
+    async with connected(settings) as transport:
+        letters: list[DeadLetter] = []
+        for queue in await _queues(transport, service):
+            letters.extend(await transport.dead_letters(queue, limit))
+        return letters
+
+
+async def _act(settings: Settings, service: str | None, keys: list[str], purge: bool) -> int:
+    async with connected(settings) as transport:
+        total = 0
+        for queue in await _queues(transport, service):
+            chosen = keys or None
+            if purge:
+                total += await transport.purge_dead(queue, chosen)
+            else:
+                total += await transport.requeue_dead(queue, chosen)
+        return total
+
+
+def _key_of(letter: DeadLetter) -> str:
+    return letter.key or (letter.envelope.id if letter.envelope else "")
+
+
+def register(app: typer.Typer) -> None:
+    dlq = typer.Typer(
+        help="Dead letters: list, show, retry, purge.\n\nExample: stalwart dlq list",
+        no_args_is_help=True,
+    )
+    app.add_typer(dlq, name="dlq")
+
+    @dlq.command("list")
+    @handle_errors
+    def list_(service: ServiceOption = None, limit: int = 100, config: ConfigOption = None) -> None:
+        """List dead letters with their reasons.
+
+        Example: stalwart dlq list --service qa
+        """
+        letters = run(_list(settings_from(config), service, limit))
+        table = Table("key", "service", "topic", "kind", "attempts", "died", "reason")
+        for letter in letters:
+            env = letter.envelope
+            table.add_row(
+                _key_of(letter),
+                letter.queue,
+                escape(env.topic) if env else "?",
+                escape(env.kind) if env else "?",
+                str(letter.attempts),
+                f"{letter.died_at:%Y-%m-%d %H:%M:%S}",
+                escape(letter.reason),
+            )
+        console.print(table if letters else "no dead letters")
+
+    @dlq.command()
+    @handle_errors
+    def show(key: str, service: ServiceOption = None, config: ConfigOption = None) -> None:
+        """Show one dead letter whole (token masked).
+
+        Example: stalwart dlq show 0193a1c2-... --service qa
+        """
+        for letter in run(_list(settings_from(config), service, 10_000)):
+            if key in (_key_of(letter), letter.envelope.id if letter.envelope else None):
+                data: dict[str, Any] = (
+                    letter.envelope.redacted()
+                    if letter.envelope
+                    else {"raw": letter.raw.decode(errors="replace")}
+                )
+                data["_dead"] = {
+                    "queue": letter.queue,
+                    "reason": letter.reason,
+                    "attempts": letter.attempts,
+                    "died_at": str(letter.died_at),
+                }
+                console.print_json(json.dumps(data, default=str))
+                return
+        raise StalwartError(f"no dead letter {key!r}; see `stalwart dlq list`")
+
+    @dlq.command()
+    @handle_errors
+    def retry(
+        keys: Annotated[list[str] | None, typer.Argument(help="Keys (default: all).")] = None,
+        service: ServiceOption = None,
+        config: ConfigOption = None,
+    ) -> None:
+        """Put dead letters back on their queue for another try.
+
+        Example: stalwart dlq retry --service qa
+        """
+        count = run(_act(settings_from(config), service, keys or [], purge=False))
+        console.print(f"requeued {count} dead letter(s)")
+
+    @dlq.command()
+    @handle_errors
+    def purge(
+        keys: Annotated[list[str] | None, typer.Argument(help="Keys (default: all).")] = None,
+        service: ServiceOption = None,
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+        config: ConfigOption = None,
+    ) -> None:
+        """Delete dead letters for good.
+
+        Example: stalwart dlq purge --service qa --yes
+        """
+        if not yes:
+            typer.confirm("delete these dead letters for good?", abort=True)
+        count = run(_act(settings_from(config), service, keys or [], purge=True))
+        console.print(f"purged {count} dead letter(s)")

@@ -1,0 +1,248 @@
+"""``stalwart ha status``, ``stalwart ha monitor`` and ``stalwart ha step-down ROLE``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stalwart.bus import Transport, open_bus
+from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
+from stalwart.config import Settings
+from stalwart.envelope import default_sender
+from stalwart.errors import StalwartError
+from stalwart.ha import HaSettings, HaStatus, HealthMonitors, request_step_down, status
+from stalwart.ha.events import EventPublisher
+from stalwart.ha.probes import probe
+from stalwart.store._engine import make_engine
+
+__all__ = ["register"]
+
+_STATE_STYLE = {"healthy": "green", "suspect": "yellow", "recovering": "cyan", "failed": "bold red"}
+
+
+def _store_url(settings: Settings) -> str:
+    return settings.section("ha", HaSettings).store_url or settings.store.url
+
+
+async def _status(settings: Settings) -> HaStatus:
+    engine = make_engine(_store_url(settings))
+    try:
+        return await status(engine)
+    finally:
+        await engine.dispose()
+
+
+def _when(epoch: float) -> str:
+    if epoch <= 0:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_status(shown: HaStatus) -> None:
+    leases = Table(title="leases")
+    for column in ("role", "holder", "token", "state", "expires in", "renewed"):
+        leases.add_column(column)
+    for lease in shown.leases:
+        state = "[green]held[/]" if lease.live else "[dim]free[/]"
+        if lease.stepdown_requested:
+            state += " (step-down requested)"
+        leases.add_row(
+            lease.role,
+            lease.holder or "-",
+            str(lease.token),
+            state,
+            f"{lease.expires_in:.1f}s" if lease.live else "-",
+            _when(lease.renewed_at),
+        )
+    console.print(leases if shown.leases else "no leases yet: no HA service has run")
+    if shown.replicas:
+        replicas = Table(title="replicas seen in the last three lease times")
+        for column in ("role", "holder", "state", "seen"):
+            replicas.add_column(column)
+        for r in shown.replicas:
+            state = "[green]active[/]" if r.state == "active" else "standby"
+            replicas.add_row(r.role, r.holder, state, f"{r.seen_ago:.1f}s ago")
+        console.print(replicas)
+    if shown.checkpoints:
+        cps = Table(title="latest checkpoints")
+        for column in ("role", "version", "token", "holder", "saved"):
+            cps.add_column(column)
+        for cp in shown.checkpoints:
+            cps.add_row(cp.role, str(cp.version), str(cp.token), cp.holder, _when(cp.created_at))
+        console.print(cps)
+    monitors = Table(title="monitors")
+    for column in ("name", "kind", "state", "active URL", "since", "detail"):
+        monitors.add_column(column, overflow="fold")
+    for m in shown.monitors:
+        style = _STATE_STYLE.get(m.state, "")
+        monitors.add_row(
+            m.name, m.kind, f"[{style}]{m.state}[/]", m.active_url, _when(m.since), m.detail
+        )
+    console.print(monitors if shown.monitors else "no monitor transitions recorded")
+    if shown.transitions:
+        moves = Table(title="recent transitions")
+        for column in ("at", "monitor", "from", "to", "reason"):
+            moves.add_column(column, overflow="fold")
+        for t in shown.transitions[:20]:
+            moves.add_row(_when(t.at), t.monitor, t.from_state, t.to_state, t.reason)
+        console.print(moves)
+
+
+async def _open_events(settings: Settings) -> tuple[Transport | None, EventPublisher]:
+    """The bus for events; monitoring goes on without it if the bus itself is down."""
+    sender = default_sender("ha-monitor", settings.site)
+    transport = open_bus(settings)
+    try:
+        await transport.start()
+    except StalwartError as exc:
+        console.print(f"[yellow]bus unavailable, events only stored:[/] {exc}")
+        return None, EventPublisher(None, sender)
+    return transport, EventPublisher(transport, sender)
+
+
+async def _monitor(settings: Settings) -> None:
+    ha = settings.section("ha", HaSettings)
+    if not ha.monitors:
+        raise StalwartError(
+            "no monitors configured: add ha.monitors entries to stalwart.toml "
+            '(e.g. name = "broker", kind = "amqp", urls = ["amqp://..."])'
+        )
+    engine = make_engine(_store_url(settings), pool_pre_ping=True)
+    transport, events = await _open_events(settings)
+    group = HealthMonitors(ha.monitors, engine, events)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    group.start()
+    console.print(f"monitoring {', '.join(m.name for m in ha.monitors)}; Ctrl-C to stop")
+    try:
+        await stop.wait()
+    finally:
+        await group.stop()
+        if transport is not None:
+            await transport.close()
+        await engine.dispose()
+
+
+async def _probe_once(settings: Settings) -> list[tuple[str, str, bool, str, float]]:
+    ha = settings.section("ha", HaSettings)
+    results: list[tuple[str, str, bool, str, float]] = []
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as bar:
+        task = bar.add_task("probing", total=sum(len(m.urls) for m in ha.monitors))
+        for m in ha.monitors:
+            for url in m.urls:
+                bar.update(task, description=f"probing {m.name}")
+                r = await probe(m.kind, url, timeout=m.timeout, expect_status=m.expect_status)
+                results.append((m.name, url, r.ok, r.detail, r.seconds))
+                bar.advance(task)
+    return results
+
+
+async def _step_down(settings: Settings, role: str, wait: float) -> tuple[int | None, str]:
+    engine = make_engine(_store_url(settings))
+    try:
+        token = await request_step_down(engine, role)
+        if token is None or wait <= 0:
+            return token, ""
+        deadline = time.monotonic() + wait
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as bar:
+            bar.add_task(f"waiting for {role} to change hands", total=None)
+            while time.monotonic() < deadline:
+                lease = next((x for x in (await status(engine)).leases if x.role == role), None)
+                if lease is not None and lease.token != token:
+                    return token, f"now held by {lease.holder} with token {lease.token}"
+                if lease is not None and not lease.live:
+                    return token, "released; no standby has taken it yet"
+                await asyncio.sleep(0.2)
+        return token, f"still held after {wait:.0f}s; the holder steps down at its next renewal"
+    finally:
+        await engine.dispose()
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(
+        help="High availability: leases, checkpoints, health monitors.\n\n"
+        "Example: stalwart ha status -c stalwart.toml",
+        no_args_is_help=True,
+    )
+    app.add_typer(group, name="ha")
+
+    @group.command("status")
+    @handle_errors
+    def status_command(
+        config: ConfigOption = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    ) -> None:
+        """Show who holds each role, the latest checkpoints, monitors and transitions.
+
+        Example: stalwart ha status -c stalwart.toml
+        """
+        shown = run(_status(settings_from(config)))
+        if as_json:
+            typer.echo(json.dumps(shown.to_dict()))
+        else:
+            _print_status(shown)
+
+    @group.command("monitor")
+    @handle_errors
+    def monitor_command(
+        config: ConfigOption = None,
+        once: Annotated[
+            bool, typer.Option("--once", help="Probe every URL once, print, and exit.")
+        ] = False,
+    ) -> None:
+        """Watch the critical services listed under ha.monitors: repair, then fail over.
+
+        Transitions are stored and published on sys.ha.monitor; a switch to a
+        backup URL also on sys.ha.failover. Runs until SIGTERM/SIGINT.
+
+        Example: stalwart ha monitor -c stalwart.toml
+        """
+        settings = settings_from(config)
+        if not once:
+            run(_monitor(settings))
+            return
+        results = run(_probe_once(settings))
+        table = Table(title="probes")
+        for column in ("monitor", "url", "result", "seconds", "detail"):
+            table.add_column(column, overflow="fold")
+        for name, url, ok, detail, seconds in results:
+            table.add_row(
+                name, url, "[green]ok[/]" if ok else "[red]down[/]", f"{seconds:.2f}", detail
+            )
+        console.print(table)
+        if not all(ok for _, _, ok, _, _ in results):
+            raise typer.Exit(1)
+
+    @group.command("step-down")
+    @handle_errors
+    def step_down_command(
+        role: Annotated[str, typer.Argument(help="The role, e.g. service.dispatcher.")],
+        config: ConfigOption = None,
+        wait: Annotated[
+            float, typer.Option("--wait", min=0, help="Seconds to wait for the handover.")
+        ] = 30.0,
+    ) -> None:
+        """Ask the holder of ROLE to step down so that a standby takes over.
+
+        The holder stops acting and releases at its next renewal; nobody
+        acquires before that, so two holders never act at once.
+
+        Example: stalwart ha step-down service.dispatcher -c stalwart.toml
+        """
+        token, outcome = run(_step_down(settings_from(config), role, wait))
+        if token is None:
+            raise StalwartError(
+                f"nobody holds {role!r} now; see `stalwart ha status` for the roles"
+            )
+        console.print(f"step-down requested from token {token}. {outcome}".strip())

@@ -1,0 +1,160 @@
+"""``stalwart send`` and ``stalwart tail``: put a message on the bus, watch it flow."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from stalwart.bus import QueueSpec
+from stalwart.cli._bus import connected
+from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
+from stalwart.config import Settings
+from stalwart.envelope import DeliveryState, Envelope, default_sender
+from stalwart.errors import DecodeError
+from stalwart.messages import LIFECYCLE_TOPIC
+
+__all__ = ["register"]
+
+_STATE_STYLE = {
+    DeliveryState.CONSUMED: "green",
+    DeliveryState.FAILED: "yellow",
+    DeliveryState.DEAD: "bold red",
+    DeliveryState.REJECTED: "red",
+    DeliveryState.EXPIRED: "magenta",
+}
+
+
+def _read_body(data: str | None, file: Path | None) -> Any:
+    if (data is None) == (file is None):
+        raise DecodeError("give exactly one of --json DATA or --file F")
+    text = data if data is not None else Path(file or "").read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DecodeError(
+            f"body is not valid JSON ({exc}); quote it, e.g. --json '{{\"a\": 1}}'", text
+        ) from None
+
+
+async def _send(settings: Settings, envelope: Envelope) -> None:
+    async with connected(settings) as transport:
+        await transport.publish([envelope])
+
+
+def _line(envelope: Envelope) -> str:
+    """One line per message; lifecycle batches show their transitions."""
+    stamp = f"{envelope.created_at:%H:%M:%S.%f}"[:-3]
+    head = f"[dim]{stamp}[/] [cyan]{escape(envelope.topic)}[/] [bold]{escape(envelope.kind)}[/]"
+    if envelope.topic == LIFECYCLE_TOPIC and isinstance(envelope.body, dict):
+        parts = []
+        for t in envelope.body.get("transitions", [])[:6]:
+            state = DeliveryState(t["state"])
+            style = _STATE_STYLE.get(state, "white")
+            parts.append(f"{t['message_id'][-8:]}@{escape(t['service'])}=[{style}]{state}[/]")
+        more = len(envelope.body.get("transitions", [])) - len(parts)
+        return f"{head} {' '.join(parts)}{f' +{more}' if more > 0 else ''}"
+    body = json.dumps(envelope.body, separators=(",", ":"), default=str)
+    if len(body) > 120:
+        body = body[:117] + "..."
+    return f"{head} [dim]from[/] {escape(envelope.sender)} {escape(body)}"
+
+
+async def _tail(settings: Settings, patterns: list[str], count: int | None, as_json: bool) -> int:
+    spec = QueueSpec(
+        name=f"tail-{secrets.token_hex(4)}",
+        patterns=tuple(patterns),
+        ephemeral=True,
+        max_attempts=1,
+    )
+    seen = 0
+    # SIGTERM ends the tail like Ctrl-C: its ephemeral queue is removed on the way out.
+    main = asyncio.current_task()
+    if main is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+    async with connected(settings) as transport:
+        await transport.declare(spec)
+        deliveries = transport.consume(spec.name, 256)
+        try:
+            async for delivery in deliveries:
+                envelope = delivery.envelope
+                if envelope is None:
+                    console.print(f"[red]undecodable message:[/] {escape(str(delivery.error))}")
+                elif as_json:
+                    console.print_json(json.dumps(envelope.redacted()))
+                else:
+                    console.print(_line(envelope), highlight=False, soft_wrap=True)
+                await delivery.ack()
+                seen += 1
+                if count is not None and seen >= count:
+                    break
+        finally:
+            await deliveries.aclose()  # type: ignore[attr-defined]
+    return seen
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @handle_errors
+    def send(
+        topic: Annotated[str, typer.Argument(help="Dotted topic, e.g. pipeline.process.jao")],
+        kind: Annotated[
+            str, typer.Option("--kind", "-k", help="The body's type name.")
+        ] = "Message",
+        data: Annotated[str | None, typer.Option("--json", help="Body as JSON text.")] = None,
+        file: Annotated[
+            Path | None, typer.Option("--file", "-f", help="Body from a JSON file.")
+        ] = None,
+        ttl: Annotated[float | None, typer.Option(help="Seconds before it expires.")] = None,
+        reply_to: Annotated[str | None, typer.Option(help="Topic for the reply.")] = None,
+        correlation: Annotated[str | None, typer.Option(help="Correlation id.")] = None,
+        token: Annotated[
+            str | None,
+            typer.Option(
+                envvar="STALWART_TOKEN", show_default=False, help="Signed token to attach."
+            ),
+        ] = None,
+        config: ConfigOption = None,
+    ) -> None:
+        """Publish one message; returns once it is durable and prints its id.
+
+        Example: stalwart send pipeline.process.jao --kind ProcessRequest --json '{"ous": "uid://A001/X1"}'
+        """
+        settings = settings_from(config)
+        envelope = Envelope.new(
+            topic,
+            _read_body(data, file),
+            kind=kind,
+            ttl=ttl,
+            sender=default_sender("cli", settings.site),
+            reply_to=reply_to,
+            correlation_id=correlation,
+            token=token,
+        )
+        run(_send(settings, envelope))
+        console.print(envelope.id, highlight=False)
+
+    @app.command()
+    @handle_errors
+    def tail(
+        patterns: Annotated[
+            list[str] | None, typer.Argument(help="Topic patterns (default #).")
+        ] = None,
+        count: Annotated[int | None, typer.Option("--count", "-n", help="Stop after N.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Whole envelopes as JSON.")] = False,
+        config: ConfigOption = None,
+    ) -> None:
+        """Follow messages live, one line each (tokens are never shown).
+
+        Example: stalwart tail 'pipeline.#' 'sys.report.*'
+        """
+        settings = settings_from(config)
+        with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+            run(_tail(settings, patterns or ["#"], count, as_json))

@@ -1,0 +1,283 @@
+"""Store commands: messages, show, reports, persist, db upgrade, store prune."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from stalwart.bus import open_bus
+from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
+from stalwart.cli._store_render import detail_view, messages_table, reports_table
+from stalwart.config import Settings
+from stalwart.errors import StalwartError
+from stalwart.store import Persister, PersistOptions, Store, upgrade
+from stalwart.store.queries import (
+    MessageFilter,
+    get_message,
+    list_messages,
+    list_reports,
+    parse_when,
+)
+from stalwart.store.retention import count_older, prune
+
+__all__ = ["register"]
+
+_log = logging.getLogger("stalwart.cli.store")
+_STATS_EVERY = 10.0
+
+
+class MessageNotFound(StalwartError):
+    """``stalwart show`` was given an id the store does not hold."""
+
+
+@contextlib.asynccontextmanager
+async def _opened(settings: Settings) -> AsyncIterator[Store]:
+    store = await Store.open(settings.store.url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def _print_json(data: object) -> None:
+    console.print_json(json.dumps(data, default=str, ensure_ascii=False))
+
+
+async def _messages(
+    settings: Settings, filters: MessageFilter, limit: int, after: str | None, as_json: bool
+) -> None:
+    async with _opened(settings) as store:
+        page = await list_messages(store, filters, limit=limit, after=after)
+    if as_json:
+        _print_json(page.model_dump(mode="json"))
+        return
+    console.print(messages_table(page))
+    if page.next_cursor:
+        console.print(f"next: --after {page.next_cursor}", highlight=False, soft_wrap=True)
+
+
+async def _show(settings: Settings, message_id: str, as_json: bool) -> None:
+    async with _opened(settings) as store:
+        detail = await get_message(store, message_id)
+    if detail is None:
+        raise MessageNotFound(
+            f"no message {message_id!r} in the store; list ids with `stalwart messages`"
+            " (is `stalwart persist` running?)"
+        )
+    if as_json:
+        _print_json(detail.model_dump(mode="json"))
+    else:
+        console.print(detail_view(detail))
+
+
+async def _persist(settings: Settings, options: PersistOptions) -> None:
+    transport = open_bus(settings)
+    await transport.start()
+    try:
+        async with _opened(settings) as store:
+            persister = Persister(transport, store, options)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, persister.stop)
+            runner = asyncio.create_task(persister.run(), name="persister")
+            console.print(f"persisting the bus into {store.engine.url.render_as_string()}")
+            while not runner.done():
+                await asyncio.wait({runner}, timeout=_STATS_EVERY)
+                s = persister.stats
+                _log.info(
+                    "persisted=%d batches=%d dead_lettered=%d retries=%d lag=%.3fs",
+                    s.persisted,
+                    s.batches,
+                    s.dead_lettered,
+                    s.retries,
+                    s.lag,
+                )
+            await runner
+    finally:
+        await transport.close()
+
+
+async def _upgrade(settings: Settings, revision: str) -> str | None:
+    store = await Store.open(settings.store.url, migrate=False)
+    try:
+        return await upgrade(store.engine, revision)
+    finally:
+        await store.close()
+
+
+async def _prune(settings: Settings, older_than: str, export: Path | None, batch: int) -> None:
+    before = parse_when(older_than)
+    async with _opened(settings) as store:
+        total = await count_older(store, before)
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console) as bar:
+            tasks = {"delete": bar.add_task("delete", total=total)}
+            if export is not None:
+                tasks["export"] = bar.add_task(f"export to {export}", total=total)
+            result = await prune(
+                store,
+                before,
+                export=export,
+                batch=batch,
+                progress=lambda phase, n: bar.advance(tasks[phase], n),
+            )
+    console.print(
+        f"pruned {result.messages} messages, {result.deliveries} deliveries, "
+        f"{result.transitions} transitions, {result.reports} reports"
+        + (f"; exported {result.exported} to {export}" if export else "")
+    )
+
+
+def register(app: typer.Typer) -> None:
+    db_app = typer.Typer(help="The message store's schema.\n\nExample: stalwart db upgrade")
+    store_app = typer.Typer(help="Message store upkeep.\n\nExample: stalwart store prune -o 90d")
+    app.add_typer(db_app, name="db")
+    app.add_typer(store_app, name="store")
+
+    @app.command()
+    @handle_errors
+    def messages(
+        config: ConfigOption = None,
+        topic: Annotated[str | None, typer.Option(help="AMQP pattern: * one word, # any.")] = None,
+        kind: Annotated[str | None, typer.Option(help="Body type name.")] = None,
+        sender: Annotated[str | None, typer.Option(help="service, service@site or full.")] = None,
+        service: Annotated[str | None, typer.Option(help="Delivered to this service.")] = None,
+        state: Annotated[str | None, typer.Option(help="Delivery state, e.g. dead.")] = None,
+        since: Annotated[str | None, typer.Option(help="ISO time or age (10m, 2h).")] = None,
+        until: Annotated[str | None, typer.Option(help="ISO time or age.")] = None,
+        correlation: Annotated[str | None, typer.Option(help="Correlation id.")] = None,
+        text: Annotated[str | None, typer.Option(help="Words in topic, kind or body.")] = None,
+        system: Annotated[
+            bool | None, typer.Option("--system/--no-system", help="Show sys.* messages.")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+        after: Annotated[str | None, typer.Option(help="Cursor printed as 'next'.")] = None,
+    ) -> None:
+        """List stored messages, newest first, with their delivery states.
+
+        Example: stalwart messages --topic 'pipeline.#' --state dead --since 2h
+        """
+        settings = settings_from(config)
+        filters = MessageFilter(
+            topic=topic,
+            kind=kind,
+            sender=sender,
+            service=service,
+            state=state,
+            since=parse_when(since) if since else None,
+            until=parse_when(until) if until else None,
+            correlation_id=correlation,
+            text=text,
+            system=system,
+        )
+        run(_messages(settings, filters, limit, after, as_json))
+
+    @app.command()
+    @handle_errors
+    def show(
+        message_id: Annotated[str, typer.Argument(help="The message id.")],
+        config: ConfigOption = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ) -> None:
+        """Show one message: envelope (token masked), body, timeline and causal chain.
+
+        Example: stalwart show 01930f4e-7a1b-7c3d-9e2f-0a1b2c3d4e5f
+        """
+        run(_show(settings_from(config), message_id, as_json))
+
+    @app.command()
+    @handle_errors
+    def reports(
+        config: ConfigOption = None,
+        level: Annotated[str | None, typer.Option(help="Minimum level, e.g. warning.")] = None,
+        source: Annotated[str | None, typer.Option(help="Reporting tool or service.")] = None,
+        since: Annotated[str | None, typer.Option(help="ISO time or age (10m, 2h).")] = None,
+        limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ) -> None:
+        """List reports from batch tools and services, newest first.
+
+        Example: stalwart reports --level warning --since 1d
+        """
+        settings = settings_from(config)
+
+        async def body() -> None:
+            async with _opened(settings) as store:
+                rows = await list_reports(
+                    store, level, source, parse_when(since) if since else None, limit
+                )
+            if as_json:
+                _print_json([r.model_dump(mode="json") for r in rows])
+            else:
+                console.print(reports_table(rows))
+
+        run(body())
+
+    @app.command()
+    @handle_errors
+    def persist(
+        config: ConfigOption = None,
+        batch_size: Annotated[int, typer.Option(min=1, help="Envelopes per commit.")] = 1000,
+        batch_interval: Annotated[float, typer.Option(help="Seconds to fill a batch.")] = 0.1,
+        prefetch: Annotated[int, typer.Option(min=1, help="Unacked deliveries held.")] = 4000,
+        lease: Annotated[
+            float, typer.Option(min=1.0, help="Seconds before an unacked delivery is redelivered.")
+        ] = 60.0,
+    ) -> None:
+        """Run the persistence subscriber: every message and state into the store.
+
+        Example: stalwart persist --config stalwart.toml
+        """
+        options = PersistOptions(
+            batch_size=batch_size,
+            batch_interval=batch_interval,
+            prefetch=max(prefetch, batch_size),
+            lease=lease,
+        )
+        run(_persist(settings_from(config), options))
+
+    @db_app.command("upgrade")
+    @handle_errors
+    def db_upgrade(
+        config: ConfigOption = None,
+        revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+    ) -> None:
+        """Create or migrate the store's tables to the newest schema.
+
+        Example: stalwart db upgrade -c stalwart.toml
+        """
+        reached = run(_upgrade(settings_from(config), revision))
+        console.print(f"store schema at revision {reached}")
+
+    @store_app.command("prune")
+    @handle_errors
+    def store_prune(
+        older_than: Annotated[
+            str, typer.Option("--older-than", "-o", help="Age (90d) or ISO time.")
+        ],
+        config: ConfigOption = None,
+        export: Annotated[
+            Path | None, typer.Option(help="Write them first to this .jsonl.gz file.")
+        ] = None,
+        batch: Annotated[int, typer.Option(min=1, help="Rows per delete batch.")] = 5000,
+    ) -> None:
+        """Delete messages (with their states) and reports older than a given age.
+
+        Example: stalwart store prune --older-than 90d --export old.jsonl.gz
+        """
+        run(_prune(settings_from(config), older_than, export, batch))

@@ -1,0 +1,40 @@
+"""``stalwart token issue``: signed tokens for services and tools."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from stalwart.cli._common import ConfigOption, console, handle_errors, settings_from
+from stalwart.service import TokenAuthority, parse_ttl
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    token = typer.Typer(
+        help="Signed tokens (JWT).\n\nExample: stalwart token issue --subject qa "
+        "--role operator --ttl 1h",
+        no_args_is_help=True,
+    )
+    app.add_typer(token, name="token")
+
+    @token.command()
+    @handle_errors
+    def issue(
+        subject: Annotated[str, typer.Option("--subject", help="Who the token is for.")],
+        role: Annotated[
+            list[str] | None, typer.Option("--role", "-r", help="A role (repeat).")
+        ] = None,
+        ttl: Annotated[str, typer.Option(help="Lifetime: 30s, 15m, 1h, 7d.")] = "1h",
+        config: ConfigOption = None,
+    ) -> None:
+        """Issue a token; print it on stdout (for STALWART_TOKEN), nothing else.
+
+        Example: STALWART_TOKEN=$(stalwart token issue --subject qa --role operator --ttl 1h)
+        """
+        authority = TokenAuthority(settings_from(config).security)
+        console.print(
+            authority.issue(subject, role or [], parse_ttl(ttl)), highlight=False, soft_wrap=True
+        )

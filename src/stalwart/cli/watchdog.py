@@ -1,0 +1,133 @@
+"""``stalwart watchdog``, ``stalwart watchdog status`` and ``stalwart beat``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from stalwart.cli._common import ConfigOption, age, console, handle_errors, run, settings_from
+from stalwart.config import Settings
+from stalwart.store._engine import make_engine
+from stalwart.watchdog import ProgramState, program_states, send_beat
+from stalwart.watchdog.supervisor import serve
+
+__all__ = ["register"]
+
+
+async def _states(settings: Settings) -> list[ProgramState]:
+    engine = make_engine(settings.store.url)
+    try:
+        return await program_states(engine)
+    finally:
+        await engine.dispose()
+
+
+def _since(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return age((datetime.now(UTC) - moment.replace(tzinfo=moment.tzinfo or UTC)).total_seconds())
+
+
+def _mib(rss: int | None) -> str:
+    return "-" if rss is None else f"{rss / 2**20:.1f}"
+
+
+_STYLE = {"running": "green", "fatal": "bold red", "failed": "red", "degraded": "yellow"}
+
+
+def _table(states: list[ProgramState]) -> Table:
+    table = Table(title="supervised programs")
+    for column in ("program", "inst", "host", "state", "pid", "restarts", "up", "RSS MiB", "CPU %"):
+        table.add_column(column)
+    table.add_column("last event / reason", overflow="fold")
+    for s in states:
+        style = _STYLE.get(s.state, "")
+        table.add_row(
+            s.program,
+            str(s.instance),
+            s.host,
+            f"[{style}]{s.state}[/]" if style else s.state,
+            str(s.pid or "-"),
+            str(s.restarts),
+            _since(s.started_at) if s.state == "running" else "-",
+            _mib(s.rss),
+            "-" if s.cpu is None else f"{s.cpu:.0f}",
+            f"{s.last_event or '-'}: {s.last_reason or ''}",
+        )
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(
+        help="Supervise programs: restart crashed, hung, slow and runaway ones.\n\n"
+        "Example: stalwart watchdog -c stalwart.toml",
+        no_args_is_help=False,
+        invoke_without_command=True,
+    )
+    app.add_typer(group, name="watchdog")
+
+    @group.callback(invoke_without_command=True)
+    @handle_errors
+    def watchdog(ctx: typer.Context, config: ConfigOption = None) -> None:
+        """Supervise the programs of [watchdog] in stalwart.toml until SIGTERM/SIGINT.
+
+        Example: stalwart watchdog -c stalwart.toml
+        """
+        if ctx.invoked_subcommand is not None:
+            return
+        run(serve(settings_from(config)))
+
+    @group.command("status")
+    @handle_errors
+    def status(
+        config: ConfigOption = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    ) -> None:
+        """Show every supervised program: state, restarts, last event and reason.
+
+        Example: stalwart watchdog status -c stalwart.toml
+        """
+        states = run(_states(settings_from(config)))
+        if as_json:
+            for s in states:
+                row = s.row()
+                row["history"] = s.history
+                typer.echo(json.dumps(row, default=str))
+            return
+        if not states:
+            console.print("no supervised programs recorded; is `stalwart watchdog` running?")
+            return
+        console.print(_table(states))
+
+    @app.command("beat")
+    @handle_errors
+    def beat(
+        progress: Annotated[
+            int | None, typer.Option("--progress", "-p", min=0, help="Work done so far.")
+        ] = None,
+        socket_path: Annotated[
+            Path | None, typer.Option("--socket", help="Default: $STALWART_WATCHDOG_SOCKET.")
+        ] = None,
+        program: Annotated[
+            str | None, typer.Option("--program", help="Default: $STALWART_PROGRAM.")
+        ] = None,
+        instance: Annotated[
+            int | None, typer.Option("--instance", help="Default: $STALWART_INSTANCE.")
+        ] = None,
+        config: ConfigOption = None,
+    ) -> None:
+        """Tell the watchdog this program is alive (and how far it got).
+
+        Example: stalwart beat --progress 42
+        """
+        send_beat(
+            progress,
+            socket_path=str(socket_path) if socket_path else None,
+            program=program,
+            instance=instance,
+        )

@@ -1,0 +1,201 @@
+"""Typed settings from ``stalwart.toml`` and ``STALWART_*`` environment variables.
+
+Core settings live here. Each part (watchdog, ha, integrity, dashboard, ...)
+declares its own pydantic model and reads its table of the file through
+:meth:`Settings.section`, so this module never imports the parts.
+
+Precedence, highest first: explicit overrides, ``STALWART_*`` environment
+variables, the TOML file, defaults. Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stalwart.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_HOME",
+    "BusSettings",
+    "SecuritySettings",
+    "ServiceEntry",
+    "Settings",
+    "SizeError",
+    "StoreSettings",
+    "load_settings",
+    "parse_size",
+]
+
+DEFAULT_HOME = Path(".stalwart")
+
+_Section = TypeVar("_Section", bound=BaseModel)
+_SIZE_UNITS: Final = {"": 1, "b": 1} | {
+    prefix + suffix: (1024 if suffix == "ib" else 1000) ** power
+    for power, prefix in enumerate("kmgt", start=1)
+    for suffix in ("", "b", "ib")
+}
+
+
+class SizeError(ConfigError, ValueError):
+    """A size setting is not a positive number of bytes.
+
+    Also a ValueError, so that a pydantic validator using :func:`parse_size`
+    reports it as a validation error of that field.
+    """
+
+
+def parse_size(text: str | int) -> int:
+    """``"4MiB"``, ``"200MB"``, ``"200MB/s"``, ``"65536"`` or an int -> bytes."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value: float = text
+    else:
+        raw = str(text).strip().lower().removesuffix("/s")
+        number = raw.rstrip("abcdefghijklmnopqrstuvwxyz ")
+        try:
+            value = float(number) * _SIZE_UNITS[raw[len(number) :].strip()]
+        except (ValueError, KeyError):
+            raise SizeError(
+                f"cannot read size {text!r}: write bytes or e.g. 4MiB, 512MiB, 2GB"
+            ) from None
+    if value <= 0:
+        raise SizeError(f"size {text!r} must be positive")
+    return int(value)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BusSettings(_Strict):
+    """Where the bus is and how messages are bounded."""
+
+    url: str = f"sqlite:///{DEFAULT_HOME}/bus.db"
+    max_message_size: int = Field(default=1024 * 1024, gt=0)
+    exchange: str = "stalwart"
+    queue_type: Literal["quorum", "classic"] = "quorum"
+    durability: Literal["full", "normal"] = "full"
+    outbox: str = f"{DEFAULT_HOME}/outbox.db"
+    max_attempts: int = Field(default=5, ge=1)
+    retry_initial: float = Field(default=0.5, gt=0)
+    retry_max: float = Field(default=60.0, gt=0)
+    lease: float = Field(default=30.0, gt=0)
+
+
+class StoreSettings(_Strict):
+    """The relational message store."""
+
+    url: str = f"sqlite:///{DEFAULT_HOME}/store.db"
+
+
+class SecuritySettings(_Strict):
+    """Signed tokens on the bus (JWT)."""
+
+    algorithm: Literal["HS256", "RS256"] = "HS256"
+    secret: str | None = Field(default=None, repr=False)
+    private_key_file: Path | None = None
+    public_key_file: Path | None = None
+    issuer: str = "stalwart"
+
+
+class ServiceEntry(_Strict):
+    """A service that ``stalwart up`` starts: ``module:attribute`` of a Service."""
+
+    target: str
+    instances: int = Field(default=1, ge=1)
+
+
+class Settings(_Strict):
+    """The whole configuration. Unknown top-level tables are kept for the parts."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    site: str = "local"
+    home: Path = DEFAULT_HOME
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    bus: BusSettings = BusSettings()
+    store: StoreSettings = StoreSettings()
+    security: SecuritySettings = SecuritySettings()
+    services: list[ServiceEntry] = []
+
+    def section(self, name: str, model: type[_Section]) -> _Section:
+        """Parse the ``[name]`` table with the part's own model (defaults if absent)."""
+        raw = (self.model_extra or {}).get(name, {})
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid [{name}] settings: {_one_line(exc)}") from None
+
+
+_ENV_MAP: dict[str, tuple[str, ...]] = {
+    "STALWART_SITE": ("site",),
+    "STALWART_HOME": ("home",),
+    "STALWART_LOG_LEVEL": ("log_level",),
+    "STALWART_BUS_URL": ("bus", "url"),
+    "STALWART_STORE_URL": ("store", "url"),
+    "STALWART_MAX_MESSAGE_SIZE": ("bus", "max_message_size"),
+    "STALWART_JWT_SECRET": ("security", "secret"),
+}
+
+
+def _one_line(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[path[-1]] = value
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Read settings; ``path`` defaults to ``$STALWART_CONFIG`` then ``./stalwart.toml``.
+
+    A missing default file is fine (embedded defaults); a missing named file is
+    an error.
+    """
+    environ = os.environ if env is None else env
+    named = path or environ.get("STALWART_CONFIG")
+    file = Path(named) if named else Path("stalwart.toml")
+    data: dict[str, Any] = {}
+    if file.exists():
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file} is not valid TOML: {exc}; fix the file") from None
+    elif named:
+        raise ConfigError(f"config file {file} not found; pass an existing --config path")
+    home = environ.get("STALWART_HOME") or data.get("home")
+    if home:
+        _rebase_defaults(data, Path(home))
+    for var, keys in _ENV_MAP.items():
+        if var in environ:
+            _set(data, keys, environ[var])
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set(data, tuple(dotted.split(".")), value)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings in {file}: {_one_line(exc)}") from None
+
+
+def _rebase_defaults(data: dict[str, Any], home: Path) -> None:
+    """Put the embedded files under ``home`` unless their URLs are set explicitly."""
+    data["home"] = str(home)
+    bus = data.setdefault("bus", {})
+    bus.setdefault("url", f"sqlite:///{home}/bus.db")
+    bus.setdefault("outbox", f"{home}/outbox.db")
+    data.setdefault("store", {}).setdefault("url", f"sqlite:///{home}/store.db")

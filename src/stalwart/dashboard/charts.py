@@ -1,0 +1,201 @@
+"""Server-side SVG charts: traffic over time and the system map.
+
+Plain SVG strings built here (no JavaScript library, no CDN), every label
+escaped. Colours come from CSS classes so the dark and light themes apply.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from markupsafe import Markup, escape
+
+from stalwart.dashboard.models import Availability, Edge, TopicSeries
+
+__all__ = ["PALETTE_SIZE", "line_chart", "service_of", "sparkline", "system_map"]
+
+PALETTE_SIZE = 8
+_LABELLED_EDGES = 8
+
+
+def service_of(sender: str) -> str:
+    """``service@site/instance`` -> ``service``."""
+    return sender.split("@", 1)[0] or sender
+
+
+def _fmt(value: float) -> str:
+    """Three significant digits, no exponent for the usual range of rates."""
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def line_chart(
+    series: Sequence[TopicSeries],
+    bucket: float,
+    *,
+    width: int = 640,
+    height: int = 200,
+    top: int = 6,
+    title: str = "messages per second",
+    start: datetime | None = None,
+) -> Markup:
+    """Lines of messages/s per topic (the ``top`` busiest, the rest summed as 'other')."""
+    ranked = sorted(series, key=lambda s: sum(s.counts), reverse=True)
+    shown = list(ranked[:top])
+    rest = ranked[top:]
+    if rest:
+        length = max(len(s.counts) for s in rest)
+        other = [sum(s.counts[i] for s in rest if i < len(s.counts)) for i in range(length)]
+        shown.append(TopicSeries(topic="other", counts=other))
+    pad_l, pad_b, pad_t, pad_r = 44, 18, 10, 8
+    plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
+    points = max((len(s.counts) for s in shown), default=0)
+    peak = max((c / bucket for s in shown for c in s.counts), default=0.0)
+    scale = _nice(peak)
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for i in range(5):
+        y = pad_t + plot_h * i / 4
+        parts.append(
+            f'<line class="grid" x1="{pad_l}" y1="{y:.1f}" x2="{width - pad_r}" y2="{y:.1f}"/>'
+            f'<text class="axis" x="{pad_l - 4}" y="{y + 4:.1f}" text-anchor="end">'
+            f"{_fmt(scale * (4 - i) / 4)}</text>"
+        )
+    if start is not None and points >= 2:
+        for i in (0, points // 2, points - 1):
+            x = pad_l + plot_w * i / (points - 1)
+            label = (start + timedelta(seconds=bucket * i)).strftime("%H:%M")
+            anchor = "start" if i == 0 else "end" if i == points - 1 else "middle"
+            parts.append(
+                f'<text class="axis" x="{x:.1f}" y="{height - 4}" text-anchor="{anchor}">'
+                f"{label}</text>"
+            )
+    if points < 2 or not shown:
+        parts.append(
+            f'<text class="empty" x="{width / 2}" y="{height / 2}" text-anchor="middle">'
+            "no traffic in this window</text>"
+        )
+    for index, s in enumerate(shown if points >= 2 else []):
+        coords = " ".join(
+            f"{pad_l + plot_w * i / (points - 1):.1f},"
+            f"{pad_t + plot_h * (1 - (c / bucket) / scale):.1f}"
+            for i, c in enumerate(s.counts)
+        )
+        parts.append(
+            f'<polyline class="series s{index % PALETTE_SIZE}" points="{coords}">'
+            f"<title>{escape(s.topic)}</title></polyline>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _nice(value: float) -> float:
+    """A round axis maximum at or above ``value``."""
+    if value <= 0:
+        return 1.0
+    exp = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        if value <= step * exp:
+            return float(step * exp)
+    return float(10 * exp)
+
+
+def sparkline(values: Sequence[float], *, width: int = 120, height: int = 24) -> Markup:
+    """A tiny trend line for tables."""
+    if len(values) < 2:
+        return Markup(f'<svg class="spark" width="{width}" height="{height}"></svg>')
+    peak = max(values) or 1.0
+    coords = " ".join(
+        f"{width * i / (len(values) - 1):.1f},{height - 2 - (height - 4) * v / peak:.1f}"
+        for i, v in enumerate(values)
+    )
+    return Markup(
+        f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'xmlns="http://www.w3.org/2000/svg"><polyline points="{coords}"/></svg>'
+    )
+
+
+def system_map(
+    nodes: dict[str, Availability | None],
+    edges: Sequence[Edge],
+    *,
+    width: int = 900,
+    height: int = 560,
+) -> Markup:
+    """Services on a circle, arrows sender -> service, width by rate, colour by availability.
+
+    ``nodes`` maps service name to its availability (None: seen only as a sender).
+    """
+    names = sorted(set(nodes) | {e.source for e in edges} | {e.target for e in edges})
+    parts = [
+        f'<svg class="map" viewBox="0 0 {width} {height}" role="img" aria-label="system map" '
+        'xmlns="http://www.w3.org/2000/svg">',
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="14" '
+        'markerHeight="14" markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
+        '<path d="M0,0 L10,5 L0,10 z" class="arrowhead"/></marker></defs>',
+    ]
+    if not names:
+        parts.append(
+            f'<text class="empty" x="{width / 2}" y="{height / 2}" text-anchor="middle">'
+            "no services seen yet</text></svg>"
+        )
+        return Markup("".join(parts))
+    cx, cy = width / 2, height / 2
+    radius = min(width, height) / 2 - 70 if len(names) > 1 else 0.0
+    pos = {
+        name: (
+            cx + radius * math.cos(2 * math.pi * i / len(names) - math.pi / 2),
+            cy + radius * math.sin(2 * math.pi * i / len(names) - math.pi / 2),
+        )
+        for i, name in enumerate(names)
+    }
+    peak = max((e.rate for e in edges), default=0.0) or 1.0
+    node_r = 30.0
+    for edge in edges:
+        (x1, y1), (x2, y2) = pos[edge.source], pos[edge.target]
+        stroke = 1.0 + 7.0 * math.sqrt(edge.rate / peak)
+        label = f"{edge.source} → {edge.target}: {_fmt(edge.rate)}/s ({edge.count})"
+        if edge.source == edge.target:
+            parts.append(
+                f'<path class="edge" stroke-width="{stroke:.1f}" marker-end="url(#arrow)" '
+                f'd="M{x1 - 10:.1f},{y1 - node_r:.1f} C{x1 - 50:.1f},{y1 - 90:.1f} '
+                f'{x1 + 50:.1f},{y1 - 90:.1f} {x1 + 10:.1f},{y1 - node_r:.1f}">'
+                f"<title>{escape(label)}</title></path>"
+            )
+            continue
+        dist = math.hypot(x2 - x1, y2 - y1) or 1.0
+        ux, uy = (x2 - x1) / dist, (y2 - y1) / dist
+        # Offset sideways so that A->B and B->A do not overlap.
+        ox, oy = -uy * 5, ux * 5
+        parts.append(
+            f'<line class="edge" stroke-width="{stroke:.1f}" marker-end="url(#arrow)" '
+            f'x1="{x1 + ux * node_r + ox:.1f}" y1="{y1 + uy * node_r + oy:.1f}" '
+            f'x2="{x2 - ux * (node_r + 4) + ox:.1f}" y2="{y2 - uy * (node_r + 4) + oy:.1f}">'
+            f"<title>{escape(label)}</title></line>"
+        )
+        if len(edges) <= _LABELLED_EDGES:  # beyond, labels overlap: rates are in the titles
+            parts.append(
+                f'<text class="edge-label" x="{(x1 + x2) / 2 + ox * 4:.1f}" '
+                f'y="{(y1 + y2) / 2 + oy * 4:.1f}" text-anchor="start">{_fmt(edge.rate)}/s</text>'
+            )
+    for name in names:
+        x, y = pos[name]
+        status = nodes.get(name)
+        css = status.value if status else "external"
+        parts.append(
+            f'<g class="node {css}" data-service="{escape(name)}">'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{node_r}"/>'
+            f'<text x="{x:.1f}" y="{y + node_r + 16:.1f}" text-anchor="middle">'
+            f"{escape(name)}</text>"
+            f"<title>{escape(name)}: {escape(css)}</title></g>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))

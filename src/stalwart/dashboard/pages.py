@@ -1,0 +1,366 @@
+"""Server-rendered pages. Each page can also render just its content
+(``?fragment=1``), which the page's script fetches to refresh itself live."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+
+from stalwart.dashboard import views
+from stalwart.dashboard.api import bus_or_503, dead_letter_action
+from stalwart.dashboard.auth import CSRF_FIELD, SESSION_COOKIE
+from stalwart.dashboard.busview import dead_letter_items, queue_infos
+from stalwart.dashboard.charts import service_of, system_map
+from stalwart.dashboard.metrics import CONTENT_TYPE
+from stalwart.dashboard.models import (
+    DeadLetterItem,
+    MessageFilter,
+    MessagePage,
+    QueueInfo,
+    ReportItem,
+    active_filters,
+)
+from stalwart.dashboard.panels import PANELS, load_panel
+from stalwart.dashboard.web import csrf_cookie, dash, render, require_action, require_read
+from stalwart.envelope import DeliveryState
+from stalwart.errors import StalwartError
+from stalwart.topics import validate_pattern
+
+__all__ = ["filter_from_query", "router"]
+
+router = APIRouter(include_in_schema=False)
+_Read = Depends(require_read)
+
+
+@router.get("/", response_class=HTMLResponse, dependencies=[_Read])
+async def overview_page(request: Request) -> HTMLResponse:
+    state = dash(request)
+    traffic, traffic_error = await views.traffic(state)
+    data = await views.overview(state, traffic)
+    infra = [s.topic for s in traffic.series if views.is_infra(s.topic)] if traffic else []
+    inbound: dict[str, float] = {}
+    for edge in traffic.edges if traffic else []:
+        inbound[edge.target] = inbound.get(edge.target, 0.0) + edge.rate
+    recent = MessagePage(items=[])
+    if request.query_params.get("fragment") != "1":  # the ticker is not part of a refresh
+        recent, _ = await views.guarded(
+            "the store", state.source.list_messages(MessageFilter(), 20, None), recent
+        )
+    return render(
+        request,
+        "overview.html",
+        overview=data,
+        traffic=traffic,
+        traffic_error=traffic_error,
+        infra_topics=infra,
+        inbound=inbound,
+        recent=recent.items,
+    )
+
+
+@router.get("/map", response_class=HTMLResponse, dependencies=[_Read])
+async def map_page(request: Request) -> HTMLResponse:
+    state = dash(request)
+    traffic, traffic_error = await views.traffic(state)
+    comps, comps_error = await views.guarded(
+        "the store's components", state.source.components(), []
+    )
+    nodes = dict.fromkeys(service_of(e.source) for e in (traffic.edges if traffic else []))
+    nodes.update(views.service_status(comps))
+    svg = system_map(nodes, traffic.edges if traffic else [])
+    return render(
+        request,
+        "map.html",
+        svg=svg,
+        traffic=traffic,
+        error="; ".join(e for e in (traffic_error, comps_error) if e) or None,
+    )
+
+
+@router.get("/messages", response_class=HTMLResponse, dependencies=[_Read])
+async def messages_page(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> HTMLResponse:
+    state = dash(request)
+    error = None
+    try:
+        filters = filter_from_query(request.query_params)
+    except ValueError as exc:
+        filters = MessageFilter()
+        error = str(exc)
+    page = MessagePage(items=[])
+    if error is None:
+        try:
+            page = await state.source.list_messages(filters, limit, cursor or None)
+        except (StalwartError, ValueError) as exc:
+            error = str(exc)
+    return render(
+        request,
+        "messages.html",
+        status=400 if error and "unavailable" not in error else 200,
+        page=page,
+        filters=filters,
+        active=active_filters(filters),
+        limit=limit,
+        error=error,
+    )
+
+
+_STATES = frozenset(s.value for s in DeliveryState)
+
+
+def filter_from_query(params: Mapping[str, str]) -> MessageFilter:
+    """The message filter of a page's query string; ValueError says what is wrong."""
+    raw = {n: (params.get(n) or "").strip()[:255] or None for n in _FILTER_NAMES}
+    times: dict[str, datetime | None] = {}
+    for key in ("since", "until"):
+        value = raw.pop(key)
+        try:
+            times[key] = datetime.fromisoformat(value) if value else None
+        except ValueError:
+            raise ValueError(f"{key} must be a time like 2026-01-31T12:00, not {value!r}") from None
+    if raw["state"] and raw["state"] not in _STATES:
+        raise ValueError(f"unknown state {raw['state']!r}: use one of {', '.join(sorted(_STATES))}")
+    if raw["topic"]:
+        validate_pattern(raw["topic"])
+    raw["correlation_id"] = raw.pop("correlation")
+    return MessageFilter.model_validate({**raw, **times})
+
+
+_FILTER_NAMES = (
+    "topic",
+    "kind",
+    "sender",
+    "service",
+    "state",
+    "since",
+    "until",
+    "correlation",
+    "text",
+)
+
+
+@router.get("/messages/{message_id}", response_class=HTMLResponse, dependencies=[_Read])
+async def message_page(request: Request, message_id: str) -> HTMLResponse:
+    state = dash(request)
+    detail, error = await views.guarded(
+        "the store", state.source.get_message(message_id[:64]), None
+    )
+    status = 404 if detail is None and error is None else 200
+    return render(
+        request, "message.html", status=status, detail=detail, message_id=message_id, error=error
+    )
+
+
+@router.get("/reports", response_class=HTMLResponse, dependencies=[_Read])
+async def reports_page(
+    request: Request,
+    level: Literal["", "debug", "info", "warning", "error", "critical"] = "",
+    source: Annotated[str, Query(max_length=255)] = "",
+) -> HTMLResponse:
+    state = dash(request)
+    reports, error = await views.guarded(
+        "the store's reports",
+        state.source.list_reports(level or None, source or None, 200),
+        list[ReportItem](),
+    )
+    return render(request, "reports.html", reports=reports, level=level, source=source, error=error)
+
+
+@router.get("/dead-letters", response_class=HTMLResponse, dependencies=[_Read])
+async def dead_letters_page(
+    request: Request,
+    queue: Annotated[str, Query(max_length=255)] = "",
+    done: Annotated[str, Query(max_length=200)] = "",
+) -> HTMLResponse:
+    state = dash(request)
+    error = state.bus_error
+    queues: list[QueueInfo] = []
+    letters: list[DeadLetterItem] = []
+    if state.transport is not None and error is None:
+        queues, error = await views.guarded("the bus", queue_infos(state.transport), [])
+        names = [q.name for q in queues if not queue or q.name == queue]
+        if error is None and names:
+            letters, error = await views.guarded(
+                "the bus", dead_letter_items(state.transport, names, 100), []
+            )
+    return render(
+        request,
+        "dead_letters.html",
+        queues=queues,
+        letters=letters,
+        queue=queue,
+        done=done,
+        error=error,
+        csrf_field=CSRF_FIELD,
+    )
+
+
+@router.post("/dead-letters", response_class=RedirectResponse)
+async def dead_letters_action(request: Request) -> RedirectResponse:
+    form = await request.form()
+    user = require_action(request, str(form.get(CSRF_FIELD) or ""))
+    state = dash(request)
+    bus_or_503(state)
+    action = str(form.get("action") or "")
+    queue = str(form.get("queue") or "")
+    if action not in ("retry", "purge") or not queue:
+        raise HTTPException(400, "choose retry or purge and a queue")
+    keys = [str(k) for k in form.getlist("key") if k] or None
+    if form.get("scope") != "all" and keys is None:
+        raise HTTPException(400, "select dead letters first, or use 'all'")
+    result = await dead_letter_action(
+        state,
+        user,
+        queue,
+        "retry" if action == "retry" else "purge",
+        None if form.get("scope") == "all" else keys,
+    )
+    done = f"{result.action}: {result.count} from {result.queue}"
+    return RedirectResponse(
+        f"/dead-letters?{urlencode({'queue': queue, 'done': done})}", status_code=303
+    )
+
+
+async def _panel_page(request: Request, slug: str) -> HTMLResponse:
+    state = dash(request)
+    spec = PANELS[slug]
+    engine, _ = await views.guarded("the store", state.source.engine(), None)
+    panel = await load_panel(spec, state.settings, engine)
+    events, error = await views.guarded(
+        "the store",
+        state.source.list_messages(MessageFilter(topic=spec.events), 50, None),
+        MessagePage(items=[]),
+    )
+    return render(request, "panel.html", spec=spec, panel=panel, events=events.items, error=error)
+
+
+@router.get("/processes", response_class=HTMLResponse, dependencies=[_Read])
+async def processes_page(request: Request) -> HTMLResponse:
+    return await _panel_page(request, "processes")
+
+
+@router.get("/ha", response_class=HTMLResponse, dependencies=[_Read])
+async def ha_page(request: Request) -> HTMLResponse:
+    return await _panel_page(request, "ha")
+
+
+@router.get("/integrity", response_class=HTMLResponse, dependencies=[_Read])
+async def integrity_page(request: Request) -> HTMLResponse:
+    return await _panel_page(request, "integrity")
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(
+    request: Request, next: Annotated[str, Query(max_length=500)] = "/"
+) -> HTMLResponse:
+    return render(request, "login.html", next=_safe_next(next), error=None, csrf_field=CSRF_FIELD)
+
+
+def _safe_next(target: str) -> str:
+    """Only local paths: never redirect a user to another site after login."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    state = dash(request)
+    form = await request.form()
+    user = str(form.get("user") or "")[:100]
+    password = str(form.get("password") or "")[:1000]
+    next_url = _safe_next(str(form.get("next") or "/"))
+    token = str(form.get(CSRF_FIELD) or "")
+    if not state.auth.csrf_ok(csrf_cookie(request), token):
+        return render(
+            request,
+            "login.html",
+            status=403,
+            next=next_url,
+            csrf_field=CSRF_FIELD,
+            error="the form expired: please try again",
+        )
+    if not state.auth.has_users or not state.auth.check(user, password):
+        return render(
+            request,
+            "login.html",
+            status=401,
+            next=next_url,
+            csrf_field=CSRF_FIELD,
+            error="wrong user or password"
+            if state.auth.has_users
+            else "no users are configured: add one to [dashboard.users]",
+        )
+    views.log_login(user)
+    response = RedirectResponse(next_url, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        state.auth.issue(user),
+        max_age=int(state.auth.ttl),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> RedirectResponse:
+    form = await request.form()
+    if not dash(request).auth.csrf_ok(csrf_cookie(request), str(form.get(CSRF_FIELD) or "")):
+        raise HTTPException(403, "missing or invalid CSRF token: reload the page and try again")
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/live", dependencies=[_Read])
+async def live(
+    request: Request,
+    pattern: Annotated[str, Query(max_length=255)] = "#",
+    infra: bool = False,
+) -> StreamingResponse:
+    """Server-sent events: batches of new messages matching ``pattern``.
+
+    Heartbeats and lifecycle batches are left out unless ``infra=true``.
+    """
+    try:
+        validate_pattern(pattern)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    hub = dash(request).hub
+
+    async def frames() -> object:
+        async with hub.subscribe(pattern, infra=infra) as viewer:
+            async for frame in hub.stream(viewer):
+                if await request.is_disconnected():
+                    return
+                yield frame
+
+    return StreamingResponse(
+        frames(),  # type: ignore[arg-type]
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus text format; refreshes the system gauges first."""
+    require_read(request)
+    state = dash(request)
+    await views.overview(state)  # sets the state, rate, queue and heartbeat gauges
+    newest, _ = await views.guarded(
+        "the store", state.source.list_messages(MessageFilter(), 1, None), MessagePage(items=[])
+    )
+    state.metrics.set_lag(state.hub.newest, newest.items[0].created_at if newest.items else None)
+    state.metrics.set_live(state.hub.topic_counts, state.hub.dropped, state.hub.viewers)
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,182 @@
+"""Panels of other parts (processes, HA, integrity) rendered from whatever they return.
+
+Each panel names a query function, ``module:function``, that the part
+provides and that takes the store's engine (a parameter named ``engine``) or
+the settings: ``watchdog.program_states``, ``ha.status``,
+``integrity.catalog.summary``. Whatever it returns is shown as tables: a
+mapping or dataclass becomes sections (lists are rows, nested mappings are
+one row per key, scalars a summary row), a list is one table; a column of
+numeric samples (e.g. the watchdog's memory and CPU history) becomes a
+sparkline. The dashboard does not import the part's internals: it
+looks the function up by name, so a part that is absent or not configured
+just shows an empty state. Beside it, each panel lists the part's recent
+events from the store (``sys.<part>.#``), which every part publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+import inspect
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stalwart.config import Settings
+
+__all__ = ["PANELS", "PanelData", "PanelSpec", "load_panel"]
+
+_log = logging.getLogger("stalwart.dashboard.panels")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PanelSpec:
+    """A panel: its page, title, the part's query function, and its event topics."""
+
+    slug: str
+    title: str
+    function: str
+    events: str
+    help: str
+
+
+PANELS: dict[str, PanelSpec] = {
+    "processes": PanelSpec(
+        "processes",
+        "Processes",
+        "stalwart.watchdog:program_states",
+        "sys.watchdog.#",
+        "Programs supervised by `stalwart watchdog`: state, restarts, last reason.",
+    ),
+    "ha": PanelSpec(
+        "ha",
+        "HA",
+        "stalwart.ha:status",
+        "sys.ha.#",
+        "Leases, fencing tokens, checkpoints and health monitors of critical services.",
+    ),
+    "integrity": PanelSpec(
+        "integrity",
+        "Integrity",
+        "stalwart.integrity.catalog:summary",
+        "sys.integrity.#",
+        "Replicas, recent transfers, repairs and scrub runs.",
+    ),
+}
+
+
+class PanelData(BaseModel):
+    """A panel's sections of rows, or why there are none."""
+
+    title: str
+    available: bool
+    note: str | None = None
+    sections: dict[str, list[dict[str, Any]]] = {}
+
+
+def _cell(key: str, value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, float) and (key.endswith("_at") or key == "since") and value > 1e9:
+        return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def _row(item: Any) -> dict[str, Any]:
+    raw = _plain(item)
+    if not isinstance(raw, Mapping):
+        raw = {"value": raw}
+    row: dict[str, Any] = {}
+    for key, value in raw.items():
+        samples = _samples(value)
+        if samples is not None:
+            for name, series in samples.items():
+                row[f"{key} {name}".strip()] = series
+        else:
+            row[str(key)] = _cell(str(key), value)
+    return row
+
+
+def _samples(value: Any) -> dict[str, list[float]] | None:
+    """Numeric samples, or columns of sample tuples, as named series (else None)."""
+    if not isinstance(value, list | tuple) or not value:
+        return None
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        return {"": [float(v) for v in value]}
+    width = len(value[0]) if isinstance(value[0], list | tuple) else 0
+    if width and all(
+        isinstance(v, list | tuple)
+        and len(v) == width
+        and all(isinstance(x, int | float) for x in v)
+        for v in value
+    ):
+        names = ("memory", "cpu") if width == 2 else tuple(str(i) for i in range(width))
+        return {names[i]: [float(v[i]) for v in value] for i in range(width)}
+    return None
+
+
+def _plain(data: Any) -> Any:
+    if isinstance(data, BaseModel):
+        return data.model_dump()
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        return dataclasses.asdict(data)
+    return data
+
+
+def _sections(data: Any) -> dict[str, list[dict[str, Any]]]:
+    data = _plain(data)
+    if isinstance(data, list | tuple):
+        return {"": [_row(r) for r in data]}
+    if not isinstance(data, Mapping):
+        return {"": [_row(data)]}
+    out: dict[str, list[dict[str, Any]]] = {}
+    summary: dict[str, Any] = {}
+    for title, value in data.items():
+        value = _plain(value)
+        if isinstance(value, list | tuple) and _samples(value) is None:
+            out[str(title)] = [_row(r) for r in value]
+        elif isinstance(value, Mapping):
+            out[str(title)] = [{"": str(k), **_row(v)} for k, v in value.items()]
+        else:
+            summary[str(title)] = value
+    if summary:
+        out = {"": [_row(summary)], **out}
+    return out
+
+
+async def load_panel(
+    spec: PanelSpec, settings: Settings, engine: AsyncEngine | None, timeout: float = 5.0
+) -> PanelData:
+    """Call the part's query function; an absent part or a failure is an empty state."""
+    module_name, _, attr = spec.function.partition(":")
+    try:
+        function = getattr(importlib.import_module(module_name), attr, None)
+    except ImportError:
+        function = None
+    if function is None:
+        return PanelData(
+            title=spec.title,
+            available=False,
+            note=f"{spec.title} is not configured here: {spec.help}",
+        )
+    try:
+        wants_engine = "engine" in inspect.signature(function).parameters
+        if wants_engine and engine is None:
+            return PanelData(title=spec.title, available=False, note="the store is not open")
+        result = function(engine) if wants_engine else function(settings)
+        if inspect.isawaitable(result):
+            result = await asyncio.wait_for(result, timeout)
+    except Exception as exc:  # a broken panel must not break the dashboard
+        _log.warning("panel %s failed: %s", spec.slug, exc, exc_info=True)
+        return PanelData(title=spec.title, available=False, note=f"{spec.title} failed: {exc}")
+    return PanelData(title=spec.title, available=True, sections=_sections(result))

@@ -1,0 +1,55 @@
+"""Where the dashboard's history comes from: a :class:`DataSource`.
+
+The production source, :class:`~stalwart.dashboard.storesource.StoreSource`,
+reads the message store through ``stalwart.store.queries``. The protocol
+keeps pages and API independent of the store's own result types.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stalwart.dashboard.models import (
+    Instance,
+    MessageDetail,
+    MessageFilter,
+    MessagePage,
+    ReportItem,
+    Traffic,
+)
+
+__all__ = ["DataSource"]
+
+
+class DataSource(Protocol):
+    """Read-only queries the dashboard needs; each raises StalwartError on failure."""
+
+    async def components(self) -> list[Instance]:
+        """Every known service instance with its availability."""
+
+    async def traffic(self, window: float, bucket: float) -> Traffic:
+        """Per-topic counts per bucket and sender -> service edges over ``window``."""
+
+    async def counts_by_state(self) -> dict[str, int]:
+        """How many deliveries are in each state."""
+
+    async def list_messages(
+        self, filters: MessageFilter, limit: int, cursor: str | None
+    ) -> MessagePage:
+        """Newest first, keyset-paged: pass the previous page's ``next_cursor``."""
+
+    async def get_message(self, message_id: str) -> MessageDetail | None:
+        """Envelope, timeline and causal chain, or None if unknown."""
+
+    async def list_reports(
+        self, level: str | None, source: str | None, limit: int
+    ) -> list[ReportItem]:
+        """Reports from batch tools, newest first."""
+
+    async def engine(self) -> AsyncEngine | None:
+        """The store's engine, for the panels of other parts (None if not a database)."""
+
+    async def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,268 @@
+"""The production :class:`~stalwart.dashboard.source.DataSource`: the message store.
+
+Converts ``stalwart.store.queries`` results into the dashboard's models and
+turns database failures into :class:`~stalwart.errors.StoreUnavailable`, so
+a page shows "store unavailable" rather than an error page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stalwart.dashboard.cache import TtlCache
+from stalwart.dashboard.charts import service_of
+from stalwart.dashboard.models import (
+    Availability,
+    ChainNode,
+    DeliveryItem,
+    Edge,
+    Instance,
+    MessageDetail,
+    MessageFilter,
+    MessagePage,
+    MessageSummary,
+    ReportItem,
+    TimelineEntry,
+    TopicSeries,
+    Traffic,
+)
+from stalwart.errors import StoreUnavailable
+from stalwart.store import Store, queries
+
+__all__ = ["StoreSource", "chain_tree", "instance_of"]
+
+
+def instance_of(c: queries.ComponentView) -> Instance:
+    """A component with the moment its current availability began."""
+    status = Availability(c.availability)
+    if status is Availability.UP:
+        since = c.started_at
+    elif c.stopping:
+        since = c.last_heartbeat
+    else:
+        intervals = (
+            queries.LATE_AFTER_INTERVALS
+            if status is Availability.LATE
+            else queries.DOWN_AFTER_INTERVALS
+        )
+        since = c.last_heartbeat + timedelta(seconds=intervals * c.interval)
+    return Instance(
+        service=c.service,
+        site=c.site,
+        instance=c.instance,
+        host=c.host,
+        pid=c.pid,
+        status=status,
+        since=since,
+        last_seen=c.last_heartbeat,
+        heartbeat_age=c.age,
+        uptime=c.uptime,
+        inflight=c.inflight,
+        processed=c.processed,
+        failed=c.failed,
+        progress=c.progress,
+    )
+
+
+def _summary(m: queries.MessageSummary) -> MessageSummary:
+    return MessageSummary(
+        id=m.id,
+        topic=m.topic,
+        kind=m.kind,
+        sender=m.sender,
+        created_at=m.created_at,
+        correlation_id=m.correlation_id,
+        causation_id=m.causation_id,
+        states=m.states,
+    )
+
+
+def _node(m: queries.MessageSummary, children: list[ChainNode]) -> ChainNode:
+    return ChainNode(
+        id=m.id,
+        topic=m.topic,
+        kind=m.kind,
+        sender=m.sender,
+        created_at=m.created_at,
+        children=children,
+    )
+
+
+def chain_tree(detail: queries.MessageDetail) -> ChainNode:
+    """Ancestors (root first) above the message, its descendants below: one tree."""
+
+    def down(node: queries.ChainNode) -> ChainNode:
+        return _node(node.message, [down(c) for c in node.children])
+
+    tree = down(detail.descendants)
+    for ancestor in reversed(detail.ancestors):
+        tree = _node(ancestor, [tree])
+    return tree
+
+
+class StoreSource:
+    """Reads the store named by ``url``; connects on first use."""
+
+    def __init__(self, url: str, timeout: float = 10.0, cache_ttl: float = 1.0) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._cache = TtlCache(cache_ttl)
+        self._store: Store | None = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def of(cls, store: Store, cache_ttl: float = 1.0) -> StoreSource:
+        """A source over an already open store (which the caller closes)."""
+        source = cls("", cache_ttl=cache_ttl)
+        source._store = store
+        return source
+
+    async def _open(self) -> Store:
+        async with self._lock:
+            if self._store is None:
+                try:
+                    self._store = await asyncio.wait_for(
+                        Store.open(self._url, migrate=True), self._timeout
+                    )
+                except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                    raise StoreUnavailable(
+                        f"the message store cannot be opened ({type(exc).__name__}: {exc}); "
+                        "check [store] url and that the database is running"
+                    ) from None
+            return self._store
+
+    async def _cached(self, what: str, key: Hashable, call: Any) -> Any:
+        """An aggregate shared by every viewer for ``cache_ttl`` seconds."""
+        return await self._cache.get(key, lambda: self._run(what, call))
+
+    async def _run(self, what: str, call: Any) -> Any:
+        store = await self._open()
+        try:
+            return await asyncio.wait_for(call(store), self._timeout)
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(
+                f"the message store failed to {what} ({type(exc).__name__}); "
+                "check that the database is running"
+            ) from None
+
+    async def components(self) -> list[Instance]:
+        rows = await self._cached("list components", "components", queries.components)
+        return [instance_of(c) for c in rows]
+
+    async def traffic(self, window: float, bucket: float) -> Traffic:
+        data: queries.Traffic = await self._cached(
+            "compute traffic",
+            ("traffic", window, bucket),
+            lambda s: queries.traffic(
+                s, window=timedelta(seconds=window), bucket=timedelta(seconds=bucket)
+            ),
+        )
+        span = float(data.bucket_seconds * len(data.buckets))
+        return Traffic(
+            start=data.start,
+            window=span,
+            bucket=float(data.bucket_seconds),
+            series=[TopicSeries(topic=t, counts=c) for t, c in data.topics.items()],
+            edges=_edges(data.edges, span),
+        )
+
+    async def counts_by_state(self) -> dict[str, int]:
+        per_service: dict[str, dict[str, int]] = await self._cached(
+            "count states", "states", queries.counts_by_state
+        )
+        totals: dict[str, int] = {}
+        for states in per_service.values():
+            for state, count in states.items():
+                totals[state] = totals.get(state, 0) + count
+        return totals
+
+    async def list_messages(
+        self, filters: MessageFilter, limit: int, cursor: str | None
+    ) -> MessagePage:
+        page: queries.MessagePage = await self._run(
+            "list messages", lambda s: queries.list_messages(s, filters, limit, cursor)
+        )
+        return MessagePage(items=[_summary(m) for m in page.items], next_cursor=page.next_cursor)
+
+    async def get_message(self, message_id: str) -> MessageDetail | None:
+        detail: queries.MessageDetail | None = await self._run(
+            "read the message", lambda s: queries.get_message(s, message_id)
+        )
+        if detail is None:
+            return None
+        timeline = sorted(
+            (
+                TimelineEntry(
+                    service=t.service,
+                    state=t.state,
+                    at=t.at,
+                    reason=t.reason,
+                    attempt=t.attempt,
+                    instance=t.instance,
+                )
+                for d in detail.deliveries
+                for t in d.transitions
+            ),
+            key=lambda t: (t.at, t.service),
+        )
+        deliveries = [
+            DeliveryItem(
+                service=d.service,
+                state=d.state,
+                attempts=d.attempts,
+                last_at=d.last_at,
+                reason=d.reason,
+                instance=d.instance,
+            )
+            for d in detail.deliveries
+        ]
+        return MessageDetail(
+            envelope=detail.envelope.redacted(),
+            deliveries=deliveries,
+            timeline=timeline,
+            chain=chain_tree(detail),
+        )
+
+    async def list_reports(
+        self, level: str | None, source: str | None, limit: int
+    ) -> list[ReportItem]:
+        rows = await self._run(
+            "list reports", lambda s: queries.list_reports(s, level, source, limit=limit)
+        )
+        return [
+            ReportItem(
+                level=r.level,
+                source=r.source,
+                text=r.text,
+                at=r.at,
+                refs={str(k): str(v) for k, v in r.refs.items()},
+                host=r.host,
+            )
+            for r in rows
+        ]
+
+    async def engine(self) -> AsyncEngine | None:
+        return (await self._open()).engine
+
+    async def close(self) -> None:
+        if self._store is not None and self._url:
+            await self._store.close()
+        self._store = None
+
+
+def _edges(edges: list[queries.Edge], span: float) -> list[Edge]:
+    merged: dict[tuple[str, str], int] = {}
+    for e in edges:
+        key = (service_of(e.source), e.target)
+        merged[key] = merged.get(key, 0) + sum(e.counts)
+    return [
+        Edge(source=s, target=t, count=n, rate=n / span if span else 0.0)
+        for (s, t), n in sorted(merged.items())
+        if n
+    ]

@@ -1,0 +1,179 @@
+"""The ha part's own tables, created idempotently in the store database.
+
+Times in ``ha_leases`` are seconds since the epoch *by the database's clock*
+(``clock_timestamp()`` on PostgreSQL, ``julianday('now')`` on SQLite): no
+holder's clock is ever trusted for expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import weakref
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    cast,
+    func,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
+
+from stalwart.errors import StoreUnavailable
+from stalwart.store._engine import create_missing
+
+__all__ = [
+    "checkpoints",
+    "db_now",
+    "ensure_schema",
+    "guard_transaction",
+    "leases",
+    "members",
+    "metadata",
+    "monitor_transitions",
+    "monitors",
+    "upsert",
+]
+
+_log = logging.getLogger("stalwart.ha")
+
+metadata = MetaData()
+
+leases = Table(
+    "ha_leases",
+    metadata,
+    Column("role", String(200), primary_key=True),
+    Column("holder", String(255), nullable=True),
+    Column("token", BigInteger, nullable=False, default=0),
+    Column("acquired_at", Double, nullable=False, default=0.0),
+    Column("renewed_at", Double, nullable=False, default=0.0),
+    Column("expires_at", Double, nullable=False, default=0.0),
+    Column("stepdown_requested", Boolean, nullable=False, default=False),
+)
+
+members = Table(
+    "ha_members",
+    metadata,
+    Column("role", String(200), primary_key=True),
+    Column("holder", String(255), primary_key=True),
+    Column("state", String(20), nullable=False),
+    Column("ttl", Double, nullable=False),
+    Column("seen_at", Double, nullable=False),
+)
+
+checkpoints = Table(
+    "ha_checkpoints",
+    metadata,
+    Column("role", String(200), primary_key=True),
+    Column("version", BigInteger, primary_key=True),
+    Column("token", BigInteger, nullable=False),
+    Column("holder", String(255), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("state", JSON, nullable=True),
+)
+
+monitors = Table(
+    "ha_monitors",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("active_url", Text, nullable=False),
+    Column("urls", JSON, nullable=False),
+    Column("since", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+)
+
+monitor_transitions = Table(
+    "ha_monitor_transitions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("monitor", String(100), nullable=False, index=True),
+    Column("from_state", String(20), nullable=False),
+    Column("to_state", String(20), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("at", Double, nullable=False),
+)
+
+_ready: weakref.WeakSet[AsyncEngine] = weakref.WeakSet()
+_ATTEMPTS = 5
+
+
+def db_now(conn: AsyncConnection | AsyncEngine) -> ColumnElement[float]:
+    """The database's current time in epoch seconds, as a SQL expression."""
+    if conn.dialect.name == "postgresql":
+        return cast(func.extract("epoch", func.clock_timestamp()), Double)
+    return cast((func.julianday("now") - 2440587.5) * 86400.0, Double)
+
+
+_LOCK_TIMEOUT_MS = 500
+_IDLE_TIMEOUT_MS = 1000
+
+
+async def guard_transaction(conn: AsyncConnection) -> None:
+    """Bound how long an HA transaction may wait for, or sit on, the lease row lock.
+
+    On PostgreSQL a holder paused (SIGSTOP) inside a transaction would keep
+    the row locked and block every standby; the server ends such a session
+    after a second idle and a waiter gives up after half a second.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            text(
+                "SELECT set_config('lock_timeout', :lock, true), "
+                "set_config('idle_in_transaction_session_timeout', :idle, true)"
+            ),
+            {"lock": f"{_LOCK_TIMEOUT_MS}ms", "idle": f"{_IDLE_TIMEOUT_MS}ms"},
+        )
+
+
+async def upsert(
+    conn: AsyncConnection,
+    table: Table,
+    values: dict[str, Any],
+    keys: list[str],
+    update: dict[str, Any] | None = None,
+) -> None:
+    """Insert ``values``; on a key conflict apply ``update`` (None: leave the row)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(values)
+    if update:
+        await conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update))
+    else:
+        await conn.execute(stmt.on_conflict_do_nothing(index_elements=keys))
+
+
+async def ensure_schema(engine: AsyncEngine) -> None:
+    """Create the ha tables if absent; safe when many processes start at once."""
+    if engine in _ready:
+        return
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            async with engine.begin() as conn:
+                await create_missing(conn, metadata)
+            _ready.add(engine)
+            return
+        except (OperationalError, ProgrammingError, DBAPIError) as exc:
+            if attempt == _ATTEMPTS:
+                raise StoreUnavailable(
+                    f"cannot create the ha tables in {engine.url.render_as_string()}: {exc}; "
+                    "check that the store database is reachable and writable"
+                ) from exc
+            _log.warning("ha schema attempt=%d failed: %s; retrying", attempt, exc)
+            await asyncio.sleep(min(2.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))

@@ -1,0 +1,45 @@
+"""Time-ordered UUIDv7 identifiers (RFC 9562).
+
+48 bits of Unix milliseconds, then a 12-bit counter that keeps ids minted in
+the same millisecond by one process strictly increasing, then 62 random bits.
+Sorting ids as strings sorts them by creation time, which the store's keyset
+pagination relies on.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+
+__all__ = ["id_time", "new_id"]
+
+_lock = threading.Lock()
+_last_ms = 0
+_counter = 0
+
+
+def new_id() -> str:
+    """Return a new UUIDv7 as a canonical lower-case string."""
+    global _last_ms, _counter
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_ms:
+            _counter += 1
+            if _counter > 0xFFF:  # counter exhausted: borrow the next millisecond
+                _last_ms += 1
+                _counter = 0
+            ms = _last_ms
+        else:
+            _last_ms = ms
+            _counter = 0
+        counter = _counter
+    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
+    return str(uuid.UUID(int=value))
+
+
+def id_time(message_id: str) -> float:
+    """Unix time in seconds encoded in a UUIDv7."""
+    return (uuid.UUID(message_id).int >> 80) / 1000.0

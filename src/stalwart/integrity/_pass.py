@@ -1,0 +1,225 @@
+"""One streaming pass over a byte stream: digests, block digests, parity, copy.
+
+Each stripe of blocks is read once into a reused buffer, then three things
+happen concurrently on threads (hashing, zfec and file writes release the
+GIL): the whole-file digests are updated in order on one thread, the copy
+is written in order on another, and the block digests and parity of the
+stripe are computed on a small pool. A few buffers rotate so that reading
+the next stripe overlaps the work on the previous ones.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import mmap
+import os
+import stat
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import BinaryIO, Final
+
+from stalwart.integrity.digests import digest_of, new_hasher
+from stalwart.integrity.erasure import StripeCodec
+
+__all__ = ["PassResult", "Progress", "read_full", "stream_pass"]
+
+Progress = Callable[[int], None]
+_BUFFERS: Final = 4
+_log = logging.getLogger("stalwart.integrity")
+
+
+@dataclass(slots=True)
+class PassResult:
+    """What one pass saw."""
+
+    size: int = 0
+    digests: dict[str, str] = field(default_factory=dict)
+    blocks: list[str] = field(default_factory=list)
+    parity: list[str] = field(default_factory=list)
+
+
+def read_full(reader: BinaryIO, view: memoryview) -> int:
+    """Fill ``view`` from ``reader`` (fewer bytes only at end of stream)."""
+    got = 0
+    readinto = getattr(reader, "readinto", None)
+    while got < len(view):
+        if readinto is not None:
+            n = readinto(view[got:])
+        else:
+            chunk = reader.read(len(view) - got)
+            n = len(chunk)
+            view[got : got + n] = chunk
+        if not n:
+            break
+        got += n
+    return got
+
+
+class _Source:
+    """Stripe-sized views of the input: zero-copy slices of a memory map for a
+    local regular file (no copy out of the page cache), else reads into a few
+    rotating buffers."""
+
+    def __init__(self, reader: BinaryIO, stripe: int, parity: int, limit: int | None) -> None:
+        self._reader = reader
+        self._stripe = stripe
+        self._left = limit if limit is not None else -1
+        self._map = _mapped(reader)
+        self._view = memoryview(self._map) if self._map is not None else None
+        self._pos = 0
+        self._buffers = (
+            [] if self._map is not None else [bytearray(stripe) for _ in range(_BUFFERS)]
+        )
+        self._parity = [bytearray(parity) for _ in range(_BUFFERS)] if parity else []
+
+    def next(self, slot: int) -> memoryview:
+        want = self._stripe if self._left < 0 else min(self._stripe, self._left)
+        if self._view is not None:
+            view = self._view[self._pos : self._pos + want]
+            self._pos += len(view)
+        else:
+            view = memoryview(self._buffers[slot])[:want]
+            view = view[: read_full(self._reader, view)]
+        if self._left >= 0:
+            self._left -= len(view)
+        return view
+
+    def parity_out(self, slot: int) -> memoryview:
+        return memoryview(self._parity[slot])
+
+    def close(self) -> None:
+        if self._view is not None:
+            self._view.release()
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:  # a view still lives somewhere: the GC unmaps it later
+                _log.debug("memory map still in use at close; left to the garbage collector")
+
+
+def _mapped(reader: BinaryIO) -> mmap.mmap | None:
+    """A read-only map of ``reader`` if it is a plain local file at offset 0."""
+    if not isinstance(reader, io.FileIO | io.BufferedReader):
+        return None
+    try:
+        fd = reader.fileno()
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size == 0 or reader.tell() != 0:
+            return None
+        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+    return mapped
+
+
+def _stripe_job(
+    view: memoryview,
+    block_size: int,
+    algorithm: str,
+    codec: StripeCodec | None,
+    parity_out: memoryview | None,
+) -> tuple[list[str], list[str]]:
+    blocks = [view[o : o + block_size] for o in range(0, len(view), block_size)]
+    digests = [digest_of(algorithm, b) for b in blocks]
+    parity: list[str] = []
+    if codec is not None and parity_out is not None:
+        codec.encode_into(blocks, parity_out)
+        parity = [
+            digest_of(algorithm, parity_out[p * block_size : (p + 1) * block_size])
+            for p in range(codec.parity)
+        ]
+    return digests, parity
+
+
+def stream_pass(
+    reader: BinaryIO,
+    *,
+    block_size: int,
+    block_algorithm: str,
+    file_algorithms: Sequence[str],
+    codec: StripeCodec | None = None,
+    stripe_blocks: int = 10,
+    sink: Callable[[memoryview], object] | None = None,
+    parity_sink: Callable[[memoryview], object] | None = None,
+    progress: Progress | None = None,
+    workers: int = 2,
+    limit: int | None = None,
+) -> PassResult:
+    """Read ``reader`` to its end once; see the module docstring.
+
+    ``sink`` receives the data in order (the copy of a transfer);
+    ``parity_sink`` receives each stripe's parity blocks in order.
+    At most ``limit`` bytes are read when it is given.
+    """
+    per_stripe = codec.data if codec is not None else stripe_blocks
+    stripe_bytes = per_stripe * block_size
+    parity_bytes = codec.parity * block_size if codec is not None else 0
+    source = _Source(reader, stripe_bytes, parity_bytes, limit)
+    hashers = {name: new_hasher(name) for name in file_algorithms}
+    result = PassResult()
+    pending: deque[tuple[int, list[Future[object]], Future[tuple[list[str], list[str]]]]] = deque()
+
+    def hash_all(view: memoryview) -> None:
+        for hasher in hashers.values():
+            hasher.update(view)
+
+    def settle() -> None:
+        slot, ordered, job = pending.popleft()
+        for fut in ordered:
+            fut.result()
+        digests, parity = job.result()
+        result.blocks.extend(digests)
+        result.parity.extend(parity)
+        if parity_sink is not None and parity:
+            parity_sink(source.parity_out(slot))
+
+    view = memoryview(b"")
+    try:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="stw-hash") as hash_pool,
+            ThreadPoolExecutor(1, thread_name_prefix="stw-write") as write_pool,
+            ThreadPoolExecutor(max(workers, 1), thread_name_prefix="stw-stripe") as stripes,
+        ):
+            slot = 0
+            try:
+                while True:
+                    if len(pending) == _BUFFERS:
+                        settle()
+                    view = source.next(slot)
+                    n = len(view)
+                    if n == 0:
+                        break
+                    result.size += n
+                    ordered: list[Future[object]] = [hash_pool.submit(hash_all, view)]
+                    if sink is not None:
+                        ordered.append(write_pool.submit(sink, view))
+                    job = stripes.submit(
+                        _stripe_job,
+                        view,
+                        block_size,
+                        block_algorithm,
+                        codec,
+                        source.parity_out(slot) if codec is not None else None,
+                    )
+                    pending.append((slot, ordered, job))
+                    if progress is not None:
+                        progress(n)
+                    slot = (slot + 1) % _BUFFERS
+                    if n < stripe_bytes:
+                        break
+                while pending:
+                    settle()
+            finally:
+                for _, ordered, job in pending:
+                    job.cancel()
+                    for fut in ordered:
+                        fut.cancel()
+    finally:
+        del view
+        pending.clear()
+        source.close()
+    result.digests = {name: h.hexdigest() for name, h in hashers.items()}
+    return result

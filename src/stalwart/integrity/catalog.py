@@ -1,0 +1,293 @@
+"""The integrity catalog in the store: files, replicas per site, transfers, repairs, scrubs.
+
+Tables are created idempotently on open (``integrity_*``, see ``_schema``),
+in SQLite or PostgreSQL alike. :func:`summary` is what the dashboard panel
+shows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from stalwart.envelope import utcnow
+from stalwart.errors import StoreUnavailable
+from stalwart.integrity._schema import files, metadata, repairs, replicas, scrubs, transfers
+from stalwart.integrity.manifest import Manifest
+from stalwart.store._engine import create_missing, make_engine
+
+__all__ = ["Catalog", "ScrubCounts", "summary"]
+
+Row = dict[str, Any]
+
+
+@dataclass(slots=True)
+class ScrubCounts:
+    """Running totals of one scrub run."""
+
+    checked: int = 0
+    ok: int = 0
+    corrupt: int = 0
+    repaired: int = 0
+    missing: int = 0
+    dark: int = 0
+    bytes_read: int = 0
+
+
+def _rows(result: Any) -> list[Row]:
+    return [dict(row._mapping) for row in result]
+
+
+class Catalog:
+    """Async access to the catalog tables. Open with :meth:`open`, then :meth:`close`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def open(cls, url: str) -> Catalog:
+        """Connect to the store at ``url`` and create the tables if needed."""
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        catalog = cls(make_engine(url))
+        try:
+            async with catalog.engine.begin() as conn:
+                await create_missing(conn, metadata)
+        except (SQLAlchemyError, OSError) as exc:
+            await catalog.engine.dispose()
+            raise StoreUnavailable(
+                f"cannot open the integrity catalog at {parsed.render_as_string()}: "
+                f"{str(exc).splitlines()[0]}; check store.url and that the database is up"
+            ) from None
+        return catalog
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def _upsert(
+        self, conn: AsyncConnection, table: Any, row: Row, keys: Sequence[str]
+    ) -> None:
+        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        stmt = insert(table).values(**row)
+        changes = {k: stmt.excluded[k] for k in row if k not in keys}
+        await conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=changes))
+
+    async def register_file(self, manifest: Manifest) -> None:
+        now = utcnow()
+        row: Row = {
+            "name": manifest.name,
+            "size": manifest.size,
+            "algorithm": manifest.digest_algorithm,
+            "digest": manifest.digest,
+            "block_size": manifest.block_size,
+            "blocks": manifest.block_count,
+            "data_blocks": manifest.parity.data if manifest.parity else None,
+            "parity_blocks": manifest.parity.parity if manifest.parity else None,
+            "manifest_checksum": manifest.checksum,
+            "created_at": manifest.created_at,
+            "updated_at": now,
+        }
+        async with self.engine.begin() as conn:
+            await self._upsert(conn, files, row, ["name"])
+
+    async def set_replica(
+        self,
+        name: str,
+        site: str,
+        path: str,
+        state: str,
+        *,
+        digest: str | None = None,
+        size: int | None = None,
+        verified: bool = False,
+        detail: str | None = None,
+    ) -> None:
+        now = utcnow()
+        row: Row = {
+            "name": name,
+            "site": site,
+            "path": path,
+            "state": state,
+            "digest": digest,
+            "size": size,
+            "updated_at": now,
+            "detail": detail,
+        }
+        if verified:
+            row["verified_at"] = now
+        async with self.engine.begin() as conn:
+            await self._upsert(conn, replicas, row, ["name", "site"])
+
+    async def record_transfer(self, row: Row) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(transfers.insert().values(finished_at=utcnow(), **row))
+
+    async def record_repair(
+        self,
+        *,
+        path: str,
+        method: str,
+        blocks: Sequence[int],
+        nbytes: int = 0,
+        name: str | None = None,
+        site: str | None = None,
+        source: str | None = None,
+    ) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                repairs.insert().values(
+                    name=name,
+                    site=site,
+                    path=path,
+                    method=method,
+                    blocks=json.dumps(list(blocks)),
+                    bytes=nbytes,
+                    source=source,
+                    at=utcnow(),
+                )
+            )
+
+    async def file(self, name: str) -> Row | None:
+        async with self.engine.connect() as conn:
+            found = _rows(await conn.execute(select(files).where(files.c.name == name)))
+        return found[0] if found else None
+
+    async def replica_by_path(self, site: str, path: str) -> Row | None:
+        query = select(replicas).where(replicas.c.site == site, replicas.c.path == path)
+        async with self.engine.connect() as conn:
+            found = _rows(await conn.execute(query))
+        return found[0] if found else None
+
+    # -- scrub runs -----------------------------------------------------------
+
+    async def scrub_begin(self, site: str) -> tuple[int, str | None, ScrubCounts]:
+        """Resume the site's unfinished scrub run, or start a new one."""
+        query = (
+            select(scrubs)
+            .where(scrubs.c.site == site, scrubs.c.state.in_(("running", "interrupted")))
+            .order_by(scrubs.c.id.desc())
+            .limit(1)
+        )
+        async with self.engine.begin() as conn:
+            found = _rows(await conn.execute(query))
+            if found:
+                run = found[0]
+                await conn.execute(
+                    update(scrubs).where(scrubs.c.id == run["id"]).values(state="running")
+                )
+                counts = ScrubCounts(**{k: run[k] for k in asdict(ScrubCounts())})
+                return int(run["id"]), run["cursor"], counts
+            result = await conn.execute(
+                scrubs.insert().values(site=site, state="running", started_at=utcnow())
+            )
+            key = result.inserted_primary_key
+            if key is None:
+                raise StoreUnavailable("the store did not return the new scrub run's id; retry")
+            return int(key[0]), None, ScrubCounts()
+
+    async def scrub_progress(
+        self,
+        run_id: int,
+        cursor: str | None,
+        counts: ScrubCounts,
+        state: str = "running",
+        detail: str | None = None,
+    ) -> None:
+        values: Row = {"cursor": cursor, "state": state, **asdict(counts)}
+        if state != "running":
+            values["finished_at"] = utcnow()
+        if detail is not None:
+            values["detail"] = detail
+        async with self.engine.begin() as conn:
+            await conn.execute(update(scrubs).where(scrubs.c.id == run_id).values(**values))
+
+    # -- queries ----------------------------------------------------------------
+
+    async def files(self, limit: int = 100) -> list[Row]:
+        query = select(files).order_by(files.c.name).limit(limit)
+        async with self.engine.connect() as conn:
+            return _rows(await conn.execute(query))
+
+    async def replicas(
+        self,
+        site: str | None = None,
+        *,
+        after: str | None = None,
+        limit: int = 1000,
+        state: str | None = None,
+        name: str | None = None,
+    ) -> list[Row]:
+        query = select(replicas).order_by(replicas.c.name, replicas.c.site).limit(limit)
+        if site is not None:
+            query = query.where(replicas.c.site == site)
+        if after is not None:
+            query = query.where(replicas.c.name > after)
+        if state is not None:
+            query = query.where(replicas.c.state == state)
+        if name is not None:
+            query = query.where(replicas.c.name == name)
+        async with self.engine.connect() as conn:
+            return _rows(await conn.execute(query))
+
+    async def transfers(self, limit: int = 50) -> list[Row]:
+        return await self._recent(transfers, limit)
+
+    async def repairs(self, limit: int = 50) -> list[Row]:
+        return await self._recent(repairs, limit)
+
+    async def scrubs(self, limit: int = 50) -> list[Row]:
+        return await self._recent(scrubs, limit)
+
+    async def _recent(self, table: Any, limit: int) -> list[Row]:
+        query = select(table).order_by(table.c.id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return _rows(await conn.execute(query))
+
+
+async def summary(engine: AsyncEngine, recent: int = 10) -> dict[str, Any]:
+    """The dashboard panel's data: replica states per site, recent transfers and
+    repairs, and each site's latest scrub. Tables are created if absent."""
+    async with engine.begin() as conn:
+        await create_missing(conn, metadata)
+    catalog = Catalog(engine)
+    counts = (
+        select(replicas.c.site, replicas.c.state, func.count().label("n"))
+        .group_by(replicas.c.site, replicas.c.state)
+        .order_by(replicas.c.site)
+    )
+    latest = select(func.max(scrubs.c.id)).group_by(scrubs.c.site)
+    async with engine.connect() as conn:
+        per_site: dict[str, dict[str, int]] = {}
+        for row in await conn.execute(counts):
+            per_site.setdefault(row.site, {})[row.state] = int(row.n)
+        last_scrubs = _rows(
+            await conn.execute(
+                select(scrubs).where(scrubs.c.id.in_(latest)).order_by(scrubs.c.site)
+            )
+        )
+        nfiles = int((await conn.execute(select(func.count()).select_from(files))).scalar_one())
+    return {
+        "files": nfiles,
+        "replicas": per_site,
+        "transfers": _json_ready(await catalog.transfers(recent)),
+        "repairs": _json_ready(await catalog.repairs(recent)),
+        "scrubs": _json_ready(last_scrubs),
+    }
+
+
+def _json_ready(rows: list[Row]) -> list[Row]:
+    return [
+        {k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()} for r in rows
+    ]

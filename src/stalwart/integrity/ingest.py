@@ -1,0 +1,138 @@
+"""Ingest: create a file's manifest and parity in one streaming pass."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from stalwart.config import parse_size
+from stalwart.errors import IntegrityError
+from stalwart.integrity._pass import Progress, stream_pass
+from stalwart.integrity.digests import (
+    DEFAULT_BLOCK_ALGORITHM,
+    DEFAULT_FILE_ALGORITHM,
+    check_algorithm,
+)
+from stalwart.integrity.erasure import StripeCodec
+from stalwart.integrity.manifest import (
+    Manifest,
+    ParityInfo,
+    dump_manifest,
+    seal_manifest,
+    sidecar_paths,
+    write_atomic,
+)
+
+__all__ = ["DEFAULT_BLOCK_SIZE", "IngestOptions", "Ingested", "ingest_file"]
+
+DEFAULT_BLOCK_SIZE: Final = 4 * 1024 * 1024
+
+
+class IngestOptions(BaseModel):
+    """How manifests and parity are made (the ``[integrity]`` table's ingest keys)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    block_size: int = Field(default=DEFAULT_BLOCK_SIZE, gt=0)
+    data_blocks: int = Field(default=10, ge=1, le=200)
+    parity_blocks: int = Field(default=2, ge=0, le=55)
+    algorithm: str = DEFAULT_FILE_ALGORITHM
+    extra_algorithms: tuple[str, ...] = ()
+    block_algorithm: str = DEFAULT_BLOCK_ALGORITHM
+    parity_store: Path | None = None
+    workers: int = Field(default_factory=lambda: min(os.cpu_count() or 2, 8), ge=1)
+
+    @field_validator("block_size", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> object:
+        return parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("algorithm", "block_algorithm")
+    @classmethod
+    def _algorithm(cls, value: str) -> str:
+        return check_algorithm(value)
+
+    def codec(self) -> StripeCodec | None:
+        if self.parity_blocks == 0:
+            return None
+        return StripeCodec(self.data_blocks, self.parity_blocks, self.block_size)
+
+    def algorithms(self) -> list[str]:
+        names = [check_algorithm(self.algorithm)]
+        names += [a for a in map(check_algorithm, self.extra_algorithms) if a not in names]
+        return names
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """Where ingest put things."""
+
+    path: Path
+    manifest: Manifest
+    manifest_path: Path
+    parity_path: Path | None
+
+
+def ingest_file(
+    path: Path,
+    options: IngestOptions | None = None,
+    *,
+    name: str | None = None,
+    progress: Progress | None = None,
+) -> Ingested:
+    """Hash, block-hash and parity-encode ``path`` in one pass; write the sidecars.
+
+    Blocking: run it in a thread from async code.
+    """
+    opts = options or IngestOptions()
+    path = path.absolute()
+    if not path.is_file():
+        raise IntegrityError(f"cannot ingest {path}: not a regular file; check the path")
+    codec = opts.codec()
+    manifest_path, parity_path = sidecar_paths(path, opts.parity_store)
+    if opts.parity_store is not None:
+        opts.parity_store.mkdir(parents=True, exist_ok=True)
+    tmp_parity = parity_path.with_name(parity_path.name + ".tmp")
+    try:
+        with open(path, "rb", buffering=0) as reader, open(tmp_parity, "wb") as parity_out:
+            result = stream_pass(
+                reader,
+                block_size=opts.block_size,
+                block_algorithm=check_algorithm(opts.block_algorithm),
+                file_algorithms=opts.algorithms(),
+                codec=codec,
+                parity_sink=parity_out.write,
+                progress=progress,
+                workers=opts.workers,
+            )
+            parity_out.flush()
+            os.fsync(parity_out.fileno())
+    except OSError as exc:
+        tmp_parity.unlink(missing_ok=True)
+        raise IntegrityError(f"cannot ingest {path}: {exc.strerror or exc}") from None
+    parity = None
+    if codec is not None:
+        os.replace(tmp_parity, parity_path)
+        parity = ParityInfo(
+            data=codec.data, parity=codec.parity, file=parity_path.name, digests=result.parity
+        )
+    else:
+        tmp_parity.unlink(missing_ok=True)
+    manifest = seal_manifest(
+        Manifest(
+            name=name or path.name,
+            size=result.size,
+            digest_algorithm=opts.algorithms()[0],
+            digests=result.digests,
+            block_size=opts.block_size,
+            block_algorithm=check_algorithm(opts.block_algorithm),
+            blocks=result.blocks,
+            parity=parity,
+        )
+    )
+    write_atomic(manifest_path, [dump_manifest(manifest)])
+    return Ingested(path, manifest, manifest_path, parity_path if codec else None)

@@ -1,0 +1,291 @@
+"""Scrubbing: re-verify every replica of a site, repair what can be, report the rest.
+
+A run walks the site's replicas in name order and persists its cursor after
+each one, so an interrupted run resumes where it stopped. Reads are
+rate-limited by a token bucket. A damaged replica is repaired from its
+parity, then block by block from a good replica at another site, then by a
+verified copy of that replica; a replica file that vanished is *missing*;
+a file under the site root that the catalog does not know is *dark*.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from stalwart.integrity._pass import Progress
+from stalwart.integrity.catalog import Catalog, Row, ScrubCounts
+from stalwart.integrity.channels import Channel
+from stalwart.integrity.events import EventKind, IntegrityEvent
+from stalwart.integrity.manifest import MANIFEST_SUFFIX, PARITY_SUFFIX
+from stalwart.integrity.ops import Recorder, transfer, verify
+from stalwart.integrity.repair import Fetch
+from stalwart.integrity.transfer import TransferFailed, TransferOptions
+
+__all__ = ["ScrubOptions", "ScrubReport", "TokenBucket", "scrub_forever", "scrub_site"]
+
+_log = logging.getLogger("stalwart.integrity.scrub")
+_SIDECARS: Final = (MANIFEST_SUFFIX, PARITY_SUFFIX, ".part", ".tmp")
+
+
+class TokenBucket:
+    """Limit a byte rate: ``take(n)`` sleeps until ``n`` bytes are allowed.
+
+    Thread-safe; called from the worker threads that read. ``rate`` None or
+    0 means unlimited. The burst is one second's worth.
+    """
+
+    def __init__(
+        self,
+        rate: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate or 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = self.rate
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> None:
+        if self.rate <= 0:
+            return
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.rate, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            self._tokens -= n
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
+            self._sleep(wait)
+
+    def wrap(self, progress: Progress | None) -> Progress:
+        def step(n: int) -> None:
+            self.take(n)
+            if progress is not None:
+                progress(n)
+
+        return step
+
+
+@dataclass
+class ScrubOptions:
+    """What to scrub and how."""
+
+    site: str
+    root: Path | None = None
+    rate: float | None = None
+    store: Path | None = None
+    repair: bool = True
+    batch: int = 200
+    transfer: TransferOptions | None = None
+
+
+@dataclass
+class ScrubReport:
+    """The outcome of one run (also in ``integrity_scrubs``)."""
+
+    run_id: int
+    counts: ScrubCounts
+    resumed: bool = False
+    interrupted: bool = False
+    corrupt: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    dark: list[str] = field(default_factory=list)
+
+
+def _range_fetch(url: str) -> Fetch:
+    channel = Channel(url)
+
+    def fetch(offset: int, length: int) -> bytes | None:
+        try:
+            return channel.read_range(offset, length)
+        except OSError as exc:
+            _log.warning("ranged read from replica failed url=%s error=%s", url, exc)
+            return None
+
+    return fetch
+
+
+class _Run:
+    def __init__(
+        self, catalog: Catalog, recorder: Recorder, opts: ScrubOptions, progress: Progress | None
+    ) -> None:
+        self.catalog = catalog
+        self.recorder = recorder
+        self.opts = opts
+        self.progress = TokenBucket(opts.rate).wrap(progress)
+
+    async def _other_good(self, name: str) -> Row | None:
+        for row in await self.catalog.replicas(None, name=name):
+            if row["site"] != self.opts.site and row["state"] in ("ok", "repaired"):
+                return row
+        return None
+
+    async def one(self, row: Row, report: ScrubReport) -> None:
+        path, name = Path(row["path"]), str(row["name"])
+        other = await self._other_good(name)
+        if await asyncio.to_thread(path.is_file):
+            checked = await verify(
+                path,
+                self.recorder,
+                name=name,
+                store=self.opts.store,
+                repair=self.opts.repair,
+                fetch=_range_fetch(other["path"]) if other else None,
+                source=other["path"] if other else None,
+                progress=self.progress,
+            )
+            report.counts.bytes_read += checked.report.bytes_read
+            state = checked.state
+        else:
+            state = "missing"
+            report.counts.missing += 1
+            report.missing.append(str(path))
+            await self.catalog.set_replica(name, self.opts.site, str(path), "missing")
+            await self.recorder.emit(
+                IntegrityEvent(
+                    event=EventKind.MISSING,
+                    site=self.opts.site,
+                    name=name,
+                    path=str(path),
+                    detail="catalogued replica not on disk",
+                )
+            )
+        if state in ("corrupt", "missing") and self.opts.repair and other is not None:
+            state = await self._from_replica(name, other, path, state)
+        report.counts.checked += 1
+        if state == "ok":
+            report.counts.ok += 1
+        elif state == "repaired":
+            report.counts.repaired += 1
+        elif state == "corrupt":
+            report.counts.corrupt += 1
+            report.corrupt.append(str(path))
+
+    async def _from_replica(self, name: str, other: Row, path: Path, state: str) -> str:
+        try:
+            await transfer(other["path"], str(path), self.recorder, self.opts.transfer)
+        except TransferFailed as exc:
+            _log.warning("repair from replica failed name=%s error=%s", name, exc)
+            return state
+        await self.catalog.record_repair(
+            path=str(path),
+            method="replica",
+            blocks=[],
+            name=name,
+            site=self.opts.site,
+            source=other["path"],
+        )
+        return "repaired"
+
+    async def dark(self, report: ScrubReport) -> None:
+        root = self.opts.root
+        if root is None:
+            return
+        known = {r["path"] for r in await self.catalog.replicas(self.opts.site, limit=10**9)}
+        found = await asyncio.to_thread(_walk, root)
+        report.dark = sorted(p for p in found if p not in known)
+        report.counts.dark = len(report.dark)
+        for path in report.dark:
+            await self.recorder.emit(
+                IntegrityEvent(
+                    event=EventKind.DARK,
+                    site=self.opts.site,
+                    path=path,
+                    detail="on disk under the site root but not in the catalog",
+                )
+            )
+
+
+def _walk(root: Path) -> list[str]:
+    out: list[str] = []
+    for folder, _dirs, names in os.walk(root):
+        out += [os.path.join(folder, n) for n in names if not n.endswith(_SIDECARS)]
+    return [str(Path(p).absolute()) for p in out]
+
+
+async def scrub_site(
+    catalog: Catalog,
+    recorder: Recorder,
+    options: ScrubOptions,
+    *,
+    progress: Progress | None = None,
+    on_file: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> ScrubReport:
+    """One scrub run of ``options.site`` (resuming an unfinished one); see the module doc.
+
+    Setting ``stop`` ends the run after the current file, as *interrupted*.
+    """
+    run = _Run(catalog, recorder, options, progress)
+    run_id, cursor, counts = await catalog.scrub_begin(options.site)
+    report = ScrubReport(run_id, counts, resumed=cursor is not None)
+    try:
+        while True:
+            rows = await catalog.replicas(options.site, after=cursor, limit=options.batch)
+            if not rows:
+                break
+            for row in rows:
+                if stop is not None and stop.is_set():
+                    report.interrupted = True
+                    await catalog.scrub_progress(run_id, cursor, counts, "interrupted")
+                    return report
+                await run.one(row, report)
+                cursor = str(row["name"])
+                await catalog.scrub_progress(run_id, cursor, counts)
+                if on_file is not None:
+                    on_file(cursor)
+        await run.dark(report)
+    except BaseException:
+        await asyncio.shield(catalog.scrub_progress(run_id, cursor, counts, "interrupted"))
+        raise
+    await catalog.scrub_progress(run_id, cursor, counts, "done")
+    await recorder.emit(
+        IntegrityEvent(
+            event=EventKind.SCRUBBED,
+            site=options.site,
+            bytes_moved=0,
+            detail=(
+                f"checked={counts.checked} ok={counts.ok} repaired={counts.repaired} "
+                f"corrupt={counts.corrupt} missing={counts.missing} dark={counts.dark} "
+                f"bytes_read={counts.bytes_read}"
+            ),
+        )
+    )
+    return report
+
+
+async def scrub_forever(
+    catalog: Catalog,
+    recorder: Recorder,
+    options: ScrubOptions,
+    *,
+    every: float,
+    spread: float = 0.1,
+    stop: asyncio.Event,
+    on_report: Callable[[ScrubReport], None] | None = None,
+) -> None:
+    """Scrub now, then every ``every`` seconds +/- ``spread`` (a fraction), until ``stop``.
+
+    The random spread keeps sites that share storage from scrubbing in step.
+    """
+    while not stop.is_set():
+        report = await scrub_site(catalog, recorder, options, stop=stop)
+        if on_report is not None:
+            on_report(report)
+        delay = every * (1 + random.uniform(-spread, spread))
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=max(delay, 0.0))
+        except TimeoutError:
+            continue

@@ -1,0 +1,83 @@
+"""What a handler gets besides its body: the envelope and ways to talk back."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from stalwart.config import Settings
+from stalwart.envelope import Envelope
+from stalwart.messages import ReportLevel
+
+if TYPE_CHECKING:
+    from stalwart.service._runner import ServiceRunner
+
+__all__ = ["Context"]
+
+
+class Context:
+    """Per-message context; messages published through it continue the chain.
+
+    Their ``correlation_id`` is the incoming one's (or its id) and their
+    ``causation_id`` the incoming id, so the store can show causal chains.
+    """
+
+    def __init__(self, runner: ServiceRunner, envelope: Envelope) -> None:
+        self._runner = runner
+        self.envelope = envelope
+        self.log = logging.LoggerAdapter(
+            logging.getLogger(f"stalwart.service.{runner.service.name}"),
+            {"message_id": envelope.id, "topic": envelope.topic},
+        )
+
+    @property
+    def service(self) -> str:
+        return self._runner.service.name
+
+    @property
+    def instance(self) -> str:
+        return self._runner.instance
+
+    @property
+    def site(self) -> str:
+        return self._runner.site
+
+    @property
+    def settings(self) -> Settings:
+        return self._runner.settings
+
+    def _chain(self) -> dict[str, Any]:
+        return {
+            "correlation_id": self.envelope.correlation_id or self.envelope.id,
+            "causation_id": self.envelope.id,
+        }
+
+    async def publish(
+        self,
+        topic: str,
+        body: Any = None,
+        *,
+        kind: str | None = None,
+        ttl: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Envelope:
+        """Publish a message caused by this one; returns once it is durable."""
+        return await self._runner.publish(
+            topic, body, kind=kind, ttl=ttl, headers=headers, **self._chain()
+        )
+
+    async def request(
+        self, topic: str, body: Any = None, *, kind: str | None = None, timeout: float = 30.0
+    ) -> Envelope:
+        """Publish a request and await its reply (raises RequestTimeout)."""
+        return await self._runner.request(topic, body, kind=kind, timeout=timeout, **self._chain())
+
+    async def report(
+        self, level: ReportLevel | str, text: str, refs: dict[str, str] | None = None
+    ) -> Envelope:
+        """Report onto ``sys.report.<level>`` with this service as the source."""
+        return await self._runner.report(level, text, refs or {}, **self._chain())
+
+    def progress(self, amount: int = 1) -> None:
+        """Advance the progress counter that heartbeats carry (for slow-detection)."""
+        self._runner.add_progress(amount)

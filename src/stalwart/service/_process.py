@@ -1,0 +1,53 @@
+"""A service as a whole process: open the bus, serve, stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import TYPE_CHECKING
+
+from stalwart.bus import open_bus
+from stalwart.config import Settings
+from stalwart.service._runner import ServiceRunner
+
+if TYPE_CHECKING:
+    from stalwart.service._service import Service
+
+__all__ = ["serve", "serve_many"]
+
+_log = logging.getLogger("stalwart.service")
+
+
+async def serve(service: Service, settings: Settings) -> None:
+    """Run one instance of ``service`` until SIGTERM or SIGINT."""
+    await serve_many([service], settings)
+
+
+async def serve_many(
+    services: list[Service], settings: Settings, stop: asyncio.Event | None = None
+) -> None:
+    """Run instances of ``services`` on one bus connection until ``stop`` or a signal.
+
+    On stop: no new work is taken; in-flight handlers get each service's grace
+    period; what is left is redelivered to other instances.
+    """
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    transport = open_bus(settings)
+    await transport.start()
+    token = os.environ.get("STALWART_TOKEN")
+    runners = [ServiceRunner(s, transport, settings, token=token) for s in services]
+    try:
+        for runner in runners:
+            await runner.start()
+        await stop.wait()
+        _log.info("stopping %d service instance(s)", len(runners))
+        await asyncio.gather(*(runner.stop() for runner in runners))
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await transport.close()

@@ -1,0 +1,175 @@
+"""What the read API returns: frozen pydantic models, ready for JSON (dashboard) or tables (CLI)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from stalwart.envelope import Envelope
+
+__all__ = [
+    "DOWN_AFTER_INTERVALS",
+    "LATE_AFTER_INTERVALS",
+    "Availability",
+    "ChainNode",
+    "ComponentView",
+    "DeliveryView",
+    "Edge",
+    "MessageDetail",
+    "MessageFilter",
+    "MessagePage",
+    "MessageSummary",
+    "ReportView",
+    "Traffic",
+    "TransitionView",
+]
+
+# A component is "late" after missing this many heartbeat intervals, "down" after this many.
+LATE_AFTER_INTERVALS: Final = 2.0
+DOWN_AFTER_INTERVALS: Final = 5.0
+
+Availability = Literal["up", "late", "down"]
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class MessageFilter(_View):
+    """Filters of :func:`~stalwart.store.queries.list_messages`; all optional, combined with AND.
+
+    ``topic`` is an AMQP pattern (``*`` one word, ``#`` any). ``sender`` is a
+    full ``service@site/instance``, a ``service@site`` or just a ``service``.
+    ``service``/``state`` select messages with a delivery at that service (in
+    that state). ``text`` matches all the words (full-text search over topic,
+    kind, sender and body). ``system`` None hides ``sys.*`` messages unless a
+    topic pattern is given; True or False forces them in or out.
+    """
+
+    topic: str | None = None
+    kind: str | None = None
+    sender: str | None = None
+    service: str | None = None
+    state: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    correlation_id: str | None = None
+    text: str | None = None
+    system: bool | None = None
+
+
+class MessageSummary(_View):
+    """One row of a message list; ``states`` maps each service to its delivery state."""
+
+    id: str
+    topic: str
+    kind: str
+    sender: str
+    correlation_id: str | None
+    causation_id: str | None
+    created_at: datetime
+    size: int
+    states: dict[str, str] = {}
+
+
+class MessagePage(_View):
+    """A page of messages, newest first; pass ``next_cursor`` as ``after`` for the next."""
+
+    items: list[MessageSummary]
+    next_cursor: str | None
+
+
+class TransitionView(_View):
+    service: str
+    state: str
+    attempt: int
+    at: datetime
+    reason: str | None
+    instance: str | None
+
+
+class DeliveryView(_View):
+    """A message at one service: merged state, per-state times, and the raw history."""
+
+    service: str
+    state: str
+    attempts: int
+    last_at: datetime
+    reason: str | None
+    instance: str | None
+    times: dict[str, datetime]
+    transitions: list[TransitionView]
+
+
+class ChainNode(_View):
+    """A message and the messages it caused (``causation_id``), recursively."""
+
+    message: MessageSummary
+    children: list[ChainNode] = []
+
+
+class MessageDetail(_View):
+    """Everything known about one message. The token itself is never stored ("***")."""
+
+    envelope: Envelope
+    size: int
+    stored_at: datetime
+    deliveries: list[DeliveryView]
+    ancestors: list[MessageSummary]
+    descendants: ChainNode
+    truncated: bool = False
+
+
+class ReportView(_View):
+    id: str
+    level: str
+    source: str
+    text: str
+    refs: dict[str, Any]
+    host: str | None
+    at: datetime
+
+
+class ComponentView(_View):
+    """One service instance from its latest heartbeat, with its availability now."""
+
+    service: str
+    instance: str
+    site: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_heartbeat: datetime
+    interval: float
+    uptime: float
+    inflight: int
+    processed: int
+    failed: int
+    progress: int | None
+    patterns: list[str]
+    stopping: bool
+    age: float
+    availability: Availability
+
+
+class Edge(_View):
+    """Messages from ``source`` (sender service) delivered to ``target`` (service), per bucket."""
+
+    source: str
+    target: str
+    counts: list[int]
+
+
+class Traffic(_View):
+    """Message counts per topic and per sender->service edge, in equal time buckets.
+
+    ``buckets[i]`` is the start of bucket ``i``; a rate is ``count / bucket_seconds``.
+    """
+
+    start: datetime
+    bucket_seconds: int
+    buckets: list[datetime]
+    topics: dict[str, list[int]]
+    edges: list[Edge]

@@ -1,0 +1,128 @@
+"""The :class:`Store` handle: an engine on a migrated database, and batch writes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stalwart.envelope import Envelope, encode
+from stalwart.errors import StalwartError, StoreUnavailable
+from stalwart.store._engine import make_engine
+from stalwart.store._rows import Rows, build_rows
+from stalwart.store._writer import is_unavailable, write_rows
+from stalwart.store.migrate import current_revision, head_revision, upgrade
+
+__all__ = ["Store", "StoreDataError"]
+
+_log = logging.getLogger("stalwart.store")
+
+
+class StoreDataError(StalwartError):
+    """The database refused the data itself (too long, wrong type), not the connection."""
+
+
+class Store:
+    """A message store on SQLite or PostgreSQL. Open with :meth:`open`; close when done.
+
+    Read it with :mod:`stalwart.store.queries`; the persistence subscriber
+    writes it with :meth:`write`.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True, **engine_options: Any) -> Store:
+        """Connect to ``url`` and (by default) bring its schema up to date.
+
+        Raises :class:`StoreUnavailable` when the database cannot be reached.
+        """
+        _make_parent(url)
+        options = {"pool_pre_ping": True, **engine_options}
+        engine = make_engine(url, **options)
+        try:
+            if migrate and await _current(engine) != head_revision():
+                await upgrade(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def write(
+        self,
+        items: Sequence[Envelope | tuple[Envelope, int]],
+        *,
+        system: Iterable[bool] | None = None,
+    ) -> Rows:
+        """Store envelopes (optionally with their encoded sizes) in one transaction.
+
+        Idempotent: writing the same envelopes again changes nothing. Returns the
+        rows written, whose ``problems`` name envelopes with an invalid
+        ``sys.*`` body (stored as messages, without effects). Raises
+        :class:`StoreUnavailable` when the database is down or busy (retry
+        later) and :class:`StoreDataError` when it refused the data.
+        """
+        pairs = [item if isinstance(item, tuple) else (item, len(encode(item))) for item in items]
+        rows = build_rows(pairs, system=system)
+        await self.write_rows(rows)
+        return rows
+
+    async def write_rows(self, rows: Rows) -> None:
+        """Write prepared rows in one transaction, translating driver errors."""
+        try:
+            async with self.engine.begin() as conn:
+                await write_rows(conn, rows)
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise StoreUnavailable(
+                    f"the store is unavailable ({type(exc).__name__}: {_first_line(exc)}); "
+                    "writes are retried: check the database server"
+                ) from exc
+            raise StoreDataError(f"the store refused a batch: {_first_line(exc)}") from exc
+
+
+async def _current(engine: AsyncEngine) -> str | None:
+    try:
+        return await current_revision(engine)
+    except (DBAPIError, OSError) as exc:
+        raise StoreUnavailable(
+            f"cannot reach the store at {engine.url.render_as_string()}: {_first_line(exc)}; "
+            "check that the database is running and that store.url in the settings is right"
+        ) from exc
+
+
+def _make_parent(url: str) -> None:
+    """Create the folder of a SQLite file (``.stalwart/`` on first use)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

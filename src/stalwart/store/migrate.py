@@ -1,0 +1,76 @@
+"""Run the store's Alembic migrations programmatically (``stalwart db upgrade``, ``Store.open``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stalwart.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+__all__ = ["HEAD", "current_revision", "head_revision", "upgrade"]
+
+_log = logging.getLogger("stalwart.store")
+_SCRIPTS: Final = Path(__file__).with_name("migrations")
+HEAD: Final = "head"
+
+
+# Alembic is imported when a migration is looked at, not when the store
+# package is: service processes share the store's engine helper and would
+# otherwise carry Alembic (and Mako) in memory for nothing.
+
+
+def _config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_SCRIPTS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade(connection: Connection, target: str) -> None:
+    from alembic import command
+
+    command.upgrade(_config(connection), target)
+
+
+def _current(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def upgrade(engine: AsyncEngine, target: str = HEAD) -> str | None:
+    """Bring the schema to ``target`` (default: the newest); returns the revision reached."""
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade, target)
+            revision = await conn.run_sync(_current)
+    except (DBAPIError, OSError) as exc:
+        raise StoreUnavailable(
+            f"cannot migrate the store at {engine.url.render_as_string()}: {exc}; "
+            "check that the database is running and that store.url in the settings is right"
+        ) from exc
+    _log.info("store schema at revision=%s", revision)
+    return revision
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at (None: never migrated)."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current)
+
+
+def head_revision() -> str | None:
+    """The newest revision shipped with this version."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_config()).get_current_head()

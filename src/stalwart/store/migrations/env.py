@@ -1,0 +1,19 @@
+"""Alembic environment: always run programmatically on a connection we pass in.
+
+:func:`stalwart.store.migrate.upgrade` puts a live synchronous connection in
+``config.attributes["connection"]``; there is no offline mode and no URL here.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+
+from stalwart.errors import ConfigError
+from stalwart.store.schema import metadata
+
+_connection = context.config.attributes.get("connection")
+if _connection is None:
+    raise ConfigError("run store migrations with `stalwart db upgrade`, not the alembic command")
+context.configure(connection=_connection, target_metadata=metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

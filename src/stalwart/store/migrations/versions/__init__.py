@@ -1,0 +1,1 @@
+"""Revisions, oldest first: ``0001_initial`` ..."""

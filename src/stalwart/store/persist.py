@@ -1,0 +1,367 @@
+"""The persistence subscriber: every envelope on the bus, and its life cycle, into the store.
+
+It consumes its own durable queue (``stalwart-persist``, bound to ``#``, which
+includes the ``sys.*`` topics), writes in batches (up to ``batch_size``
+envelopes, or ``batch_interval`` seconds after the first once the previous
+batch has committed), and acknowledges a batch only after its transaction
+commits. Writes are idempotent, so a
+redelivery after a crash changes nothing. When the database is down it stops
+acknowledging, holds at most ``prefetch`` deliveries, and retries with capped
+exponential backoff and jitter until the database is back or it is stopped;
+nothing unacknowledged is lost, because the bus redelivers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from stalwart.bus import Delivery, QueueSpec, Transport
+from stalwart.envelope import undecodable_id, utcnow
+from stalwart.errors import StoreUnavailable
+from stalwart.messages import ReportLevel
+from stalwart.store._rows import LEVEL_RANK, Rows, build_rows
+from stalwart.store._store import Store, StoreDataError
+
+__all__ = ["PERSIST_QUEUE", "PersistOptions", "PersistStats", "Persister"]
+
+_log = logging.getLogger("stalwart.store.persist")
+PERSIST_QUEUE: Final = "stalwart-persist"
+_SOURCE: Final = "stalwart-persist"
+_ACK_CHUNK: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PersistOptions:
+    """Batching, buffering and retry knobs (the defaults keep up with 10k msg/s)."""
+
+    queue: str = PERSIST_QUEUE
+    batch_size: int = 1000
+    batch_interval: float = 0.1
+    prefetch: int = 4000
+    retry_initial: float = 0.2
+    retry_max: float = 10.0
+    lease: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.prefetch < self.batch_size:
+            raise ValueError("need batch_size >= 1 and prefetch >= batch_size")
+        if self.batch_interval <= 0 or self.retry_initial <= 0 or self.retry_max <= 0:
+            raise ValueError("batch_interval and retry delays must be > 0 seconds")
+
+
+@dataclass(slots=True)
+class PersistStats:
+    """Counters since start.
+
+    ``lag`` is the age of the oldest envelope of the last batch when that batch
+    committed (publish-to-stored delay, worst case of the batch); ``max_lag``
+    is the largest seen.
+    """
+
+    persisted: int = 0
+    batches: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    lag: float = 0.0
+    max_lag: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class Persister:
+    """Runs the subscriber on ``transport`` into ``store``; see the module docstring."""
+
+    def __init__(
+        self, transport: Transport, store: Store, options: PersistOptions | None = None
+    ) -> None:
+        self._transport = transport
+        self._store = store
+        self.options = options or PersistOptions()
+        self.stats = PersistStats()
+        self._stop = asyncio.Event()
+        self._rng = random.Random()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then return from :meth:`run`."""
+        self._stop.set()
+
+    async def declare(self) -> None:
+        """Declare the durable queue bound to every topic (idempotent)."""
+        await self._transport.declare(
+            QueueSpec(name=self.options.queue, patterns=("#",), lease=self.options.lease)
+        )
+
+    async def run(self) -> None:
+        """Consume and persist until :meth:`stop` or until the transport closes.
+
+        While one batch commits, the next is collected and turned into rows
+        (commits stay in order, one at a time); acknowledgements run beside.
+        """
+        await self.declare()
+        buffer: asyncio.Queue[Delivery | None] = asyncio.Queue(maxsize=self.options.prefetch)
+        reader = asyncio.create_task(self._read(buffer), name="persist-reader")
+        committing: asyncio.Task[bool] | None = None
+        settling: set[asyncio.Task[None]] = set()
+        try:
+            while not self._stop.is_set():
+                if committing is not None and committing.done() and not committing.result():
+                    break  # stopped while the database was down: leave them unacked
+                batch, ended = await self._collect(buffer, reader, committing)
+                if batch:
+                    committing = asyncio.create_task(
+                        self._commit(batch, self._rows(batch), committing, settling),
+                        name="persist-commit",
+                    )
+                if ended:
+                    break
+        finally:
+            # Pending commits finish if the database is up; retries give up at once (the
+            # bus redelivers what stays unacked), so cancelling run() never hangs.
+            self._stop.set()
+            try:
+                if committing is not None:
+                    await committing
+            finally:
+                if settling:
+                    await asyncio.gather(*settling)
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+
+    async def _commit(
+        self,
+        batch: list[Delivery],
+        rows: Rows,
+        previous: asyncio.Task[bool] | None,
+        settling: set[asyncio.Task[None]],
+    ) -> bool:
+        """Write after the previous batch, then settle in the background; False if stopped."""
+        if previous is not None and not await previous:
+            return False
+        problems = await self._write(batch, rows)
+        if problems is None:
+            return False
+        task = asyncio.create_task(self._settle_all(batch, problems), name="persist-ack")
+        settling.add(task)
+        task.add_done_callback(settling.discard)
+        return True
+
+    async def _read(self, buffer: asyncio.Queue[Delivery | None]) -> None:
+        try:
+            async for delivery in self._transport.consume(
+                self.options.queue, self.options.prefetch
+            ):
+                await buffer.put(delivery)
+        finally:
+            with contextlib.suppress(asyncio.QueueFull):
+                buffer.put_nowait(None)
+
+    async def _next(
+        self,
+        buffer: asyncio.Queue[Delivery | None],
+        timeout: float | None,
+        previous: asyncio.Task[bool] | None = None,
+    ) -> Delivery | None:
+        """The next delivery, or None at the end of the stream.
+
+        TimeoutError on timeout, on stop, or when ``previous`` (a commit) ends first.
+        """
+        getter = asyncio.ensure_future(buffer.get())
+        stopper = asyncio.ensure_future(self._stop.wait())
+        waited: set[asyncio.Future[Any]] = {getter, stopper}
+        if previous is not None:
+            waited.add(previous)
+        try:
+            await asyncio.wait(waited, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not getter.done():
+                getter.cancel()
+        if getter.done() and not getter.cancelled():
+            return getter.result()
+        raise TimeoutError
+
+    async def _collect(
+        self,
+        buffer: asyncio.Queue[Delivery | None],
+        reader: asyncio.Task[None],
+        previous: asyncio.Task[bool] | None,
+    ) -> tuple[list[Delivery], bool]:
+        """Up to ``batch_size`` deliveries: ``batch_interval`` after the first, or later if need be.
+
+        The batch closes after the interval only once the ``previous`` batch has committed.
+
+        While the database is busy with one batch the next one keeps growing,
+        so a busy database gets fewer, larger (cheaper per message) batches
+        instead of a queue of small ones, each waiting its turn. Deliveries
+        already buffered are taken without waiting.
+        """
+        loop = asyncio.get_running_loop()
+        size = self.options.batch_size
+        batch: list[Delivery] = []
+        deadline: float | None = None
+        while len(batch) < size:
+            while batch and not buffer.empty() and len(batch) < size:
+                item = buffer.get_nowait()
+                if item is None:
+                    return batch, True
+                batch.append(item)
+            if len(batch) >= size:
+                break
+            timeout: float | None = 1.0
+            waiting_for: asyncio.Task[bool] | None = None
+            if deadline is not None:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    if previous is None or previous.done():
+                        break
+                    timeout, waiting_for = None, previous  # more deliveries, or its commit
+            try:
+                item = await self._next(buffer, timeout, waiting_for)
+            except TimeoutError:
+                if self._stop.is_set():
+                    break
+                if deadline is None and reader.done():
+                    return batch, True
+                continue  # past the deadline, the check above ends the batch
+            if item is None:
+                return batch, True
+            batch.append(item)
+            if deadline is None:
+                deadline = loop.time() + self.options.batch_interval
+        return batch, False
+
+    def _rows(self, batch: Sequence[Delivery], system: Sequence[bool] | None = None) -> Rows:
+        decoded = [(d.envelope, len(d.raw)) for d in batch if d.envelope is not None]
+        rows = build_rows(decoded, system=system)
+        for d in batch:
+            if d.envelope is None:
+                rows.reports.append(self._undecodable_report(d))
+        return rows
+
+    @staticmethod
+    def _undecodable_report(d: Delivery) -> dict[str, object]:
+        reason = str(d.error) if d.error is not None else "undecodable envelope"
+        return {
+            "id": undecodable_id(d.raw),
+            "level": ReportLevel.ERROR.value,
+            "level_rank": LEVEL_RANK[ReportLevel.ERROR.value],
+            "source": _SOURCE,
+            "text": f"undecodable delivery dead-lettered: {reason}",
+            "refs": {"queue": d.queue, "raw_prefix": d.raw[:200].decode("utf-8", "replace")},
+            "host": None,
+            "at": utcnow(),
+        }
+
+    async def _write(self, batch: list[Delivery], rows: Rows) -> dict[int, str] | None:
+        """Commit ``batch``, retrying while the database is down.
+
+        Returns the problems by index among the decoded deliveries (to
+        dead-letter), or None when stopped before the database came back.
+        """
+        attempt = 0
+        loop = asyncio.get_running_loop()
+        extended = loop.time()
+        while True:
+            try:
+                await self._store.write_rows(rows)
+            except StoreUnavailable as exc:
+                attempt += 1
+                self.stats.retries += 1
+                delay = self._backoff(attempt)
+                _log.warning(
+                    "store unavailable, holding %d deliveries unacked, retry in %.2fs: %s",
+                    len(batch),
+                    delay,
+                    exc,
+                )
+                if loop.time() - extended > self.options.lease / 3:
+                    extended = loop.time()
+                    await self._extend(batch)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                    return None
+                continue
+            except StoreDataError as exc:
+                _log.warning("store refused a batch, isolating items: %s", exc)
+                problems = await self._write_each(batch)
+                if problems is None:
+                    return None
+                self._account(batch)
+                return problems
+            self._account(batch)
+            return rows.problems
+
+    def _backoff(self, attempt: int) -> float:
+        cap = min(self.options.retry_max, self.options.retry_initial * 2 ** (attempt - 1))
+        return self._rng.uniform(cap / 2, cap)
+
+    async def _write_each(self, batch: list[Delivery]) -> dict[int, str] | None:
+        """One transaction per item: with effects, then message only, else a problem."""
+        problems: dict[int, str] = {}
+        decoded = [d for d in batch if d.envelope is not None]
+        for index, d in enumerate(decoded):
+            refused = ""
+            for system in (True, False):
+                try:
+                    rows = self._rows([d], system=[system])
+                    await self._store.write_rows(rows)
+                except StoreDataError as exc:
+                    refused = f"the store refused it: {exc}"
+                    problems[index] = refused
+                    continue
+                except StoreUnavailable:
+                    return None
+                if rows.problems:
+                    problems[index] = rows.problems[0]
+                elif refused:
+                    problems[index] = f"stored without its effects ({refused})"
+                else:
+                    problems.pop(index, None)
+                break
+        return problems
+
+    def _account(self, batch: list[Delivery]) -> None:
+        oldest = min((d.envelope.created_at for d in batch if d.envelope is not None), default=None)
+        self.stats.persisted += len(batch)
+        self.stats.batches += 1
+        if oldest is not None:
+            self.stats.lag = max((utcnow() - oldest).total_seconds(), 0.0)
+            self.stats.max_lag = max(self.stats.max_lag, self.stats.lag)
+
+    async def _extend(self, batch: list[Delivery]) -> None:
+        for d in batch:
+            try:
+                await d.extend(self.options.lease)
+            except Exception as exc:  # best effort: a redelivery is harmless
+                _log.debug("could not extend a lease: %s", exc)
+
+    async def _settle_all(self, batch: list[Delivery], problems: dict[int, str]) -> None:
+        """Ack what was stored; dead-letter undecodable and invalid ``sys.*`` ones."""
+        decoded_index = 0
+        jobs = []
+        for d in batch:
+            if d.envelope is None:
+                reason = str(d.error) if d.error is not None else "undecodable envelope"
+                jobs.append(self._settle(d, reason))
+                continue
+            jobs.append(self._settle(d, problems.get(decoded_index)))
+            decoded_index += 1
+        for start in range(0, len(jobs), _ACK_CHUNK):
+            await asyncio.gather(*jobs[start : start + _ACK_CHUNK])
+
+    async def _settle(self, d: Delivery, problem: str | None) -> None:
+        try:
+            if problem is None:
+                await d.ack()
+            else:
+                self.stats.dead_lettered += 1
+                _log.warning("dead-lettering a delivery: %s", problem)
+                await d.dead(problem)
+        except Exception as exc:  # the bus redelivers it; applying it again is a no-op
+            _log.warning("could not settle a delivery (it will be redelivered): %s", exc)

@@ -1,0 +1,213 @@
+"""The store's tables, in SQLAlchemy Core, on one ``MetaData``.
+
+Core tables carry no prefix; ``watchdog_*``, ``ha_*`` and ``integrity_*`` are
+left to those parts. Every index exists for a query in
+:mod:`stalwart.store.queries` (named in the comment next to it). Full-text
+search is dialect specific and created by the migrations: an FTS5 table
+``messages_fts`` over ``messages.search`` on SQLite, a generated ``tsvector``
+column with a GIN index on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "STATE_COLUMNS",
+    "UtcDateTime",
+    "components",
+    "deliveries",
+    "delivery_state_counts",
+    "messages",
+    "metadata",
+    "reports",
+    "transitions",
+]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every dialect.
+
+    PostgreSQL keeps ``timestamptz``; SQLite stores naive UTC text, which sorts
+    and compares correctly as long as every value is UTC, which this enforces.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if dialect.name == "sqlite":
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {value!r}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+_Json = JSON().with_variant(JSONB(), "postgresql")
+# Byte order ("C") on PostgreSQL so that a prefix is a contiguous index range
+# (topic patterns, sender prefixes), as it is on SQLite.
+_Prefixed = String(255).with_variant(String(255, collation="C"), "postgresql")
+_Id = String(64)
+_Ref = String(255)  # correlation/causation ids: usually message ids, but free text
+
+metadata = MetaData()
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", _Id, primary_key=True),
+    Column("topic", _Prefixed, nullable=False),
+    Column("kind", String(200), nullable=False),
+    Column("sender", _Prefixed, nullable=False),
+    Column("sender_service", String(255), nullable=False),
+    Column("correlation_id", _Ref),
+    Column("causation_id", _Ref),
+    Column("reply_to", String(255)),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime()),
+    Column("stored_at", UtcDateTime(), nullable=False),
+    Column("headers", _Json, nullable=False),
+    Column("body", _Json),
+    Column("size", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("signed", Boolean, nullable=False),
+    Column("search", Text, nullable=False),
+    # list_messages default order, since/until, keyset cursor, traffic windows, prune.
+    Index("ix_messages_created", "created_at", "id"),
+    # --topic: the pattern's literal prefix is an index range on topic.
+    Index("ix_messages_topic", "topic", "created_at", "id"),
+    Index("ix_messages_kind", "kind", "created_at", "id"),
+    # --sender (exact or service@site prefix).
+    Index("ix_messages_sender", "sender", "created_at", "id"),
+    # --correlation.
+    Index("ix_messages_correlation", "correlation_id", "created_at"),
+    # get_message: the causal chain down (children of a message).
+    Index("ix_messages_causation", "causation_id"),
+)
+
+STATE_COLUMNS: Final = {
+    "sent": "sent_at",
+    "received": "received_at",
+    "failed": "failed_at",
+    "consumed": "consumed_at",
+    "dead": "dead_at",
+    "expired": "expired_at",
+    "rejected": "rejected_at",
+}
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("message_id", _Id, nullable=False),
+    Column("service", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("state_rank", SmallInteger, nullable=False),
+    Column("last_at", UtcDateTime(), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    *(Column(col, UtcDateTime()) for col in STATE_COLUMNS.values()),
+    Column("reason", Text),
+    Column("instance", String(255)),
+    Column("topic", _Prefixed),
+    PrimaryKeyConstraint("message_id", "service", name="pk_deliveries"),
+    # --service/--state filters; message_id keeps time order.
+    Index("ix_deliveries_service_state", "service", "state", "message_id"),
+    Index("ix_deliveries_state", "state", "message_id"),
+)
+
+# Deliveries per service and state for counts_by_state, kept by triggers on
+# deliveries (migration 0002) so that reading them never scans deliveries.
+delivery_state_counts = Table(
+    "delivery_state_counts",
+    metadata,
+    Column("service", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("service", "state", name="pk_delivery_state_counts"),
+)
+
+transitions = Table(
+    "transitions",
+    metadata,
+    Column("message_id", _Id, nullable=False),
+    Column("service", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("reason", Text),
+    Column("instance", String(255)),
+    # Append-only; a duplicate transition hits this key and changes nothing.
+    # Its message_id prefix serves the per-message timeline.
+    PrimaryKeyConstraint("message_id", "service", "state", "attempt", "at", name="pk_transitions"),
+)
+
+reports = Table(
+    "reports",
+    metadata,
+    Column("id", _Id, primary_key=True),  # the envelope id: redelivery is a no-op
+    Column("level", String(16), nullable=False),
+    Column("level_rank", SmallInteger, nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("refs", _Json, nullable=False),
+    Column("host", String(255)),
+    Column("at", UtcDateTime(), nullable=False),
+    # list_reports: newest first, optionally by minimum level or by source.
+    Index("ix_reports_at", "at"),
+    Index("ix_reports_level", "level_rank", "at"),
+    Index("ix_reports_source", "source", "at"),
+)
+
+components = Table(
+    "components",
+    metadata,
+    Column("service", String(255), nullable=False),
+    Column("instance", String(255), nullable=False),
+    Column("site", String(255), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", BigInteger, nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("last_heartbeat", UtcDateTime(), nullable=False),
+    Column("interval", Float, nullable=False),
+    Column("uptime", Float, nullable=False),
+    Column("inflight", Integer, nullable=False),
+    Column("processed", BigInteger, nullable=False),
+    Column("failed", BigInteger, nullable=False),
+    Column("progress", BigInteger),
+    Column("patterns", _Json, nullable=False),
+    Column("stopping", Boolean, nullable=False),
+    PrimaryKeyConstraint("service", "instance", name="pk_components"),
+)

@@ -1,0 +1,147 @@
+"""Child-process replicas of ``ha_app`` for the failover and fencing tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stalwart.bus import Transport, open_transport
+from stalwart.config import Settings
+from stalwart.envelope import Envelope
+from stalwart.ha import status
+from stalwart.ha.replicas import SETTINGS_ENV
+
+HERE = Path(__file__).parent
+
+
+def make_settings(bus_url: str, store_url: str, lease: float) -> Settings:
+    return Settings.model_validate(
+        {
+            "bus": {"url": bus_url, "lease": 2.0, "retry_initial": 0.1, "retry_max": 0.5},
+            "store": {"url": store_url},
+            "ha": {"lease": lease},
+            "log_level": "WARNING",
+        }
+    )
+
+
+class Replicas:
+    """Spawns ``python -m stalwart.ha ha_app:svc`` processes; kills them all at the end."""
+
+    def __init__(self, settings: Settings, name: str, workdir: Path, **env: str) -> None:
+        self.settings = settings
+        self.name = name
+        self.role = f"service.{name}"
+        self.workdir = workdir
+        self.env = env
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        env = dict(os.environ)
+        env.update(self.env)
+        env[SETTINGS_ENV] = self.settings.model_dump_json()
+        env["HA_APP_NAME"] = self.name
+        env["HA_APP_DIR"] = str(self.workdir)
+        env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+        log = (self.workdir / f"replica-{len(self.procs)}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stalwart.ha", "ha_app:svc"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    async def ready(self, timeout: float = 30.0) -> None:
+        """Wait until every spawned replica has imported the service (and so contends)."""
+
+        async def imported() -> bool:
+            return all((self.workdir / f"imported-{p.pid}").exists() for p in self.procs)
+
+        await wait_for(imported, timeout, "every replica to start")
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.kill()
+            proc.wait(timeout=10)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.workdir.glob("replica-*.log"))
+
+
+def holder_pid(holder: str | None) -> int | None:
+    """The pid inside a ``host-pid-random`` holder id."""
+    return None if not holder else int(holder.rsplit("-", 2)[1])
+
+
+async def live_holder(engine: AsyncEngine, role: str) -> tuple[int, int, float] | None:
+    """(pid, token, acquired_at) of the live holder of ``role``, if any."""
+    for lease in (await status(engine)).leases:
+        if lease.role == role and lease.live:
+            pid = holder_pid(lease.holder)
+            return None if pid is None else (pid, lease.token, lease.acquired_at)
+    return None
+
+
+async def wait_for(check: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll the coroutine function ``check`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def effects(engine: AsyncEngine) -> list[tuple[str, int, int]]:
+    """(message id, n, pid) of every effect written so far."""
+    async with engine.connect() as conn:
+        exists = await conn.run_sync(lambda sync: sync.dialect.has_table(sync, "ha_app_effects"))
+        if not exists:
+            return []
+        rows = await conn.execute(text("SELECT id, n, pid FROM ha_app_effects"))
+        return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
+
+async def publisher(bus_url: str, queue: str) -> Transport:
+    """A started transport, once the active replica has declared ``queue``."""
+    transport = open_transport(bus_url)
+    await transport.start()
+
+    async def declared() -> bool:
+        return queue in await transport.queues()
+
+    await wait_for(declared, 20.0, f"queue {queue} to be declared")
+    return transport
+
+
+async def drain(bus: Transport, queue: str, count: int, timeout: float) -> list[Envelope]:
+    """Take (and ack) ``count`` envelopes from ``queue`` within ``timeout`` seconds."""
+    got: list[Envelope] = []
+    deliveries = bus.consume(queue, 16)
+    try:
+        async with asyncio.timeout(timeout):
+            async for delivery in deliveries:
+                if delivery.envelope is not None:
+                    got.append(delivery.envelope)
+                await delivery.ack()
+                if len(got) >= count:
+                    break
+    finally:
+        await deliveries.aclose()  # type: ignore[attr-defined]
+    return got

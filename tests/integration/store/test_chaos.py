@@ -1,0 +1,170 @@
+"""Chaos: PostgreSQL restarts and a subscriber killed with SIGKILL, mid-stream; nothing is lost.
+
+Both tests stream 20,000 messages (and their received/consumed states) over the
+embedded bus into a PostgreSQL store and check every message and final state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from store_traffic import Traffic
+
+from stalwart.bus import Transport
+from stalwart.store import PERSIST_QUEUE, Persister, PersistOptions, Store
+from stalwart.store.schema import deliveries, messages
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.postgres]
+
+TOTAL = 20_000
+CHUNK = 500
+_PG = ["pg_ctlcluster", "--skip-systemctl-redirect"]
+
+
+def _pg_version() -> str:
+    return sorted(os.listdir("/etc/postgresql"))[-1]
+
+
+def _pg_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+async def _pg(action: str) -> None:
+    await asyncio.to_thread(
+        subprocess.run, [*_PG, _pg_version(), "main", action], check=True, timeout=60
+    )
+
+
+async def _ensure_pg_running() -> None:
+    """Whatever happened, leave PostgreSQL running for everyone else."""
+    deadline = asyncio.get_running_loop().time() + 60
+    while not _pg_up():
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            await _pg("start")
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError("PostgreSQL did not come back; start it by hand")
+        await asyncio.sleep(0.5)
+
+
+async def _publish_stream(bus: Transport, traffic: Traffic) -> None:
+    for start in range(0, TOTAL, CHUNK):
+        envs = [traffic.message(body={"i": i}) for i in range(start, start + CHUNK)]
+        await bus.publish(envs)
+        steps = [traffic.step(e, "pipeline", s) for e in envs for s in ("received", "consumed")]
+        await bus.publish([traffic.lifecycle(*steps)])
+
+
+async def _counts(store: Store) -> tuple[int, int]:
+    """(plain messages stored, deliveries consumed); (-1, -1) while the database is away."""
+    plain = select(func.count()).select_from(messages).where(messages.c.topic != "sys.lifecycle")
+    consumed = select(func.count()).select_from(deliveries).where(deliveries.c.state == "consumed")
+    try:
+        async with store.engine.connect() as conn:
+            return int(await conn.scalar(plain) or 0), int(await conn.scalar(consumed) or 0)
+    except Exception:
+        return -1, -1
+
+
+async def _wait_for(store: Store, stored: int, timeout: float) -> tuple[int, int]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        counts = await _counts(store)
+        if counts[0] >= stored or asyncio.get_running_loop().time() > deadline:
+            return counts
+        await asyncio.sleep(0.2)
+
+
+async def _assert_complete(store: Store, bus: Transport) -> None:
+    counts = await _wait_for(store, TOTAL, 240)
+    deadline = asyncio.get_running_loop().time() + 60
+    while counts[1] < TOTAL and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+        counts = await _counts(store)
+    assert counts == (TOTAL, TOTAL)
+    assert await bus.dead_letters(PERSIST_QUEUE) == []
+
+
+async def test_a_postgresql_restart_mid_stream_loses_nothing(
+    postgres_url: str, bus: Transport, traffic: Traffic
+) -> None:
+    # Given a persister streaming from the embedded bus into PostgreSQL
+    store = await Store.open(postgres_url)
+    options = PersistOptions(retry_initial=0.2, retry_max=2.0)
+    persister = Persister(bus, store, options)
+    await persister.declare()
+    task = asyncio.create_task(persister.run())
+    try:
+        publisher = asyncio.create_task(_publish_stream(bus, traffic))
+        # When PostgreSQL restarts once a few thousand messages are in
+        assert (await _wait_for(store, 3_000, 120))[0] >= 3_000
+        try:
+            await _pg("restart")
+        finally:
+            await _ensure_pg_running()
+        await asyncio.wait_for(publisher, 240)
+        # Then all 20,000 messages are stored, each consumed, and the persister retried
+        await _assert_complete(store, bus)
+        assert persister.stats.retries >= 1
+    finally:
+        persister.stop()
+        await asyncio.wait_for(task, 60)
+        await store.close()
+
+
+def _start_subscriber(config: Path) -> subprocess.Popen[bytes]:
+    stalwart = Path(sys.executable).with_name("stalwart")
+    return subprocess.Popen(
+        [str(stalwart), "persist", "-c", str(config), "--lease", "3", "--batch-size", "500"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _stop(process: subprocess.Popen[bytes], sig: int) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        await asyncio.to_thread(process.wait, 30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        await asyncio.to_thread(process.wait, 30)
+
+
+async def test_a_subscriber_killed_mid_batch_loses_nothing_and_applies_once(
+    postgres_url: str, sqlite_bus_url: str, bus: Transport, traffic: Traffic, tmp_path: Path
+) -> None:
+    # Given 20,000 messages with their states waiting on the bus, and a subscriber process
+    config = tmp_path / "stalwart.toml"
+    config.write_text(f'[bus]\nurl = "{sqlite_bus_url}"\n[store]\nurl = "{postgres_url}"\n')
+    store = await Store.open(postgres_url)
+    await Persister(bus, store, PersistOptions(lease=3.0)).declare()
+    await _publish_stream(bus, traffic)
+    first = _start_subscriber(config)
+    try:
+        # When it is killed with SIGKILL in the middle of the stream, then started again
+        stored = (await _wait_for(store, 5_000, 180))[0]
+        assert 5_000 <= stored < TOTAL, "the stream was not in progress at the kill"
+        await _stop(first, signal.SIGKILL)
+        second = _start_subscriber(config)
+        try:
+            # Then every message is stored once, every state is final, nothing dead-lettered
+            await _assert_complete(store, bus)
+        finally:
+            await _stop(second, signal.SIGTERM)
+        assert second.returncode == 0
+    finally:
+        await _stop(first, signal.SIGKILL)
+        await store.close()

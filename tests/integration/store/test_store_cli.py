@@ -1,0 +1,91 @@
+"""The store commands end to end on a SQLite store: upgrade, list, show, reports, prune."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from store_traffic import Traffic
+from typer.testing import CliRunner
+
+from stalwart.cli import build_app
+from stalwart.envelope import Envelope, utcnow
+from stalwart.messages import Report, ReportLevel, report_topic
+from stalwart.store import Store, head_revision
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "stalwart.toml"
+    path.write_text(
+        f'[store]\nurl = "sqlite:///{tmp_path}/s/store.db"\n'
+        f'[bus]\nurl = "sqlite:///{tmp_path}/bus.db"\n'
+    )
+    return path
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(build_app(["store"]), list(args), env={"COLUMNS": "200"})
+    return result.exit_code, result.output
+
+
+def _seed(config: Path, traffic: Traffic) -> tuple[Envelope, Envelope]:
+    url = config.read_text().split('"')[1]
+    cause = traffic.message("pipeline.process.jao", {"ous": "X1"})
+    effect = traffic.message("qa.verify.eu", {"score": 0.5}, causation_id=cause.id)
+    old = traffic.message("qa.verify.eu", created_at=utcnow() - timedelta(days=100))
+    report = Envelope.new(
+        report_topic("error"), Report(level=ReportLevel.ERROR, source="qa", text="bad flux")
+    )
+
+    async def write() -> None:
+        store = await Store.open(url)
+        try:
+            lifecycle = traffic.lifecycle(traffic.step(effect, "qa", "dead", reason="no model"))
+            await store.write([cause, effect, old, report, lifecycle])
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+    return cause, effect
+
+
+def test_commands_answer_from_the_store(config: Path, traffic: Traffic, tmp_path: Path) -> None:
+    # Given a migrated store with a small causal chain, an old message and a report
+    code, out = _invoke("db", "upgrade", "-c", str(config))
+    assert code == 0 and f"revision {head_revision()}" in out
+    cause, effect = _seed(config, traffic)
+
+    # When listing dead messages as JSON; Then only the effect comes back
+    code, out = _invoke("messages", "-c", str(config), "--state", "dead", "--json")
+    assert code == 0
+    assert [m["id"] for m in json.loads(out)["items"]] == [effect.id]
+
+    # When showing the effect; Then its body, its state with reason and its cause are shown
+    code, out = _invoke("show", effect.id, "-c", str(config))
+    assert code == 0
+    assert "score" in out and "no model" in out and cause.id in out
+
+    # When listing reports of at least warning level; Then the error is there
+    code, out = _invoke("reports", "-c", str(config), "--level", "warning")
+    assert code == 0 and "bad flux" in out
+
+    # When pruning older than 90 days with an export; Then the old message goes
+    export = tmp_path / "old.jsonl.gz"
+    code, out = _invoke("store", "prune", "-o", "90d", "--export", str(export), "-c", str(config))
+    assert code == 0 and "pruned 1 messages" in out and export.exists()
+
+
+def test_bad_input_fails_on_one_line_with_what_to_do(config: Path) -> None:
+    # Given a store; When asking for an unknown id, a bad time and a forged cursor
+    assert _invoke("db", "upgrade", "-c", str(config))[0] == 0
+    code, out = _invoke("show", "no-such-id", "-c", str(config))
+    assert code == 1 and "stalwart messages" in out
+    code, out = _invoke("messages", "-c", str(config), "--since", "yesterday")
+    assert code == 1 and "ISO-8601" in out
+    code, out = _invoke("messages", "-c", str(config), "--after", "forged")
+    # Then each fails with exit status 1 and a hint
+    assert code == 1 and "next" in out

@@ -1,0 +1,66 @@
+"""Settings: file, environment and overrides, with errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from stalwart.config import load_settings
+from stalwart.errors import ConfigError
+
+
+def test_defaults_are_embedded_under_home(tmp_path: Path) -> None:
+    settings = load_settings(None, env={"STALWART_CONFIG": ""})
+    assert settings.bus.url.startswith("sqlite:///") and settings.store.url.startswith("sqlite")
+
+
+def test_environment_wins_over_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "stalwart.toml"
+    config.write_text('site = "eu"\n[bus]\nurl = "amqp://h/"\nmax_attempts = 3\n')
+    settings = load_settings(config, env={"STALWART_BUS_URL": "sqlite:///x.db"})
+    assert (settings.site, settings.bus.url, settings.bus.max_attempts) == (
+        "eu",
+        "sqlite:///x.db",
+        3,
+    )
+
+
+def test_home_moves_the_embedded_files(tmp_path: Path) -> None:
+    settings = load_settings(None, env={"STALWART_HOME": str(tmp_path / "h")})
+    assert settings.bus.url == f"sqlite:///{tmp_path}/h/bus.db"
+    assert settings.bus.outbox == f"{tmp_path}/h/outbox.db"
+
+
+def test_parts_read_their_own_table(tmp_path: Path) -> None:
+    class Part(BaseModel):
+        interval: float = 1.0
+
+    config = tmp_path / "stalwart.toml"
+    config.write_text("[part]\ninterval = 2.5\n[broken]\ninterval = 'soon'\n")
+    settings = load_settings(config, env={})
+    assert settings.section("part", Part).interval == 2.5
+    assert settings.section("absent", Part).interval == 1.0
+    with pytest.raises(ConfigError, match=r"\[broken\].*interval"):
+        settings.section("broken", Part)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("site = ", "not valid TOML"),
+        ("[bus]\nmax_attempts = 0\n", "bus.max_attempts"),
+        ("[bus]\nnot_a_key = 1\n", "bus.not_a_key"),
+    ],
+)
+def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "stalwart.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config, env={})
+
+
+def test_a_named_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "missing.toml", env={})

@@ -11,14 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
 
+from stalwart.bus._amqp_channels import find_queue, temporary_channel
 from stalwart.bus._amqp_codec import copy_message, header_int
-from stalwart.bus._amqp_directory import temporary_channel
 from stalwart.bus._amqp_names import (
     ATTEMPT_HEADER,
     DEAD_KEY_HEADER,
@@ -99,39 +104,74 @@ def _dead_letter(message: AbstractIncomingMessage, service: str) -> DeadLetter:
     )
 
 
-async def _each_dead(channel: AbstractChannel, exchange: str, service: str, limit: int) -> Any:
-    """Get (without ack) up to ``limit`` dead letters.
+class _DeadPass:
+    """One pass over a dead-letter queue on a temporary channel.
 
     A quorum queue applies the return of messages held by a just-closed
-    channel (an earlier browse) a moment later: until then they are neither
-    counted nor gettable. So an empty get is retried a few times (for as long
-    as ``_SETTLE_WAIT`` while fewer than the counted messages were got).
+    channel a moment later: until then they are neither counted nor gettable.
+    So an empty get is retried for a while (as long as ``_SETTLE_WAIT`` while
+    fewer than the counted messages were got), and :func:`_dead_pass` waits on
+    exit until what was got and not acked is counted again, so that stats read
+    right after a browse are true.
     """
-    queue = await channel.declare_queue(dead_queue(exchange, service), passive=True)
-    count = queue.declaration_result.message_count or 0
+
+    def __init__(self, channel: AbstractChannel, queue: AbstractQueue) -> None:
+        self.channel = channel
+        self._queue = queue
+        self.counted = int(queue.declaration_result.message_count or 0)
+        self.acked = 0
+
+    async def letters(self, limit: int) -> AsyncIterator[AbstractIncomingMessage]:
+        """Get (without ack) up to ``limit`` dead letters."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _SETTLE_WAIT
+        got = misses = 0
+        while got < limit:
+            message = await self._queue.get(no_ack=False, fail=False, timeout=_GET_TIMEOUT)
+            if message is None:
+                misses += 1
+                if loop.time() > deadline or (got >= self.counted and misses > _EMPTY_RETRIES):
+                    return
+                await asyncio.sleep(0.05)
+                continue
+            got += 1
+            yield message
+
+    async def remove(self, message: AbstractIncomingMessage) -> None:
+        await message.ack()
+        self.acked += 1
+
+
+@contextlib.asynccontextmanager
+async def _dead_pass(
+    conn: AbstractConnection, exchange: str, service: str
+) -> AsyncIterator[_DeadPass]:
+    name = dead_queue(exchange, service)
+    async with temporary_channel(conn) as channel:
+        dead = _DeadPass(channel, await find_queue(conn, channel, name))
+        yield dead
+    await _until_counted(conn, name, dead.counted - dead.acked)
+
+
+async def _until_counted(conn: AbstractConnection, name: str, expected: int) -> None:
+    """Wait (at most ``_SETTLE_WAIT``) until queue ``name`` counts ``expected`` messages."""
+    if expected <= 0:
+        return
     loop = asyncio.get_running_loop()
     deadline = loop.time() + _SETTLE_WAIT
-    got = misses = 0
-    while got < limit:
-        message = await queue.get(no_ack=False, fail=False, timeout=_GET_TIMEOUT)
-        if message is None:
-            misses += 1
-            if loop.time() > deadline or (got >= count and misses > _EMPTY_RETRIES):
+    async with temporary_channel(conn) as channel:
+        while loop.time() < deadline:
+            queue = await find_queue(conn, channel, name)
+            if (queue.declaration_result.message_count or 0) >= expected:
                 return
-            await asyncio.sleep(0.05)
-            continue
-        got += 1
-        yield message
+            await asyncio.sleep(0.02)
 
 
 async def browse_dead(
     conn: AbstractConnection, exchange: str, service: str, limit: int
 ) -> list[DeadLetter]:
-    async with temporary_channel(conn) as channel:
-        return [
-            _dead_letter(message, service)
-            async for message in _each_dead(channel, exchange, service, limit)
-        ]
+    async with _dead_pass(conn, exchange, service) as dead:
+        return [_dead_letter(message, service) async for message in dead.letters(limit)]
 
 
 async def requeue_dead(
@@ -139,33 +179,30 @@ async def requeue_dead(
 ) -> int:
     """Copy matching dead letters back to the work queue at attempt 1; returns how many."""
     wanted = None if keys is None else set(keys)
-    moved = 0
-    async with temporary_channel(conn) as channel:
-        async for message in _each_dead(channel, exchange, service, 1_000_000):
+    async with _dead_pass(conn, exchange, service) as dead:
+        async for message in dead.letters(1_000_000):
             if wanted is not None and dead_key(message) not in wanted:
                 continue
             fresh = copy_message(message, {ATTEMPT_HEADER: 1}, expires_at=None, drop=_DEATH_HEADERS)
-            await channel.default_exchange.publish(
+            await dead.channel.default_exchange.publish(
                 fresh, routing_key=work_queue(exchange, service), timeout=10.0
             )
-            await message.ack()
-            moved += 1
-    return moved
+            await dead.remove(message)
+    return dead.acked
 
 
 async def purge_dead(
     conn: AbstractConnection, exchange: str, service: str, keys: Sequence[str] | None
 ) -> int:
     """Delete matching dead letters (all when ``keys`` is None); returns how many."""
-    async with temporary_channel(conn) as channel:
-        if keys is None:
-            queue = await channel.declare_queue(dead_queue(exchange, service), passive=True)
+    if keys is None:
+        async with temporary_channel(conn) as channel:
+            queue = await find_queue(conn, channel, dead_queue(exchange, service))
             result = await queue.purge(timeout=10.0)
             return int(result.message_count or 0)
-        wanted = set(keys)
-        removed = 0
-        async for message in _each_dead(channel, exchange, service, 1_000_000):
+    wanted = set(keys)
+    async with _dead_pass(conn, exchange, service) as dead:
+        async for message in dead.letters(1_000_000):
             if dead_key(message) in wanted:
-                await message.ack()
-                removed += 1
-        return removed
+                await dead.remove(message)
+    return dead.acked

@@ -20,6 +20,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
+from stalwart.bus._amqp_channels import open_channel
 from stalwart.bus._factory import redact_url
 from stalwart.bus._tasks import cancel_and_wait
 from stalwart.errors import BrokerUnavailable, TransportClosed
@@ -106,7 +107,7 @@ class Connector:
             aio_pika.connect(url, **kwargs), timeout=self._connect_timeout + 1.0
         )
         try:
-            self._publish_channel = await conn.channel(publisher_confirms=True)
+            self._publish_channel = await open_channel(conn, confirms=True)
             self._conn = conn
             self._node = index
             await self._on_connected(conn)
@@ -176,7 +177,7 @@ class Connector:
                 channel = self._publish_channel
                 if channel is None or channel.is_closed:
                     try:
-                        channel = await conn.channel(publisher_confirms=True)
+                        channel = await open_channel(conn, confirms=True)
                     except CONNECTION_EXCEPTIONS as exc:
                         # The connection died before its close callback ran.
                         raise BrokerUnavailable(

@@ -9,34 +9,21 @@ newest record of a service always survives concurrent declares.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, DeliveryMode
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
+from stalwart.bus._amqp_channels import temporary_channel
 from stalwart.bus._transport import QueueSpec
 
-__all__ = ["Directory", "temporary_channel"]
+__all__ = ["Directory"]
 
 _MAX_RECORDS = 10_000
-
-
-@contextlib.asynccontextmanager
-async def temporary_channel(conn: AbstractConnection) -> AsyncIterator[AbstractChannel]:
-    """A short-lived channel; closing it gives back every message got but not acked."""
-    channel = await conn.channel(publisher_confirms=True)
-    try:
-        yield channel
-    finally:
-        if not channel.is_closed:
-            with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-                await channel.close()
 
 
 def _record(spec: QueueSpec) -> dict[str, Any]:

@@ -29,10 +29,11 @@ from aio_pika.exceptions import (
 )
 
 from stalwart.bus import _amqp_admin
+from stalwart.bus._amqp_channels import find_queue, gate, open_channel, temporary_channel
 from stalwart.bus._amqp_codec import copy_message, to_message
 from stalwart.bus._amqp_conn import Connector, split_urls
 from stalwart.bus._amqp_delivery import AmqpDelivery, Consumer
-from stalwart.bus._amqp_directory import Directory, temporary_channel
+from stalwart.bus._amqp_directory import Directory
 from stalwart.bus._amqp_names import (
     ATTEMPT_HEADER,
     DEAD_KEY_HEADER,
@@ -192,10 +193,16 @@ class AmqpTransport:
                 await self._declare_on(channel, spec, ())
         for consumer in list(self._consumers):
             try:
-                await consumer.attach(await conn.channel(publisher_confirms=False))
+                await self._attach(conn, consumer)
             except ChannelNotFoundEntity:
                 log.error("queue %s vanished; its consumer stops", consumer.queue_name)
                 consumer.stop()
+
+    @staticmethod
+    async def _attach(conn: AbstractConnection, consumer: Consumer) -> None:
+        """Start ``consumer`` on a new channel (consuming a missing queue closes it)."""
+        async with gate(conn):
+            await consumer.attach(await conn.channel(publisher_confirms=False))
 
     # -- topology ----------------------------------------------------------
 
@@ -231,7 +238,7 @@ class AmqpTransport:
         conn = await self._conn()
         try:
             previous = None if queue.ephemeral else await self._directory.record(conn, queue)
-            async with temporary_channel(conn) as channel:
+            async with temporary_channel(conn) as channel, gate(conn):
                 await self._declare_on(channel, queue, previous.patterns if previous else ())
         except ChannelPreconditionFailed as exc:
             raise ConfigError(
@@ -351,7 +358,7 @@ class AmqpTransport:
         self._retired = {c for c in self._retired if not c.finished}
         consumer = Consumer(spec, work_queue(self.exchange, queue), prefetch, self._settle_copy)
         try:
-            await consumer.attach(await conn.channel(publisher_confirms=False))
+            await self._attach(conn, consumer)
         except ChannelNotFoundEntity:
             raise TransportError(
                 f"queue {queue!r} is not declared on {self.url}; declare it first "
@@ -375,39 +382,37 @@ class AmqpTransport:
 
     # -- management --------------------------------------------------------
 
+    @staticmethod
     async def _count(
-        self, channel: AbstractChannel, name: str
+        conn: AbstractConnection, channel: AbstractChannel, name: str
     ) -> tuple[AbstractChannel, int | None]:
         """Message count of ``name`` (None if absent: that closes the channel, so a new one)."""
         try:
-            queue = await channel.declare_queue(name, passive=True)
+            queue = await find_queue(conn, channel, name)
         except ChannelNotFoundEntity:
-            conn = await self._conn()
-            return await conn.channel(publisher_confirms=False), None
+            return await open_channel(conn, confirms=False), None
         return channel, int(queue.declaration_result.message_count or 0)
 
     async def queue_stats(self, queue: str) -> QueueStats:
         conn = await self._conn()
-        channel = await conn.channel(publisher_confirms=False)
+        channel = await open_channel(conn, confirms=False)
         try:
             try:
-                declared = await channel.declare_queue(
-                    work_queue(self.exchange, queue), passive=True
-                )
+                declared = await find_queue(conn, channel, work_queue(self.exchange, queue))
             except ChannelNotFoundEntity:
                 raise TransportError(
                     f"queue {queue!r} does not exist on {self.url}; check the service name "
                     "(see `stalwart dlq list`) or start the service so that it declares it"
                 ) from None
             ready = int(declared.declaration_result.message_count or 0)
-            channel, dead = await self._count(channel, dead_queue(self.exchange, queue))
+            channel, dead = await self._count(conn, channel, dead_queue(self.exchange, queue))
             delayed = 0
             now = time.monotonic()
             seen = self._wait_seen.get(queue)
             rescan = seen is None or now - seen[0] > _WAIT_RESCAN
             existing: list[str] = []
             for name in self._wait_names(queue, None if rescan or seen is None else seen[1]):
-                channel, count = await self._count(channel, name)
+                channel, count = await self._count(conn, channel, name)
                 if count is not None:
                     existing.append(name)
                     delayed += count

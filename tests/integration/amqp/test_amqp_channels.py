@@ -42,6 +42,7 @@ async def test_concurrent_probes_of_missing_queues_never_drop_the_connection(
     # Given a queue whose possible wait queues do not exist on the broker
     bus = await make_bus()
     await bus.declare(QueueSpec("probed", ("probe.x",), retry_initial=0.05, retry_max=1.0))
+
     # When stats probe each missing wait queue while other calls keep opening channels
     async def probe() -> None:
         for _ in range(2):

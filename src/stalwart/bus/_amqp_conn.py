@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +19,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
+from stalwart.backoff import Backoff
 from stalwart.bus._amqp_channels import open_channel
 from stalwart.bus._factory import redact_url
 from stalwart.bus._tasks import cancel_and_wait
@@ -131,7 +131,7 @@ class Connector:
     async def _supervise(self) -> None:
         while not self._closed:
             await self._lost.wait()
-            delay = _BACKOFF_INITIAL
+            backoff = Backoff(_BACKOFF_INITIAL, _BACKOFF_CAP)
             index = self._node
             while not self._closed and not self._ready.is_set():
                 try:
@@ -139,14 +139,14 @@ class Connector:
                 except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
                     if _cancelled():
                         raise asyncio.CancelledError from exc
+                    delay = backoff.next()
                     log.info(
                         "reconnect to %s failed (%s); retrying in %.2fs",
                         redact_url(self._urls[index]),
                         exc or type(exc).__name__,
                         delay,
                     )
-                    await asyncio.sleep(random.uniform(delay / 2, delay))
-                    delay = min(_BACKOFF_CAP, delay * 2)
+                    await asyncio.sleep(delay)
                     index = (index + 1) % len(self._urls)
 
     async def connection(self, timeout: float) -> AbstractConnection:

@@ -17,12 +17,12 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
+from stalwart.backoff import Backoff
 from stalwart.bus._outbox_spool import Spool, SpoolError, SpoolStatus
 from stalwart.bus._tasks import cancel_and_wait
 from stalwart.bus._transport import DeadLetter, Delivery, QueueSpec, QueueStats, Transport
@@ -56,8 +56,8 @@ class OutboxTransport:
     """A transport that never makes a publisher wait for an absent broker.
 
     ``publish_timeout`` bounds how long a direct publish may take before the
-    batch is spooled instead; the forwarder retries with exponential backoff
-    (full jitter) from ``backoff_initial`` up to ``backoff_cap`` seconds and
+    batch is spooled instead; the forwarder retries with jittered exponential
+    backoff from ``backoff_initial`` up to ``backoff_cap`` seconds and
     looks for rows spooled by other processes every ``poll`` seconds. With
     ``forward=False`` nothing is forwarded in the background (only
     :meth:`flush` forwards), as ``stalwart outbox flush`` wants.
@@ -84,7 +84,7 @@ class OutboxTransport:
         self.spool_path = str(spool_path)
         self._publish_timeout = publish_timeout
         self._batch_size = batch_size
-        self._backoff = (backoff_initial, backoff_cap)
+        self._pace = Backoff(backoff_initial, backoff_cap)  # bounds checked now
         self._poll = poll
         self._lease = lease
         self._durability: Literal["full", "normal"] = durability
@@ -106,6 +106,10 @@ class OutboxTransport:
 
     def __repr__(self) -> str:
         return f"OutboxTransport({self.inner!r}, spool={self.spool_path!r})"
+
+    def _new_backoff(self) -> Backoff:
+        """A retry pace of its own for each forwarding loop."""
+        return Backoff(self._pace.initial, self._pace.cap)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -203,7 +207,7 @@ class OutboxTransport:
         forwarded = 0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        delay = self._backoff[0]
+        backoff = self._new_backoff()
         problem = "another process is forwarding this spool"
         while True:
             if loop.time() > deadline:
@@ -215,9 +219,7 @@ class OutboxTransport:
                 moved = await self._forward_chunk(spool)
             except (BrokerUnavailable, PublishRefused, TimeoutError) as exc:
                 problem = str(exc) or type(exc).__name__
-                pause = random.uniform(delay / 2, delay)
-                await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
-                delay = min(self._backoff[1], delay * 2)
+                await asyncio.sleep(max(0.0, min(backoff.next(), deadline - loop.time())))
                 continue
             if moved is None:
                 return forwarded
@@ -267,21 +269,20 @@ class OutboxTransport:
 
     async def _forward_forever(self) -> None:
         spool = self._need_spool()
-        delay = self._backoff[0]
+        backoff = self._new_backoff()
         while True:
             try:
                 moved = await self._forward_chunk(spool)
             except (BrokerUnavailable, PublishRefused, TimeoutError) as exc:
-                pause = random.uniform(delay / 2, delay)
+                pause = backoff.next()
                 log.info("outbox forwarding paused %.2fs: %s", pause, exc)
                 await asyncio.sleep(pause)
-                delay = min(self._backoff[1], delay * 2)
                 continue
             except StalwartError as exc:  # spool or configuration trouble: keep trying, loudly
                 log.error("outbox forwarding failed: %s", exc)
-                await asyncio.sleep(self._backoff[1])
+                await asyncio.sleep(backoff.cap)
                 continue
-            delay = self._backoff[0]
+            backoff.reset()
             if moved is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):

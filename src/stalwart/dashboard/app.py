@@ -13,11 +13,11 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from stalwart.backoff import Backoff
 from stalwart.bus import Transport, open_bus
 from stalwart.config import Settings
 from stalwart.dashboard import api, pages
 from stalwart.dashboard.auth import Authenticator
-from stalwart.dashboard.backoff import Backoff
 from stalwart.dashboard.buslink import BusLink
 from stalwart.dashboard.live import LiveHub
 from stalwart.dashboard.metrics import DashboardMetrics

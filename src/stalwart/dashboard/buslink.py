@@ -3,7 +3,7 @@
 A transport fails fast on its first ``start()`` and, once started,
 reconnects by itself (replaying the live feed's queue and consumer). So only
 the start needs retrying: :class:`BusLink` retries it in the background,
-paced by :class:`~stalwart.dashboard.backoff.Backoff`, then starts the live
+paced by :class:`~stalwart.backoff.Backoff`, then starts the live
 hub; meanwhile the pages and ``/api/bus`` say since when the bus is down and
 when it is tried next, instead of asking for a restart.
 """
@@ -14,9 +14,9 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
+from stalwart.backoff import Backoff
 from stalwart.bus import Transport, redact_url
 from stalwart.bus._tasks import cancel_and_wait
-from stalwart.dashboard.backoff import Backoff
 from stalwart.dashboard.live import LiveHub
 from stalwart.dashboard.models import BusStatus
 from stalwart.envelope import utcnow

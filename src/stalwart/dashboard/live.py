@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from stalwart.backoff import Backoff
 from stalwart.bus import Delivery, QueueSpec, Transport
-from stalwart.dashboard.backoff import Backoff
 from stalwart.envelope import Envelope
 from stalwart.errors import StalwartError
 from stalwart.topics import matches

@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from typing import cast
 
+from stalwart.backoff import Backoff
 from stalwart.bus import Transport
-from stalwart.dashboard.backoff import Backoff
 from stalwart.dashboard.buslink import BusLink
 from stalwart.dashboard.live import LiveHub
 from stalwart.envelope import Envelope

@@ -178,3 +178,15 @@ def test_an_unwritable_spool_is_a_clear_error(tmp_path: Path) -> None:
     # Then the error names the setting to fix
     with pytest.raises(SpoolError, match=r"bus\.outbox"):
         Spool(blocker / "outbox.db")
+
+
+@pytest.mark.parametrize(("initial", "cap"), [(0.0, 1.0), (2.0, 1.0), (-1.0, 1.0)])
+def test_nonsense_retry_bounds_are_refused_when_the_outbox_is_made(
+    tmp_path: Path, initial: float, cap: float
+) -> None:
+    # Given retry bounds that cannot pace anything, When an outbox is made with them
+    inner = AmqpTransport(DOWN, exchange="never", connect_timeout=0.5)
+    with pytest.raises(ValueError, match="0 < initial <= cap"):
+        OutboxTransport(inner, tmp_path / "spool.db", backoff_initial=initial, backoff_cap=cap)
+    # Then it is refused at once, before anything was spooled
+    assert not (tmp_path / "spool.db").exists()

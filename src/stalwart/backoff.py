@@ -1,7 +1,9 @@
-"""The pace of the dashboard's retries: exponential, capped, jittered.
+"""The pace of retries against a service that is away: exponential, capped, jittered.
 
-Jitter keeps dashboards (and the live feed) that lost the bus together from
-retrying in step and hitting the broker at the same instant when it returns.
+Used wherever a component waits for the broker to come back (the amqp
+connector's reconnects, the outbox's forwarder, the dashboard's bus link and
+live feed). Jitter keeps the many processes that lost the broker together
+from retrying in step and hitting it at the same instant when it returns.
 """
 
 from __future__ import annotations

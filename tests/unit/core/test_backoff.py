@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from stalwart.dashboard.backoff import Backoff
+from stalwart.backoff import Backoff
 
 
 def test_delays_grow_from_the_initial_delay_to_the_cap_and_stay_there() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -106,6 +107,43 @@ async def wait_for(check: Any, timeout: float, what: str, interval: float = 0.05
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+def _stopped(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] in {"T", "t"}
+
+
+def _writable(database: Path) -> bool:
+    """True when a write transaction can start on the SQLite file now (50 ms of waiting)."""
+    conn = sqlite3.connect(database, timeout=0.05, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+def pause_outside_writes(pid: int, databases: list[Path]) -> None:
+    """SIGSTOP ``pid`` at a moment it holds no write transaction on ``databases``.
+
+    SQLite has no timeout for a lock held by a live process: one frozen inside
+    a write transaction blocks every other writer of that file until it
+    resumes (PostgreSQL ends such a session, see ``stalwart.ha._schema``). The
+    failover tests are about the lease, so they pause the holder between writes.
+    """
+    for _ in range(200):
+        os.kill(pid, signal.SIGSTOP)
+        while not _stopped(pid):
+            time.sleep(0.001)
+        if all(_writable(db) for db in databases):
+            return
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} held a write transaction at every try")
 
 
 async def effects(engine: AsyncEngine) -> list[tuple[str, int, int]]:

@@ -15,7 +15,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from ha_replicas import Replicas, effects, live_holder, make_settings, publisher, wait_for
+from ha_replicas import (
+    Replicas,
+    effects,
+    live_holder,
+    make_settings,
+    pause_outside_writes,
+    publisher,
+    wait_for,
+)
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.envelope import Envelope
@@ -115,7 +124,10 @@ async def test_sigstop_past_the_lease_then_sigcont_is_fenced_out(
 
             await wait_for(started, 20.0, "the handler to start")
             # When the active one is paused past its lease
-            os.kill(first[0], signal.SIGSTOP)
+            sqlite_files = [tmp_path / "bus.db"]
+            if store_url.startswith("sqlite:"):
+                sqlite_files.append(Path(make_url(store_url).database or ""))
+            pause_outside_writes(first[0], sqlite_files)
             try:
 
                 async def successor() -> tuple[int, int, float] | None:

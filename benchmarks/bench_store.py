@@ -58,7 +58,7 @@ def _lifecycle(envs: list[Envelope], states: tuple[str, ...]) -> Envelope:
     steps = [
         Transition(
             message_id=e.id, service="pipeline", state=DeliveryState(s), topic=e.topic,
-            instance="pipeline@eu/h1",
+            instance="pipeline@eu/h1", message_created_at=e.created_at,
         )
         for e in envs
         for s in states

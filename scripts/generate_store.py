@@ -91,6 +91,7 @@ _DELIVERY_COLUMNS = [
     "reason",
     "instance",
     "topic",
+    "message_created_at",
 ]
 _TRANSITION_COLUMNS = ["message_id", "service", "state", "attempt", "at", "reason", "instance"]
 _RANK = {"failed": 2, "dead": 5, "consumed": 6}
@@ -139,7 +140,7 @@ def rows(count: int, days: float, seed: int, sqlite: bool) -> Iterator[tuple[Any
         delivery = (
             mid, service, state, _RANK[state], _stamp(done, sqlite), attempts,
             _stamp(created, sqlite), stamps["failed"], stamps["consumed"], stamps["dead"],
-            reason, f"{service}@{site}/host-{i % 5}", topic,
+            reason, f"{service}@{site}/host-{i % 5}", topic, _stamp(created, sqlite),
         )  # fmt: skip
         transition = (mid, service, state, attempts, _stamp(done, sqlite), reason, delivery[11])
         yield message, delivery, transition

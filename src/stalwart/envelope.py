@@ -176,6 +176,9 @@ class Transition(BaseModel):
     attempt: int = 1
     instance: str | None = None
     topic: str | None = None
+    # The message's own created_at: the store pages a service's deliveries in
+    # message time without reading each message.
+    message_created_at: datetime | None = None
 
 
 def encode(envelope: Envelope, max_size: int = DEFAULT_MAX_SIZE) -> bytes:

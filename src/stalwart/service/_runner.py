@@ -192,6 +192,7 @@ class ServiceRunner:
                 attempt=delivery.attempt,
                 instance=self.instance,
                 topic=envelope.topic if envelope else None,
+                message_created_at=envelope.created_at if envelope else None,
             )
         )
 

@@ -132,6 +132,17 @@ def _delivered(f: MessageFilter, scan: bool) -> ColumnElement[bool]:
     return messages.c.id.in_(select(deliveries.c.message_id).where(*wanted))
 
 
+def in_delivery_time(f: MessageFilter) -> bool:
+    """True for a service and a state with no other filter but a time range.
+
+    Such a page comes in order from ``ix_deliveries_service_state_time``
+    (deliveries hold their message's ``created_at``), whatever the pair's
+    share of the messages; any other filter keeps the general plan.
+    """
+    others = f.topic or f.kind or f.sender or f.correlation_id or (f.text and f.text.split())
+    return bool(f.service and f.state) and not others
+
+
 def scan_first(f: MessageFilter, dialect: str) -> bool:
     """True when walking the newest messages is worth trying before the filters' indexes.
 

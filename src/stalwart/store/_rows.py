@@ -112,6 +112,7 @@ def _delivery_row(t: Transition) -> Row:
         reason=t.reason,
         instance=t.instance,
         topic=t.topic,
+        message_created_at=t.message_created_at,
     )
     row[STATE_COLUMNS[t.state.value]] = t.at
     return row
@@ -140,6 +141,7 @@ def fold_transition(current: Row | None, t: Transition) -> Row:
     if current[column] is None or t.at > current[column]:
         merged[column] = t.at
     merged["topic"] = current["topic"] or t.topic
+    merged["message_created_at"] = current["message_created_at"] or t.message_created_at
     return merged
 
 

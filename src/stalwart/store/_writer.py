@@ -68,6 +68,7 @@ def _delivery_upsert(dialect: str) -> Any:
     for col in STATE_COLUMNS.values():
         updates[col] = _greatest(dialect, old[col], new[col])
     updates["topic"] = func.coalesce(old.topic, new.topic)
+    updates["message_created_at"] = func.coalesce(old.message_created_at, new.message_created_at)
     return stmt.on_conflict_do_update(index_elements=["message_id", "service"], set_=updates)
 
 

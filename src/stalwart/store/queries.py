@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sqlalchemy import func, literal_column, select, text
+from sqlalchemy import ColumnElement, func, literal, literal_column, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stalwart.envelope import Envelope
@@ -20,7 +20,9 @@ from stalwart.store._filters import (
     BadCursor,
     before_cursor,
     conditions,
+    decode_cursor,
     encode_cursor,
+    in_delivery_time,
     scan_first,
 )
 from stalwart.store._models import (
@@ -175,6 +177,43 @@ async def _text_scan(
     return found if len(found) > limit else None
 
 
+async def _delivery_time_page(
+    conn: AsyncConnection, dialect: str, f: MessageFilter, after: str | None, limit: int
+) -> list[Any]:
+    """The page of one service and state: that pair's deliveries in their message's time.
+
+    ``ix_deliveries_service_state_time`` yields them in order, so a page reads
+    about ``limit`` deliveries and messages whether the pair is rare or common.
+    Deliveries whose transitions did not carry the message's time (an older
+    runtime) sit in the same index's NULL range; they are few, ordered through
+    their messages and merged in.
+    """
+    d = deliveries.c
+    joined = deliveries.join(messages, messages.c.id == d.message_id)
+    rest = f.model_copy(update={"service": None, "state": None})
+    where = [d.service == f.service, d.state == f.state, *conditions(dialect, rest)]
+    timed: list[ColumnElement[bool]] = [d.message_created_at.is_not(None)]
+    if after:
+        created_at, message_id = decode_cursor(after)
+        where.append(before_cursor(after))
+        timed.append(
+            tuple_(d.message_created_at, d.message_id)
+            < tuple_(literal(created_at, d.message_created_at.type), literal(message_id))
+        )
+    if f.since:
+        timed.append(d.message_created_at >= f.since)
+    if f.until:
+        timed.append(d.message_created_at < f.until)
+    page = select(*_SUMMARY_COLUMNS).select_from(joined).limit(limit + 1)
+    ordered = page.where(*where, *timed).order_by(d.message_created_at.desc(), d.message_id.desc())
+    untimed = page.where(*where, d.message_created_at.is_(None)).order_by(
+        messages.c.created_at.desc(), messages.c.id.desc()
+    )
+    rows = [*await conn.execute(ordered), *await conn.execute(untimed)]
+    rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+    return rows[: limit + 1]
+
+
 async def list_messages(
     store: Store,
     filters: MessageFilter | None = None,
@@ -205,7 +244,9 @@ async def list_messages(
         if store.dialect == "postgresql":
             await conn.execute(_PG_PAGE_SETTINGS)
         rows: list[Any] | None = None
-        if scan_first(f, store.dialect):
+        if in_delivery_time(f):
+            rows = await _delivery_time_page(conn, store.dialect, f, after, limit)
+        elif scan_first(f, store.dialect):
             for window in SCAN_WINDOWS:
                 rows = await _scan(conn, store.dialect, f, keyset, window, limit)
                 if rows is not None:

@@ -142,9 +142,13 @@ deliveries = Table(
     Column("reason", Text),
     Column("instance", String(255)),
     Column("topic", _Prefixed),
+    # The message's created_at, from the transitions (NULL when they lacked it).
+    Column("message_created_at", UtcDateTime()),
     PrimaryKeyConstraint("message_id", "service", name="pk_deliveries"),
-    # --service/--state filters; message_id keeps time order.
-    Index("ix_deliveries_service_state", "service", "state", "message_id"),
+    # --service/--state filters; --service with --state pages in message time.
+    Index(
+        "ix_deliveries_service_state_time", "service", "state", "message_created_at", "message_id"
+    ),
     Index("ix_deliveries_state", "state", "message_id"),
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from store_traffic import count, eventually, running
 
 from stalwart.bus import Transport
@@ -13,7 +14,7 @@ from stalwart.envelope import Envelope
 from stalwart.service import Context, Reject, Service, ServiceRunner
 from stalwart.store import Persister, PersistOptions, Store
 from stalwart.store.queries import MessageFilter, components, get_message, list_messages
-from stalwart.store.schema import messages
+from stalwart.store.schema import deliveries, messages
 
 
 def _service() -> Service:
@@ -69,5 +70,12 @@ async def test_a_services_work_is_persisted_with_states_chain_and_heartbeats(
     # And the bad one's rejection keeps its reason, and the instance is known (it was up)
     rejected = await get_message(store, bad.id)
     assert rejected is not None and "calibration" in (rejected.deliveries[0].reason or "")
+    # And the runtime's transitions gave each delivery its message's time
+    stamped = select(deliveries.c.message_id, deliveries.c.message_created_at)
+    async with store.engine.connect() as conn:
+        times = {row.message_id: row.message_created_at for row in await conn.execute(stamped)}
+    assert times == {good.id: good.created_at, bad.id: bad.created_at}
+    page = await list_messages(store, MessageFilter(service="qa", state="rejected"))
+    assert [m.id for m in page.items] == [bad.id]
     (instance,) = await components(store)
     assert (instance.service, instance.site, instance.instance) == ("qa", "eu", runner.instance)

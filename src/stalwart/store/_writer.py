@@ -5,10 +5,12 @@ NOTHING``; deliveries are upserted with the forward-only join of
 :func:`stalwart.store._rows.fold_transition`, done in SQL; components keep
 the newest heartbeat. Applying the same batch twice changes nothing.
 
-On PostgreSQL, messages, transitions and deliveries go in by binary ``COPY``
-into a session's temporary staging table, then ``INSERT ... SELECT`` from it
-with the same conflict handling; the few components and reports by
-``INSERT ... SELECT * FROM unnest(...)``.
+On PostgreSQL, messages and transitions go in by binary ``COPY`` straight
+into their tables when none of them is stored yet (the usual case); else,
+and for deliveries always, by ``COPY`` into a session's temporary staging
+table, then ``INSERT ... SELECT`` from it with the same conflict handling.
+The few components and reports go in by ``INSERT ... SELECT * FROM
+unnest(...)``.
 """
 
 from __future__ import annotations
@@ -194,15 +196,50 @@ async def _copy_then_insert(
     goes through SQLAlchemy first, which also opens the transaction the COPY
     then runs in.
     """
+    if name in _APPEND_ONLY and await _copy_new_rows(conn, name, statement, params):
+        return
     stage = f"stalwart_stage_{name}"
     await conn.exec_driver_sql(
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {name}) ON COMMIT DELETE ROWS"
     )
+    driver = await _driver(conn)
+    await driver.copy_records_to_table(stage, records=params, columns=list(statement.keys))
+    await conn.exec_driver_sql(_from_stage(conn.dialect, name, statement))
+
+
+# Insert-only tables: a batch goes straight in by COPY unless a row is already there.
+_APPEND_ONLY = frozenset({"messages", "transitions"})
+_UNIQUE_VIOLATION = "23505"
+
+
+async def _copy_new_rows(
+    conn: AsyncConnection, name: str, statement: _Compiled, params: list[tuple[Any, ...]]
+) -> bool:
+    """COPY ``params`` straight into ``name``; False (and nothing written) if one exists.
+
+    A row already stored (a redelivered batch, a message forwarded twice) makes
+    the COPY fail on the table's key; the savepoint takes the attempt back and
+    the caller goes through the staging table, whose insert skips such rows.
+    Usually every row is new, and this saves writing the batch twice.
+    """
+    await conn.exec_driver_sql("SAVEPOINT stalwart_copy")
+    driver = await _driver(conn)
+    try:
+        await driver.copy_records_to_table(name, records=params, columns=list(statement.keys))
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
+            raise
+        await conn.exec_driver_sql("ROLLBACK TO SAVEPOINT stalwart_copy")
+        return False
+    await conn.exec_driver_sql("RELEASE SAVEPOINT stalwart_copy")
+    return True
+
+
+async def _driver(conn: AsyncConnection) -> Any:
     driver = (await conn.get_raw_connection()).driver_connection
     if driver is None:
         raise RuntimeError("the PostgreSQL connection closed before the batch was copied")
-    await driver.copy_records_to_table(stage, records=params, columns=list(statement.keys))
-    await conn.exec_driver_sql(_from_stage(conn.dialect, name, statement))
+    return driver
 
 
 _from_stage_cache: dict[tuple[int, str], str] = {}

@@ -46,6 +46,22 @@ async def test_messages_are_stored_once_however_often_written(
     assert row.signed is False
 
 
+async def test_a_batch_mixing_stored_and_new_rows_stores_each_new_one_once(
+    store: Store, traffic: Traffic
+) -> None:
+    # Given a message and its transition already stored
+    old = traffic.message()
+    await store.write([old, traffic.lifecycle(traffic.step(old, "qa", "received"))])
+    # When a batch brings it again among new messages (one of them twice), with transitions
+    new = [traffic.message("qa.verify.eu", {"n": n}) for n in range(3)]
+    steps = [traffic.step(env, "qa", "consumed") for env in [old, *new]]
+    await store.write([new[0], old, *new, traffic.lifecycle(*steps, steps[1])])
+    # Then every message and transition is stored exactly once, and the old one is unchanged
+    assert await _count(store, messages) == 4 + 2  # and the two lifecycle batches
+    assert await _count(store, transitions) == 5
+    assert (await _delivery(store, old.id, "qa"))["state"] == "consumed"
+
+
 async def test_states_only_move_forward_whatever_the_order(store: Store, traffic: Traffic) -> None:
     # Given a message consumed at one service after a failed first attempt
     env = traffic.message()

@@ -216,9 +216,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         ) from None
 
 
-def before_cursor(cursor: str) -> ColumnElement[bool]:
-    """Rows strictly older than the cursor in (created_at, id) descending order."""
-    created_at, message_id = decode_cursor(cursor)
-    return tuple_(messages.c.created_at, messages.c.id) < tuple_(
-        literal(created_at, messages.c.created_at.type), literal(message_id)
-    )
+def before_cursor(
+    cursor: str,
+    created_at: ColumnElement[Any] = messages.c.created_at,
+    message_id: ColumnElement[Any] = messages.c.id,
+) -> ColumnElement[bool]:
+    """Rows strictly older than the cursor in (created_at, id) descending order.
+
+    The columns default to the message's; deliveries page by their copy of them.
+    """
+    when, mid = decode_cursor(cursor)
+    return tuple_(created_at, message_id) < tuple_(literal(when, created_at.type), literal(mid))

@@ -187,7 +187,8 @@ _STAGED = frozenset({"messages", "transitions", "deliveries"})
 async def _copy_then_insert(
     conn: AsyncConnection, name: str, statement: _Compiled, params: list[tuple[Any, ...]]
 ) -> None:
-    """Binary ``COPY`` into ``stalwart_stage_<name>``, then insert from it with ``statement``.
+    """Binary ``COPY`` into ``stalwart_stage_<name>``, then insert from it with ``statement``
+    (insert-only tables first try :func:`_copy_new_rows`).
 
     COPY costs the client and the server less than binding one array per
     column. The staging table has the target's column types, so a value too

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, func, literal, literal_column, select, text, tuple_
+from sqlalchemy import ColumnElement, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stalwart.envelope import Envelope
@@ -20,7 +20,6 @@ from stalwart.store._filters import (
     BadCursor,
     before_cursor,
     conditions,
-    decode_cursor,
     encode_cursor,
     in_delivery_time,
     scan_first,
@@ -178,7 +177,12 @@ async def _text_scan(
 
 
 async def _delivery_time_page(
-    conn: AsyncConnection, dialect: str, f: MessageFilter, after: str | None, limit: int
+    conn: AsyncConnection,
+    dialect: str,
+    f: MessageFilter,
+    after: str | None,
+    keyset: list[Any],
+    limit: int,
 ) -> list[Any]:
     """The page of one service and state: that pair's deliveries in their message's time.
 
@@ -191,15 +195,10 @@ async def _delivery_time_page(
     d = deliveries.c
     joined = deliveries.join(messages, messages.c.id == d.message_id)
     rest = f.model_copy(update={"service": None, "state": None})
-    where = [d.service == f.service, d.state == f.state, *conditions(dialect, rest)]
+    where = [d.service == f.service, d.state == f.state, *conditions(dialect, rest), *keyset]
     timed: list[ColumnElement[bool]] = [d.message_created_at.is_not(None)]
     if after:
-        created_at, message_id = decode_cursor(after)
-        where.append(before_cursor(after))
-        timed.append(
-            tuple_(d.message_created_at, d.message_id)
-            < tuple_(literal(created_at, d.message_created_at.type), literal(message_id))
-        )
+        timed.append(before_cursor(after, d.message_created_at, d.message_id))
     if f.since:
         timed.append(d.message_created_at >= f.since)
     if f.until:
@@ -245,7 +244,7 @@ async def list_messages(
             await conn.execute(_PG_PAGE_SETTINGS)
         rows: list[Any] | None = None
         if in_delivery_time(f):
-            rows = await _delivery_time_page(conn, store.dialect, f, after, limit)
+            rows = await _delivery_time_page(conn, store.dialect, f, after, keyset, limit)
         elif scan_first(f, store.dialect):
             for window in SCAN_WINDOWS:
                 rows = await _scan(conn, store.dialect, f, keyset, window, limit)

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stalwart.config import Settings
 from stalwart.ha import status
 from stalwart.ha.replicas import SETTINGS_ENV
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 
 __all__ = ["main"]
 

@@ -21,7 +21,7 @@ from stalwart.errors import StalwartError
 from stalwart.ha import HaSettings, HaStatus, HealthMonitors, request_step_down, status
 from stalwart.ha.events import EventPublisher
 from stalwart.ha.probes import probe
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 
 __all__ = ["register"]
 

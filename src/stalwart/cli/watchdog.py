@@ -12,7 +12,7 @@ from rich.table import Table
 
 from stalwart.cli._common import ConfigOption, age, console, handle_errors, run, settings_from
 from stalwart.config import Settings
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 from stalwart.watchdog import ProgramState, program_states, send_beat
 from stalwart.watchdog.supervisor import serve
 

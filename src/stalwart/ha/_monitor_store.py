@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stalwart.ha._schema import db_now, ensure_schema, monitor_transitions, monitors, upsert
+from stalwart.ha._schema import ensure_schema, monitor_transitions, monitors
+from stalwart.store.engine import db_now, upsert
 
 __all__ = ["load_monitor", "save_transition"]
 

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import random
 import weakref
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -24,21 +23,16 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    cast,
-    func,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.elements import ColumnElement
 
 from stalwart.errors import StoreUnavailable
-from stalwart.store._engine import create_missing
+from stalwart.store.engine import create_missing
 
 __all__ = [
     "checkpoints",
-    "db_now",
     "ensure_schema",
     "guard_transaction",
     "leases",
@@ -46,7 +40,6 @@ __all__ = [
     "metadata",
     "monitor_transitions",
     "monitors",
-    "upsert",
 ]
 
 _log = logging.getLogger("stalwart.ha")
@@ -115,13 +108,6 @@ _ready: weakref.WeakSet[AsyncEngine] = weakref.WeakSet()
 _ATTEMPTS = 5
 
 
-def db_now(conn: AsyncConnection | AsyncEngine) -> ColumnElement[float]:
-    """The database's current time in epoch seconds, as a SQL expression."""
-    if conn.dialect.name == "postgresql":
-        return cast(func.extract("epoch", func.clock_timestamp()), Double)
-    return cast((func.julianday("now") - 2440587.5) * 86400.0, Double)
-
-
 _LOCK_TIMEOUT_MS = 500
 _IDLE_TIMEOUT_MS = 1000
 
@@ -141,22 +127,6 @@ async def guard_transaction(conn: AsyncConnection) -> None:
             ),
             {"lock": f"{_LOCK_TIMEOUT_MS}ms", "idle": f"{_IDLE_TIMEOUT_MS}ms"},
         )
-
-
-async def upsert(
-    conn: AsyncConnection,
-    table: Table,
-    values: dict[str, Any],
-    keys: list[str],
-    update: dict[str, Any] | None = None,
-) -> None:
-    """Insert ``values``; on a key conflict apply ``update`` (None: leave the row)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(values)
-    if update:
-        await conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update))
-    else:
-        await conn.execute(stmt.on_conflict_do_nothing(index_elements=keys))
 
 
 async def ensure_schema(engine: AsyncEngine) -> None:

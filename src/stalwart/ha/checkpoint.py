@@ -17,8 +17,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stalwart.errors import StoreUnavailable
-from stalwart.ha._schema import checkpoints, db_now, ensure_schema
+from stalwart.ha._schema import checkpoints, ensure_schema
 from stalwart.ha.lease import fenced_write
+from stalwart.store.engine import db_now
 
 __all__ = ["Checkpoint", "latest_checkpoint", "save_checkpoint"]
 

@@ -27,14 +27,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stalwart.errors import FencedOut, StoreUnavailable
-from stalwart.ha._schema import (
-    db_now,
-    ensure_schema,
-    guard_transaction,
-    leases,
-    members,
-    upsert,
-)
+from stalwart.ha._schema import ensure_schema, guard_transaction, leases, members
+from stalwart.store.engine import db_now, upsert
 
 __all__ = ["Lease", "default_holder", "fenced_write", "request_step_down"]
 

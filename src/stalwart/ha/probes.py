@@ -26,7 +26,7 @@ from sqlalchemy.pool import NullPool
 
 from stalwart.errors import StalwartError
 from stalwart.ha.config import MonitorKind
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 
 __all__ = ["ProbeResult", "probe"]
 

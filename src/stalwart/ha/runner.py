@@ -37,7 +37,7 @@ from stalwart.ha.events import EventPublisher, LeaseEvent, LeaseEventName
 from stalwart.ha.keeper import LeaseChange, LeaseKeeper
 from stalwart.ha.lease import Lease
 from stalwart.service import Service, ServiceRunner
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 
 __all__ = ["HaReplica", "checkpoint", "current_replica", "fenced", "restored_state"]
 

@@ -18,13 +18,13 @@ from stalwart.bus import redact_url
 from stalwart.errors import StoreUnavailable
 from stalwart.ha._schema import (
     checkpoints,
-    db_now,
     ensure_schema,
     leases,
     members,
     monitor_transitions,
     monitors,
 )
+from stalwart.store.engine import db_now
 
 __all__ = [
     "CheckpointStatus",

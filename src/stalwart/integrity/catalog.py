@@ -25,7 +25,7 @@ from stalwart.envelope import utcnow
 from stalwart.errors import StoreUnavailable
 from stalwart.integrity._schema import files, metadata, repairs, replicas, scrubs, transfers
 from stalwart.integrity.manifest import Manifest
-from stalwart.store._engine import create_missing, make_engine
+from stalwart.store.engine import create_missing, make_engine
 
 __all__ = ["Catalog", "ScrubCounts", "summary"]
 

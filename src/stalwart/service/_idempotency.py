@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.envelope import utcnow
-from stalwart.store._engine import create_missing, make_engine
+from stalwart.store.engine import create_missing, make_engine
 
 __all__ = ["ProcessedIds"]
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.envelope import Envelope, encode
 from stalwart.errors import StalwartError, StoreUnavailable
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 from stalwart.store._rows import Rows, build_rows
 from stalwart.store._writer import is_unavailable, write_rows
 from stalwart.store.migrate import current_revision, head_revision, upgrade

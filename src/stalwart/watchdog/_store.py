@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.errors import StoreUnavailable
-from stalwart.store._engine import create_missing
+from stalwart.store.engine import create_missing
 
 __all__ = ["ProgramState", "StateWriter", "ensure_schema", "program_states", "watchdog_programs"]
 

@@ -22,7 +22,7 @@ from stalwart.bus import QueueStats, Transport, open_bus, open_transport
 from stalwart.config import Settings
 from stalwart.envelope import default_sender, utcnow
 from stalwart.messages import Heartbeat
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 from stalwart.watchdog._guard import Guardian
 from stalwart.watchdog._link import BusLink
 from stalwart.watchdog._store import ProgramState, StateWriter

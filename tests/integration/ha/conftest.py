@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

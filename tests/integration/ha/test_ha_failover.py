@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.envelope import Envelope
 from stalwart.ha import latest_checkpoint
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 
 pytestmark = [pytest.mark.slow]
 

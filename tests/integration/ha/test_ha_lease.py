@@ -15,7 +15,7 @@ from stalwart.ha import status
 from stalwart.ha._schema import checkpoints, leases
 from stalwart.ha.checkpoint import latest_checkpoint, save_checkpoint
 from stalwart.ha.lease import Lease, fenced_write, request_step_down
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 
 TTL = 1.0
 

@@ -17,7 +17,7 @@ from stalwart.envelope import Envelope
 from stalwart.errors import FencedOut, StalwartError
 from stalwart.ha import HaReplica, checkpoint, restored_state, run_ha, status
 from stalwart.service import Context, Service
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 
 
 def _counter(name: str) -> Service:

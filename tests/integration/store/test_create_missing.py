@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import sqlalchemy as sa
 
-from stalwart.store._engine import create_missing, make_engine
+from stalwart.store.engine import create_missing, make_engine
 
 
 def _metadata() -> sa.MetaData:

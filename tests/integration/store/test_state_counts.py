@@ -17,7 +17,7 @@ from stalwart.envelope import DeliveryState, Envelope, Transition
 from stalwart.ids import new_id
 from stalwart.messages import LIFECYCLE_TOPIC, LifecycleBatch
 from stalwart.store import Store, upgrade
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 from stalwart.store.queries import counts_by_state
 from stalwart.store.schema import deliveries
 

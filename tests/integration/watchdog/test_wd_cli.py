@@ -14,7 +14,7 @@ import psutil
 import pytest
 from wd_support import wait_for_path
 
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 from stalwart.watchdog import ProgramState, program_states
 
 STALWART = str(Path(sys.executable).with_name("stalwart"))

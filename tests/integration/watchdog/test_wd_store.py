@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from wd_support import program
 
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 from stalwart.watchdog import ProgramState, program_states
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from stalwart.cli import build_app
 from stalwart.ha import Lease
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 
 runner = CliRunner()
 

@@ -18,7 +18,7 @@ from stalwart.envelope import Envelope
 from stalwart.ha import HealthMonitors, HealthState, Monitor, MonitorSettings, active_url, status
 from stalwart.ha.events import EventPublisher
 from stalwart.ha.health import check_transition
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 
 H, S, R, F = (
     HealthState.HEALTHY,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stalwart.ha import Lease, LeaseKeeper, request_step_down
-from stalwart.store._engine import make_engine
+from stalwart.store.engine import make_engine
 
 
 async def test_keepers_hand_over_on_release_and_on_step_down_request(tmp_path: Path) -> None:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import Double, MetaData, Table, cast, event, func, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.sql.elements import ColumnElement
 
 from stalwart.errors import ConfigError
 
-__all__ = ["async_url", "create_missing", "make_engine"]
+__all__ = ["async_url", "create_missing", "db_now", "make_engine", "upsert"]
 
 
 def async_url(url: str) -> str:
@@ -66,3 +68,29 @@ async def create_missing(conn: AsyncConnection, metadata: MetaData) -> None:
         await conn.execute(CreateTable(table, if_not_exists=True))
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             await conn.execute(CreateIndex(index, if_not_exists=True))
+
+
+def db_now(conn: AsyncConnection | AsyncEngine) -> ColumnElement[float]:
+    """The database's current time in epoch seconds, as a SQL expression.
+
+    Leases and claims expire by this clock, never by a client's.
+    """
+    if conn.dialect.name == "postgresql":
+        return cast(func.extract("epoch", func.clock_timestamp()), Double)
+    return cast((func.julianday("now") - 2440587.5) * 86400.0, Double)
+
+
+async def upsert(
+    conn: AsyncConnection,
+    table: Table,
+    values: dict[str, Any],
+    keys: list[str],
+    update: dict[str, Any] | None = None,
+) -> None:
+    """Insert ``values``; on a key conflict apply ``update`` (None: leave the row)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(values)
+    if update:
+        await conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update))
+    else:
+        await conn.execute(stmt.on_conflict_do_nothing(index_elements=keys))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 import typer.main
+from typer.testing import CliRunner
 
-from stalwart.cli import COMMANDS, build_app
+import stalwart
+from stalwart.cli import COMMANDS, build_app, lazy_app
 
 
 def _is_group(command: Any) -> bool:
@@ -36,7 +41,7 @@ def test_command_table_matches_what_modules_register(root: Any) -> None:
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_each_command_lives_in_the_module_the_table_names(name: str) -> None:
     # Given only that module registered, the command exists (so `main` finds it)
-    command = typer.main.get_command(build_app([COMMANDS[name]]))
+    command = typer.main.get_command(build_app([COMMANDS[name].module]))
     assert _is_group(command) and name in command.commands
 
 
@@ -47,3 +52,70 @@ def test_every_command_has_help_with_an_example(root: Any) -> None:
         if path and not _is_group(cmd) and "Example:" not in (cmd.help or "")
     ]
     assert missing == []
+
+
+def test_table_summaries_are_the_opening_words_of_each_commands_help(root: Any) -> None:
+    # The command list of --help comes from the table: it must say what the command says
+    drifted = {
+        name: entry.summary
+        for name, entry in COMMANDS.items()
+        if not " ".join((root.commands[name].help or "").split()).startswith(entry.summary)
+    }
+    assert drifted == {}
+
+
+def test_help_lists_every_command_with_its_summary() -> None:
+    result = CliRunner().invoke(lazy_app(), ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for name, entry in COMMANDS.items():
+        assert any(line.split() == [name, *entry.summary.split()] for line in lines), name
+
+
+def test_version_prints_the_package_version() -> None:
+    result = CliRunner().invoke(lazy_app(), ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"stalwart {stalwart.__version__}"
+
+
+def test_a_command_runs_through_the_lazy_root() -> None:
+    result = CliRunner().invoke(lazy_app(), ["token", "--help"])
+    assert result.exit_code == 0 and "Example:" in result.output
+
+
+_HEAVY = (
+    "sqlalchemy",
+    "aio_pika",
+    "fastapi",
+    "uvicorn",
+    "pydantic",
+    "jwt",
+    "zfec",
+    "rich.progress",
+)
+
+
+def _modules_after(argv: list[str]) -> list[str]:
+    probe = (
+        "import json, sys\n"
+        "from stalwart.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(json.dumps([m for m in {_HEAVY!r} if m in sys.modules]), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded: list[str] = json.loads(done.stderr.strip().splitlines()[-1])
+    return loaded
+
+
+def test_help_imports_no_command_module_and_no_heavy_library() -> None:
+    assert _modules_after(["--help"]) == []
+
+
+def test_a_commands_help_imports_only_what_that_command_needs() -> None:
+    # `report` needs pydantic for its settings, never the store, web stack or broker client
+    assert set(_modules_after(["report", "--help"])) <= {"pydantic"}

@@ -30,6 +30,7 @@ from stalwart.integrity.manifest import (
 __all__ = ["DEFAULT_BLOCK_SIZE", "IngestOptions", "Ingested", "ingest_file"]
 
 DEFAULT_BLOCK_SIZE: Final = 4 * 1024 * 1024
+_ALIGN: Final = 4096  # blocks stay page multiples (memory maps, direct reads)
 
 
 class IngestOptions(BaseModel):
@@ -60,6 +61,21 @@ class IngestOptions(BaseModel):
         if self.parity_blocks == 0:
             return None
         return StripeCodec(self.data_blocks, self.parity_blocks, self.block_size)
+
+    def fitted(self, size: int) -> IngestOptions:
+        """These options for a file of ``size`` bytes: parity proportional to the data.
+
+        Parity blocks are as large as data blocks, so a file smaller than one
+        stripe (``data_blocks * block_size``) would get a fixed-size parity
+        file (8 MiB for 10+2 of 4 MiB, whatever the file); its blocks shrink to
+        a ``data_blocks``-th of it instead (page-aligned), so parity stays
+        about ``parity_blocks / data_blocks`` of the file.
+        """
+        if size >= self.data_blocks * self.block_size:
+            return self
+        per_block = -(-max(size, 1) // self.data_blocks)
+        fitted = -(-per_block // _ALIGN) * _ALIGN
+        return self.model_copy(update={"block_size": min(fitted, self.block_size)})
 
     def algorithms(self) -> list[str]:
         names = [check_algorithm(self.algorithm)]
@@ -92,6 +108,7 @@ def ingest_file(
     path = path.absolute()
     if not path.is_file():
         raise IntegrityError(f"cannot ingest {path}: not a regular file; check the path")
+    opts = opts.fitted(path.stat().st_size)
     codec = opts.codec()
     manifest_path, parity_path = sidecar_paths(path, opts.parity_store)
     if opts.parity_store is not None:

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from stalwart.bus._transport import Transport
 from stalwart.errors import ConfigError
+from stalwart.redact import redact_url
 
 __all__ = ["open_transport", "redact_url"]
 
@@ -16,16 +17,6 @@ _BACKENDS = {
     "amqp": "stalwart.bus.amqp:AmqpTransport",
     "amqps": "stalwart.bus.amqp:AmqpTransport",
 }
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe to log or print)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    creds, _, host = rest.partition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
 
 
 def open_transport(url: str, **options: Any) -> Transport:

@@ -12,9 +12,11 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from stalwart.config import Settings, load_settings
 from stalwart.errors import StalwartError
+from stalwart.redact import redact_url
 
 __all__ = [
     "ConfigOption",
@@ -24,6 +26,7 @@ __all__ = [
     "fail",
     "handle_errors",
     "run",
+    "say",
     "settings_from",
 ]
 
@@ -52,6 +55,13 @@ def settings_from(config: Path | None, **overrides: Any) -> Settings:
     return settings
 
 
+class _Redacting(logging.Formatter):
+    """Log lines with every URL's password masked, whichever library wrote them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_url(super().format(record))
+
+
 def _configure_logging(settings: Settings) -> None:
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
     fmt = (
@@ -59,7 +69,9 @@ def _configure_logging(settings: Settings) -> None:
         if settings.log_format == "json"
         else "%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Redacting(fmt))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # Client libraries log every failed connect; ours says it once, with advice.
     for noisy in ("aiormq", "aio_pika", "alembic"):
         logging.getLogger(noisy).setLevel(max(level, logging.CRITICAL))
@@ -74,9 +86,17 @@ def age(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def say(message: str, *, err: bool = False) -> None:
+    """Print ``message`` as it is: its ``[bus]`` or ``[dashboard.users]`` is text, not markup."""
+    (err_console if err else console).print(
+        redact_url(message), markup=False, highlight=False, soft_wrap=True
+    )
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``message`` on one line to stderr and return an Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    line = Text.assemble(("error:", "bold red"), " ", redact_url(message))
+    err_console.print(line, highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

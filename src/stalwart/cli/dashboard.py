@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
+from stalwart.cli._common import ConfigOption, handle_errors, run, say, settings_from
 from stalwart.config import Settings
 from stalwart.dashboard import DEFAULT_BIND, serve_dashboard
 from stalwart.dashboard.auth import hash_password
@@ -36,7 +36,7 @@ async def _serve(settings: Settings, bind: str | None) -> None:
             settings,
             bind,
             stop,
-            on_ready=lambda url: console.print(f"dashboard on [bold]{url}[/] (Ctrl-C to stop)"),
+            on_ready=lambda url: say(f"dashboard on {url} (Ctrl-C to stop)"),
         )
     except OSError as exc:
         raise ConfigError(f"cannot serve the dashboard: {exc}; choose another --bind") from None

@@ -76,8 +76,8 @@ def register(app: typer.Typer) -> None:
         for letter in letters:
             env = letter.envelope
             table.add_row(
-                _key_of(letter),
-                letter.queue,
+                escape(_key_of(letter)),
+                escape(letter.queue),
                 escape(env.topic) if env else "?",
                 escape(env.kind) if env else "?",
                 str(letter.attempts),

@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stalwart.bus import Transport, open_bus
-from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
+from stalwart.bus import Transport, open_bus, redact_url
+from stalwart.cli._common import ConfigOption, console, handle_errors, run, say, settings_from
 from stalwart.config import Settings
 from stalwart.envelope import default_sender
 from stalwart.errors import StalwartError
@@ -55,8 +56,8 @@ def _print_status(shown: HaStatus) -> None:
         if lease.stepdown_requested:
             state += " (step-down requested)"
         leases.add_row(
-            lease.role,
-            lease.holder or "-",
+            escape(lease.role),
+            escape(lease.holder or "-"),
             str(lease.token),
             state,
             f"{lease.expires_in:.1f}s" if lease.live else "-",
@@ -69,14 +70,20 @@ def _print_status(shown: HaStatus) -> None:
             replicas.add_column(column)
         for r in shown.replicas:
             state = "[green]active[/]" if r.state == "active" else "standby"
-            replicas.add_row(r.role, r.holder, state, f"{r.seen_ago:.1f}s ago")
+            replicas.add_row(escape(r.role), escape(r.holder), state, f"{r.seen_ago:.1f}s ago")
         console.print(replicas)
     if shown.checkpoints:
         cps = Table(title="latest checkpoints")
         for column in ("role", "version", "token", "holder", "saved"):
             cps.add_column(column)
         for cp in shown.checkpoints:
-            cps.add_row(cp.role, str(cp.version), str(cp.token), cp.holder, _when(cp.created_at))
+            cps.add_row(
+                escape(cp.role),
+                str(cp.version),
+                str(cp.token),
+                escape(cp.holder),
+                _when(cp.created_at),
+            )
         console.print(cps)
     monitors = Table(title="monitors")
     for column in ("name", "kind", "state", "active URL", "since", "detail"):
@@ -84,7 +91,12 @@ def _print_status(shown: HaStatus) -> None:
     for m in shown.monitors:
         style = _STATE_STYLE.get(m.state, "")
         monitors.add_row(
-            m.name, m.kind, f"[{style}]{m.state}[/]", m.active_url, _when(m.since), m.detail
+            escape(m.name),
+            m.kind,
+            f"[{style}]{m.state}[/]",
+            escape(m.active_url),
+            _when(m.since),
+            escape(m.detail),
         )
     console.print(monitors if shown.monitors else "no monitor transitions recorded")
     if shown.transitions:
@@ -92,7 +104,9 @@ def _print_status(shown: HaStatus) -> None:
         for column in ("at", "monitor", "from", "to", "reason"):
             moves.add_column(column, overflow="fold")
         for t in shown.transitions[:20]:
-            moves.add_row(_when(t.at), t.monitor, t.from_state, t.to_state, t.reason)
+            moves.add_row(
+                _when(t.at), escape(t.monitor), t.from_state, t.to_state, escape(t.reason)
+            )
         console.print(moves)
 
 
@@ -103,7 +117,7 @@ async def _open_events(settings: Settings) -> tuple[Transport | None, EventPubli
     try:
         await transport.start()
     except StalwartError as exc:
-        console.print(f"[yellow]bus unavailable, events only stored:[/] {exc}")
+        console.print(f"[yellow]bus unavailable, events only stored:[/] {escape(str(exc))}")
         return None, EventPublisher(None, sender)
     return transport, EventPublisher(transport, sender)
 
@@ -218,7 +232,11 @@ def register(app: typer.Typer) -> None:
             table.add_column(column, overflow="fold")
         for name, url, ok, detail, seconds in results:
             table.add_row(
-                name, url, "[green]ok[/]" if ok else "[red]down[/]", f"{seconds:.2f}", detail
+                escape(name),
+                escape(redact_url(url)),
+                "[green]ok[/]" if ok else "[red]down[/]",
+                f"{seconds:.2f}",
+                escape(redact_url(detail)),
             )
         console.print(table)
         if not all(ok for _, _, ok, _, _ in results):
@@ -245,4 +263,4 @@ def register(app: typer.Typer) -> None:
             raise StalwartError(
                 f"nobody holds {role!r} now; see `stalwart ha status` for the roles"
             )
-        console.print(f"step-down requested from token {token}. {outcome}".strip())
+        say(f"step-down requested from token {token}. {outcome}".strip())

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
+from stalwart.cli._common import ConfigOption, handle_errors, run, say, settings_from
 from stalwart.errors import ConfigError
 from stalwart.messages import ReportLevel
 from stalwart.reporting import report
@@ -42,4 +42,4 @@ def register(app: typer.Typer) -> None:
         """
         settings = settings_from(config)
         receipt = run(report(level, text, source=source, settings=settings, refs=_refs(ref or [])))
-        console.print(str(receipt), highlight=False, soft_wrap=True)
+        say(str(receipt))

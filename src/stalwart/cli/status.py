@@ -73,9 +73,9 @@ def _programs_table(programs: list[ProgramState]) -> Table:
             str(p.instance),
             escape(p.host),
             str(p.pid or "-"),
-            p.state,
+            escape(p.state),
             str(p.restarts),
-            p.last_event or "-",
+            escape(p.last_event or "-"),
             escape((p.last_reason or "-")[:60]),
         )
     return table

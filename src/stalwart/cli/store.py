@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from stalwart.bus import open_bus
-from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
+from stalwart.cli._common import ConfigOption, console, handle_errors, run, say, settings_from
 from stalwart.cli._store_render import detail_view, messages_table, reports_table
 from stalwart.config import Settings
+from stalwart.envelope import DeliveryState
 from stalwart.errors import StalwartError
 from stalwart.store import Persister, PersistOptions, Store, upgrade
 from stalwart.store.queries import (
@@ -89,7 +91,7 @@ async def _persist(settings: Settings, options: PersistOptions) -> None:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, persister.stop)
             runner = asyncio.create_task(persister.run(), name="persister")
-            console.print(f"persisting the bus into {store.engine.url.render_as_string()}")
+            say(f"persisting the bus into {store.engine.url.render_as_string()}")
             while not runner.done():
                 await asyncio.wait({runner}, timeout=_STATS_EVERY)
                 s = persister.stats
@@ -127,7 +129,7 @@ async def _prune(settings: Settings, older_than: str, export: Path | None, batch
         with Progress(*columns, console=console) as bar:
             tasks = {"delete": bar.add_task("delete", total=total)}
             if export is not None:
-                tasks["export"] = bar.add_task(f"export to {export}", total=total)
+                tasks["export"] = bar.add_task(escape(f"export to {export}"), total=total)
             result = await prune(
                 store,
                 before,
@@ -135,7 +137,7 @@ async def _prune(settings: Settings, older_than: str, export: Path | None, batch
                 batch=batch,
                 progress=lambda phase, n: bar.advance(tasks[phase], n),
             )
-    console.print(
+    say(
         f"pruned {result.messages} messages, {result.deliveries} deliveries, "
         f"{result.transitions} transitions, {result.reports} reports"
         + (f"; exported {result.exported} to {export}" if export else "")
@@ -157,6 +159,13 @@ def register(app: typer.Typer) -> None:
         sender: Annotated[str | None, typer.Option(help="service, service@site or full.")] = None,
         service: Annotated[str | None, typer.Option(help="Delivered to this service.")] = None,
         state: Annotated[str | None, typer.Option(help="Delivery state, e.g. dead.")] = None,
+        ever_state: Annotated[
+            DeliveryState | None,
+            typer.Option(help="Ever in this state at a service (at --service if given)."),
+        ] = None,
+        min_attempts: Annotated[
+            int | None, typer.Option(min=1, help="Took at least N attempts at a service.")
+        ] = None,
         since: Annotated[str | None, typer.Option(help="ISO time or age (10m, 2h).")] = None,
         until: Annotated[str | None, typer.Option(help="ISO time or age.")] = None,
         correlation: Annotated[str | None, typer.Option(help="Correlation id.")] = None,
@@ -171,6 +180,8 @@ def register(app: typer.Typer) -> None:
         """List stored messages, newest first, with their delivery states.
 
         Example: stalwart messages --topic 'pipeline.#' --state dead --since 2h
+
+        Example: stalwart messages --service qa --ever-state failed --min-attempts 3
         """
         settings = settings_from(config)
         filters = MessageFilter(
@@ -179,6 +190,8 @@ def register(app: typer.Typer) -> None:
             sender=sender,
             service=service,
             state=state,
+            ever_state=ever_state,
+            min_attempts=min_attempts,
             since=parse_when(since) if since else None,
             until=parse_when(until) if until else None,
             correlation_id=correlation,
@@ -262,7 +275,7 @@ def register(app: typer.Typer) -> None:
         Example: stalwart db upgrade -c stalwart.toml
         """
         reached = run(_upgrade(settings_from(config), revision))
-        console.print(f"store schema at revision {reached}")
+        say(f"store schema at revision {reached}")
 
     @store_app.command("prune")
     @handle_errors

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from stalwart.cli._common import ConfigOption, console, handle_errors, settings_from
+from stalwart.cli._common import ConfigOption, handle_errors, say, settings_from
 from stalwart.service import TokenAuthority, parse_ttl
 
 __all__ = ["register"]
@@ -35,6 +35,4 @@ def register(app: typer.Typer) -> None:
         Example: STALWART_TOKEN=$(stalwart token issue --subject qa --role operator --ttl 1h)
         """
         authority = TokenAuthority(settings_from(config).security)
-        console.print(
-            authority.issue(subject, role or [], parse_ttl(ttl)), highlight=False, soft_wrap=True
-        )
+        say(authority.issue(subject, role or [], parse_ttl(ttl)))

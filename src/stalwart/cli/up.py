@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.panel import Panel
+from rich.text import Text
 
 from stalwart.bus import Transport, open_bus, redact_url
 from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
@@ -58,7 +59,7 @@ def _banner(settings: Settings, programs: int, dashboard: bool) -> Panel:
         "watch:  stalwart tail        status:  stalwart status",
         "stop:   Ctrl-C (every part stops gracefully)",
     ]
-    return Panel("\n".join(lines), title="stalwart up", expand=False)
+    return Panel(Text("\n".join(lines)), title="stalwart up", expand=False)
 
 
 async def _up(

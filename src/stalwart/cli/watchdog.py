@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from stalwart.cli._common import ConfigOption, age, console, handle_errors, run, settings_from
@@ -48,16 +49,16 @@ def _table(states: list[ProgramState]) -> Table:
     for s in states:
         style = _STYLE.get(s.state, "")
         table.add_row(
-            s.program,
+            escape(s.program),
             str(s.instance),
-            s.host,
-            f"[{style}]{s.state}[/]" if style else s.state,
+            escape(s.host),
+            f"[{style}]{s.state}[/]" if style else escape(s.state),
             str(s.pid or "-"),
             str(s.restarts),
             _since(s.started_at) if s.state == "running" else "-",
             _mib(s.rss),
             "-" if s.cpu is None else f"{s.cpu:.0f}",
-            f"{s.last_event or '-'}: {s.last_reason or ''}",
+            escape(f"{s.last_event or '-'}: {s.last_reason or ''}"),
         )
     return table
 

@@ -1,0 +1,56 @@
+"""Messages are printed as written: a ``[bus]`` in them is text, never rich markup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from stalwart.cli import build_app
+from stalwart.cli._common import fail, say
+from stalwart.redact import redact_url
+
+
+def test_an_error_keeps_its_config_table_names(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given an error naming two tables, When it is printed
+    raised = fail("set [bus] url, but [dashboard.users] is empty")
+    # Then both names are there, on one line, and the exit status is 1
+    err = capsys.readouterr().err
+    assert err == "error: set [bus] url, but [dashboard.users] is empty\n"
+    assert raised.exit_code == 1
+
+
+def test_a_plain_line_keeps_its_brackets_and_masks_passwords(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    say("[bus] url = amqp://ops:s3cret@h:5672/ [/]")
+    assert capsys.readouterr().out == "[bus] url = amqp://ops:***@h:5672/ [/]\n"
+
+
+def test_a_command_error_names_the_table_to_set(tmp_path: Path) -> None:
+    # Given the embedded bus, When the outbox is flushed (there is none to flush)
+    result = CliRunner().invoke(
+        build_app(["outbox"]),
+        ["outbox", "flush"],
+        env={"STALWART_HOME": str(tmp_path), "STALWART_CONFIG": "", "COLUMNS": "300"},
+    )
+    # Then the advice names [bus] url rather than a blank where markup was eaten
+    assert result.exit_code != 0
+    assert "set [bus] url" in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("amqp://guest:guest@h:5672/", "amqp://guest:***@h:5672/"),
+        ("amqp://a:b@h1:5672/,amqp://c:d@h2:5672/", "amqp://a:***@h1:5672/,amqp://c:***@h2:5672/"),
+        (
+            "cannot reach (postgresql://u:p%40w@h/db: refused)",
+            "cannot reach (postgresql://u:***@h/db: refused)",
+        ),
+        ("sqlite:///home/bus.db and ops@host", "sqlite:///home/bus.db and ops@host"),
+    ],
+)
+def test_every_url_password_in_a_text_is_masked(text: str, shown: str) -> None:
+    assert redact_url(text) == shown

@@ -11,23 +11,28 @@ variables, the TOML file, defaults. Nothing is read at import time.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from stalwart.errors import ConfigError
 
 __all__ = [
     "DEFAULT_HOME",
+    "DURATION",
+    "DURATION_UNITS",
     "BusSettings",
+    "Duration",
     "SecuritySettings",
     "ServiceEntry",
     "Settings",
     "SizeError",
     "StoreSettings",
     "load_settings",
+    "parse_seconds",
     "parse_size",
 ]
 
@@ -65,6 +70,25 @@ def parse_size(text: str | int) -> int:
     if value <= 0:
         raise SizeError(f"size {text!r} must be positive")
     return int(value)
+
+
+DURATION_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+
+
+def parse_seconds(value: object) -> object:
+    """``"90s"``, ``"10m"``, ``"24h"``, ``"3d"``, ``"1w"`` -> seconds; numbers pass as they are.
+
+    For pydantic fields of durations (:data:`Duration`): anything else is
+    left for the field's own validation to reject.
+    """
+    if isinstance(value, str) and (match := DURATION.match(value)):
+        return float(match.group(1)) * DURATION_UNITS[match.group(2)]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_seconds), Field(ge=0)]
+"""Seconds in settings, written as a number or with a unit (``"24h"``)."""
 
 
 class _Strict(BaseModel):

@@ -4,20 +4,25 @@ The persistence subscriber, the dashboard, the services named in
 ``stalwart.toml`` and, with ``--demo``, the demonstration services, each as a
 watchdog program: a crash is restarted, a hang (no heartbeat) is halted and
 restarted, a runaway pipeline step is stopped. The demo's dispatcher runs as
-an HA pair (one active, one on standby).
+an HA pair (one active, one on standby); its retention sweeper keeps its disk
+use bounded.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from stalwart.config import Settings
 from stalwart.demo import services as demo
 from stalwart.service import load_service
 from stalwart.watchdog import ProgramSettings, WatchdogSettings
 
-__all__ = ["stack"]
+__all__ = ["data_dirs", "stack"]
 
 _PY = sys.executable
 _DEMO = "stalwart.demo.services"
@@ -54,6 +59,7 @@ def _demo_programs() -> list[ProgramSettings]:
         _service("qa", f"{_DEMO}:qa", demo.qa.name),
         _service("delivery", f"{_DEMO}:delivery", demo.delivery.name),
         _service("tracker", f"{_DEMO}:tracker", demo.tracker.name),
+        _program("retention", [_PY, "-m", "stalwart.demo.retention"]),
     ]
     for site, service in demo.transfers.items():
         programs.append(_service(f"transfer-{site}", f"{_DEMO}:transfer_{site}", service.name))
@@ -70,6 +76,20 @@ def _demo_programs() -> list[ProgramSettings]:
     return programs
 
 
+def data_dirs(settings: Settings) -> list[Path]:
+    """Where this host's data grows: home (demo products), the outbox and the
+    embedded bus and store files; the watchdog warns before their disks fill."""
+    dirs = [Path(settings.home), Path(settings.bus.outbox).parent]
+    for url in (settings.bus.url, settings.store.url):
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            continue  # a broker list (amqp://a,amqp://b) or a URL its client checks
+        if parsed.get_backend_name() == "sqlite" and parsed.database:
+            dirs.append(Path(parsed.database).parent)
+    return list(dict.fromkeys(d.absolute() for d in dirs))
+
+
 def stack(settings: Settings, *, demo_workflow: bool, dashboard: bool) -> WatchdogSettings:
     """The watchdog table that runs the whole system, plus the user's own programs."""
     programs = [_program("persist", [_PY, "-m", "stalwart", "persist"])]
@@ -81,4 +101,7 @@ def stack(settings: Settings, *, demo_workflow: bool, dashboard: bool) -> Watchd
     if demo_workflow:
         programs.extend(_demo_programs())
     own = settings.section("watchdog", WatchdogSettings)
-    return own.model_copy(update={"programs": [*programs, *own.programs]})
+    disk = own.disk
+    if not disk.paths:
+        disk = disk.model_copy(update={"paths": data_dirs(settings)})
+    return own.model_copy(update={"programs": [*programs, *own.programs], "disk": disk})

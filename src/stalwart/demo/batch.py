@@ -2,9 +2,10 @@
 
 It does real work (digests a generated product), reports on the bus the way
 any batch tool would (``stalwart report`` semantics), and prints the product
-path. Exit status 0 on success; 3 on a simulated processing problem.
+path. Exit status 0 on success; 3 on a simulated processing problem (which
+leaves no product behind).
 
-Usage: python -m stalwart.demo.batch OUS SITE OUTDIR SIZE_MB ATTEMPT
+Usage: python -m stalwart.demo.batch OUS SITE OUTDIR SIZE_KIB ATTEMPT
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    ous, site, outdir, size_mb, attempt = argv[0], argv[1], Path(argv[2]), int(argv[3]), argv[4]
+    ous, site, outdir, size_kib, attempt = argv[0], argv[1], Path(argv[2]), int(argv[3]), argv[4]
     outdir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"{ous}/{site}/{attempt}")
     product = outdir / f"{ous.replace('/', '_').replace(':', '')}.{site}.fits"
     digest = hashlib.blake2b()
     with product.open("wb") as out:
-        for _ in range(size_mb):
-            chunk = rng.randbytes(1024 * 1024)
+        for _ in range(size_kib):
+            chunk = rng.randbytes(1024)
             digest.update(chunk)
             out.write(chunk)
     if rng.random() < 0.08:
+        product.unlink()
         print(f"calibration diverged for {ous}", file=sys.stderr)
         return 3
     print(f"{product} {digest.hexdigest()}")

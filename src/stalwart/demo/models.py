@@ -37,18 +37,18 @@ class _Body(BaseModel):
 
 
 class UnitReady(_Body):
-    """A unit of work is ready for processing."""
+    """A unit of work is ready for processing; its product will be ``size_kib`` KiB."""
 
     ous: str
     project: str
-    size_mb: int
+    size_kib: int
 
 
 class ProcessRequest(_Body):
     ous: str
     project: str
     site: str
-    size_mb: int
+    size_kib: int
 
 
 class ProcessResult(_Body):

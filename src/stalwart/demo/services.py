@@ -58,7 +58,7 @@ async def dispatch(ctx: Context, unit: UnitReady) -> None:
     """Assign the unit to a processing site (stable by its id) and start it there."""
     site = SITES[zlib.crc32(unit.ous.encode()) % len(SITES)]
     await _state(ctx, unit.ous, UnitState.PROCESSING, site)
-    request = ProcessRequest(ous=unit.ous, project=unit.project, site=site, size_mb=unit.size_mb)
+    request = ProcessRequest(ous=unit.ous, project=unit.project, site=site, size_kib=unit.size_kib)
     await ctx.publish(f"pipeline.process.{site}", request)
 
 
@@ -76,7 +76,7 @@ def _pipeline(site: str) -> Service:
             request.ous,
             site,
             str(outdir),
-            str(request.size_mb),
+            str(request.size_kib),
             str(ctx.envelope.attempt),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

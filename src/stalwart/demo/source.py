@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Final
 
 from stalwart.bus import Transport
 from stalwart.demo.models import StateChange, UnitReady, UnitState
 from stalwart.envelope import Envelope, default_sender
 
-__all__ = ["feed"]
+__all__ = ["PRODUCT_KIB", "feed"]
+
+# Products are small, so the demo runs for days in little space (README, "Disk space").
+PRODUCT_KIB: Final = (64, 512)
 
 
 async def feed(
@@ -22,7 +26,9 @@ async def feed(
     while units is None or sent < units:
         ous = f"uid://A001/X{rng.randrange(16**4):04x}/X{sent:x}"
         unit = UnitReady(
-            ous=ous, project=f"2026.1.{rng.randrange(1000):05d}.S", size_mb=rng.randint(1, 4)
+            ous=ous,
+            project=f"2026.1.{rng.randrange(1000):05d}.S",
+            size_kib=rng.randint(*PRODUCT_KIB),
         )
         ready = Envelope.new("ous.ready", unit, sender=sender)
         state = Envelope.new(

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -169,6 +169,40 @@ class Catalog:
         async with self.engine.connect() as conn:
             found = _rows(await conn.execute(query))
         return found[0] if found else None
+
+    async def replicated_before(
+        self, sites: Sequence[str], before: datetime, limit: int = 500
+    ) -> dict[str, list[str]]:
+        """Files catalogued before ``before`` with a good replica at every one of
+        ``sites`` (a delivered product): name -> the paths of all its replicas."""
+        good = (
+            select(replicas.c.name)
+            .where(replicas.c.site.in_(sites), replicas.c.state.in_(("ok", "repaired")))
+            .group_by(replicas.c.name)
+            .having(func.count() == len(set(sites)))
+        )
+        names = (
+            select(files.c.name)
+            .where(files.c.created_at < before, files.c.name.in_(good))
+            .order_by(files.c.created_at)
+            .limit(limit)
+        )
+        found: dict[str, list[str]] = {}
+        async with self.engine.connect() as conn:
+            chosen = list(await conn.scalars(names))
+            query = select(replicas.c.name, replicas.c.path).where(replicas.c.name.in_(chosen))
+            for row in await conn.execute(query):
+                found.setdefault(row.name, []).append(row.path)
+        return found
+
+    async def forget(self, names: Sequence[str]) -> None:
+        """Remove files and all their replicas from the catalog (their data was deleted
+        on purpose, so scrub must not report them missing). History rows stay."""
+        if not names:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(replicas).where(replicas.c.name.in_(names)))
+            await conn.execute(delete(files).where(files.c.name.in_(names)))
 
     # -- scrub runs -----------------------------------------------------------
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
-from typing import Final
 
+from stalwart.config import DURATION, DURATION_UNITS
 from stalwart.envelope import utcnow
 from stalwart.errors import StalwartError
 
 __all__ = ["TimeFormatError", "parse_duration", "parse_when"]
-
-_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_RELATIVE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
 
 class TimeFormatError(StalwartError, ValueError):
@@ -21,12 +17,12 @@ class TimeFormatError(StalwartError, ValueError):
 
 def parse_duration(text: str) -> timedelta:
     """``90s``, ``10m``, ``2h``, ``3d``, ``1w`` -> timedelta."""
-    match = _RELATIVE.match(text)
+    match = DURATION.match(text)
     if match is None:
         raise TimeFormatError(
             f"bad duration {text!r}: use a number and a unit s, m, h, d or w, e.g. 10m or 90d"
         )
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    return timedelta(seconds=float(match.group(1)) * DURATION_UNITS[match.group(2)])
 
 
 def parse_when(text: str, now: datetime | None = None) -> datetime:
@@ -34,7 +30,7 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
 
     A naive ISO time is taken as UTC.
     """
-    if _RELATIVE.match(text):
+    if DURATION.match(text):
         return (now or utcnow()) - parse_duration(text)
     try:
         value = datetime.fromisoformat(text.strip())

@@ -19,6 +19,7 @@ from stalwart.config import parse_size
 
 __all__ = [
     "BackoffSettings",
+    "DiskSettings",
     "IntensitySettings",
     "ProgramSettings",
     "WatchdogSettings",
@@ -151,11 +152,29 @@ class ProgramSettings(_Strict):
         return any(v is not None for v in limits) or self.max_children is not None
 
 
+class DiskSettings(_Strict):
+    """The ``[watchdog.disk]`` table: warn before a data directory's disk fills.
+
+    Every ``interval`` seconds the file system of each of ``paths`` is checked;
+    below ``min_free`` bytes or ``min_free_percent`` free, a ``disk_low`` event
+    (an alarm) is published, again every ``repeat`` seconds while it stays low,
+    and ``disk_ok`` once it recovers. ``stalwart up`` watches its own data
+    directories (store, bus, outbox, home) when ``paths`` is empty.
+    """
+
+    paths: list[Path] = []
+    min_free: _Bytes = 1024**3
+    min_free_percent: float = Field(default=5.0, ge=0, le=100)
+    interval: float = Field(default=30.0, gt=0)
+    repeat: float = Field(default=600.0, gt=0)
+
+
 class WatchdogSettings(_Strict):
     """The ``[watchdog]`` table."""
 
     name: str = "watchdog"
     programs: list[ProgramSettings] = []
+    disk: DiskSettings = DiskSettings()
     socket: Path | None = None
     subreaper: bool = True
     state_interval: float = Field(default=2.0, gt=0)

@@ -34,6 +34,8 @@ class EventKind(enum.StrEnum):
     SCALED = "scaled"
     FATAL = "fatal"
     STOPPED = "stopped"
+    DISK_LOW = "disk_low"
+    DISK_OK = "disk_ok"
 
 
 class WatchdogEvent(BaseModel):

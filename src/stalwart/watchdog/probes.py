@@ -1,4 +1,5 @@
 """Probes: is a program alive (heartbeats), fast enough (progress), and within its limits?
+Is there room left on the disks of the data directories?
 
 Each probe only keeps numbers and returns a :class:`Verdict` with the evidence
 when a limit is crossed; acting on it is the supervisor's job. Resource
@@ -8,23 +9,28 @@ leak or a fork bomb in its children.
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import psutil
 
 from stalwart.watchdog import _procfs
-from stalwart.watchdog.config import ProgramSettings
+from stalwart.watchdog.config import DiskSettings, ProgramSettings
 
 __all__ = [
+    "DiskProbe",
     "HeartbeatProbe",
     "ResourceProbe",
     "ResourceSample",
     "Verdict",
 ]
 
-Failure = Literal["late", "slow", "runaway"]
+Failure = Literal["late", "slow", "runaway", "disk"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,3 +231,54 @@ class ResourceProbe:
             if crossed:
                 return Verdict("runaway", reason, {**evidence, **extra})
         return None
+
+
+def _existing(path: Path) -> Path:
+    """``path`` or its nearest existing parent (a data file may not exist yet)."""
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+class DiskProbe:
+    """Free space on the file systems holding ``settings.paths`` (each checked once)."""
+
+    def __init__(self, settings: DiskSettings) -> None:
+        self.settings = settings
+
+    def _filesystems(self) -> dict[int, list[Path]]:
+        found: dict[int, list[Path]] = {}
+        for path in self.settings.paths:
+            where = _existing(path)
+            found.setdefault(os.stat(where).st_dev, []).append(path)
+        return found
+
+    def check(self) -> list[tuple[str, Verdict | None]]:
+        """For each file system (named by its first path): a ``disk`` verdict when free
+        space is below ``min_free`` or ``min_free_percent``, else None."""
+        out: list[tuple[str, Verdict | None]] = []
+        for paths in self._filesystems().values():
+            out.append((str(paths[0]), self._verdict(paths)))
+        return out
+
+    def _verdict(self, paths: Sequence[Path]) -> Verdict | None:
+        usage = shutil.disk_usage(_existing(paths[0]))
+        percent = 100.0 * usage.free / usage.total if usage.total else 0.0
+        limit = self.settings
+        if usage.free >= limit.min_free and percent >= limit.min_free_percent:
+            return None
+        return Verdict(
+            "disk",
+            f"{usage.free / 2**30:.2f} GiB ({percent:.1f} %) free on the disk of "
+            f"{', '.join(map(str, paths))}, below min_free {limit.min_free / 2**30:.2f} GiB "
+            f"or {limit.min_free_percent:g} %; free space or move the data",
+            {
+                "paths": [str(p) for p in paths],
+                "free": usage.free,
+                "total": usage.total,
+                "free_percent": round(percent, 2),
+                "min_free": limit.min_free,
+                "min_free_percent": limit.min_free_percent,
+            },
+        )

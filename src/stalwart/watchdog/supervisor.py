@@ -23,6 +23,7 @@ from stalwart.config import Settings
 from stalwart.envelope import default_sender, utcnow
 from stalwart.messages import Heartbeat
 from stalwart.store.engine import make_engine
+from stalwart.watchdog._disk import watch_disk
 from stalwart.watchdog._guard import Guardian
 from stalwart.watchdog._link import BusLink
 from stalwart.watchdog._store import ProgramState, StateWriter
@@ -30,6 +31,7 @@ from stalwart.watchdog.beat import BeatServer
 from stalwart.watchdog.config import WatchdogSettings
 from stalwart.watchdog.events import EventKind, WatchdogEvent, event_envelope
 from stalwart.watchdog.member import Member
+from stalwart.watchdog.probes import DiskProbe
 from stalwart.watchdog.process import become_subreaper, reap_orphans
 from stalwart.watchdog.program_group import ProgramGroup
 from stalwart.watchdog.sdnotify import Notifier
@@ -84,6 +86,7 @@ class Watchdog:
         self._released: set[int] = set()
         self.groups: dict[str, ProgramGroup] = {}
         self._pinger: asyncio.Task[None] | None = None
+        self._disk: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Watchdog:
@@ -114,6 +117,9 @@ class Watchdog:
         for program in self.settings.programs:
             group = self.groups[program.name] = ProgramGroup(program, self)
             await group.start()
+        if self.settings.disk.paths:
+            probe = DiskProbe(self.settings.disk)
+            self._disk = asyncio.create_task(watch_disk(probe, self.emit, self.name))
         self._notifier.ready(f"supervising {len(self.groups)} programs")
         if self._notifier.watchdog_interval:
             self._pinger = asyncio.create_task(self._ping(self._notifier.watchdog_interval))
@@ -122,10 +128,11 @@ class Watchdog:
     async def close(self) -> None:
         """Stop every program gracefully, flush events and states, release everything."""
         self._notifier.stopping()
-        if self._pinger is not None:
-            self._pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pinger
+        for task in (self._pinger, self._disk):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await asyncio.gather(*(g.stop("watchdog stopping") for g in self.groups.values()))
         self.reap()
         if self._bus is not None:
@@ -259,7 +266,14 @@ async def serve(settings: Settings) -> None:
 
 
 _ALARMING = frozenset(
-    {EventKind.LATE, EventKind.SLOW, EventKind.RUNAWAY, EventKind.FATAL, EventKind.EXITED}
+    {
+        EventKind.LATE,
+        EventKind.SLOW,
+        EventKind.RUNAWAY,
+        EventKind.FATAL,
+        EventKind.EXITED,
+        EventKind.DISK_LOW,
+    }
 )
 
 

@@ -1,0 +1,143 @@
+"""Keeps the demonstration in bounded space: it runs for days, not minutes.
+
+Every ``sweep`` seconds it deletes the products of delivered units (a
+product with a good replica at every site) once they are older than
+``retention``, with their manifests and parity, at every site, and removes
+them from the catalog so that scrub does not report them missing; then it
+prunes the message store of messages older than ``store_retention`` (as
+``stalwart store prune`` does). ``stalwart up --demo`` runs it under the
+watchdog; the ``[demo]`` table of stalwart.toml sets it::
+
+    [demo]
+    retention = "10m"
+    store_retention = "1h"
+    sweep = "1m"
+
+Usage: python -m stalwart.demo.retention
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stalwart.cli._common import settings_from
+from stalwart.config import Duration, Settings
+from stalwart.demo.models import SITES
+from stalwart.envelope import utcnow
+from stalwart.errors import StalwartError
+from stalwart.integrity.catalog import Catalog
+from stalwart.integrity.manifest import sidecar_paths
+from stalwart.store import Store
+from stalwart.store.retention import prune
+
+__all__ = ["DemoSettings", "Swept", "main", "sweep"]
+
+_log = logging.getLogger("stalwart.demo.retention")
+
+
+class DemoSettings(BaseModel):
+    """The ``[demo]`` table: how long the demonstration keeps what it makes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    retention: Duration = 600.0
+    store_retention: Duration = 3600.0
+    sweep: Duration = Field(default=60.0, gt=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    """What one sweep removed."""
+
+    products: int
+    files: int
+    bytes: int
+    messages: int
+
+
+def _delete(paths: list[str]) -> tuple[int, int]:
+    """Delete each replica with its sidecars; (files deleted, bytes freed)."""
+    files = freed = 0
+    for path in paths:
+        for each in (Path(path), *sidecar_paths(Path(path))):
+            try:
+                size = each.stat().st_size
+                each.unlink()
+            except FileNotFoundError:
+                continue
+            files += 1
+            freed += size
+    return files, freed
+
+
+async def sweep(settings: Settings, demo: DemoSettings, now: datetime | None = None) -> Swept:
+    """One pass: delete delivered products older than ``retention``, prune the store."""
+    now = now or utcnow()
+    catalog = await Catalog.open(settings.store.url)
+    products = files = freed = 0
+    try:
+        while due := await catalog.replicated_before(
+            SITES, now - timedelta(seconds=demo.retention)
+        ):
+            # Data first, then the catalog: an interrupted sweep is finished by the next.
+            for paths in due.values():
+                deleted, size = await asyncio.to_thread(_delete, paths)
+                files, freed = files + deleted, freed + size
+            await catalog.forget(list(due))
+            products += len(due)
+    finally:
+        await catalog.close()
+    async with await Store.open(settings.store.url) as store:
+        pruned = await prune(store, now - timedelta(seconds=demo.store_retention))
+    return Swept(products, files, freed, pruned.messages)
+
+
+async def _run(settings: Settings) -> None:
+    demo = settings.section("demo", DemoSettings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    while not stop.is_set():
+        try:
+            done = await sweep(settings, demo)
+        except Exception as exc:  # a store outage: try again at the next sweep
+            _log.warning("demo retention sweep failed, retried in %gs: %s", demo.sweep, exc)
+        else:
+            _log.log(
+                logging.INFO if done.products or done.messages else logging.DEBUG,
+                "demo retention: %d delivered product(s) removed (%d files, %.1f MiB), "
+                "%d old message(s) pruned",
+                done.products,
+                done.files,
+                done.bytes / 2**20,
+                done.messages,
+            )
+        try:
+            await asyncio.wait_for(stop.wait(), demo.sweep)
+        except TimeoutError:
+            continue
+
+
+def main() -> int:
+    """Sweep until SIGTERM or SIGINT; exit status 2 on a configuration error."""
+    try:
+        settings = settings_from(None)  # logging as every stalwart command configures it
+        settings.section("demo", DemoSettings)
+    except StalwartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(_run(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The demo runs for days in bounded space: delivered products are deleted once old,
+at every site, and forgotten by the catalog so that scrub does not miss them."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from stalwart.config import Settings, load_settings
+from stalwart.demo.models import SITES
+from stalwart.demo.retention import DemoSettings, sweep
+from stalwart.envelope import utcnow
+from stalwart.errors import ConfigError
+from stalwart.integrity.catalog import Catalog
+from stalwart.integrity.ingest import ingest_file
+
+
+async def _replicate(
+    catalog: Catalog, home: Path, name: str, bad_site: str | None = None
+) -> list[Path]:
+    """A product ingested at every site (as delivery leaves it); one site bad if asked."""
+    data = os.urandom(70_000)
+    paths = []
+    for site in SITES:
+        path = home / "demo" / "archive" / site / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        done = ingest_file(path)
+        await catalog.register_file(done.manifest)
+        state = "corrupt" if site == bad_site else "ok"
+        await catalog.set_replica(name, site, str(path), state, digest=done.manifest.digest)
+        paths.append(path)
+    return paths
+
+
+def _settings(home: Path) -> Settings:
+    return load_settings(env={"STALWART_HOME": str(home)})
+
+
+async def test_sweep_removes_old_delivered_products_and_keeps_the_rest(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    settings = _settings(home)
+    catalog = await Catalog.open(settings.store.url)
+    try:
+        # Given a delivered product (good at every site) and one with a corrupt replica
+        delivered = await _replicate(catalog, home, "delivered.fits")
+        pending = await _replicate(catalog, home, "pending.fits", bad_site="eu")
+        demo = DemoSettings(retention=600, store_retention=3600)
+        # When a sweep runs before the retention age, Then nothing is deleted
+        assert (await sweep(settings, demo)).products == 0
+        assert all(p.exists() for p in delivered)
+        # When a sweep runs after it
+        swept = await sweep(settings, demo, now=utcnow() + timedelta(hours=1))
+        # Then the delivered product is gone at every site, with its manifest and parity
+        assert swept.products == 1 and swept.files == 3 * len(SITES) and swept.bytes > 70_000 * 4
+        assert not any(p.exists() for p in delivered)
+        assert not list((home / "demo" / "archive").glob("*/delivered.fits*"))
+        # And the catalog forgot it (scrub lists no replica of it, so none is "missing")
+        assert await catalog.file("delivered.fits") is None
+        assert await catalog.replicas(name="delivered.fits") == []
+        # And the product not delivered everywhere is kept, on disk and in the catalog
+        assert all(p.exists() for p in pending)
+        assert len(await catalog.replicas(name="pending.fits")) == len(SITES)
+    finally:
+        await catalog.close()
+
+
+def test_demo_settings_read_durations(tmp_path: Path) -> None:
+    # Given a [demo] table with durations in units, Then they are read as seconds
+    config = tmp_path / "stalwart.toml"
+    config.write_text('[demo]\nretention = "5m"\nstore_retention = "2h"\nsweep = 30\n')
+    demo = load_settings(config, env={}).section("demo", DemoSettings)
+    assert (demo.retention, demo.store_retention, demo.sweep) == (300, 7200, 30)
+
+
+def test_a_meaningless_retention_is_refused_with_the_key_named(tmp_path: Path) -> None:
+    config = tmp_path / "stalwart.toml"
+    config.write_text('[demo]\nretention = "soon"\n')
+    with pytest.raises(ConfigError, match=r"invalid \[demo\] settings: retention"):
+        load_settings(config, env={}).section("demo", DemoSettings)

@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 from stalwart.errors import StalwartError
 from stalwart.store._models import MessageFilter
-from stalwart.store.schema import deliveries, messages
+from stalwart.store.schema import STATE_COLUMNS, deliveries, messages
 from stalwart.topics import validate_pattern
 
 __all__ = [
@@ -121,12 +121,23 @@ def _text(dialect: str, words: str, floor: int | None = None) -> ColumnElement[b
     return literal_column("messages.rowid").in_(matching.columns(literal_column("rowid")))
 
 
+def _by_delivery(f: MessageFilter) -> bool:
+    """True when ``f`` selects messages by one of their deliveries."""
+    return bool(f.service or f.state or f.ever_state or f.min_attempts)
+
+
 def _delivered(f: MessageFilter, scan: bool) -> ColumnElement[bool]:
     wanted = []
     if f.service:
         wanted.append(deliveries.c.service == f.service)
     if f.state:
         wanted.append(deliveries.c.state == f.state)
+    if f.ever_state:  # each state's latest time is kept: set once the state was reached
+        wanted.append(deliveries.c[STATE_COLUMNS[f.ever_state]].is_not(None))
+    if f.min_attempts:
+        wanted.append(deliveries.c.attempts >= f.min_attempts)
+        if f.min_attempts > 1:  # the predicate of ix_deliveries_retried, spelt as SQLite needs
+            wanted.append(deliveries.c.attempts > 1)
     if scan:  # a primary-key probe per scanned message
         return exists().where(deliveries.c.message_id == messages.c.id, *wanted)
     return messages.c.id.in_(select(deliveries.c.message_id).where(*wanted))
@@ -140,7 +151,7 @@ def in_delivery_time(f: MessageFilter) -> bool:
     share of the messages; any other filter keeps the general plan.
     """
     others = f.topic or f.kind or f.sender or f.correlation_id or (f.text and f.text.split())
-    return bool(f.service and f.state) and not others
+    return bool(f.service and f.state) and not (others or f.ever_state or f.min_attempts)
 
 
 def scan_first(f: MessageFilter, dialect: str) -> bool:
@@ -149,12 +160,12 @@ def scan_first(f: MessageFilter, dialect: str) -> bool:
     Not when an index already yields the page in order (exact topic, kind,
     full sender, correlation id: each indexed with the time), nor for text
     search (testing each row's document costs more than listing the matches).
-    Nor, on PostgreSQL, for delivery filters alone (service, state): its
-    planner already chooses, from the deliveries' statistics, between walking
+    Nor, on PostgreSQL, for delivery filters alone (service, state, ever-state,
+    attempts): its planner already chooses, from the deliveries' statistics, between walking
     the newest messages and going through ``ix_deliveries_*``, and that plain
     query is what runs anyway when a window falls short.
     """
-    if not (f.topic or f.sender or f.service or f.state):
+    if not (f.topic or f.sender or _by_delivery(f)):
         return False
     if dialect == "postgresql" and not (f.topic or f.sender):
         return False
@@ -187,7 +198,7 @@ def conditions(
         out.append(_bare(messages.c.kind, scan) == f.kind)
     if f.sender:
         out.append(_sender(f.sender, scan))
-    if f.service or f.state:
+    if _by_delivery(f):
         out.append(_delivered(f, scan))
     if f.since:
         out.append(messages.c.created_at >= f.since)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from stalwart.envelope import Envelope
+from stalwart.envelope import DeliveryState, Envelope
 
 __all__ = [
     "DOWN_AFTER_INTERVALS",
@@ -43,9 +43,13 @@ class MessageFilter(_View):
     ``topic`` is an AMQP pattern (``*`` one word, ``#`` any). ``sender`` is a
     full ``service@site/instance``, a ``service@site`` or just a ``service``.
     ``service``/``state`` select messages with a delivery at that service (in
-    that state). ``text`` matches all the words (full-text search over topic,
-    kind, sender and body). ``system`` None hides ``sys.*`` messages unless a
-    topic pattern is given; True or False forces them in or out.
+    that state). ``ever_state`` selects messages whose delivery (at
+    ``service``, if given) was ever in that state, whatever its state now;
+    ``min_attempts`` those whose delivery took at least that many attempts;
+    all delivery conditions hold for one and the same delivery. ``text``
+    matches all the words (full-text search over topic, kind, sender and
+    body). ``system`` None hides ``sys.*`` messages unless a topic pattern is
+    given; True or False forces them in or out.
     """
 
     topic: str | None = None
@@ -53,6 +57,8 @@ class MessageFilter(_View):
     sender: str | None = None
     service: str | None = None
     state: str | None = None
+    ever_state: DeliveryState | None = None
+    min_attempts: int | None = Field(default=None, ge=1)
     since: datetime | None = None
     until: datetime | None = None
     correlation_id: str | None = None

@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
@@ -150,6 +151,22 @@ deliveries = Table(
         "ix_deliveries_service_state_time", "service", "state", "message_created_at", "message_id"
     ),
     Index("ix_deliveries_state", "state", "message_id"),
+    # --ever-state failed and --min-attempts N (N > 1): partial, so only the
+    # deliveries that ever failed or were retried pay for them on write.
+    Index(
+        "ix_deliveries_failed",
+        "service",
+        "message_id",
+        sqlite_where=text("failed_at IS NOT NULL"),
+        postgresql_where=text("failed_at IS NOT NULL"),
+    ),
+    Index(
+        "ix_deliveries_retried",
+        "service",
+        "message_id",
+        sqlite_where=text("attempts > 1"),
+        postgresql_where=text("attempts > 1"),
+    ),
 )
 
 # Deliveries per service and state for counts_by_state, kept by triggers on

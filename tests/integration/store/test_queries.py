@@ -198,3 +198,39 @@ async def test_counts_by_state_per_service(store: Store, scene: dict[str, Envelo
         "pipeline": {"consumed": 1, "dead": 1},
         "qa": {"consumed": 1},
     }
+
+
+@pytest.mark.usefixtures("plan")
+async def test_ever_state_and_min_attempts_select_by_delivery_history(
+    store: Store, traffic: Traffic
+) -> None:
+    # Given a message that failed then was consumed, one still failing on its third
+    # attempt, one consumed at once, and one that failed at another service
+    t0 = utcnow() - timedelta(minutes=5)
+    recovered, failing, clean, elsewhere = (
+        traffic.message(created_at=t0 + timedelta(seconds=i)) for i in range(4)
+    )
+    lifecycle = traffic.lifecycle(
+        traffic.step(recovered, "qa", "failed", attempt=1),
+        traffic.step(recovered, "qa", "consumed", attempt=2),
+        traffic.step(failing, "qa", "failed", attempt=3),
+        traffic.step(clean, "qa", "consumed"),
+        traffic.step(elsewhere, "archive", "failed", attempt=2),
+        traffic.step(elsewhere, "qa", "consumed"),
+    )
+    await store.write([recovered, failing, clean, elsewhere, lifecycle])
+
+    def newest_first(*envs: Envelope) -> list[str]:
+        return [e.id for e in envs]
+
+    # Then --ever-state finds them whatever their state now, per service if given
+    assert await _ids(store, ever_state="failed") == newest_first(elsewhere, failing, recovered)
+    assert await _ids(store, ever_state="failed", service="qa") == newest_first(failing, recovered)
+    # And every delivery condition holds for the same delivery
+    assert await _ids(store, ever_state="failed", state="consumed") == newest_first(recovered)
+    assert await _ids(store, ever_state="consumed") == newest_first(elsewhere, clean, recovered)
+    # And --min-attempts counts the attempts of one delivery
+    assert await _ids(store, min_attempts=2) == newest_first(elsewhere, failing, recovered)
+    assert await _ids(store, min_attempts=3) == newest_first(failing)
+    assert await _ids(store, min_attempts=2, service="qa") == newest_first(failing, recovered)
+    assert await _ids(store, min_attempts=1, service="archive") == newest_first(elsewhere)

@@ -89,3 +89,25 @@ def test_bad_input_fails_on_one_line_with_what_to_do(config: Path) -> None:
     code, out = _invoke("messages", "-c", str(config), "--after", "forged")
     # Then each fails with exit status 1 and a hint
     assert code == 1 and "next" in out
+
+
+def test_messages_by_delivery_history(config: Path, traffic: Traffic) -> None:
+    # Given a store whose effect message went dead at qa on its first attempt
+    assert _invoke("db", "upgrade", "-c", str(config))[0] == 0
+    _, effect = _seed(config, traffic)
+
+    def ids(*filters: str) -> list[str]:
+        code, out = _invoke("messages", "-c", str(config), "--json", *filters)
+        assert code == 0, out
+        return [m["id"] for m in json.loads(out)["items"]]
+
+    # When filtering by the states ever reached and the attempts taken
+    assert ids("--ever-state", "dead", "--service", "qa") == [effect.id]
+    assert ids("--ever-state", "consumed") == []
+    assert ids("--min-attempts", "1") == [effect.id]
+    assert ids("--min-attempts", "2") == []
+    # Then an unknown state or a meaningless count is refused with the choices
+    code, out = _invoke("messages", "-c", str(config), "--ever-state", "bogus")
+    assert code == 2 and "failed" in out
+    code, out = _invoke("messages", "-c", str(config), "--min-attempts", "0")
+    assert code == 2 and "--min-attempts" in out

@@ -1,33 +1,36 @@
 # stalwart: `make run` starts the embedded system with the demo; `make test` runs every check.
+# Each target installs only what it needs: scripts/setup.sh run|test|bench.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN := $(VENV)/.installed-run
+TEST := $(VENV)/.installed-test
+BENCH := $(VENV)/.installed-bench
 
 .PHONY: run test lint typecheck pytest bench setup clean
 
-$(STAMP): pyproject.toml scripts/setup.sh
-	bash scripts/setup.sh $(PYTHON) $(VENV)
-	touch $(STAMP)
+$(VENV)/.installed-%: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh $* $(PYTHON) $(VENV)
+	touch $@
 
-setup: $(STAMP)
+setup: $(TEST)
 
-run: $(STAMP)
+run: $(RUN)
 	$(BIN)/stalwart up --demo
 
-lint: $(STAMP)
+lint: $(TEST)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 
-typecheck: $(STAMP)
+typecheck: $(TEST)
 	$(BIN)/mypy --strict src
 
-pytest: $(STAMP)
+pytest: $(TEST)
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
-bench: $(STAMP)
+bench: $(BENCH)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:

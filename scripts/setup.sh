@@ -1,30 +1,66 @@
 #!/usr/bin/env bash
-# Create the virtual environment and install everything `make test` and
-# `make bench` need, including Debian's chromium (browser tests) and the
-# benchmark peers' command-line tools. Safe to run again.
+# Create the virtual environment and install what one purpose needs, no more:
+#   run    stalwart itself, and libisal2 (ISA-L: fast Reed-Solomon parity at
+#          ingest; zfec is used without it)
+#   test   run + the test extras, chromium (browser tests) and b3sum (digest
+#          cross-checks)
+#   bench  test + the benchmark extras and par2 (the integrity peer)
+# System packages are installed only when missing (apt-get, as root).
+# Safe to run again.
+#
+# Usage: bash scripts/setup.sh [--dry-run] run|test|bench [PYTHON] [VENV]
+# --dry-run prints what would be installed and changes nothing.
 set -euo pipefail
-PYTHON="${1:-python3.11}"
-VENV="${2:-.venv}"
+
+DRY_RUN=0
+if [ "${1:-}" = "--dry-run" ]; then
+  DRY_RUN=1
+  shift
+fi
+PURPOSE="${1:-}"
+PYTHON="${2:-python3.11}"
+VENV="${3:-.venv}"
+
+case "$PURPOSE" in
+  run) EXTRAS="" ; PACKAGES=(libisal2) ;;
+  test) EXTRAS="[test]" ; PACKAGES=(libisal2 chromium b3sum) ;;
+  bench) EXTRAS="[test,bench]" ; PACKAGES=(libisal2 chromium b3sum par2) ;;
+  *)
+    echo "setup: say what for: bash scripts/setup.sh [--dry-run] run|test|bench [PYTHON] [VENV]" >&2
+    exit 2
+    ;;
+esac
+
+installed() {
+  case "$1" in
+    libisal2) ldconfig -p 2>/dev/null | grep 'libisal\.so\.2' >/dev/null ;;
+    *) command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  installed "$package" || missing+=("$package")
+done
+
+if [ "$DRY_RUN" = 1 ]; then
+  echo "python: $VENV from $PYTHON, pip install -e '.$EXTRAS'"
+  echo "system packages: ${PACKAGES[*]}"
+  echo "missing, would install: ${missing[*]:-nothing}"
+  exit 0
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/pip" install -q --upgrade pip
-"$VENV/bin/pip" install -q -e '.[test,bench]'
+"$VENV/bin/pip" install -q -e ".$EXTRAS"
 
-# System packages: chromium for the browser tests, par2 and b3sum for the
-# integrity benchmarks and digest cross-checks, libisal2 (ISA-L) for fast
-# Reed-Solomon parity at ingest (zfec is used without it). Installed only when missing.
-missing=()
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v par2 >/dev/null 2>&1 || missing+=(par2)
-command -v b3sum >/dev/null 2>&1 || missing+=(b3sum)
-ldconfig -p 2>/dev/null | grep 'libisal\.so\.2' >/dev/null || missing+=(libisal2)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq || true
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" \
-      || echo "setup: could not install ${missing[*]}; tests needing them will skip (or fail in CI)" >&2
+      || echo "setup: could not install ${missing[*]}; what needs them will skip (or fail in CI)" >&2
   else
     echo "setup: please install ${missing[*]} (Debian: apt-get install ${missing[*]})" >&2
   fi

@@ -108,23 +108,31 @@ def test_send_then_tail_shows_the_message_and_hides_the_token(cli, tmp_path: Pat
         sent.append(done.stdout.strip())
     out, err = tail.communicate(timeout=60)
     assert tail.returncode == 0, err
-    # Then the tail printed both whole envelopes, the token masked
-    shown = [json.loads(block) for block in _json_blocks(out)]
+    # Then the tail printed both whole envelopes, one per line, the token masked
+    shown = [json.loads(line) for line in out.splitlines()]
     assert [e["id"] for e in shown] == sent
     assert all(e["topic"] == "pipeline.process.jao" for e in shown)
     assert shown[1]["token"] == "***" and jwt not in out
 
 
-def _json_blocks(text: str) -> list[str]:
-    blocks, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch == "{":
-            depth, start = depth + 1, (i if depth == 0 else start)
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                blocks.append(text[start : i + 1])
-    return blocks
+@pytest.mark.parametrize(
+    ("flags", "shown"), [([], "pipeline.done"), (["--system"], "sys.report.info")]
+)
+def test_tail_hides_system_traffic_unless_asked(cli, tmp_path: Path, flags, shown) -> None:
+    # Given a tail of everything that stops after one message
+    tail = cli("tail", "--count", "1", *flags, wait=False)
+    wait_until(lambda: tail_declared(tmp_path / "home" / "bus.db"), "the tail's queue")
+    # When a report (sys.report.info) and then an ordinary message are sent
+    assert cli("report", "-s", "test", "calibrated").returncode == 0
+    sent = cli("send", "pipeline.done", "--json", "{}")
+    assert sent.returncode == 0, sent.stderr
+    out, err = tail.communicate(timeout=60)
+    # Then the one line printed is the ordinary message, or with --system the report
+    assert tail.returncode == 0, err
+    (line,) = out.splitlines()
+    assert shown in line
+    if not flags:  # and it carries the short id that `show` accepts
+        assert sent.stdout.strip()[-8:] in line
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import contextlib
 import json
 import secrets
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +23,9 @@ from stalwart.errors import DecodeError
 from stalwart.messages import LIFECYCLE_TOPIC
 
 __all__ = ["register"]
+
+# Characters of an id that `tail` prints: its random end, which `show` accepts.
+SHORT_ID = 8
 
 _STATE_STYLE = {
     DeliveryState.CONSUMED: "green",
@@ -52,13 +56,17 @@ async def _send(settings: Settings, envelope: Envelope) -> None:
 def _line(envelope: Envelope) -> str:
     """One line per message; lifecycle batches show their transitions."""
     stamp = f"{envelope.created_at:%H:%M:%S.%f}"[:-3]
-    head = f"[dim]{stamp}[/] [cyan]{escape(envelope.topic)}[/] [bold]{escape(envelope.kind)}[/]"
+    head = (
+        f"[dim]{stamp}[/] {envelope.id[-SHORT_ID:]} "
+        f"[cyan]{escape(envelope.topic)}[/] [bold]{escape(envelope.kind)}[/]"
+    )
     if envelope.topic == LIFECYCLE_TOPIC and isinstance(envelope.body, dict):
         parts = []
         for t in envelope.body.get("transitions", [])[:6]:
             state = DeliveryState(t["state"])
             style = _STATE_STYLE.get(state, "white")
-            parts.append(f"{t['message_id'][-8:]}@{escape(t['service'])}=[{style}]{state}[/]")
+            short = t["message_id"][-SHORT_ID:]
+            parts.append(f"{short}@{escape(t['service'])}=[{style}]{state}[/]")
         more = len(envelope.body.get("transitions", [])) - len(parts)
         return f"{head} {' '.join(parts)}{f' +{more}' if more > 0 else ''}"
     body = json.dumps(envelope.body, separators=(",", ":"), default=str)
@@ -67,7 +75,17 @@ def _line(envelope: Envelope) -> str:
     return f"{head} [dim]from[/] {escape(envelope.sender)} {escape(body)}"
 
 
-async def _tail(settings: Settings, patterns: list[str], count: int | None, as_json: bool) -> int:
+def _print(envelope: Envelope, as_json: bool) -> None:
+    if as_json:  # one object per line, for jq and line-oriented tools
+        sys.stdout.write(json.dumps(envelope.redacted(), separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+    else:
+        console.print(_line(envelope), highlight=False, soft_wrap=True)
+
+
+async def _tail(
+    settings: Settings, patterns: list[str], count: int | None, as_json: bool, system: bool
+) -> int:
     spec = QueueSpec(
         name=f"tail-{secrets.token_hex(4)}",
         patterns=tuple(patterns),
@@ -85,13 +103,13 @@ async def _tail(settings: Settings, patterns: list[str], count: int | None, as_j
         try:
             async for delivery in deliveries:
                 envelope = delivery.envelope
+                await delivery.ack()
                 if envelope is None:
                     console.print(f"[red]undecodable message:[/] {escape(str(delivery.error))}")
-                elif as_json:
-                    console.print_json(json.dumps(envelope.redacted()))
+                elif system or not envelope.topic.startswith("sys."):
+                    _print(envelope, as_json)
                 else:
-                    console.print(_line(envelope), highlight=False, soft_wrap=True)
-                await delivery.ack()
+                    continue
                 seen += 1
                 if count is not None and seen >= count:
                     break
@@ -148,13 +166,30 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Argument(help="Topic patterns (default #).")
         ] = None,
         count: Annotated[int | None, typer.Option("--count", "-n", help="Stop after N.")] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Whole envelopes as JSON.")] = False,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Whole envelopes, one JSON object per line.")
+        ] = False,
+        system: Annotated[
+            bool | None,
+            typer.Option(
+                "--system/--no-system",
+                help="Show sys.* traffic (default: only when PATTERNS are given).",
+                show_default=False,
+            ),
+        ] = None,
         config: ConfigOption = None,
     ) -> None:
         """Follow messages live, one line each (tokens are never shown).
 
+        Each line starts with the time and the message's short id (`stalwart show`
+        takes it). Heartbeats, life-cycle batches and other sys.* messages are
+        hidden unless --system, or unless topic patterns are given.
+
         Example: stalwart tail 'pipeline.#' 'sys.report.*'
+
+        Example: stalwart tail --json | jq .topic
         """
         settings = settings_from(config)
+        show_system = system if system is not None else bool(patterns)
         with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-            run(_tail(settings, patterns or ["#"], count, as_json))
+            run(_tail(settings, patterns or ["#"], count, as_json, show_system))

@@ -24,6 +24,8 @@ from stalwart.errors import StalwartError
 from stalwart.store import Persister, PersistOptions, Store, upgrade
 from stalwart.store.queries import (
     MessageFilter,
+    MessageSummary,
+    find_messages,
     get_message,
     list_messages,
     list_reports,
@@ -35,6 +37,7 @@ __all__ = ["register"]
 
 _log = logging.getLogger("stalwart.cli.store")
 _STATS_EVERY = 10.0
+_CANDIDATES = 5  # ids listed when a short id is ambiguous
 
 
 class MessageNotFound(StalwartError):
@@ -67,9 +70,20 @@ async def _messages(
         console.print(f"next: --after {page.next_cursor}", highlight=False, soft_wrap=True)
 
 
+def _ambiguous(part: str, found: list[MessageSummary]) -> str:
+    listed = ", ".join(f"{m.id} ({m.topic}, {m.created_at:%H:%M:%S})" for m in found[:_CANDIDATES])
+    more = ", ..." if len(found) > _CANDIDATES else ""
+    return f"{part!r} is part of several message ids: {listed}{more}; give more of the id"
+
+
 async def _show(settings: Settings, message_id: str, as_json: bool) -> None:
     async with _opened(settings) as store:
         detail = await get_message(store, message_id)
+        if detail is None:  # a short id: the end (as `tail` prints it) or start of one
+            found = await find_messages(store, message_id, limit=_CANDIDATES + 1)
+            if len(found) > 1:
+                raise MessageNotFound(_ambiguous(message_id, found))
+            detail = await get_message(store, found[0].id) if found else None
     if detail is None:
         raise MessageNotFound(
             f"no message {message_id!r} in the store; list ids with `stalwart messages`"
@@ -203,13 +217,20 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def show(
-        message_id: Annotated[str, typer.Argument(help="The message id.")],
+        message_id: Annotated[
+            str, typer.Argument(help="The message id, or its end as `tail` prints it.")
+        ],
         config: ConfigOption = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Show one message: envelope (token masked), body, timeline and causal chain.
 
+        ID is a whole id or a unique part of one: its end (the short id `stalwart
+        tail` prints) or its start.
+
         Example: stalwart show 01930f4e-7a1b-7c3d-9e2f-0a1b2c3d4e5f
+
+        Example: stalwart show 0a1b2c3d
         """
         run(_show(settings_from(config), message_id, as_json))
 

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, func, literal_column, select, text
+from sqlalchemy import ColumnElement, func, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stalwart.envelope import Envelope
@@ -69,6 +69,7 @@ __all__ = [
     "TransitionView",
     "components",
     "counts_by_state",
+    "find_messages",
     "get_message",
     "list_messages",
     "list_reports",
@@ -368,3 +369,19 @@ async def get_message(store: Store, message_id: str) -> MessageDetail | None:
             descendants=descendants,
             truncated=truncated,
         )
+
+
+async def find_messages(store: Store, part: str, limit: int = 10) -> list[MessageSummary]:
+    """Messages whose id starts or ends with ``part``, newest first, at most ``limit``.
+
+    For the short ids people copy: ``stalwart tail`` prints an id's random end
+    (its start is the time, shared by the messages of the same minute). It
+    reads every id: on PostgreSQL an index-only walk of ``ix_messages_created``.
+    """
+    ids = messages.c.id
+    matching = or_(ids.startswith(part, autoescape=True), ids.endswith(part, autoescape=True))
+    order = (messages.c.created_at.desc(), ids.desc())
+    found = select(ids).where(matching).order_by(*order).limit(limit).subquery()
+    query = select(*_SUMMARY_COLUMNS).where(ids.in_(select(found.c.id))).order_by(*order)
+    async with store.engine.connect() as conn:
+        return await _summaries(conn, list(await conn.execute(query)))

@@ -15,6 +15,7 @@ from stalwart.store.queries import (
     MessageFilter,
     components,
     counts_by_state,
+    find_messages,
     get_message,
     list_messages,
     list_reports,
@@ -234,3 +235,18 @@ async def test_ever_state_and_min_attempts_select_by_delivery_history(
     assert await _ids(store, min_attempts=3) == newest_first(failing)
     assert await _ids(store, min_attempts=2, service="qa") == newest_first(failing, recovered)
     assert await _ids(store, min_attempts=1, service="archive") == newest_first(elsewhere)
+
+
+async def test_messages_are_found_by_the_start_or_end_of_their_id(
+    store: Store, scene: dict[str, Envelope]
+) -> None:
+    # Given the scene; When looking for the end of an id (what `tail` prints)
+    e = scene["e"]
+    assert [m.id for m in await find_messages(store, e.id[-8:])] == [e.id]
+    # Then also its start finds it, among the others of the same minute, at most `limit`
+    alike = await find_messages(store, e.id[:8], limit=3)
+    assert len(alike) == 3 and all(m.id.startswith(e.id[:8]) for m in alike)
+    assert e.id in {m.id for m in await find_messages(store, e.id[:8], limit=100)}
+    # And LIKE's wildcards are plain characters
+    assert await find_messages(store, "%") == []
+    assert await find_messages(store, "_") == []

@@ -111,3 +111,19 @@ def test_messages_by_delivery_history(config: Path, traffic: Traffic) -> None:
     assert code == 2 and "failed" in out
     code, out = _invoke("messages", "-c", str(config), "--min-attempts", "0")
     assert code == 2 and "--min-attempts" in out
+
+
+def test_show_takes_the_short_id_tail_prints(config: Path, traffic: Traffic) -> None:
+    # Given a store holding a cause and its effect, made within the same minute
+    assert _invoke("db", "upgrade", "-c", str(config))[0] == 0
+    cause, effect = _seed(config, traffic)
+    # When showing the effect by the end of its id; Then it is shown
+    code, out = _invoke("show", effect.id[-8:], "-c", str(config), "--json")
+    assert code == 0, out
+    assert json.loads(out)["envelope"]["id"] == effect.id
+    # When giving a start both ids share; Then the error lists both and asks for more
+    shared = cause.id[:8]
+    assert effect.id.startswith(shared)
+    code, out = _invoke("show", shared, "-c", str(config))
+    assert code == 1
+    assert cause.id in out and effect.id in out and "give more of the id" in out

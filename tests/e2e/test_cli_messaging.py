@@ -168,6 +168,8 @@ def test_dead_letters_can_be_listed_retried_and_purged(cli, tmp_path: Path) -> N
         wait_until(lambda: bus_state(home, "poison")[1] == 1, "the dead letter")
         listed = cli("dlq", "list", "--service", "poison")
         assert "always fails" in listed.stdout
+        (letter,) = json.loads(cli("dlq", "list", "--service", "poison", "--json").stdout)
+        assert letter["id"] == sent and "always fails" in letter["_dead"]["reason"]
         shown = cli("dlq", "show", sent, "--service", "poison")
         assert json.loads(shown.stdout)["id"] == sent
         # When it is retried, it fails again and comes back to the dead letters

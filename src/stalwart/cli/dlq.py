@@ -57,6 +57,23 @@ def _key_of(letter: DeadLetter) -> str:
     return letter.key or (letter.envelope.id if letter.envelope else "")
 
 
+def _as_json(letter: DeadLetter) -> dict[str, Any]:
+    """The envelope (token masked), or its raw text if undecodable, and why it died."""
+    data: dict[str, Any] = (
+        letter.envelope.redacted()
+        if letter.envelope
+        else {"raw": letter.raw.decode(errors="replace")}
+    )
+    data["_dead"] = {
+        "key": _key_of(letter),
+        "queue": letter.queue,
+        "reason": letter.reason,
+        "attempts": letter.attempts,
+        "died_at": str(letter.died_at),
+    }
+    return data
+
+
 def register(app: typer.Typer) -> None:
     dlq = typer.Typer(
         help="Dead letters: list, show, retry, purge.\n\nExample: stalwart dlq list",
@@ -66,12 +83,24 @@ def register(app: typer.Typer) -> None:
 
     @dlq.command("list")
     @handle_errors
-    def list_(service: ServiceOption = None, limit: int = 100, config: ConfigOption = None) -> None:
+    def list_(
+        service: ServiceOption = None,
+        limit: int = 100,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="A JSON array, each as `dlq show` prints it.")
+        ] = False,
+        config: ConfigOption = None,
+    ) -> None:
         """List dead letters with their reasons.
 
         Example: stalwart dlq list --service qa
+
+        Example: stalwart dlq list --json | jq '.[]._dead.reason'
         """
         letters = run(_list(settings_from(config), service, limit))
+        if as_json:
+            console.print_json(json.dumps([_as_json(letter) for letter in letters], default=str))
+            return
         table = Table("key", "service", "topic", "kind", "attempts", "died", "reason")
         for letter in letters:
             env = letter.envelope
@@ -95,18 +124,7 @@ def register(app: typer.Typer) -> None:
         """
         for letter in run(_list(settings_from(config), service, 10_000)):
             if key in (_key_of(letter), letter.envelope.id if letter.envelope else None):
-                data: dict[str, Any] = (
-                    letter.envelope.redacted()
-                    if letter.envelope
-                    else {"raw": letter.raw.decode(errors="replace")}
-                )
-                data["_dead"] = {
-                    "queue": letter.queue,
-                    "reason": letter.reason,
-                    "attempts": letter.attempts,
-                    "died_at": str(letter.died_at),
-                }
-                console.print_json(json.dumps(data, default=str))
+                console.print_json(json.dumps(_as_json(letter), default=str))
                 return
         raise StalwartError(f"no dead letter {key!r}; see `stalwart dlq list`")
 

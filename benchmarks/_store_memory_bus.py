@@ -42,6 +42,9 @@ class _Delivery:
     async def dead(self, reason: str) -> None:
         self._bus.settled()
 
+    async def release(self) -> None:
+        raise NotImplementedError
+
     async def extend(self, seconds: float) -> None:
         return None
 

@@ -120,7 +120,7 @@ class AmqpDelivery:
             self._lease.cancel()
         return True
 
-    def release(self) -> bool:
+    def take_back(self) -> bool:
         """Claim this delivery for release by its consumer; False if already settled."""
         if self._settled:
             return False
@@ -173,6 +173,10 @@ class AmqpDelivery:
             raise
         await self.settle_raw(requeue=None)
 
+    async def release(self) -> None:
+        if self._claim("release"):
+            await self.settle_raw(requeue=True)
+
     async def extend(self, seconds: float) -> None:
         if not self._settled:
             self._arm(max(seconds, 0.001))
@@ -207,7 +211,7 @@ class Consumer:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         self.inflight += 1
         delivery = AmqpDelivery(self, message)
-        if self._retired and delivery.release():
+        if self._retired and delivery.take_back():
             await delivery.settle_raw(requeue=True)
             return
         await self.inbox.put(delivery)
@@ -244,7 +248,7 @@ class Consumer:
                     await queue.cancel(tag, timeout=5.0)
         while not self.inbox.empty():
             item = self.inbox.get_nowait()
-            if item is not None and not item.stale and item.release():
+            if item is not None and not item.stale and item.take_back():
                 await item.settle_raw(requeue=True)
         if self.inflight == 0:
             await self.close()

@@ -112,6 +112,11 @@ class SqliteDelivery:
             self, partial(ops.settle_dead, lease=self._lease, reason=reason), "dead"
         )
 
+    async def release(self) -> None:
+        await self._consumer.settle(
+            self, partial(ops.release, queue=self.queue, leases=[self._lease]), "release"
+        )
+
     async def extend(self, seconds: float) -> None:
         if seconds <= 0:
             raise ValueError("extend needs a positive number of seconds")

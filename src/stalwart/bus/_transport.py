@@ -125,6 +125,12 @@ class Delivery(Protocol):
     async def dead(self, reason: str) -> None:
         """Give up now: move to the dead-letter queue with ``reason``."""
 
+    async def release(self) -> None:
+        """Give it back unprocessed: redelivered at once, the attempt not counted.
+
+        For a consumer that must not act on it (fenced out, or stopping).
+        """
+
     async def extend(self, seconds: float) -> None:
         """Renew the lease so that a long handler is not redelivered."""
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stalwart.config import Settings
 from stalwart.envelope import Envelope
 from stalwart.messages import ReportLevel
 
 if TYPE_CHECKING:
-    from stalwart.service._runner import ServiceRunner
+    from stalwart.service._runner import Attempt, ServiceRunner
 
 __all__ = ["Context"]
 
@@ -22,8 +26,9 @@ class Context:
     ``causation_id`` the incoming id, so the store can show causal chains.
     """
 
-    def __init__(self, runner: ServiceRunner, envelope: Envelope) -> None:
+    def __init__(self, runner: ServiceRunner, envelope: Envelope, attempt: Attempt) -> None:
         self._runner = runner
+        self._attempt = attempt
         self.envelope = envelope
         self.log = logging.LoggerAdapter(
             logging.getLogger(f"stalwart.service.{runner.service.name}"),
@@ -77,6 +82,19 @@ class Context:
     ) -> Envelope:
         """Report onto ``sys.report.<level>`` with this service as the source."""
         return await self._runner.report(level, text, refs or {}, **self._chain())
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction on the store database for this handler's effects.
+
+        For an idempotent handler the message's claim is completed in the same
+        transaction: the effects and the record that the message was processed
+        commit together or not at all, so a redelivery never applies them
+        twice. Use one such transaction per handler run. Raises
+        StoreUnavailable when the database is away (the message is retried).
+        """
+        async with self._runner.store_transaction(self._attempt) as conn:
+            yield conn
 
     def progress(self, amount: int = 1) -> None:
         """Advance the progress counter that heartbeats carry (for slow-detection)."""

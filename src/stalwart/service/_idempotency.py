@@ -1,69 +1,214 @@
-"""A per-service record of processed message ids, shared by its instances.
+"""Claims on message ids: what makes an idempotent handler run once per service.
 
-At-least-once delivery plus this record gives effectively-once effects: an
-instance checks the id before running a handler and records it after the
-handler succeeded, before the ack. It lives in the store database so that
-instances on different hosts share it (PostgreSQL) or those on one host do
-(SQLite).
+At-least-once delivery hands the same message to a service more than once
+(a redelivery after a crash, the same envelope published twice, an outbox
+re-send). Before an idempotent handler runs, its instance *claims* the id in
+the store: one row per (service, message id) holding the claimer and a lease
+timed by the database's clock. Only the claimer runs the handler; a second
+copy waits until the claim is done (then it is a duplicate), released (the
+first run failed: it takes over) or expired (the claimer died: it takes
+over). The claim is completed in the same transaction as the handler's store
+effects (:meth:`Claims.complete` inside ``ctx.transaction()``), and a
+completion is fenced by the claimer: an instance whose claim was taken over
+cannot commit, so the effect commits once.
+
+Every method raises :class:`~stalwart.errors.StoreUnavailable` when the
+database cannot be reached; the runtime then retries the message.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import enum
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from stalwart.envelope import utcnow
-from stalwart.store.engine import create_missing, make_engine
+from stalwart.errors import StalwartError, StoreUnavailable
+from stalwart.store.engine import create_missing, db_now, make_engine
 
-__all__ = ["ProcessedIds"]
+__all__ = ["ClaimLost", "ClaimState", "Claims"]
+
+_T = TypeVar("_T")
 
 _metadata = sa.MetaData()
-_processed = sa.Table(
-    "service_processed",
+claims = sa.Table(
+    "service_claims",
     _metadata,
     sa.Column("service", sa.String(200), primary_key=True),
     sa.Column("message_id", sa.String(64), primary_key=True),
-    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("claimer", sa.String(255), nullable=False),
+    # Epoch seconds by the database's clock.
+    sa.Column("claimed_until", sa.Double, nullable=False),
+    sa.Column("done_at", sa.Double, nullable=True, index=True),
 )
 
 
-class ProcessedIds:
-    """Which message ids a service has processed."""
+class ClaimLost(StalwartError):
+    """The claim was taken over (its lease had expired): this run must not commit."""
+
+
+class ClaimState(enum.Enum):
+    CLAIMED = "claimed"  # this instance holds it: run the handler
+    DONE = "done"  # a run already committed: a duplicate
+    HELD = "held"  # another live instance holds it: wait
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    state: ClaimState
+    holder: str | None = None
+    remaining: float = 0.0
+
+
+class Claims:
+    """The claims of one service, on the store database."""
 
     def __init__(self, store_url: str, service: str) -> None:
-        self._engine: AsyncEngine = make_engine(store_url)
+        self.engine: AsyncEngine = make_engine(store_url, pool_pre_ping=True)
         self._service = service
 
     async def open(self) -> None:
         """Create the table if needed; safe when instances start at the same moment."""
-        async with self._engine.begin() as conn:
+
+        async def create(conn: AsyncConnection) -> None:
             await create_missing(conn, _metadata)
 
+        await self._run(create)
+
     async def close(self) -> None:
-        await self._engine.dispose()
+        await self.engine.dispose()
 
-    async def seen(self, message_id: str) -> bool:
-        query = sa.select(sa.literal(1)).where(
-            _processed.c.service == self._service, _processed.c.message_id == message_id
+    def _key(self, message_id: str) -> sa.ColumnElement[bool]:
+        return sa.and_(claims.c.service == self._service, claims.c.message_id == message_id)
+
+    async def claim(self, message_id: str, claimer: str, lease: float) -> Claim:
+        """Take the claim on ``message_id`` for ``claimer`` (one per delivery attempt)
+        unless it is done or held by a live claimer."""
+
+        async def take(conn: AsyncConnection) -> Claim:
+            now = db_now(conn)
+            dialect = (
+                sa.dialects.postgresql if conn.dialect.name == "postgresql" else sa.dialects.sqlite
+            )
+            insert = dialect.insert(claims).values(
+                service=self._service,
+                message_id=message_id,
+                claimer=claimer,
+                claimed_until=now + lease,
+            )
+            current = claims.c
+            statement = insert.on_conflict_do_update(
+                index_elements=["service", "message_id"],
+                set_={
+                    "claimer": insert.excluded.claimer,
+                    "claimed_until": insert.excluded.claimed_until,
+                },
+                where=sa.and_(
+                    current.done_at.is_(None),
+                    current.claimed_until < now,
+                ),
+            ).returning(current.claimer)
+            if (await conn.execute(statement)).first() is not None:
+                return Claim(ClaimState.CLAIMED, claimer)
+            row = (
+                await conn.execute(
+                    sa.select(current.claimer, current.claimed_until - now, current.done_at).where(
+                        self._key(message_id)
+                    )
+                )
+            ).first()
+            if row is None:  # released between the two statements: try again
+                return Claim(ClaimState.HELD, None, 0.0)
+            if row.done_at is not None:
+                return Claim(ClaimState.DONE, row.claimer)
+            return Claim(ClaimState.HELD, row.claimer, max(0.0, float(row[1])))
+
+        return await self._run(take)
+
+    async def renew(self, message_id: str, claimer: str, lease: float) -> bool:
+        """Push the claim's lease on; False if it is no longer this instance's."""
+
+        async def push(conn: AsyncConnection) -> bool:
+            statement = (
+                claims.update()
+                .where(self._key(message_id), claims.c.claimer == claimer)
+                .where(claims.c.done_at.is_(None))
+                .values(claimed_until=db_now(conn) + lease)
+            )
+            return (await conn.execute(statement)).rowcount == 1
+
+        return await self._run(push)
+
+    async def complete(self, conn: AsyncConnection, message_id: str, claimer: str) -> None:
+        """Mark the claim done inside ``conn``'s transaction; ClaimLost if taken over."""
+        statement = (
+            claims.update()
+            .where(self._key(message_id), claims.c.claimer == claimer)
+            .where(claims.c.done_at.is_(None))
+            .values(done_at=db_now(conn))
         )
-        async with self._engine.connect() as conn:
-            return (await conn.execute(query)).first() is not None
+        try:
+            updated = (await conn.execute(statement)).rowcount
+        except (SQLAlchemyError, OSError) as exc:
+            raise _unavailable(exc) from exc
+        if updated != 1:
+            raise ClaimLost(
+                f"the claim on {message_id} was taken over by another instance "
+                "(its lease had expired); this run's effects are rolled back"
+            )
 
-    async def remember(self, message_id: str) -> None:
-        row = {"service": self._service, "message_id": message_id, "processed_at": utcnow()}
-        insert = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
-        statement = insert(_processed).values(row).on_conflict_do_nothing()
-        async with self._engine.begin() as conn:
-            await conn.execute(statement)
+    async def release(self, message_id: str, claimer: str) -> None:
+        """Give the claim up after a failed run, so that a retry may claim it at once."""
 
-    async def forget_older_than(self, age: timedelta) -> int:
-        """Drop records older than ``age`` (older than any possible redelivery)."""
-        statement = _processed.delete().where(
-            _processed.c.service == self._service, _processed.c.processed_at < utcnow() - age
-        )
-        async with self._engine.begin() as conn:
+        async def drop(conn: AsyncConnection) -> None:
+            await conn.execute(
+                claims.delete()
+                .where(self._key(message_id), claims.c.claimer == claimer)
+                .where(claims.c.done_at.is_(None))
+            )
+
+        await self._run(drop)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A store transaction; connection errors become StoreUnavailable."""
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except (DBAPIError, OSError) as exc:
+            if isinstance(exc, DBAPIError) and not _is_connection_error(exc):
+                raise
+            raise _unavailable(exc) from exc
+
+    async def prune(self, older_than: float) -> int:
+        """Forget claims done more than ``older_than`` seconds ago (past any redelivery)."""
+
+        async def forget(conn: AsyncConnection) -> int:
+            statement = claims.delete().where(
+                claims.c.service == self._service, claims.c.done_at < db_now(conn) - older_than
+            )
             return (await conn.execute(statement)).rowcount
+
+        return await self._run(forget)
+
+    async def _run(self, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        try:
+            async with self.engine.begin() as conn:
+                return await work(conn)
+        except (SQLAlchemyError, OSError) as exc:
+            raise _unavailable(exc) from exc
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    return bool(exc.connection_invalidated) or isinstance(
+        exc, sa.exc.OperationalError | sa.exc.InterfaceError
+    )
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(f"store unavailable: {type(exc).__name__}: {exc}".splitlines()[0])

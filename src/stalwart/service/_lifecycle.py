@@ -1,8 +1,17 @@
 """Batches delivery-state transitions onto ``sys.lifecycle``.
 
-One message per batch (up to ``max_batch`` transitions or ``interval``
-seconds) keeps the cost of visibility low: the persistence subscriber turns
-each batch into rows of the store.
+One message per batch keeps the cost of visibility low: the persistence
+subscriber turns each batch into rows of the store. Two ways in:
+
+- :meth:`LifecycleRecorder.record` for states that may be lost with the
+  process (``received``: a redelivery records it again). They wait up to
+  ``interval`` for company.
+- :meth:`LifecycleRecorder.record_durable` for final states: it returns once
+  the batch holding the transition is durably published, so the runtime acks
+  a message only after its final state can no longer be lost by a kill. A
+  waiting caller sends the batch at once; callers arriving while a batch is
+  being published share the next one (group commit), so throughput under load
+  costs one publish per batch, not per message.
 """
 
 from __future__ import annotations
@@ -10,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 
+from stalwart.backoff import Backoff
 from stalwart.bus import Transport
 from stalwart.envelope import Envelope, Transition
 from stalwart.messages import LIFECYCLE_TOPIC, LifecycleBatch
@@ -39,20 +48,34 @@ class LifecycleRecorder:
         self._interval = interval
         self._max_pending = max_pending
         self._pending: list[Transition] = []
+        # Futures of durable records, each with the number of pending transitions
+        # that must be published before it resolves.
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._published = 0  # transitions published since start
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.dropped = 0
 
     def record(self, transition: Transition) -> None:
-        if len(self._pending) >= self._max_pending:
+        """Queue ``transition``; it is published within ``interval``, or lost with the process."""
+        if len(self._pending) >= self._max_pending and not self._waiters:
             self._pending.pop(0)
+            self._published += 1  # keep positions of later transitions right
             self.dropped += 1
             if self.dropped % 1000 == 1:
                 _log.warning("lifecycle backlog full; dropped=%d oldest transitions", self.dropped)
         self._pending.append(transition)
         if len(self._pending) >= self._max_batch:
             self._wake.set()
+
+    async def record_durable(self, transition: Transition) -> None:
+        """Queue ``transition`` and return once it (and all queued before it) is durable."""
+        self._pending.append(transition)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._published + len(self._pending), future))
+        self._wake.set()
+        await asyncio.shield(future)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"lifecycle:{self._sender}")
@@ -67,11 +90,14 @@ class LifecycleRecorder:
                 _log.warning("lifecycle flush timed out; %d transitions unsent", len(self._pending))
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for _, future in self._waiters:
+            future.cancel()  # unsent: the message stays unacked and is redelivered
+        self._waiters.clear()
 
     async def _run(self) -> None:
-        failures = 0
+        pace = Backoff(initial=0.1, cap=5.0)
         while True:
-            if not self._closing:
+            if not self._closing and not self._waiters:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._interval):  # see HeartbeatSender.beat
                         await self._wake.wait()
@@ -87,12 +113,22 @@ class LifecycleRecorder:
             try:
                 await self._transport.publish([envelope])
             except Exception as exc:
-                failures += 1
-                delay = min(5.0, 0.1 * 2**failures) * random.uniform(0.5, 1.0)
+                delay = pace.next()
                 _log.warning(
                     "publishing %d transitions failed (%s); retry in %.2fs", len(batch), exc, delay
                 )
                 await asyncio.sleep(delay)
                 continue
-            failures = 0
+            pace.reset()
             del self._pending[: len(batch)]
+            self._published += len(batch)
+            self._resolve()
+
+    def _resolve(self) -> None:
+        keep = []
+        for position, future in self._waiters:
+            if position > self._published:
+                keep.append((position, future))
+            elif not future.done():
+                future.set_result(None)
+        self._waiters = keep

@@ -1,22 +1,31 @@
 """Runs one instance of a service on a started transport.
 
-For each delivery: expiry check, routing to a handler by topic and kind, token
-check, idempotency check, body validation, then the handler under a timeout
-while the delivery's lease is renewed; the outcome settles the delivery and
-is recorded as life-cycle transitions. Nothing a message carries can stop the
-consumer: every failure ends in a state with a reason.
+For each delivery: size and decode checks, expiry, routing to a handler by
+topic and kind, token check, body validation, the claim on the message id
+(idempotent handlers), then the handler under a timeout while the delivery's
+lease (and claim) is renewed. The outcome's final state is made durable on
+``sys.lifecycle`` first, then the delivery is settled, so a kill in between
+loses no state. Nothing a message carries can stop the consumer: every
+failure, a store outage included, ends in a state with a reason. An instance
+fenced out by HA (``ack_guard``) starts no handler and settles nothing: it
+gives its deliveries back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from stalwart.backoff import Backoff
 from stalwart.bus import Delivery, QueueSpec, Transport
 from stalwart.config import Settings
 from stalwart.envelope import (
@@ -26,30 +35,53 @@ from stalwart.envelope import (
     default_sender,
     undecodable_id,
 )
-from stalwart.errors import NotAuthorised, RequestTimeout, StalwartError
+from stalwart.errors import NotAuthorised, RequestTimeout, StalwartError, StoreUnavailable
 from stalwart.messages import Report, ReportLevel, report_topic
 from stalwart.service._context import Context
 from stalwart.service._control import Reject, Retry
 from stalwart.service._heartbeat import Counters, HeartbeatSender
-from stalwart.service._idempotency import ProcessedIds
+from stalwart.service._idempotency import ClaimLost, Claims, ClaimState
 from stalwart.service._lifecycle import LifecycleRecorder
 from stalwart.service._security import TokenAuthority
 
 if TYPE_CHECKING:
     from stalwart.service._service import Handler, Service
 
-__all__ = ["AckGuard", "ServiceRunner"]
+__all__ = ["AckGuard", "Attempt", "Outcome", "ServiceRunner"]
 
 AckGuard = Callable[[], Awaitable[bool]]
 _log = logging.getLogger("stalwart.service")
 
 
-class _Outcome(Exception):
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one delivery ended: the state to record and how to settle it."""
+
+    state: DeliveryState
+    reason: str | None = None
+    delay: float | None = None  # for FAILED: None is the queue's backoff
+
+
+_CONSUMED = Outcome(DeliveryState.CONSUMED)
+_DUPLICATE = Outcome(DeliveryState.CONSUMED, "duplicate: already processed")
+
+
+class _Refused(Exception):
+    """A check refused the delivery (rejected, expired, failed): carries the outcome."""
+
     def __init__(self, state: DeliveryState, reason: str, delay: float | None = None) -> None:
         super().__init__(reason)
-        self.state = state
-        self.reason = reason
-        self.delay = delay
+        self.outcome = Outcome(state, reason, delay)
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One delivery on its way through the runner: its claim, if any."""
+
+    message_id: str
+    claimer: str  # this instance and a token of this attempt
+    claimed: bool = False
+    completed: bool = False
 
 
 class ServiceRunner:
@@ -92,8 +124,7 @@ class ServiceRunner:
             counters=self.counters,
             patterns=list(self._spec.patterns),
         )
-        needs_ids = any(h.idempotent for h in service.handlers)
-        self._processed = ProcessedIds(settings.store.url, service.name) if needs_ids else None
+        self._claims: Claims | None = None
         self._slots = asyncio.Semaphore(service.concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self._consumer: asyncio.Task[None] | None = None
@@ -107,8 +138,8 @@ class ServiceRunner:
 
     async def start(self) -> None:
         """Declare the queue, then consume, beat and record in owned tasks."""
-        if self._processed is not None:
-            await self._processed.open()
+        if any(h.idempotent for h in self.service.handlers):
+            await self._claims_store().open()
         await self._transport.declare(self._spec)
         self._lifecycle.start()
         self._heartbeat.start()
@@ -146,8 +177,8 @@ class ServiceRunner:
         await self._lifecycle.close()
         for future in self._replies.values():
             future.cancel()
-        if self._processed is not None:
-            await self._processed.close()
+        if self._claims is not None:
+            await self._claims.close()
         self.stopped.set()
         _log.info(
             "service=%s instance=%s stopped processed=%d failed=%d",
@@ -181,67 +212,127 @@ class ServiceRunner:
 
     # -- one delivery -----------------------------------------------------
 
-    def _transition(self, delivery: Delivery, state: DeliveryState, reason: str | None) -> None:
+    def _transition(
+        self, delivery: Delivery, state: DeliveryState, reason: str | None
+    ) -> Transition:
         envelope = delivery.envelope
-        self._lifecycle.record(
-            Transition(
-                message_id=envelope.id if envelope else _claimed_id(delivery),
-                service=self.service.name,
-                state=state,
-                reason=reason,
-                attempt=delivery.attempt,
-                instance=self.instance,
-                topic=envelope.topic if envelope else None,
-                message_created_at=envelope.created_at if envelope else None,
-            )
+        return Transition(
+            message_id=envelope.id if envelope else _claimed_id(delivery),
+            service=self.service.name,
+            state=state,
+            reason=reason,
+            attempt=delivery.attempt,
+            instance=self.instance,
+            topic=envelope.topic if envelope else None,
+            message_created_at=envelope.created_at if envelope else None,
         )
 
+    async def _may_act(self) -> bool:
+        """False once this instance is fenced out (HA): it must start and settle nothing."""
+        return self._ack_guard is None or await self._ack_guard()
+
     async def _handle(self, delivery: Delivery) -> None:
-        envelope = delivery.envelope
         self.counters.inflight += 1
+        envelope = delivery.envelope
+        attempt = Attempt(
+            envelope.id if envelope else _claimed_id(delivery),
+            f"{self.instance}/{secrets.token_hex(4)}",
+        )
+        renewer = asyncio.create_task(self._renew(delivery, attempt))
         try:
-            if envelope is None:
-                reason = f"undecodable: {delivery.error}"
-                await delivery.dead(reason)
-                self._transition(delivery, DeliveryState.REJECTED, reason)
+            outcome = await self._outcome(delivery, attempt)
+            if outcome is None or not await self._may_act():
+                _log.warning("giving %s back: this instance was fenced out", attempt.message_id)
+                await delivery.release()
                 return
-            self._transition(delivery, DeliveryState.RECEIVED, None)
-            try:
-                await self._process(delivery, envelope)
-            except _Outcome as outcome:
-                await self._settle(delivery, envelope, outcome)
+            await self._settle(delivery, outcome)
+        except StalwartError as exc:  # the bus is away: unsettled, it comes back
+            _log.warning(
+                "could not settle %s (%s); it will be redelivered", attempt.message_id, exc
+            )
         finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
             self.counters.inflight -= 1
 
-    async def _process(self, delivery: Delivery, envelope: Envelope) -> None:
+    async def _outcome(self, delivery: Delivery, attempt: Attempt) -> Outcome | None:
+        """Run the checks and the handler; None when fenced out before the handler ran."""
+        try:
+            return await self._process(delivery, attempt)
+        except _Refused as refused:
+            return refused.outcome
+        except (StoreUnavailable, ClaimLost) as exc:
+            return Outcome(DeliveryState.FAILED, str(exc))
+        finally:
+            if attempt.claimed and not attempt.completed:
+                with contextlib.suppress(StalwartError):  # else its lease runs out
+                    await self._claims_store().release(attempt.message_id, attempt.claimer)
+
+    def _admit(self, delivery: Delivery) -> Envelope:
+        """The envelope, if it decoded and keeps the bus's size limit."""
+        limit = self.settings.bus.max_message_size
+        if delivery.envelope is None:
+            raise _Refused(DeliveryState.REJECTED, f"undecodable: {delivery.error}")
+        if len(delivery.raw) > limit:
+            raise _Refused(
+                DeliveryState.REJECTED,
+                f"too large: {len(delivery.raw)} bytes, over the bus limit of {limit} bytes "
+                "(bus.max_message_size)",
+            )
+        return delivery.envelope
+
+    async def _process(self, delivery: Delivery, attempt: Attempt) -> Outcome | None:
+        envelope = self._admit(delivery)
+        self._lifecycle.record(self._transition(delivery, DeliveryState.RECEIVED, None))
+        if not await self._may_act():
+            return None
         if envelope.expired():
             expiry = f"{envelope.expires_at:%Y-%m-%dT%H:%M:%SZ}"
-            raise _Outcome(DeliveryState.EXPIRED, f"expired at {expiry}")
+            raise _Refused(DeliveryState.EXPIRED, f"expired at {expiry}")
         handler = self._select(envelope)
         if handler.roles:
             try:
                 self._auth.verify(envelope.token, handler.roles)
             except NotAuthorised as exc:
-                raise _Outcome(DeliveryState.REJECTED, f"not authorised: {exc}") from None
-        if handler.idempotent and self._processed and await self._processed.seen(envelope.id):
-            raise _Outcome(DeliveryState.CONSUMED, "duplicate: already processed")
+                raise _Refused(DeliveryState.REJECTED, f"not authorised: {exc}") from None
         body = self._validate(handler, envelope)
-        result = await self._run_handler(delivery, handler, envelope, body)
-        if handler.idempotent and self._processed:
-            await self._processed.remember(envelope.id)
+        if handler.idempotent:
+            if not await self._claim(attempt):
+                return _DUPLICATE
+            if not await self._may_act():
+                return None
+        result = await self._run_handler(delivery, handler, envelope, body, attempt)
+        if attempt.claimed and not attempt.completed:
+            claims = self._claims_store()
+            async with claims.transaction() as conn:
+                await claims.complete(conn, attempt.message_id, attempt.claimer)
+            attempt.completed = True
         if envelope.reply_to and result is not None:
             await self._reply(envelope, result)
-        raise _Outcome(DeliveryState.CONSUMED, "")
+        return _CONSUMED
+
+    async def _claim(self, attempt: Attempt) -> bool:
+        """Claim the id, waiting while another live instance holds it; False if done."""
+        claims = self._claims_store()
+        pace = Backoff(initial=0.05, cap=1.0)
+        while True:
+            claim = await claims.claim(attempt.message_id, attempt.claimer, self._spec.lease)
+            if claim.state is ClaimState.CLAIMED:
+                attempt.claimed = True
+                return True
+            if claim.state is ClaimState.DONE:
+                return False
+            await asyncio.sleep(min(pace.next(), claim.remaining + 0.01))
 
     def _select(self, envelope: Envelope) -> Handler:
         handlers = self.service.route(envelope.topic)
         if not handlers:
-            raise _Outcome(DeliveryState.REJECTED, f"no handler for topic {envelope.topic!r}")
+            raise _Refused(DeliveryState.REJECTED, f"no handler for topic {envelope.topic!r}")
         for handler in handlers:
             if handler.accepts_kind(envelope.kind):
                 return handler
         kinds = sorted({k for h in handlers for k in (h.kinds or ())})
-        raise _Outcome(
+        raise _Refused(
             DeliveryState.REJECTED,
             f"unknown kind {envelope.kind!r} for topic {envelope.topic!r}; accepted: {kinds}",
         )
@@ -257,23 +348,24 @@ class ServiceRunner:
                 f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
             )
             reason = f"invalid {handler.body.__name__}: {problems}"
-            raise _Outcome(DeliveryState.REJECTED, reason) from None
+            raise _Refused(DeliveryState.REJECTED, reason) from None
 
     async def _run_handler(
-        self, delivery: Delivery, handler: Handler, envelope: Envelope, body: Any
+        self, delivery: Delivery, handler: Handler, envelope: Envelope, body: Any, attempt: Attempt
     ) -> Any:
-        renewer = asyncio.create_task(self._renew(delivery))
         try:
             async with asyncio.timeout(handler.timeout):
-                return await handler.func(Context(self, envelope), body)
+                return await handler.func(Context(self, envelope, attempt), body)
         except Retry as exc:
-            raise _Outcome(DeliveryState.FAILED, exc.reason, exc.delay) from None
+            raise _Refused(DeliveryState.FAILED, exc.reason, exc.delay) from None
         except Reject as exc:
-            raise _Outcome(DeliveryState.REJECTED, exc.reason) from None
+            raise _Refused(DeliveryState.REJECTED, exc.reason) from None
         except TimeoutError:
-            raise _Outcome(
+            raise _Refused(
                 DeliveryState.FAILED, f"handler timed out after {handler.timeout}s"
             ) from None
+        except (StoreUnavailable, ClaimLost):
+            raise
         except Exception as exc:
             _log.warning(
                 "handler %s failed on %s attempt %d: %r",
@@ -282,38 +374,68 @@ class ServiceRunner:
                 delivery.attempt,
                 exc,
             )
-            raise _Outcome(DeliveryState.FAILED, f"{type(exc).__name__}: {exc}") from None
-        finally:
-            renewer.cancel()
-            await asyncio.gather(renewer, return_exceptions=True)
+            raise _Refused(DeliveryState.FAILED, f"{type(exc).__name__}: {exc}") from None
 
-    async def _renew(self, delivery: Delivery) -> None:
+    async def _renew(self, delivery: Delivery, attempt: Attempt) -> None:
+        """Keep the delivery's lease, and the claim's, while the runner works on it."""
         period = self._spec.lease / 3
         while True:
             await asyncio.sleep(period)
             try:
                 await delivery.extend(self._spec.lease)
+                holding = attempt.claimed and not attempt.completed
+                claims = self._claims_store()
+                lease = self._spec.lease
+                if holding and not await claims.renew(attempt.message_id, attempt.claimer, lease):
+                    _log.warning("the claim on %s was taken over", attempt.message_id)
             except StalwartError as exc:
                 _log.warning("lease renewal failed: %s", exc)
 
-    async def _settle(self, delivery: Delivery, envelope: Envelope, outcome: _Outcome) -> None:
-        state, reason, attempt = outcome.state, outcome.reason or None, delivery.attempt
+    @asynccontextmanager
+    async def store_transaction(self, attempt: Attempt) -> AsyncIterator[AsyncConnection]:
+        """A store transaction that also completes ``attempt``'s claim (see Context)."""
+        claims = self._claims_store()
+        completing = False
+        async with claims.transaction() as conn:
+            yield conn
+            if attempt.claimed and not attempt.completed:
+                await claims.complete(conn, attempt.message_id, attempt.claimer)
+                completing = True
+        attempt.completed = attempt.completed or completing
+
+    def _claims_store(self) -> Claims:
+        if self._claims is None:
+            self._claims = Claims(self.settings.store.url, self.service.name)
+        return self._claims
+
+    async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
+        """Make the final state durable, then settle: a kill in between loses no state."""
+        state, reason = outcome.state, outcome.reason
         if state in (DeliveryState.CONSUMED, DeliveryState.EXPIRED):
-            if self._ack_guard is not None and not await self._ack_guard():
-                _log.warning("not acking %s: this instance was fenced out", envelope.id)
-                return
+            await self._record_final(delivery, state, reason)
             await delivery.ack()
             if state is DeliveryState.CONSUMED:
                 self.counters.processed += 1
-        elif state is DeliveryState.REJECTED:
-            self.counters.failed += 1
-            await delivery.dead(reason or "rejected")
-        else:
-            self.counters.failed += 1
-            if not await delivery.retry(outcome.delay, reason or "failed"):
-                self._transition(delivery, DeliveryState.FAILED, reason)
-                state, reason = DeliveryState.DEAD, f"gave up after {attempt} attempts: {reason}"
-        self._transition(delivery, state, reason)
+            return
+        self.counters.failed += 1
+        reason = reason or state.value
+        if state is DeliveryState.FAILED and delivery.attempt >= self._spec.max_attempts:
+            self._lifecycle.record(self._transition(delivery, DeliveryState.FAILED, reason))
+            state, reason = (
+                DeliveryState.DEAD,
+                f"gave up after {delivery.attempt} attempts: {reason}",
+            )
+        await self._record_final(delivery, state, reason)
+        if state is not DeliveryState.FAILED:
+            await delivery.dead(reason)
+        elif not await delivery.retry(outcome.delay, reason):  # the queue allows fewer attempts
+            dead = f"gave up after {delivery.attempt} attempts: {reason}"
+            self._lifecycle.record(self._transition(delivery, DeliveryState.DEAD, dead))
+
+    async def _record_final(
+        self, delivery: Delivery, state: DeliveryState, reason: str | None
+    ) -> None:
+        await self._lifecycle.record_durable(self._transition(delivery, state, reason))
 
     # -- publishing -------------------------------------------------------
 

@@ -8,7 +8,8 @@ and the result does not depend on the order in which transitions arrive.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -29,16 +30,21 @@ from stalwart.store.schema import STATE_COLUMNS
 
 __all__ = [
     "LEVEL_RANK",
+    "PERSIST_SOURCE",
     "SEARCH_CHARS",
     "JsonText",
     "Rows",
     "build_rows",
+    "error_report",
     "fold_transition",
+    "printable",
     "sender_service",
 ]
 
 SEARCH_CHARS: Final = 2000
 LEVEL_RANK: Final = {level.value: rank for rank, level in enumerate(ReportLevel)}
+PERSIST_SOURCE: Final = "stalwart-persist"  # the source of the subscriber's own reports
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f]")
 
 Row = dict[str, Any]
 
@@ -97,6 +103,31 @@ def message_row(env: Envelope, size: int, now: datetime) -> Row:
         "attempt": env.attempt,
         "signed": env.token is not None,
         "search": f"{env.topic} {env.kind} {env.sender} {(body or '')[:SEARCH_CHARS]}",
+    }
+
+
+def printable(value: object, limit: int) -> str:
+    """``value`` as text any database stores: control characters and lone surrogates
+    escaped (``\\x00``, ``\\ud800``), at most ``limit`` characters."""
+    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_report(report_id: str, text: str, refs: Mapping[str, object]) -> Row:
+    """An ``error`` report of the subscriber about data it could not store as it came.
+
+    Everything in it is :func:`printable`, so the database never refuses it.
+    """
+    return {
+        "id": report_id,
+        "level": ReportLevel.ERROR.value,
+        "level_rank": LEVEL_RANK[ReportLevel.ERROR.value],
+        "source": PERSIST_SOURCE,
+        "text": printable(text, 2000),
+        "refs": {k: printable(v, 500) for k, v in refs.items()},
+        "host": None,
+        "at": utcnow(),
     }
 
 
@@ -209,20 +240,13 @@ def _add_system(rows: Rows, env: Envelope) -> None:
         rows.reports.append(_report_row(env, Report.model_validate(env.body)))
 
 
-def build_rows(
-    items: Sequence[tuple[Envelope, int]], *, system: Iterable[bool] | None = None
-) -> Rows:
-    """Rows for ``(envelope, encoded size)`` pairs; a bad system body becomes a problem.
-
-    ``system[i]`` False stores envelope ``i`` as a plain message only (used to
-    isolate an item whose effects the database refused).
-    """
+def build_rows(items: Sequence[tuple[Envelope, int]]) -> Rows:
+    """Rows for ``(envelope, encoded size)`` pairs; a bad system body becomes a problem."""
     now = utcnow()
     rows = Rows()
-    flags = list(system) if system is not None else [True] * len(items)
     for index, (env, size) in enumerate(items):
         rows.messages.append(message_row(env, size, now))
-        if not flags[index] or not env.topic.startswith("sys."):
+        if not env.topic.startswith("sys."):
             continue
         try:
             _add_system(rows, env)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.envelope import Envelope, encode
 from stalwart.errors import StalwartError, StoreUnavailable
-from stalwart.store.engine import make_engine
 from stalwart.store._rows import Rows, build_rows
 from stalwart.store._writer import is_unavailable, write_rows
+from stalwart.store.engine import make_engine
 from stalwart.store.migrate import current_revision, head_revision, upgrade
 
 __all__ = ["Store", "StoreDataError"]
@@ -73,12 +73,7 @@ class Store:
     ) -> None:
         await self.close()
 
-    async def write(
-        self,
-        items: Sequence[Envelope | tuple[Envelope, int]],
-        *,
-        system: Iterable[bool] | None = None,
-    ) -> Rows:
+    async def write(self, items: Sequence[Envelope | tuple[Envelope, int]]) -> Rows:
         """Store envelopes (optionally with their encoded sizes) in one transaction.
 
         Idempotent: writing the same envelopes again changes nothing. Returns the
@@ -88,7 +83,7 @@ class Store:
         later) and :class:`StoreDataError` when it refused the data.
         """
         pairs = [item if isinstance(item, tuple) else (item, len(encode(item))) for item in items]
-        rows = build_rows(pairs, system=system)
+        rows = build_rows(pairs)
         await self.write_rows(rows)
         return rows
 

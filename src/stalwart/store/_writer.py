@@ -310,10 +310,13 @@ async def write_rows(conn: AsyncConnection, rows: Rows) -> None:
 def is_unavailable(exc: BaseException) -> bool:
     """False only when the database refused the data itself (too long, bad type, conflict).
 
-    Anything else (connection refused or lost, server restarting, database
-    locked or missing, ...) counts as unavailable: the caller keeps the batch
-    and retries, which loses nothing.
+    Text the driver cannot encode (a lone surrogate from a JSON ``\\ud800``)
+    is refused data too. Anything else (connection refused or lost, server
+    restarting, database locked or missing, ...) counts as unavailable: the
+    caller keeps the batch and retries, which loses nothing.
     """
+    if isinstance(exc, UnicodeError):
+        return False
     if isinstance(exc, DataError | IntegrityError):
         return bool(exc.connection_invalidated)
     # asyncpg's data errors (SQLSTATE class 22, e.g. a value too long) reach

@@ -8,7 +8,9 @@ commits. Writes are idempotent, so a
 redelivery after a crash changes nothing. When the database is down it stops
 acknowledging, holds at most ``prefetch`` deliveries, and retries with capped
 exponential backoff and jitter until the database is back or it is stopped;
-nothing unacknowledged is lost, because the bus redelivers it.
+nothing unacknowledged is lost, because the bus redelivers it. When the
+database refuses a row itself (too long, bad bytes), the rows it accepts still
+go in and the refused one is reported (:mod:`stalwart.store._isolate`).
 """
 
 from __future__ import annotations
@@ -24,15 +26,14 @@ from typing import Any, Final
 from stalwart.bus import Delivery, QueueSpec, Transport
 from stalwart.envelope import undecodable_id, utcnow
 from stalwart.errors import StoreUnavailable
-from stalwart.messages import ReportLevel
-from stalwart.store._rows import LEVEL_RANK, Rows, build_rows
+from stalwart.store._isolate import judge, refused_rows
+from stalwart.store._rows import Rows, build_rows, error_report
 from stalwart.store._store import Store, StoreDataError
 
 __all__ = ["PERSIST_QUEUE", "PersistOptions", "PersistStats", "Persister"]
 
 _log = logging.getLogger("stalwart.store.persist")
 PERSIST_QUEUE: Final = "stalwart-persist"
-_SOURCE: Final = "stalwart-persist"
 _ACK_CHUNK: Final = 1000
 
 
@@ -236,40 +237,30 @@ class Persister:
                 deadline = loop.time() + self.options.batch_interval
         return batch, False
 
-    def _rows(self, batch: Sequence[Delivery], system: Sequence[bool] | None = None) -> Rows:
-        decoded = [(d.envelope, len(d.raw)) for d in batch if d.envelope is not None]
-        rows = build_rows(decoded, system=system)
-        for d in batch:
-            if d.envelope is None:
-                rows.reports.append(self._undecodable_report(d))
-        return rows
-
     @staticmethod
-    def _undecodable_report(d: Delivery) -> dict[str, object]:
-        reason = str(d.error) if d.error is not None else "undecodable envelope"
-        return {
-            "id": undecodable_id(d.raw),
-            "level": ReportLevel.ERROR.value,
-            "level_rank": LEVEL_RANK[ReportLevel.ERROR.value],
-            "source": _SOURCE,
-            "text": f"undecodable delivery dead-lettered: {reason}",
-            "refs": {"queue": d.queue, "raw_prefix": d.raw[:200].decode("utf-8", "replace")},
-            "host": None,
-            "at": utcnow(),
-        }
+    def _rows(batch: Sequence[Delivery]) -> Rows:
+        """The batch's rows; ``problems`` by position in ``batch`` (what to dead-letter)."""
+        decoded = [(i, d.envelope, len(d.raw)) for i, d in enumerate(batch) if d.envelope]
+        rows = build_rows([(env, size) for _, env, size in decoded])
+        rows.problems = {decoded[i][0]: problem for i, problem in rows.problems.items()}
+        for index, d in enumerate(batch):
+            if d.envelope is None:
+                rows.reports.append(_undecodable_report(d))
+                rows.problems[index] = _decode_reason(d)
+        return rows
 
     async def _write(self, batch: list[Delivery], rows: Rows) -> dict[int, str] | None:
         """Commit ``batch``, retrying while the database is down.
 
-        Returns the problems by index among the decoded deliveries (to
-        dead-letter), or None when stopped before the database came back.
+        Returns the problems by position in ``batch`` (to dead-letter), or
+        None when stopped before the database came back.
         """
         attempt = 0
         loop = asyncio.get_running_loop()
         extended = loop.time()
         while True:
             try:
-                await self._store.write_rows(rows)
+                problems = await self._write_once(batch, rows)
             except StoreUnavailable as exc:
                 attempt += 1
                 self.stats.retries += 1
@@ -287,43 +278,32 @@ class Persister:
                     await asyncio.wait_for(self._stop.wait(), delay)
                     return None
                 continue
-            except StoreDataError as exc:
-                _log.warning("store refused a batch, isolating items: %s", exc)
-                problems = await self._write_each(batch)
-                if problems is None:
-                    return None
-                self._account(batch)
-                return problems
             self._account(batch)
-            return rows.problems
+            return problems
 
     def _backoff(self, attempt: int) -> float:
         cap = min(self.options.retry_max, self.options.retry_initial * 2 ** (attempt - 1))
         return self._rng.uniform(cap / 2, cap)
 
-    async def _write_each(self, batch: list[Delivery]) -> dict[int, str] | None:
-        """One transaction per item: with effects, then message only, else a problem."""
-        problems: dict[int, str] = {}
-        decoded = [d for d in batch if d.envelope is not None]
-        for index, d in enumerate(decoded):
-            refused = ""
-            for system in (True, False):
-                try:
-                    rows = self._rows([d], system=[system])
-                    await self._store.write_rows(rows)
-                except StoreDataError as exc:
-                    refused = f"the store refused it: {exc}"
-                    problems[index] = refused
-                    continue
-                except StoreUnavailable:
-                    return None
-                if rows.problems:
-                    problems[index] = rows.problems[0]
-                elif refused:
-                    problems[index] = f"stored without its effects ({refused})"
-                else:
-                    problems.pop(index, None)
-                break
+    async def _write_once(self, batch: list[Delivery], rows: Rows) -> dict[int, str]:
+        """One attempt; if the database refuses some rows, every other row still goes in."""
+        try:
+            await self._store.write_rows(rows)
+        except StoreDataError as exc:
+            _log.warning("the store refused a batch, isolating the refused rows: %s", exc)
+        else:
+            return rows.problems
+        refused = await refused_rows(self._store.write_rows, rows)
+        problems = dict(rows.problems)
+        reports: list[dict[str, object]] = []
+        for index, d in enumerate(batch):
+            if d.envelope is None:
+                continue
+            verdict = judge(d.envelope.id, d.envelope.topic, self._rows([d]), refused)
+            reports += verdict.reports
+            if verdict.problem is not None:
+                problems.setdefault(index, verdict.problem)
+        await self._store.write_rows(Rows(reports=reports))
         return problems
 
     def _account(self, batch: list[Delivery]) -> None:
@@ -342,16 +322,8 @@ class Persister:
                 _log.debug("could not extend a lease: %s", exc)
 
     async def _settle_all(self, batch: list[Delivery], problems: dict[int, str]) -> None:
-        """Ack what was stored; dead-letter undecodable and invalid ``sys.*`` ones."""
-        decoded_index = 0
-        jobs = []
-        for d in batch:
-            if d.envelope is None:
-                reason = str(d.error) if d.error is not None else "undecodable envelope"
-                jobs.append(self._settle(d, reason))
-                continue
-            jobs.append(self._settle(d, problems.get(decoded_index)))
-            decoded_index += 1
+        """Ack what was stored; dead-letter the rest (undecodable, invalid or refused)."""
+        jobs = [self._settle(d, problems.get(index)) for index, d in enumerate(batch)]
         for start in range(0, len(jobs), _ACK_CHUNK):
             await asyncio.gather(*jobs[start : start + _ACK_CHUNK])
 
@@ -365,3 +337,13 @@ class Persister:
                 await d.dead(problem)
         except Exception as exc:  # the bus redelivers it; applying it again is a no-op
             _log.warning("could not settle a delivery (it will be redelivered): %s", exc)
+
+
+def _decode_reason(d: Delivery) -> str:
+    return str(d.error) if d.error is not None else "undecodable envelope"
+
+
+def _undecodable_report(d: Delivery) -> dict[str, object]:
+    refs = {"queue": d.queue, "raw_prefix": d.raw[:200].decode("utf-8", "replace")}
+    text = f"undecodable delivery dead-lettered: {_decode_reason(d)}"
+    return error_report(undecodable_id(d.raw), text, refs)

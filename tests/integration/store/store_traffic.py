@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 from hypothesis import HealthCheck, settings
 from sqlalchemy import func, select
 
+from stalwart.bus import Transport
 from stalwart.envelope import DeliveryState, Envelope, Transition, utcnow
 from stalwart.messages import LIFECYCLE_TOPIC, LifecycleBatch
-from stalwart.store import Persister, Store
+from stalwart.store import PERSIST_QUEUE, Persister, Store
 from stalwart.store.schema import messages
 
 
@@ -42,6 +45,15 @@ class Traffic:
             at=at or utcnow(),
             topic=env.topic,
             **fields,  # type: ignore[arg-type]
+        )
+
+
+def put_raw(bus: Transport, raw: bytes, queue: str = PERSIST_QUEUE) -> None:
+    """Write bytes straight into an embedded bus's queue, as a foreign client could."""
+    with sqlite3.connect(bus.path) as conn:  # type: ignore[attr-defined]
+        conn.execute(
+            "INSERT INTO messages (queue, raw, visible_at) VALUES (?, ?, ?)",
+            (queue, raw, time.time()),
         )
 
 

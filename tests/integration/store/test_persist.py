@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import time
 
 import pytest
 from sqlalchemy import func, select
-from store_traffic import Traffic, count, eventually, running
+from store_traffic import Traffic, count, eventually, put_raw, running
 
 from stalwart.bus import Transport
 from stalwart.envelope import Envelope
@@ -132,11 +130,7 @@ async def test_undecodable_bytes_are_reported_and_dead_lettered_without_stopping
     # Given garbage written straight into the subscriber's queue by something else
     persister = Persister(bus, store, _FAST)
     await persister.declare()
-    with sqlite3.connect(bus.path) as conn:  # type: ignore[attr-defined]
-        conn.execute(
-            "INSERT INTO messages (queue, raw, visible_at) VALUES (?, ?, ?)",
-            (PERSIST_QUEUE, b"\xff not json", time.time()),
-        )
+    put_raw(bus, b"\xff not json")
     good = traffic.message()
     async with running(persister):
         # When it is consumed next to a good message

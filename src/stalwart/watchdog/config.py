@@ -146,11 +146,6 @@ class ProgramSettings(_Strict):
     def elastic(self) -> bool:
         return self.max_replicas is not None
 
-    @property
-    def watches_resources(self) -> bool:
-        limits = (self.max_memory, self.max_cpu, self.max_open_files, self.max_threads)
-        return any(v is not None for v in limits) or self.max_children is not None
-
 
 class DiskSettings(_Strict):
     """The ``[watchdog.disk]`` table: warn before a data directory's disk fills.

@@ -160,10 +160,9 @@ class Member:
         self.group.adopt(child.pgid)
         self.started_at = utcnow()
         self.heartbeat = HeartbeatProbe(child.started)
-        self.resources = (
-            ResourceProbe(child.pid, count_files=self.program.max_open_files is not None)
-            if self.program.watches_resources
-            else None
+        # Sampled whether or not the program has limits: `watchdog status` shows them all.
+        self.resources = ResourceProbe(
+            child.pid, count_files=self.program.max_open_files is not None
         )
         self._set("running")
         if self.restarts:

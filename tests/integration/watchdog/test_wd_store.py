@@ -70,3 +70,16 @@ async def test_an_unreachable_store_does_not_stop_supervision(
     # When the program crashes, Then it is restarted anyway
     restarted = (await events.wait_kind("restarted", "crashy"))[0]
     assert restarted.reason == "exit code 4"
+
+
+async def test_programs_without_limits_report_memory_and_cpu_too(
+    tmp_path: Path, supervise: Any
+) -> None:
+    # Given a program with no resource limit at all
+    url = f"sqlite:///{tmp_path}/store.db"
+    await supervise(program("plain", SLEEPER), store_url=url)
+    # When it runs; Then `watchdog status` has its resident memory and CPU to show
+    (state,) = await _wait_states(
+        url, lambda s: len(s) == 1 and s[0].rss is not None and s[0].cpu is not None
+    )
+    assert state.rss is not None and state.rss > 2**20  # a Python interpreter's pages

@@ -51,7 +51,7 @@ def test_the_table_is_read_from_stalwart_toml(tmp_path: object) -> None:
     section = load_settings(path, env={}).section("watchdog", WatchdogSettings)
     (qa,) = section.programs
     assert (qa.replicas, qa.max_memory, qa.restart, qa.backoff.initial) == (3, 2**30, "always", 2.0)
-    assert qa.floor == 1 and not qa.elastic and qa.watches_resources
+    assert qa.floor == 1 and not qa.elastic
 
 
 def test_an_unknown_key_is_a_config_error_naming_it(tmp_path: object) -> None:

@@ -27,7 +27,7 @@ from stalwart.integrity._schema import files, metadata, repairs, replicas, scrub
 from stalwart.integrity.manifest import Manifest
 from stalwart.store.engine import create_missing, make_engine
 
-__all__ = ["Catalog", "ScrubCounts", "summary"]
+__all__ = ["Catalog", "ScrubCounts", "local_database", "summary"]
 
 Row = dict[str, Any]
 
@@ -43,6 +43,14 @@ class ScrubCounts:
     missing: int = 0
     dark: int = 0
     bytes_read: int = 0
+
+
+def local_database(url: str) -> Path | None:
+    """The file of a SQLite ``url`` (which opening it would create), else None."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).absolute()
 
 
 def _rows(result: Any) -> list[Row]:
@@ -170,6 +178,12 @@ class Catalog:
             found = _rows(await conn.execute(query))
         return found[0] if found else None
 
+    async def replicas_at(self, path: str) -> list[Row]:
+        """Every catalogued replica at ``path``, whatever its site (normally one)."""
+        query = select(replicas).where(replicas.c.path == path).order_by(replicas.c.site)
+        async with self.engine.connect() as conn:
+            return _rows(await conn.execute(query))
+
     async def replicated_before(
         self, sites: Sequence[str], before: datetime, limit: int = 500
     ) -> dict[str, list[str]]:
@@ -249,8 +263,8 @@ class Catalog:
 
     # -- queries ----------------------------------------------------------------
 
-    async def files(self, limit: int = 100) -> list[Row]:
-        query = select(files).order_by(files.c.name).limit(limit)
+    async def files(self, limit: int = 100, *, match: str | None = None) -> list[Row]:
+        query = _matching(select(files).order_by(files.c.name).limit(limit), files, None, match)
         async with self.engine.connect() as conn:
             return _rows(await conn.execute(query))
 
@@ -262,10 +276,11 @@ class Catalog:
         limit: int = 1000,
         state: str | None = None,
         name: str | None = None,
+        match: str | None = None,
     ) -> list[Row]:
+        """Replicas in name order; ``name`` is exact, ``match`` a glob (``uid_*.fits``)."""
         query = select(replicas).order_by(replicas.c.name, replicas.c.site).limit(limit)
-        if site is not None:
-            query = query.where(replicas.c.site == site)
+        query = _matching(query, replicas, site, match)
         if after is not None:
             query = query.where(replicas.c.name > after)
         if state is not None:
@@ -275,19 +290,38 @@ class Catalog:
         async with self.engine.connect() as conn:
             return _rows(await conn.execute(query))
 
-    async def transfers(self, limit: int = 50) -> list[Row]:
-        return await self._recent(transfers, limit)
+    async def transfers(
+        self, limit: int = 50, *, site: str | None = None, match: str | None = None
+    ) -> list[Row]:
+        return await self._recent(transfers, limit, site, match)
 
-    async def repairs(self, limit: int = 50) -> list[Row]:
-        return await self._recent(repairs, limit)
+    async def repairs(
+        self, limit: int = 50, *, site: str | None = None, match: str | None = None
+    ) -> list[Row]:
+        return await self._recent(repairs, limit, site, match)
 
-    async def scrubs(self, limit: int = 50) -> list[Row]:
-        return await self._recent(scrubs, limit)
+    async def scrubs(self, limit: int = 50, *, site: str | None = None) -> list[Row]:
+        return await self._recent(scrubs, limit, site, None)
 
-    async def _recent(self, table: Any, limit: int) -> list[Row]:
-        query = select(table).order_by(table.c.id.desc()).limit(limit)
+    async def _recent(
+        self, table: Any, limit: int, site: str | None, match: str | None
+    ) -> list[Row]:
+        query = _matching(
+            select(table).order_by(table.c.id.desc()).limit(limit), table, site, match
+        )
         async with self.engine.connect() as conn:
             return _rows(await conn.execute(query))
+
+
+def _matching(query: Any, table: Any, site: str | None, match: str | None) -> Any:
+    """``query`` narrowed to ``site`` and to names matching the glob ``match``."""
+    if site is not None:
+        query = query.where(table.c.site == site)
+    if match is not None:
+        escaped = match.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = escaped.replace("*", "%").replace("?", "_")
+        query = query.where(table.c.name.like(like, escape="\\"))
+    return query
 
 
 async def summary(engine: AsyncEngine, recent: int = 10) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -99,9 +100,12 @@ def ingest_file(
     *,
     name: str | None = None,
     progress: Progress | None = None,
+    accept: Callable[[Manifest], None] | None = None,
 ) -> Ingested:
     """Hash, block-hash and parity-encode ``path`` in one pass; write the sidecars.
 
+    ``accept`` sees the new manifest before any sidecar is replaced: raising
+    there keeps the old ones. No temporary file outlives an error.
     Blocking: run it in a thread from async code.
     """
     opts = options or IngestOptions()
@@ -109,6 +113,8 @@ def ingest_file(
     if not path.is_file():
         raise IntegrityError(f"cannot ingest {path}: not a regular file; check the path")
     opts = opts.fitted(path.stat().st_size)
+    algorithms = opts.algorithms()  # an unknown --also fails before any file is made
+    block_algorithm = check_algorithm(opts.block_algorithm)
     codec = opts.codec()
     manifest_path, parity_path = sidecar_paths(path, opts.parity_store)
     if opts.parity_store is not None:
@@ -119,8 +125,8 @@ def ingest_file(
             result = stream_pass(
                 reader,
                 block_size=opts.block_size,
-                block_algorithm=check_algorithm(opts.block_algorithm),
-                file_algorithms=opts.algorithms(),
+                block_algorithm=block_algorithm,
+                file_algorithms=algorithms,
                 codec=codec,
                 parity_sink=parity_out.write,
                 progress=progress,
@@ -128,28 +134,30 @@ def ingest_file(
             )
             parity_out.flush()
             os.fsync(parity_out.fileno())
+        parity = None
+        if codec is not None:
+            parity = ParityInfo(
+                data=codec.data, parity=codec.parity, file=parity_path.name, digests=result.parity
+            )
+        manifest = seal_manifest(
+            Manifest(
+                name=name or path.name,
+                size=result.size,
+                digest_algorithm=algorithms[0],
+                digests=result.digests,
+                block_size=opts.block_size,
+                block_algorithm=block_algorithm,
+                blocks=result.blocks,
+                parity=parity,
+            )
+        )
+        if accept is not None:
+            accept(manifest)
+        if codec is not None:
+            os.replace(tmp_parity, parity_path)
     except OSError as exc:
-        tmp_parity.unlink(missing_ok=True)
         raise IntegrityError(f"cannot ingest {path}: {exc.strerror or exc}") from None
-    parity = None
-    if codec is not None:
-        os.replace(tmp_parity, parity_path)
-        parity = ParityInfo(
-            data=codec.data, parity=codec.parity, file=parity_path.name, digests=result.parity
-        )
-    else:
+    finally:
         tmp_parity.unlink(missing_ok=True)
-    manifest = seal_manifest(
-        Manifest(
-            name=name or path.name,
-            size=result.size,
-            digest_algorithm=opts.algorithms()[0],
-            digests=result.digests,
-            block_size=opts.block_size,
-            block_algorithm=check_algorithm(opts.block_algorithm),
-            blocks=result.blocks,
-            parity=parity,
-        )
-    )
     write_atomic(manifest_path, [dump_manifest(manifest)])
     return Ingested(path, manifest, manifest_path, parity_path if codec else None)

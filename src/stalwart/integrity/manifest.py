@@ -166,9 +166,12 @@ def sidecar_paths(file: Path, store: Path | None = None) -> tuple[Path, Path]:
 def write_atomic(path: Path, chunks: Sequence[bytes]) -> None:
     """Write ``chunks`` to ``path`` through a temporary file, fsync, rename."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as out:
-        for chunk in chunks:
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

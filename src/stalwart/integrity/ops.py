@@ -13,12 +13,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from stalwart.errors import IntegrityError
 from stalwart.integrity._pass import Progress
-from stalwart.integrity.catalog import Catalog
+from stalwart.integrity.catalog import Catalog, Row
 from stalwart.integrity.channels import Channel
 from stalwart.integrity.events import EventKind, IntegrityEvent
 from stalwart.integrity.ingest import Ingested, IngestOptions, ingest_file
-from stalwart.integrity.manifest import sidecar_paths
+from stalwart.integrity.manifest import Manifest, sidecar_paths
+from stalwart.integrity.rebuild import rebuild_manifest
 from stalwart.integrity.repair import Fetch, RepairResult, repair_file
 from stalwart.integrity.transfer import (
     TransferFailed,
@@ -28,7 +30,7 @@ from stalwart.integrity.transfer import (
 )
 from stalwart.integrity.verify import VerifyReport, parity_path_of, verify_file
 
-__all__ = ["Checked", "Recorder", "ingest", "transfer", "verify"]
+__all__ = ["Checked", "Recorder", "ingest", "refuse_known_bad", "transfer", "verify"]
 
 Emit = Callable[[IntegrityEvent], Awaitable[object]]
 
@@ -53,6 +55,27 @@ class Checked:
     report: VerifyReport
     repair: RepairResult | None
     state: str  # ok | repaired | corrupt | missing
+    bytes_read: int = 0  # by the check, the repair and the re-check
+    catalogued: bool = False  # the outcome was recorded on the catalogued replica
+    rebuilt: bool = False  # the manifest was rebuilt from intact data
+
+
+def _unchanged(catalogued: Row, path: Path) -> Callable[[Manifest], None]:
+    """A check that ``path``'s new manifest has the catalogued digest (see ingest)."""
+
+    def accept(manifest: Manifest) -> None:
+        algorithm, digest = catalogued["algorithm"], catalogued["digest"]
+        now = manifest.digests.get(algorithm)
+        if now == digest and manifest.size == catalogued["size"]:
+            return
+        seen = f", now {algorithm}:{now[:16]}…" if now else ""
+        raise IntegrityError(
+            f"{path} differs from {manifest.name!r} in the catalog "
+            f"({algorithm}:{digest[:16]}…{seen}); nothing was changed. If the new content "
+            "is right, ingest it again with --force"
+        )
+
+    return accept
 
 
 async def ingest(
@@ -62,9 +85,20 @@ async def ingest(
     *,
     name: str | None = None,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> Ingested:
-    """Ingest ``path``, register file and replica, announce ``ingested``."""
-    done = await asyncio.to_thread(ingest_file, path, options, name=name, progress=progress)
+    """Ingest ``path``, register file and replica, announce ``ingested``.
+
+    A file the catalog already has (by name) with another digest is refused
+    (IntegrityError, nothing written) unless ``force``.
+    """
+    accept = None
+    if recorder.catalog is not None and not force:
+        catalogued = await recorder.catalog.file(name or path.name)
+        accept = _unchanged(catalogued, path) if catalogued is not None else None
+    done = await asyncio.to_thread(
+        ingest_file, path, options, name=name, progress=progress, accept=accept
+    )
     m = done.manifest
     if recorder.catalog is not None:
         await recorder.catalog.register_file(m)
@@ -91,22 +125,58 @@ async def ingest(
 
 
 def _check(
-    path: Path, store: Path | None, repair: bool, fetch: Fetch | None, progress: Progress | None
+    path: Path,
+    store: Path | None,
+    repair: bool,
+    fetch: Fetch | None,
+    progress: Progress | None,
+    reread: Progress | None,
 ) -> Checked:
     path = path.absolute()
     report = verify_file(path, store=store, progress=progress)
     if report.ok:
-        return Checked(report, None, "ok")
-    if not path.exists() and report.manifest is not None:
-        return Checked(report, None, "missing")
+        return Checked(report, None, "ok", report.bytes_read)
+    if report.missing:
+        return Checked(report, None, "missing", report.bytes_read)
     if not repair or report.manifest is None:
-        return Checked(report, None, "corrupt")
+        return Checked(report, None, "corrupt", report.bytes_read)
     manifest_path = sidecar_paths(path, store)[0]
     fixed = repair_file(
         path, report.manifest, parity_path_of(report.manifest, manifest_path), report, fetch=fetch
     )
-    after = verify_file(path, store=store)
-    return Checked(after, fixed, "repaired" if after.ok else "corrupt")
+    if reread is not None:
+        reread(fixed.bytes_read)
+    after = verify_file(path, store=store, progress=reread)
+    read = report.bytes_read + fixed.bytes_read + after.bytes_read
+    return Checked(after, fixed, "repaired" if after.ok else "corrupt", read)
+
+
+async def _rebuild(
+    checked: Checked,
+    path: Path,
+    catalog: Catalog,
+    name: str,
+    store: Path | None,
+    reread: Progress | None,
+) -> Checked:
+    """A damaged manifest over intact data: a new one from the data (see ``rebuild``)."""
+    row = await catalog.file(name)
+    if row is None:
+        return checked
+    manifest = await asyncio.to_thread(rebuild_manifest, path, row, store=store, progress=reread)
+    if manifest is None:
+        return checked
+    await catalog.register_file(manifest)
+    report = VerifyReport(
+        path=str(path),
+        manifest=manifest,
+        size=manifest.size,
+        digest_ok=True,
+        parity_checked=manifest.parity is not None,
+        bytes_read=manifest.size,
+    )
+    read = checked.bytes_read + manifest.size
+    return Checked(report, None, "repaired", read, rebuilt=True)
 
 
 async def verify(
@@ -119,22 +189,38 @@ async def verify(
     fetch: Fetch | None = None,
     source: str | None = None,
     progress: Progress | None = None,
+    reread: Progress | None = None,
 ) -> Checked:
     """Verify ``path``; with ``repair``, fix it from parity (then ``fetch``); record it all.
 
-    The replica is updated in the catalog only for files the catalog knows
-    (``name``, else the manifest's name); verifying never registers files.
+    ``progress`` counts the bytes of the check, ``reread`` those read by
+    the repair and the re-check. The outcome is recorded on the catalogued
+    replica of ``name`` (else the manifest's name) at the recorder's site
+    when that replica is this path: verifying never registers anything. With
+    ``repair``, a damaged manifest is rebuilt from the data when the data has
+    the catalogued digest.
     """
-    checked = await asyncio.to_thread(_check, path, store, repair, fetch, progress)
-    report, m = checked.report, checked.report.manifest
+    checked = await asyncio.to_thread(_check, path, store, repair, fetch, progress, reread)
+    path = Path(checked.report.path)
+    m = checked.report.manifest
     name = name or (m.name if m is not None else path.name)
-    known = recorder.catalog is not None and await recorder.catalog.file(name) is not None
-    if recorder.catalog is not None and known and checked.repair is not None:
-        await _record_repairs(
-            recorder.catalog, recorder.site, name, report.path, checked.repair, source
-        )
-    if recorder.catalog is not None and known:
-        await recorder.catalog.set_replica(
+    catalog = recorder.catalog
+    if catalog is not None:
+        rows = await catalog.replicas(recorder.site, name=name, limit=1)
+        checked.catalogued = bool(rows) and rows[0]["path"] == str(path)
+    if (
+        catalog is not None
+        and checked.catalogued
+        and repair
+        and m is None
+        and not checked.report.missing
+    ):
+        checked = await _rebuild(checked, path, catalog, name, store, reread)
+        checked.catalogued = True
+    report, m = checked.report, checked.report.manifest
+    if catalog is not None and checked.catalogued:
+        await _record_repairs(catalog, recorder.site, name, checked, source)
+        await catalog.set_replica(
             name,
             recorder.site,
             report.path,
@@ -160,15 +246,29 @@ async def verify(
             blocks_bad=report.bad_blocks if fixed is None else fixed.unrepairable,
             blocks_repaired=len(fixed.from_parity) if fixed else 0,
             bytes_refetched=fixed.bytes_refetched if fixed else 0,
-            detail="; ".join(report.problems()) or None,
+            detail="manifest rebuilt from intact data"
+            if checked.rebuilt
+            else "; ".join(report.problems()) or None,
         )
     )
     return checked
 
 
 async def _record_repairs(
-    catalog: Catalog, site: str, name: str, path: str, fixed: RepairResult, source: str | None
+    catalog: Catalog, site: str, name: str, checked: Checked, source: str | None
 ) -> None:
+    path, fixed = checked.report.path, checked.repair
+    if checked.rebuilt:
+        await catalog.record_repair(
+            path=path,
+            method="manifest",
+            blocks=[],
+            nbytes=checked.report.size,
+            name=name,
+            site=site,
+        )
+    if fixed is None:
+        return
     for method, blocks, nbytes, src in (
         ("parity", fixed.from_parity, 0, None),
         ("refetch", fixed.refetched, fixed.bytes_refetched, source),
@@ -195,6 +295,23 @@ async def _record_repairs(
         )
 
 
+async def refuse_known_bad(catalog: Catalog, src: str) -> None:
+    """IntegrityError when the catalog has ``src`` as a corrupt or missing replica:
+    copying it would spread the damage (or retransmit it in vain)."""
+    local = Channel(src).local  # the path as transfers record it
+    if local is None:
+        return
+    for row in await catalog.replicas_at(str(local)):
+        if row["state"] in ("corrupt", "missing"):
+            found = f": {row['detail']}" if row["detail"] else ""
+            raise IntegrityError(
+                f"source {src} is catalogued {row['state']} at {row['site']}{found}; not "
+                f"transferred. Repair it first (`stalwart verify {src} --repair`, or "
+                f"`stalwart scrub --site {row['site']}`), or transfer from another replica "
+                f"(`stalwart catalog replicas --name {row['name']}`)"
+            )
+
+
 async def transfer(
     src: str | Channel,
     dst: str | Channel,
@@ -205,8 +322,11 @@ async def transfer(
 ) -> TransferResult:
     """A verified transfer to ``recorder.site``, catalogued and announced.
 
-    Raises TransferFailed (after recording and announcing ``failed``).
+    Raises TransferFailed (after recording and announcing ``failed``), and
+    IntegrityError without copying when the catalog knows the source is bad.
     """
+    if recorder.catalog is not None and isinstance(src, str):
+        await refuse_known_bad(recorder.catalog, src)
     error: TransferFailed | None = None
     try:
         result = await asyncio.to_thread(transfer_file, src, dst, options, progress=progress)

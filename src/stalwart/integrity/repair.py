@@ -32,6 +32,7 @@ class RepairResult:
     from_parity: list[int] = field(default_factory=list)
     refetched: list[int] = field(default_factory=list)
     unrepairable: list[int] = field(default_factory=list)
+    refetched_bad: list[int] = field(default_factory=list)  # fetched, yet still bad
     parity_rebuilt: list[int] = field(default_factory=list)
     truncated: int = 0
     bytes_read: int = 0
@@ -70,8 +71,10 @@ class _Repairer:
         if data is not None and self.good(index, data):
             self.write_block(index, data)
             self.result.refetched.append(index)
-        else:
-            self.result.unrepairable.append(index)
+            return
+        self.result.unrepairable.append(index)
+        if data is not None:
+            self.result.refetched_bad.append(index)
 
     def parity_share(self, stripe: int, p: int) -> bytes | None:
         info = self.m.parity

@@ -12,28 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
 
 from stalwart.integrity._pass import Progress
 from stalwart.integrity.catalog import Catalog, Row, ScrubCounts
 from stalwart.integrity.channels import Channel
 from stalwart.integrity.events import EventKind, IntegrityEvent
-from stalwart.integrity.manifest import MANIFEST_SUFFIX, PARITY_SUFFIX
 from stalwart.integrity.ops import Recorder, transfer, verify
 from stalwart.integrity.repair import Fetch
 from stalwart.integrity.transfer import TransferFailed, TransferOptions
+from stalwart.integrity.walk import data_files
 
 __all__ = ["ScrubOptions", "ScrubReport", "TokenBucket", "scrub_forever", "scrub_site"]
 
 _log = logging.getLogger("stalwart.integrity.scrub")
-_SIDECARS: Final = (MANIFEST_SUFFIX, PARITY_SUFFIX, ".part", ".tmp")
 
 
 class TokenBucket:
@@ -58,7 +55,7 @@ class TokenBucket:
         self._lock = threading.Lock()
 
     def take(self, n: int) -> None:
-        if self.rate <= 0:
+        if self.rate <= 0 or n <= 0:
             return
         with self._lock:
             now = self._clock()
@@ -89,6 +86,7 @@ class ScrubOptions:
     repair: bool = True
     batch: int = 200
     transfer: TransferOptions | None = None
+    home: Path | None = None  # stalwart's own files, never dark
 
 
 @dataclass
@@ -100,8 +98,14 @@ class ScrubReport:
     resumed: bool = False
     interrupted: bool = False
     corrupt: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # found missing (restored or not)
+    restored: list[str] = field(default_factory=list)  # found missing, then restored
     dark: list[str] = field(default_factory=list)
+
+    @property
+    def still_broken(self) -> list[str]:
+        """Replicas that stay corrupt or missing after the run."""
+        return self.corrupt + [p for p in self.missing if p not in self.restored]
 
 
 def _range_fetch(url: str) -> Fetch:
@@ -145,8 +149,9 @@ class _Run:
                 fetch=_range_fetch(other["path"]) if other else None,
                 source=other["path"] if other else None,
                 progress=self.progress,
+                reread=self.progress,
             )
-            report.counts.bytes_read += checked.report.bytes_read
+            report.counts.bytes_read += checked.bytes_read
             state = checked.state
         else:
             state = "missing"
@@ -163,7 +168,10 @@ class _Run:
                 )
             )
         if state in ("corrupt", "missing") and self.opts.repair and other is not None:
-            state = await self._from_replica(name, other, path, state)
+            found = state
+            state = await self._from_replica(name, other, path, state, report)
+            if found == "missing" and state == "repaired":
+                report.restored.append(str(path))
         report.counts.checked += 1
         if state == "ok":
             report.counts.ok += 1
@@ -173,16 +181,32 @@ class _Run:
             report.counts.corrupt += 1
             report.corrupt.append(str(path))
 
-    async def _from_replica(self, name: str, other: Row, path: Path, state: str) -> str:
+    async def _from_replica(
+        self, name: str, other: Row, path: Path, state: str, report: ScrubReport
+    ) -> str:
+        """Copy the good replica over ``path``; its bytes are paced and counted as read."""
+        streamed = 0
+
+        def paced(n: int) -> None:
+            nonlocal streamed
+            streamed += n
+            self.progress(n)
+
         try:
-            await transfer(other["path"], str(path), self.recorder, self.opts.transfer)
+            result = await transfer(
+                other["path"], str(path), self.recorder, self.opts.transfer, progress=paced
+            )
         except TransferFailed as exc:
             _log.warning("repair from replica failed name=%s error=%s", name, exc)
+            report.counts.bytes_read += exc.result.bytes_moved
             return state
+        self.progress(max(result.bytes_moved - streamed, 0))  # its parity and manifest
+        report.counts.bytes_read += result.bytes_moved
         await self.catalog.record_repair(
             path=str(path),
             method="replica",
             blocks=[],
+            nbytes=result.bytes_moved,
             name=name,
             site=self.opts.site,
             source=other["path"],
@@ -194,7 +218,7 @@ class _Run:
         if root is None:
             return
         known = {r["path"] for r in await self.catalog.replicas(self.opts.site, limit=10**9)}
-        found = await asyncio.to_thread(_walk, root)
+        found = await asyncio.to_thread(_walk, root, self.opts.home)
         report.dark = sorted(p for p in found if p not in known)
         report.counts.dark = len(report.dark)
         for path in report.dark:
@@ -208,11 +232,8 @@ class _Run:
             )
 
 
-def _walk(root: Path) -> list[str]:
-    out: list[str] = []
-    for folder, _dirs, names in os.walk(root):
-        out += [os.path.join(folder, n) for n in names if not n.endswith(_SIDECARS)]
-    return [str(Path(p).absolute()) for p in out]
+def _walk(root: Path, home: Path | None) -> list[str]:
+    return [str(p) for p in data_files(root, home)]
 
 
 async def scrub_site(
@@ -275,17 +296,22 @@ async def scrub_forever(
     spread: float = 0.1,
     stop: asyncio.Event,
     on_report: Callable[[ScrubReport], None] | None = None,
+    on_next: Callable[[float], None] | None = None,
+    progress: Progress | None = None,
 ) -> None:
     """Scrub now, then every ``every`` seconds +/- ``spread`` (a fraction), until ``stop``.
 
     The random spread keeps sites that share storage from scrubbing in step.
+    ``on_next`` is told the seconds until the next run, before each wait.
     """
     while not stop.is_set():
-        report = await scrub_site(catalog, recorder, options, stop=stop)
+        report = await scrub_site(catalog, recorder, options, stop=stop, progress=progress)
         if on_report is not None:
             on_report(report)
-        delay = every * (1 + random.uniform(-spread, spread))
+        delay = max(every * (1 + random.uniform(-spread, spread)), 0.0)
+        if on_next is not None and not stop.is_set():
+            on_next(delay)
         try:
-            await asyncio.wait_for(stop.wait(), timeout=max(delay, 0.0))
+            await asyncio.wait_for(stop.wait(), timeout=delay)
         except TimeoutError:
             continue

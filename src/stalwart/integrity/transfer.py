@@ -43,7 +43,7 @@ from stalwart.integrity.manifest import (
     seal_manifest,
 )
 from stalwart.integrity.repair import RepairResult, repair_file
-from stalwart.integrity.verify import VerifyReport, verify_parity, verify_stream
+from stalwart.integrity.verify import VerifyReport, ranges, verify_parity, verify_stream
 
 __all__ = [
     "TransferFailed",
@@ -51,6 +51,7 @@ __all__ = [
     "TransferOptions",
     "TransferResult",
     "resolve_destination",
+    "source_manifest",
     "transfer_file",
 ]
 
@@ -89,6 +90,15 @@ class TransferFailed(IntegrityError):
         self.result = result
 
 
+class _SourceDamaged(Exception):
+    """Blocks read bad from the source twice (streamed, then by range): the source
+    itself is damaged, and sending it again cannot help."""
+
+    def __init__(self, blocks: list[int]) -> None:
+        super().__init__(blocks)
+        self.blocks = blocks
+
+
 class TransferFigures(BaseModel):
     """What a transfer cost: the counters every report of one carries."""
 
@@ -115,7 +125,8 @@ class TransferResult(TransferFigures):
         return self.manifest.size if self.manifest else 0
 
 
-def _source_manifest(src: Channel) -> Manifest | None:
+def source_manifest(src: Channel) -> Manifest | None:
+    """The manifest beside ``src``, None if it has none; IntegrityError if damaged."""
     side = src.sibling(MANIFEST_SUFFIX)
     if not side.exists():
         return None
@@ -139,6 +150,7 @@ class _Transfer:
         self.part = dst.sibling(".part")
         self.parity_part = dst.sibling(PARITY_SUFFIX + ".part")
         self.result = TransferResult(src=src.url, dst=dst.url)
+        self.streamed = 0  # bytes of the current attempt reported to ``progress``
 
     def copy(self, known: Manifest | None) -> tuple[Manifest, list[int], _Landed]:
         """Stream src -> part once; return the manifest, blocks bad in transit, and the
@@ -178,6 +190,7 @@ class _Transfer:
                 self.parity_part.settle(parity_out)
                 landed.parity = parity_back.digests() if parity_back is not None else None
         self.result.bytes_moved += seen.size
+        self.streamed = seen.size
         if known is None:
             return self._manifest_from(seen), [], landed
         bad = [
@@ -345,8 +358,12 @@ class _Transfer:
         if report.ok:
             return manifest
         self.result.problems.append("; ".join(report.problems()))
-        if self.repair(manifest, report) is None:
+        fixed = self.repair(manifest, report)
+        if fixed is None:
             return None
+        twice = sorted(set(fixed.refetched_bad) & set(transit_bad))
+        if twice and self.src.local is not None:  # a disk reads the same bytes again
+            raise _SourceDamaged(twice)
         again = self.check(manifest, [])
         if not again.ok:
             self.result.problems.append("after repair: " + "; ".join(again.problems()))
@@ -355,7 +372,7 @@ class _Transfer:
 
     def run(self) -> TransferResult:
         started = time.monotonic()
-        known = _source_manifest(self.src)
+        known = source_manifest(self.src)
         if known is not None:
             self.result.bytes_moved += len(dump_manifest(known))
         try:
@@ -364,6 +381,8 @@ class _Transfer:
                 if attempt > 1:
                     time.sleep(self._backoff(attempt - 1))
                     self.result.bytes_retransmitted += self.result.size
+                    if self.progress is not None:  # the bar counts this attempt afresh
+                        self.progress(-self.streamed)
                 verified = self.attempt(known)
                 if verified is not None:
                     self.commit(verified)
@@ -383,6 +402,15 @@ class _Transfer:
                 "source with `stalwart verify` and the destination disk",
                 self.result,
             )
+        except _SourceDamaged as bad:
+            self.result.outcome = "failed"
+            raise TransferFailed(
+                f"source {self.src.url} is damaged: block(s) {ranges(bad.blocks)} differ from "
+                "its manifest beyond its parity, on every read; not retransmitted. Repair the "
+                f"source first (`stalwart verify {self.src.url} --repair`) or transfer from "
+                "another replica (`stalwart catalog replicas`)",
+                self.result,
+            ) from None
         except OSError as exc:
             raise TransferFailed(
                 f"transfer {self.src.url} -> {self.dst.url} failed: {exc}; check the paths, "

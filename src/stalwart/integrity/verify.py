@@ -10,7 +10,15 @@ from typing import BinaryIO
 from stalwart.integrity._pass import Progress, stream_pass
 from stalwart.integrity.manifest import Manifest, ManifestDamaged, load_manifest, sidecar_paths
 
-__all__ = ["VerifyReport", "parity_path_of", "verify_file", "verify_parity", "verify_stream"]
+__all__ = [
+    "VerifyReport",
+    "parity_path_of",
+    "ranges",
+    "verify_file",
+    "verify_parity",
+    "verify_size",
+    "verify_stream",
+]
 
 
 @dataclass(slots=True)
@@ -27,6 +35,7 @@ class VerifyReport:
     bad_parity: list[int] = field(default_factory=list)
     parity_checked: bool = False
     bytes_read: int = 0
+    missing: bool = False
 
     @property
     def data_ok(self) -> bool:
@@ -43,21 +52,24 @@ class VerifyReport:
 
     def problems(self) -> list[str]:
         """Human-readable findings, empty when ``ok``."""
+        if self.missing:
+            return ["no such file"]
         out: list[str] = []
         if self.manifest_error:
             out.append(f"manifest damaged: {self.manifest_error}")
         if self.bad_blocks:
-            out.append(f"{len(self.bad_blocks)} bad block(s): {_ranges(self.bad_blocks)}")
+            out.append(f"{len(self.bad_blocks)} bad block(s): {ranges(self.bad_blocks)}")
         if self.extra_bytes:
             out.append(f"{self.extra_bytes} byte(s) appended after the end")
         if self.manifest is not None and not self.bad_blocks and not self.digest_ok:
             out.append("whole-file digest mismatch")
         if self.bad_parity:
-            out.append(f"{len(self.bad_parity)} bad parity block(s): {_ranges(self.bad_parity)}")
+            out.append(f"{len(self.bad_parity)} bad parity block(s): {ranges(self.bad_parity)}")
         return out
 
 
-def _ranges(indices: list[int]) -> str:
+def ranges(indices: list[int]) -> str:
+    """Sorted indices as short ranges: ``3,7-9``."""
     parts: list[str] = []
     start = prev = indices[0]
     for i in [*indices[1:], None]:
@@ -107,7 +119,13 @@ def parity_path_of(manifest: Manifest, manifest_path: Path) -> Path | None:
     return manifest_path.parent / manifest.parity.file
 
 
-def verify_parity(path: Path | None, manifest: Manifest, report: VerifyReport) -> None:
+def verify_parity(
+    path: Path | None,
+    manifest: Manifest,
+    report: VerifyReport,
+    *,
+    progress: Progress | None = None,
+) -> None:
     """Check the parity file at ``path`` block by block; fill ``report.bad_parity``."""
     if path is None or manifest.parity is None:
         return
@@ -121,6 +139,7 @@ def verify_parity(path: Path | None, manifest: Manifest, report: VerifyReport) -
                 block_algorithm=manifest.block_algorithm,
                 file_algorithms=[],
                 stripe_blocks=manifest.parity.parity * 4,
+                progress=progress,
             )
     except FileNotFoundError:
         report.bad_parity = list(range(len(expected)))
@@ -143,14 +162,17 @@ def verify_file(
 ) -> VerifyReport:
     """Verify ``path`` against its manifest (beside it, in ``store``, or given).
 
-    Never raises for damage: damage is what the report is for. Blocking.
+    Never raises for damage: damage is what the report is for. ``progress``
+    counts every byte read, the parity file's too (see :func:`verify_size`).
+    Blocking.
     """
     report = VerifyReport(path=str(path))
     mpath = manifest_path or sidecar_paths(path, store)[0]
     try:
         manifest = load_manifest(mpath)
     except ManifestDamaged as exc:
-        report.manifest_error = str(exc)
+        report.missing = not path.exists()
+        report.manifest_error = None if report.missing else str(exc)
         return report
     report.manifest = manifest
     try:
@@ -158,9 +180,22 @@ def verify_file(
             report.size = os.fstat(reader.fileno()).st_size
             verify_stream(reader, manifest, report, progress=progress)
     except FileNotFoundError:
+        report.missing = True
         report.bad_blocks = list(range(manifest.block_count))
         return report
     report.extra_bytes = max(report.size - manifest.size, 0)
     if check_parity:
-        verify_parity(parity_path_of(manifest, mpath), manifest, report)
+        verify_parity(parity_path_of(manifest, mpath), manifest, report, progress=progress)
     return report
+
+
+def verify_size(path: Path, store: Path | None = None) -> int | None:
+    """Bytes that verifying ``path`` reads (the file and its parity), for a progress bar."""
+    total = 0
+    for part in (path, sidecar_paths(path, store)[1]):
+        try:
+            total += part.stat().st_size
+        except OSError:
+            if part == path:
+                return None
+    return total

@@ -4,19 +4,21 @@ other site's replica, restore missing files, report dark ones, resume after a st
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from integrity_support import BLOCK
+from integrity_support import BLOCK, damage
 
 from stalwart.config import Settings
 from stalwart.integrity import ops
 from stalwart.integrity.catalog import Catalog
 from stalwart.integrity.events import EventPublisher
-from stalwart.integrity.manifest import PARITY_SUFFIX
+from stalwart.integrity.manifest import MANIFEST_SUFFIX, PARITY_SUFFIX
 from stalwart.integrity.scrub import ScrubOptions, TokenBucket, scrub_forever, scrub_site
 from stalwart.integrity.settings import integrity_settings
+from stalwart.integrity.verify import verify_file
 
 
 @pytest.fixture
@@ -43,16 +45,20 @@ async def _two_sites(
     return contents
 
 
-def _damage(path: Path, *blocks: int) -> None:
-    with open(path, "r+b") as f:
-        for b in blocks:
-            f.seek(b * BLOCK + 11)
-            f.write(b"\xde\xad")
+def _on_disk(path: Path) -> int:
+    """Bytes of a file with its manifest and parity."""
+    sidecars = [Path(str(path) + s) for s in (MANIFEST_SUFFIX, PARITY_SUFFIX)]
+    return sum(p.stat().st_size for p in [path, *sidecars])
+
+
+def _spoil_manifest(path: Path) -> None:
+    manifest = Path(str(path) + MANIFEST_SUFFIX)
+    manifest.write_bytes(manifest.read_bytes()[:-40] + b"garbage")
 
 
 def _break(eu: Path) -> None:
-    _damage(eu / "a.bin", 1)
-    _damage(eu / "b.bin", 2, 5)
+    damage(eu / "a.bin", 1)
+    damage(eu / "b.bin", 2, 5)
     Path(str(eu / "b.bin") + PARITY_SUFFIX).unlink()
     (eu / "c.bin").unlink()
     (eu / "stray.dat").write_bytes(b"who put this here")
@@ -82,6 +88,11 @@ async def test_scrub_repairs_restores_and_reports(
     assert ("c.bin", "replica") in methods
     refetch = next(r for r in await catalog.repairs() if r["method"] == "refetch")
     assert refetch["bytes"] == 2 * BLOCK and refetch["source"] == str(tmp_path / "jao" / "b.bin")
+    # And the copy that restored c is counted in bytes, as repaired and as read
+    copied = next(r for r in await catalog.repairs() if r["method"] == "replica")
+    assert copied["bytes"] == _on_disk(eu / "c.bin") and report.restored == [str(eu / "c.bin")]
+    assert c.bytes_read > _on_disk(eu / "a.bin") + copied["bytes"]
+    assert not report.still_broken
     assert {r["state"] for r in await catalog.replicas("eu")} == {"ok", "repaired"}
     # And the run and its events are recorded
     assert (await catalog.scrubs())[0]["state"] == "done"
@@ -95,7 +106,7 @@ async def test_scrub_without_repair_only_reports(
     settings, catalog, publisher, make_file, tmp_path: Path
 ) -> None:
     await _two_sites(settings, catalog, publisher, make_file, ["a.bin"])
-    _damage(tmp_path / "eu" / "a.bin", 0, 1, 2)
+    damage(tmp_path / "eu" / "a.bin", 0, 1, 2)
     recorder = ops.Recorder("eu", catalog, publisher.publish)
     report = await scrub_site(catalog, recorder, ScrubOptions(site="eu", repair=False))
     assert report.corrupt == [str(tmp_path / "eu" / "a.bin")] and report.counts.repaired == 0
@@ -127,6 +138,7 @@ async def test_scheduled_scrub_runs_until_stopped(settings, catalog, publisher, 
     recorder = ops.Recorder("eu", catalog, publisher.publish)
     stop = asyncio.Event()
     runs: list[int] = []
+    waits: list[float] = []
 
     def on_report(report) -> None:
         runs.append(report.run_id)
@@ -142,10 +154,13 @@ async def test_scheduled_scrub_runs_until_stopped(settings, catalog, publisher, 
             spread=0.5,
             stop=stop,
             on_report=on_report,
+            on_next=waits.append,
         ),
         timeout=30,
     )
     assert len(runs) == 2 and runs[0] != runs[1]
+    # And the wait before the next run was announced, within the spread
+    assert len(waits) == 1 and 0.025 <= waits[0] <= 0.075
 
 
 def test_token_bucket_paces_reads() -> None:
@@ -175,7 +190,7 @@ async def test_scrub_with_the_catalog_on_postgresql(
     catalog = await Catalog.open(postgres_url)
     try:
         data = await _two_sites(settings, catalog, publisher, make_file, ["a.bin", "b.bin"])
-        _damage(tmp_path / "eu" / "b.bin", 0, 1, 2)
+        damage(tmp_path / "eu" / "b.bin", 0, 1, 2)
         # When eu is scrubbed, Then the other site's replica provides the missing block
         recorder = ops.Recorder("eu", catalog, publisher.publish)
         report = await scrub_site(catalog, recorder, ScrubOptions(site="eu"))
@@ -185,3 +200,51 @@ async def test_scrub_with_the_catalog_on_postgresql(
         assert refetch and refetch[0]["bytes"] == BLOCK
     finally:
         await catalog.close()
+
+
+@pytest.mark.parametrize(
+    ("data_damaged", "method"), [(False, "manifest"), (True, "replica")], ids=["intact", "damaged"]
+)
+async def test_a_damaged_manifest_is_rebuilt_from_intact_data_only(
+    settings, catalog, publisher, make_file, tmp_path: Path, data_damaged: bool, method: str
+) -> None:
+    # Given a replica at eu whose manifest is garbage, and its data whole or not
+    data = await _two_sites(settings, catalog, publisher, make_file, ["a.bin"])
+    copy = tmp_path / "eu" / "a.bin"
+    _spoil_manifest(copy)
+    if data_damaged:
+        damage(copy, 0)
+    transfers = len(await catalog.transfers())
+    # When eu is scrubbed
+    recorder = ops.Recorder("eu", catalog, publisher.publish)
+    report = await scrub_site(catalog, recorder, ScrubOptions(site="eu"))
+    # Then intact data gets a new manifest made from it, with nothing copied from jao;
+    # damaged data is never trusted: jao's copy replaces it
+    assert report.counts.repaired == 1 and not report.still_broken
+    assert [r["method"] for r in await catalog.repairs() if r["site"] == "eu"] == [method]
+    assert len(await catalog.transfers()) == transfers + data_damaged
+    assert copy.read_bytes() == data["a.bin"] and verify_file(copy).ok
+
+
+async def test_scrub_rate_holds_for_every_byte_it_reads(
+    settings, catalog, publisher, make_file, tmp_path: Path
+) -> None:
+    # Given two replicas at eu, one to be restored from jao (data, parity and manifest)
+    await _two_sites(settings, catalog, publisher, make_file, ["a.bin", "b.bin"])
+    (tmp_path / "eu" / "b.bin").unlink()
+    shown: list[int] = []
+    rate = 500_000
+    # When scrubbed at 500 kB/s with a progress bar
+    recorder = ops.Recorder("eu", catalog, publisher.publish)
+    started = time.monotonic()
+    report = await scrub_site(
+        catalog, recorder, ScrubOptions(site="eu", rate=rate), progress=shown.append
+    )
+    elapsed = time.monotonic() - started
+    # Then the bar saw every byte the run read (so it shows the true rate)
+    read = report.counts.bytes_read
+    assert sum(shown) == read
+    # And the reads took as long as the rate demands: all but the first second's burst
+    assert read > 2 * rate
+    assert elapsed >= (read - rate) / rate * 0.9
+    assert elapsed <= (read - rate) / rate + 5.0

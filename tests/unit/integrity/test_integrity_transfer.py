@@ -220,3 +220,34 @@ def test_unwritable_destination_fails_clearly(source, transfer_options, tmp_path
     blocker.write_bytes(b"")
     with pytest.raises(TransferFailed, match="check the paths, permissions and free space"):
         transfer_file(str(path), str(blocker / "f.bin"), transfer_options)
+
+
+def test_progress_counts_a_retransmission_afresh(source, transfer_options, tmp_path) -> None:
+    # Given a transfer that must send the file twice
+    path, _ = source
+    src = FaultyChannel(str(path), Faults(ranges=False))
+    offsets = frozenset(BLOCK * i for i in range(0, 3))
+    dst = FaultyChannel(str(tmp_path / "f.bin"), Faults(write_offsets=offsets, write_faults=1))
+    shown: list[int] = []
+    # When transferred with a progress bar
+    result = transfer_file(src, dst, transfer_options, progress=shown.append)
+    # Then the bar ends at the file's size, not at twice it
+    assert result.attempts == 2 and sum(shown) == SIZE
+
+
+def test_a_source_damaged_beyond_its_parity_is_not_retransmitted(
+    source, transfer_options, tmp_path
+) -> None:
+    # Given a source whose own disk copy is damaged beyond its parity
+    path, _ = source
+    with open(path, "r+b") as f:
+        for block in (4, 5, 6):
+            f.seek(block * BLOCK)
+            f.write(b"\x00\xff")
+    # When transferred, Then it fails at once, saying the source is at fault and what to do
+    with pytest.raises(TransferFailed, match=r"source .* is damaged: block\(s\) 4-6") as caught:
+        transfer_file(str(path), str(tmp_path / "out.bin"), transfer_options)
+    assert "--repair" in str(caught.value)
+    result = caught.value.result
+    assert result.attempts == 1 and result.bytes_retransmitted == 0
+    assert _leftovers(tmp_path) == [] and not (tmp_path / "out.bin").exists()

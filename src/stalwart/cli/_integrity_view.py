@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -36,7 +38,7 @@ def human(n: int | float | None) -> str:
 
 
 class ByteBar:
-    """A rich progress bar fed from worker threads with byte counts."""
+    """A rich progress bar fed from worker threads with byte counts (negative: rewind)."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
@@ -45,23 +47,53 @@ class ByteBar:
     def start(self, label: str, total: int | None) -> None:
         self._progress.update(self._task, description=label, total=total, completed=0)
 
+    def label(self, label: str) -> None:
+        """Name the current item of a bar that counts several."""
+        self._progress.update(self._task, description=label)
+
     def advance(self, n: int) -> None:
         self._progress.advance(self._task, n)
 
 
+class _ConsoleLog(logging.Handler):
+    """Log records printed through the bar's console, in the configured format, so
+    that they land above the bar instead of glued onto it."""
+
+    def __init__(self, console: Console, like: logging.Handler | None) -> None:
+        super().__init__(like.level if like is not None else logging.NOTSET)
+        if like is not None and like.formatter is not None:
+            self.setFormatter(like.formatter)
+        self._console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+        except Exception:  # a log line must never stop the work
+            self.handleError(record)
+
+
 @contextmanager
-def byte_bar() -> Iterator[ByteBar]:
+def byte_bar(on: Console | None = None) -> Iterator[ByteBar]:
+    """A transient bar on ``on`` (stdout); on a terminal, log lines go through it."""
+    out = on or console
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(binary_units=True),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=console,
+        console=out,
         transient=True,
     )
-    with progress:
-        yield ByteBar(progress)
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    if out.is_terminal:
+        root.handlers = [_ConsoleLog(out, saved[0] if saved else None)]
+    try:
+        with progress:
+            yield ByteBar(progress)
+    finally:
+        root.handlers = saved
 
 
 def _cell(value: Any) -> str:

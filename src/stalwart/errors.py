@@ -7,7 +7,10 @@ went wrong and what to do next. Vendor exceptions (aio-pika, asyncpg, sqlite3,
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = [
+    "EX_CONFIG",
     "BrokerUnavailable",
     "ConfigError",
     "DecodeError",
@@ -25,12 +28,17 @@ __all__ = [
 ]
 
 
+EX_CONFIG: Final = 78
+"""Exit status of a process stopped by a :class:`ConfigError` (``EX_CONFIG`` of
+sysexits.h): restarting it cannot help, so the watchdog does not."""
+
+
 class StalwartError(Exception):
     """Root of every error raised by stalwart."""
 
 
 class ConfigError(StalwartError):
-    """The configuration is invalid or incomplete."""
+    """The configuration is invalid or incomplete; a command stops with :data:`EX_CONFIG`."""
 
 
 class TopicError(StalwartError, ValueError):

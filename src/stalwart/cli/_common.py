@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.text import Text
 
 from stalwart.config import Settings, load_settings
-from stalwart.errors import StalwartError
+from stalwart.errors import EX_CONFIG, ConfigError, StalwartError
 from stalwart.redact import redact_url
 
 __all__ = [
@@ -101,12 +101,14 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def handle_errors(func: Callable[P, T]) -> Callable[P, T]:
-    """Turn a StalwartError into one line on stderr and exit status 1."""
+    """Turn a StalwartError into one line on stderr and exit status 1 (78 for a ConfigError)."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return func(*args, **kwargs)
+        except ConfigError as exc:
+            raise fail(str(exc), EX_CONFIG) from None
         except StalwartError as exc:
             raise fail(str(exc)) from None
         except KeyboardInterrupt:

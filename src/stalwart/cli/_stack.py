@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from stalwart.cli._dashboard_watch import PROGRAM, url_file
 from stalwart.config import Settings
 from stalwart.demo import services as demo
 from stalwart.service import load_service
@@ -94,7 +95,8 @@ def stack(settings: Settings, *, demo_workflow: bool, dashboard: bool) -> Watchd
     """The watchdog table that runs the whole system, plus the user's own programs."""
     programs = [_program("persist", [_PY, "-m", "stalwart", "persist"])]
     if dashboard:
-        programs.append(_program("dashboard", [_PY, "-m", "stalwart", "dashboard"]))
+        command = [_PY, "-m", "stalwart", "dashboard", "--url-file", str(url_file(settings.home))]
+        programs.append(_program(PROGRAM, command))
     for entry in settings.services:
         service = load_service(entry.target)
         programs.append(_service(service.name, entry.target, service.name, entry.instances))

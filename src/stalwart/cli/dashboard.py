@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,7 +14,6 @@ from stalwart.cli._common import ConfigOption, handle_errors, run, say, settings
 from stalwart.config import Settings
 from stalwart.dashboard import DEFAULT_BIND, serve_dashboard
 from stalwart.dashboard.auth import hash_password
-from stalwart.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -26,20 +26,21 @@ _group = typer.Typer(
 )
 
 
-async def _serve(settings: Settings, bind: str | None) -> None:
+def _ready(url: str, url_file: Path | None) -> None:
+    say(f"dashboard on {url} (Ctrl-C to stop)")
+    if url_file is not None:  # for `stalwart up`, whose banner shows the address bound
+        partial = url_file.with_name(url_file.name + ".tmp")
+        partial.write_text(url + "\n", encoding="utf-8")
+        partial.replace(url_file)
+
+
+async def _serve(settings: Settings, bind: str | None, url_file: Path | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await serve_dashboard(
-            settings,
-            bind,
-            stop,
-            on_ready=lambda url: say(f"dashboard on {url} (Ctrl-C to stop)"),
-        )
-    except OSError as exc:
-        raise ConfigError(f"cannot serve the dashboard: {exc}; choose another --bind") from None
+        await serve_dashboard(settings, bind, stop, on_ready=lambda url: _ready(url, url_file))
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
@@ -59,16 +60,22 @@ def dashboard(
             show_default=False,
         ),
     ] = None,
+    url_file: Annotated[
+        Path | None,
+        typer.Option("--url-file", hidden=True, help="Write the URL bound to this file."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Serve the dashboard until Ctrl-C or SIGTERM.
+
+    Exits 78 (configuration error) when it cannot listen, e.g. the port is taken.
 
     Example: stalwart dashboard --bind 127.0.0.1:8321
     """
     if ctx.invoked_subcommand is not None:
         return
     settings = settings_from(config)
-    run(_serve(settings, bind))
+    run(_serve(settings, bind, url_file))
 
 
 @_group.command("hash-password")

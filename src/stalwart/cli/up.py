@@ -14,6 +14,7 @@ from rich.text import Text
 
 from stalwart.bus import Transport, open_bus, redact_url
 from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
+from stalwart.cli._dashboard_watch import DashboardWatch
 from stalwart.cli._stack import stack
 from stalwart.config import Settings
 from stalwart.demo import services as demo
@@ -22,6 +23,8 @@ from stalwart.errors import StalwartError
 from stalwart.watchdog import Watchdog
 
 __all__ = ["register"]
+
+_DASHBOARD_START = 30.0  # seconds the banner waits for the dashboard to listen
 
 
 async def _wait_for_queues(transport: Transport, queues: set[str], timeout: float) -> None:
@@ -46,14 +49,14 @@ async def _feed(settings: Settings, units: int | None, interval: float) -> None:
         await transport.close()
 
 
-def _banner(settings: Settings, programs: int, dashboard: bool) -> Panel:
+def _banner(settings: Settings, programs: int, dashboard: str | None) -> Panel:
     lines = [
         f"bus    {redact_url(settings.bus.url)}",
         f"store  {redact_url(settings.store.url)}",
         f"{programs} programs supervised by the watchdog",
     ]
-    if dashboard:
-        lines.append("dashboard  http://127.0.0.1:8321/")
+    if dashboard is not None:
+        lines.append(dashboard)
     lines += [
         "",
         "watch:  stalwart tail        status:  stalwart status",
@@ -77,8 +80,12 @@ async def _up(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    watch = DashboardWatch(Path(settings.home)) if dashboard else None
+    if watch is not None:
+        watchdog.add_listener(watch.on_event)
     await watchdog.start()
-    console.print(_banner(settings, len(table.programs), dashboard))
+    line = await watch.line(_DASHBOARD_START, stop) if watch is not None else None
+    console.print(_banner(settings, len(table.programs), line))
     feeder = asyncio.create_task(_feed(settings, units, interval)) if demo else None
     try:
         if feeder is not None:

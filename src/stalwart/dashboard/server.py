@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable, Generator
 
 import uvicorn
@@ -16,7 +17,7 @@ import uvicorn
 from stalwart.config import Settings
 from stalwart.dashboard.app import create_app
 from stalwart.dashboard.settings import DashboardSettings
-from stalwart.errors import ConfigError
+from stalwart.errors import ConfigError, StalwartError
 
 __all__ = ["parse_bind", "serve_dashboard"]
 
@@ -29,6 +30,26 @@ def parse_bind(bind: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"bad dashboard bind {bind!r}: use host:port, e.g. 127.0.0.1:8321")
     return host.strip("[]"), int(port)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before uvicorn starts: a taken port is a ConfigError
+    here, not uvicorn's ``sys.exit(3)`` inside the event loop."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ConfigError(
+            f"the dashboard cannot listen on {host}:{port}: {exc.strerror or exc}; another "
+            "program holds the port or the address is not this host's: choose another "
+            "--bind or set [dashboard] bind"
+        ) from None
+
+
+def _url(sock: socket.socket) -> str:
+    """The address actually bound (port 0 becomes the port the system chose)."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
 class _Server(uvicorn.Server):
@@ -48,15 +69,17 @@ async def serve_dashboard(
 ) -> None:
     """Serve until ``stop_event`` is set (or forever), then stop gracefully.
 
-    ``bind`` defaults to ``[dashboard] bind`` (127.0.0.1:8321). ``on_ready``
-    is called with the URL once the server listens. Raises ConfigError for a
-    bad bind or a non-loopback bind without users, and OSError when the port
-    is taken.
+    ``bind`` defaults to ``[dashboard] bind`` (127.0.0.1:8321; port 0 picks a
+    free one). ``on_ready`` is called with the URL actually bound once the
+    server listens. Raises ConfigError for a bad bind, a non-loopback bind
+    without users, or an address that cannot be bound (port taken), and
+    StalwartError when the application fails to start.
     """
     cfg = settings.section("dashboard", DashboardSettings)
     bind = bind or cfg.bind
     host, port = parse_bind(bind)
     app = create_app(settings, bind=bind, config=cfg)
+    sock = _listen(host, port)
     server = _Server(
         uvicorn.Config(
             app,
@@ -69,7 +92,7 @@ async def serve_dashboard(
         )
     )
     stop = stop_event or asyncio.Event()
-    serving = asyncio.create_task(server.serve(), name="dashboard-server")
+    serving = asyncio.create_task(server.serve(sockets=[sock]), name="dashboard-server")
     waiting = asyncio.create_task(stop.wait(), name="dashboard-stop")
     try:
         while not server.started:
@@ -77,7 +100,7 @@ async def serve_dashboard(
                 break
             await asyncio.wait({serving}, timeout=0.05)
         if server.started:
-            url = f"http://{bind}/"
+            url = _url(sock)
             _log.info("dashboard listening on %s", url)
             if on_ready is not None:
                 on_ready(url)
@@ -95,5 +118,9 @@ async def serve_dashboard(
         except TimeoutError:
             server.force_exit = True
             await serving
-    if server.started is False and serving.done() and serving.exception() is None:
-        raise OSError(f"the dashboard could not listen on {bind}: is the port already in use?")
+        except SystemExit:  # uvicorn's way of saying the application did not start
+            pass
+        finally:
+            sock.close()
+    if not server.started and not stop.is_set():
+        raise StalwartError(f"the dashboard did not start on {bind}: see the log above for why")

@@ -12,7 +12,7 @@ import logging
 import sys
 
 from stalwart.config import load_settings
-from stalwart.errors import StalwartError
+from stalwart.errors import EX_CONFIG, ConfigError, StalwartError
 from stalwart.watchdog.supervisor import serve
 
 __all__ = ["main"]
@@ -25,8 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
     except StalwartError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _failed(exc)
     logging.basicConfig(
         level=getattr(logging, settings.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -35,9 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve(settings))
     except StalwartError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _failed(exc)
     return 0
+
+
+def _failed(exc: StalwartError) -> int:
+    """One line on stderr; 78 for a configuration error, so that systemd's
+    ``RestartPreventExitStatus=78`` keeps it from restarting in vain."""
+    print(f"error: {exc}", file=sys.stderr)
+    return EX_CONFIG if isinstance(exc, ConfigError) else 1
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from stalwart.config import parse_size
+from stalwart.errors import EX_CONFIG
 
 __all__ = [
     "BackoffSettings",
@@ -74,6 +75,7 @@ class ProgramSettings(_Strict):
     output: Path | None = None
     replicas: int = Field(default=1, ge=0)
     restart: Literal["always", "on-failure", "never"] = "on-failure"
+    fatal_exit_codes: frozenset[int] = frozenset({EX_CONFIG})
     backoff: BackoffSettings = BackoffSettings()
     intensity: IntensitySettings = IntensitySettings()
     stop_signal: str = "SIGTERM"

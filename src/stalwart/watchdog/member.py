@@ -138,6 +138,9 @@ class Member:
                 if outcome is None:
                     return
                 reason, evidence, failed = outcome
+                if evidence.get("exit_code") in self.program.fatal_exit_codes:
+                    self._refused(reason, evidence)
+                    return
                 if not self._should_restart(failed):
                     self._set("exited" if not failed else "failed")
                     return
@@ -218,6 +221,18 @@ class Member:
             self.group.emit(EventKind.STOPPED, self, reason or "stopped", evidence)
         else:
             self.group.emit(EventKind.HALTED, self, reason, evidence)
+
+    def _refused(self, reason: str, evidence: dict[str, Any]) -> None:
+        """The program refused its configuration: a restart would only refuse it again."""
+        self._set("fatal")
+        self.group.emit(
+            EventKind.FATAL,
+            self,
+            f"{reason}: a configuration error, not restarted; fix what its output says "
+            "(stalwart.toml, the command line, a port in use), then restart the watchdog",
+            {**evidence, "config_error": True},
+            alarm=True,
+        )
 
     def _should_restart(self, failed: bool) -> bool:
         policy = self.program.restart

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from dashboard_system import free_port
 
 from dashboard_waits import until
 from stalwart.dashboard.auth import verify_password
+from stalwart.errors import EX_CONFIG
 
 pytestmark = pytest.mark.slow
 STALWART = str(Path(sys.executable).with_name("stalwart"))
@@ -23,18 +25,22 @@ def _env(home: Path) -> dict[str, str]:
     return {**os.environ, "STALWART_HOME": str(home), "STALWART_CONFIG": ""}
 
 
-async def test_the_command_serves_until_sigterm_then_exits_cleanly(tmp_path: Path) -> None:
-    # Given `stalwart dashboard` started on a free port with embedded defaults
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
+async def _dashboard(home: Path, *args: str) -> asyncio.subprocess.Process:
+    """``stalwart dashboard ARGS`` on the embedded defaults under ``home``, output piped."""
+    return await asyncio.create_subprocess_exec(
         STALWART,
         "dashboard",
-        "--bind",
-        f"127.0.0.1:{port}",
-        env=_env(tmp_path),
+        *args,
+        env=_env(home),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def test_the_command_serves_until_sigterm_then_exits_cleanly(tmp_path: Path) -> None:
+    # Given `stalwart dashboard` started on a free port with embedded defaults
+    port = free_port()
+    proc = await _dashboard(tmp_path, "--bind", f"127.0.0.1:{port}")
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
 
@@ -59,18 +65,43 @@ async def test_the_command_serves_until_sigterm_then_exits_cleanly(tmp_path: Pat
 
 
 async def test_a_bad_bind_fails_on_one_line_with_a_fix(tmp_path: Path) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        STALWART,
-        "dashboard",
-        "--bind",
-        "nonsense",
-        env=_env(tmp_path),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await _dashboard(tmp_path, "--bind", "nonsense")
     _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 1
+    assert proc.returncode == EX_CONFIG
     assert "use host:port" in err.decode() and "Traceback" not in err.decode()
+
+
+async def test_a_port_in_use_is_a_configuration_error_on_one_line(tmp_path: Path) -> None:
+    # Given another program listening on the port
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        # When the dashboard is asked to listen there
+        proc = await _dashboard(tmp_path, "--bind", f"127.0.0.1:{port}")
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    # Then it exits 78 (do not restart) with one error line naming the fix, no traceback
+    errors = [line for line in err.decode().splitlines() if "error" in line.lower()]
+    assert proc.returncode == EX_CONFIG
+    assert "Traceback" not in err.decode() and "never retrieved" not in err.decode()
+    assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0]
+    assert "choose another --bind or set [dashboard] bind" in errors[0]
+    assert "dashboard on" not in out.decode()
+
+
+async def test_port_zero_prints_the_port_actually_bound(tmp_path: Path) -> None:
+    # Given the dashboard asked for any free port, writing its address to a file
+    url_file = tmp_path / "dashboard.url"
+    proc = await _dashboard(tmp_path, "--bind", "127.0.0.1:0", "--url-file", str(url_file))
+    try:
+        await until(lambda: asyncio.to_thread(url_file.exists), 30, "the dashboard's URL")
+        url = url_file.read_text().strip()
+        # Then the URL names the real port, and the dashboard answers there
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0/")
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(url + "api/overview")).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    assert url in out.decode()
 
 
 async def test_hash_password_prints_a_hash_that_verifies(tmp_path: Path) -> None:

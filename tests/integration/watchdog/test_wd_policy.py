@@ -93,3 +93,29 @@ async def test_a_missing_executable_is_a_failure_not_a_crash_of_the_watchdog(
     # Then the error is the evidence and the watchdog keeps running
     assert "cannot start" in fatal.reason
     assert "No such file" in events.of("exited", "ghost")[0].evidence["error"]
+
+
+async def test_a_configuration_error_is_fatal_at_once_and_says_why(
+    tmp_path: Path, supervise: Any
+) -> None:
+    # Given a program that refuses its configuration (exit 78, EX_CONFIG), under "always"
+    refuses = script(tmp_path, "cfg", "import sys\nsys.exit(78)\n")
+    watchdog, events = await supervise(program("misconfigured", refuses, restart="always"))
+    # When it exits
+    fatal = (await events.wait_kind("fatal", "misconfigured"))[0]
+    # Then it is not restarted: fatal after one run, an alarm saying what to do
+    assert not events.of("restarted", "misconfigured")
+    assert fatal.alarm is True and fatal.evidence["config_error"] is True
+    assert "exit code 78" in fatal.reason and "configuration error" in fatal.reason
+    assert watchdog.states() == [("misconfigured", 0, "fatal", 0)]
+
+
+async def test_other_exit_codes_can_be_made_fatal(tmp_path: Path, supervise: Any) -> None:
+    # Given a program whose exit 2 means "bad usage" and is declared fatal
+    prog = program(
+        "usage", script(tmp_path, "u", CRASH_NOW), restart="always", fatal_exit_codes=[2, 78]
+    )
+    watchdog, events = await supervise(prog)
+    # When it exits 2, Then it stays down
+    await events.wait_kind("fatal", "usage")
+    assert watchdog.states() == [("usage", 0, "fatal", 0)]

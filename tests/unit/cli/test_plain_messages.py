@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from stalwart.cli import build_app
 from stalwart.cli._common import fail, say
+from stalwart.errors import EX_CONFIG
 from stalwart.redact import redact_url
 
 
@@ -29,15 +30,15 @@ def test_a_plain_line_keeps_its_brackets_and_masks_passwords(
 
 
 def test_a_command_error_names_the_table_to_set(tmp_path: Path) -> None:
-    # Given the embedded bus, When the outbox is flushed (there is none to flush)
+    # Given no signing key configured, When a token is asked for
     result = CliRunner().invoke(
-        build_app(["outbox"]),
-        ["outbox", "flush"],
+        build_app(["token"]),
+        ["token", "issue", "--subject", "qa"],
         env={"STALWART_HOME": str(tmp_path), "STALWART_CONFIG": "", "COLUMNS": "300"},
     )
-    # Then the advice names [bus] url rather than a blank where markup was eaten
-    assert result.exit_code != 0
-    assert "set [bus] url" in result.output
+    # Then the advice names [security] secret rather than a blank where markup was eaten
+    assert result.exit_code == EX_CONFIG
+    assert "set [security] secret" in result.output
 
 
 @pytest.mark.parametrize(

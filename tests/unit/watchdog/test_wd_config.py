@@ -61,3 +61,19 @@ def test_an_unknown_key_is_a_config_error_naming_it(tmp_path: object) -> None:
     path.write_text('[[watchdog.programs]]\nname = "qa"\ncommand = ["x"]\nrestarts = "always"\n')
     with pytest.raises(ConfigError, match="restarts"):
         load_settings(path, env={}).section("watchdog", WatchdogSettings)
+
+
+def test_the_watchdog_module_exits_78_on_an_invalid_configuration(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pathlib import Path
+
+    from stalwart.errors import EX_CONFIG
+    from stalwart.watchdog.__main__ import main
+
+    # Given a stalwart.toml that is not TOML
+    path = Path(str(tmp_path)) / "stalwart.toml"
+    path.write_text("[watchdog\n")
+    # When `python -m stalwart.watchdog` reads it, Then it exits 78 (systemd: do not restart)
+    assert main(["-c", str(path)]) == EX_CONFIG
+    assert capsys.readouterr().err.startswith(f"error: {path} is not valid TOML")

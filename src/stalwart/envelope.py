@@ -11,6 +11,7 @@ import enum
 import hashlib
 import json
 import os
+import re
 import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -32,6 +33,7 @@ __all__ = [
     "default_sender",
     "encode",
     "merge_state",
+    "message_id_of",
     "state_rank",
     "undecodable_id",
     "utcnow",
@@ -196,8 +198,42 @@ def undecodable_id(raw: bytes) -> str:
     return "raw-" + hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
+# An id as Envelope.id allows it (1 to 64 characters), without control
+# characters or lone surrogates, which no database stores as text.
+_STORABLE_ID: Final = re.compile("[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,64}")
+
+
+def message_id_of(raw: bytes, error: DecodeError | None) -> str:
+    """The one id under which input that did not decode is recorded, by service and store alike.
+
+    The id the bytes claim (``error.message_id``) when it is a valid envelope
+    id without control characters, so that the sender's id joins what
+    happened to it; otherwise :func:`undecodable_id` of the bytes (``raw-``
+    and 32 hex digits), the same for every copy of them.
+    """
+    claimed = error.message_id if error is not None else None
+    if claimed is not None and _STORABLE_ID.fullmatch(claimed):
+        return claimed
+    return undecodable_id(raw)
+
+
 def decode(raw: bytes | str) -> Envelope:
-    """UTF-8 JSON bytes -> Envelope; raises :class:`DecodeError` carrying ``raw``."""
+    """UTF-8 JSON bytes -> Envelope; raises :class:`DecodeError` carrying ``raw``.
+
+    An envelope without an id gets :func:`undecodable_id` of its bytes, so every
+    reader of the same bytes (each service, the store) gives it the same id.
+    """
+    envelope = _decode(raw)
+    if "id" in envelope.model_fields_set:
+        return envelope
+    return envelope.model_copy(update={"id": undecodable_id(_as_bytes(raw))})
+
+
+def _as_bytes(raw: bytes | str) -> bytes:
+    return raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+
+
+def _decode(raw: bytes | str) -> Envelope:
     if isinstance(raw, bytes) and raw.endswith(_VERSION_SUFFIX):
         # Fast path for what encode() wrote; anything unusual takes the careful path below.
         try:
@@ -206,7 +242,7 @@ def decode(raw: bytes | str) -> Envelope:
             pass
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise DecodeError(f"not a JSON envelope: {exc}", raw) from None
     if not isinstance(data, dict):
         raise DecodeError("envelope must be a JSON object", raw)

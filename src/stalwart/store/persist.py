@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from stalwart.bus import Delivery, QueueSpec, Transport
-from stalwart.envelope import undecodable_id, utcnow
+from stalwart.envelope import utcnow
 from stalwart.errors import StoreUnavailable
 from stalwart.store._isolate import judge, refused_rows
-from stalwart.store._rows import Rows, build_rows, error_report
+from stalwart.store._rows import Rows, build_rows
 from stalwart.store._store import Store, StoreDataError
+from stalwart.store._undecodable import undecodable_rows
 
 __all__ = ["PERSIST_QUEUE", "PersistOptions", "PersistStats", "Persister"]
 
@@ -245,8 +246,10 @@ class Persister:
         rows.problems = {decoded[i][0]: problem for i, problem in rows.problems.items()}
         for index, d in enumerate(batch):
             if d.envelope is None:
-                rows.reports.append(_undecodable_report(d))
-                rows.problems[index] = _decode_reason(d)
+                message, report = undecodable_rows(d.raw, d.error, d.queue)
+                rows.messages.append(message)
+                rows.reports.append(report)
+                rows.problems[index] = str(d.error or "undecodable envelope")
         return rows
 
     async def _write(self, batch: list[Delivery], rows: Rows) -> dict[int, str] | None:
@@ -337,13 +340,3 @@ class Persister:
                 await d.dead(problem)
         except Exception as exc:  # the bus redelivers it; applying it again is a no-op
             _log.warning("could not settle a delivery (it will be redelivered): %s", exc)
-
-
-def _decode_reason(d: Delivery) -> str:
-    return str(d.error) if d.error is not None else "undecodable envelope"
-
-
-def _undecodable_report(d: Delivery) -> dict[str, object]:
-    refs = {"queue": d.queue, "raw_prefix": d.raw[:200].decode("utf-8", "replace")}
-    text = f"undecodable delivery dead-lettered: {_decode_reason(d)}"
-    return error_report(undecodable_id(d.raw), text, refs)

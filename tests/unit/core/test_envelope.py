@@ -18,6 +18,7 @@ from stalwart.envelope import (
     decode,
     encode,
     merge_state,
+    message_id_of,
     undecodable_id,
 )
 from stalwart.errors import DecodeError, MessageTooLarge, TopicError
@@ -69,6 +70,7 @@ def test_size_limit_is_enforced_with_advice() -> None:
         (b'{"topic": "A B"}', "bad word"),
         (b'{"topic": "a.b", "attempt": 0}', "attempt"),
         (b'{"topic": "a.b", "surprise": 1}', "surprise"),
+        (b"[" * 100_000, "not a JSON envelope: maximum recursion depth"),
     ],
 )
 def test_bad_input_raises_decode_error_with_raw_attached(raw: bytes, message: str) -> None:
@@ -139,3 +141,44 @@ def test_a_decode_error_names_the_id_the_bytes_claim() -> None:
 
 def test_undecodable_bytes_get_a_stable_id_of_their_own() -> None:
     assert undecodable_id(b"junk") == undecodable_id(b"junk") != undecodable_id(b"junk2")
+
+
+@pytest.mark.parametrize(
+    ("claimed", "kept"),
+    [
+        ("0190-x", True),
+        ("x" * 64, True),
+        ("x" * 65, False),  # longer than an envelope id may be
+        ("", False),
+        ("a\x00b", False),  # control characters no database keeps as text
+        ("a\nb", False),
+        ("a\ud800", False),  # a lone surrogate from a JSON escape
+        (None, False),
+    ],
+)
+def test_undecodable_input_is_recorded_under_its_claimed_id_only_when_valid(
+    claimed: str | None, kept: bool
+) -> None:
+    raw = b'{"id": "...", "topic": 42}'
+    chosen = message_id_of(raw, DecodeError("invalid envelope", raw, claimed))
+    assert chosen == (claimed if kept else undecodable_id(raw))
+    assert message_id_of(raw, None) == undecodable_id(raw)
+
+
+def test_decoding_bytes_names_the_id_they_are_recorded_under() -> None:
+    too_long = json.dumps({"id": "z" * 65, "topic": "qa.verify"}).encode()
+    expected = {
+        b'{"id": "0190-y", "topic": "Not A Topic"}': "0190-y",
+        b"\xff": undecodable_id(b"\xff"),
+        too_long: undecodable_id(too_long),
+    }
+    for raw, message_id in expected.items():
+        with pytest.raises(DecodeError) as caught:
+            decode(raw)
+        assert message_id_of(raw, caught.value) == message_id
+
+
+def test_an_envelope_without_an_id_gets_the_same_one_from_every_reader() -> None:
+    raw = b'{"topic": "qa.verify.eu", "body": {"ous": "X1"}}'
+    assert decode(raw).id == decode(raw.decode()).id == undecodable_id(raw)
+    assert decode(raw + b" ").id != decode(raw).id  # other bytes, another message

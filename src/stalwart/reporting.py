@@ -2,8 +2,9 @@
 
 A report must never be lost because the bus is away: it goes through the
 outbox, so when the broker (or the embedded bus file) cannot take it, it is
-spooled durably on this host and forwarded by the next process that opens
-the same outbox.
+spooled durably on this host, for that bus only, and forwarded by the next
+process that opens the same outbox on the same bus (or `stalwart outbox
+flush`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class ReportReceipt:
             return f"report {self.message_id} published on {self.topic} at {self.where}"
         return (
             f"report {self.message_id} spooled to {self.where}: the bus is unreachable; "
-            "it is forwarded when the bus is back (`stalwart outbox flush`)"
+            "once it is back, `stalwart outbox flush` forwards it (so does the next "
+            "`stalwart report` that reaches that bus)"
         )
 
 

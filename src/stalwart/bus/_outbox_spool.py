@@ -1,8 +1,14 @@
 """The outbox's durable local spool: one SQLite file, fsynced on every write.
 
-Rows are encoded envelopes in arrival order. Several processes on one host
-may share a spool; a short forwarder lease in the same file makes sure only
-one of them drains it at a time, so a spool is forwarded in order.
+Rows are encoded envelopes in arrival order, each with the bus it was meant
+for (``bus``: the URL without its password; an embedded bus by absolute
+path). A :class:`Spool` is opened for one bus and only ever sees, forwards
+and counts that bus's rows, so processes on different buses may share one
+file without sending each other's messages to the wrong place. Rows of an
+older stalwart, which did not record their bus, have ``bus`` NULL and stay
+until an operator adopts them (``stalwart outbox flush --adopt``). A short
+forwarder lease per bus makes sure only one process drains a bus's rows at
+a time, so they are forwarded in order.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ _SCHEMA = (
         id TEXT NOT NULL,
         topic TEXT NOT NULL,
         spooled_at REAL NOT NULL,
-        data BLOB NOT NULL)""",
+        data BLOB NOT NULL,
+        bus TEXT)""",
     # Rows that no longer decode (a damaged file, an incompatible version): kept
     # out of the forwarding order, never deleted by stalwart.
     """CREATE TABLE IF NOT EXISTS quarantine (
@@ -34,12 +41,17 @@ _SCHEMA = (
         spooled_at REAL NOT NULL,
         data BLOB NOT NULL,
         error TEXT NOT NULL,
-        quarantined_at REAL NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS forwarder (
-        slot INTEGER PRIMARY KEY CHECK (slot = 1),
+        quarantined_at REAL NOT NULL,
+        bus TEXT)""",
+    """CREATE TABLE IF NOT EXISTS forwarders (
+        bus TEXT NOT NULL PRIMARY KEY,
         owner TEXT NOT NULL,
         until REAL NOT NULL)""",
 )
+# Spools of older versions lack ``bus``: add it (NULL: destination unknown).
+_ADDED_COLUMNS = (("outbox", "bus TEXT"), ("quarantine", "bus TEXT"))
+_INDEXES = ("CREATE INDEX IF NOT EXISTS outbox_by_bus ON outbox (bus, seq)",)
+_FIGURES = "count(*), coalesce(sum(length(data)), 0), min(spooled_at)"
 
 
 class SpoolError(StalwartError):
@@ -48,13 +60,14 @@ class SpoolError(StalwartError):
 
 @dataclass(frozen=True, slots=True)
 class SpoolStatus:
-    """What waits in a spool: count, bytes and the oldest row's age."""
+    """What waits in a spool for one bus (or for all): count, bytes, the oldest row."""
 
     path: str
     pending: int
     bytes: int
     oldest: float | None  # Unix time the oldest pending message was spooled
     quarantined: int = 0  # rows that could not be decoded, set aside
+    bus: str | None = None  # whose rows; None: not recorded (an older stalwart's spool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +77,18 @@ class SpooledRow:
 
 
 class Spool:
-    """Blocking SQLite access; call from a worker thread (``asyncio.to_thread``)."""
+    """Blocking SQLite access to the rows of ``bus``; call from a worker thread
+    (``asyncio.to_thread``). ``bus=None`` reads the rows whose bus is unknown."""
 
-    def __init__(self, path: str | Path, durability: Literal["full", "normal"] = "full") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        durability: Literal["full", "normal"] = "full",
+        *,
+        bus: str | None = None,
+    ) -> None:
         self.path = str(path)
+        self.bus = bus
         self._lock = threading.Lock()
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -78,25 +99,40 @@ class Spool:
             self._db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
             for statement in _SCHEMA:
                 self._db.execute(statement)
+            self._migrate()
         except (OSError, sqlite3.Error) as exc:
             raise SpoolError(
                 f"cannot open the outbox spool {self.path}: {exc}; check bus.outbox and "
                 "that its directory is writable"
             ) from None
 
+    def _migrate(self) -> None:
+        """Add the ``bus`` column to a spool made by an older version (its rows keep
+        NULL: where they were meant to go was never recorded)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for table, column in _ADDED_COLUMNS:
+                names = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column.split()[0] not in names:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+            for statement in _INDEXES:
+                self._db.execute(statement)
+        finally:
+            self._db.execute("COMMIT")
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def append(self, rows: list[tuple[str, str, bytes]]) -> None:
-        """Add ``(id, topic, data)`` rows in one fsynced transaction."""
+        """Add ``(id, topic, data)`` rows for this spool's bus in one fsynced transaction."""
         now = time.time()
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany(
-                    "INSERT INTO outbox (id, topic, spooled_at, data) VALUES (?, ?, ?, ?)",
-                    [(mid, topic, now, data) for mid, topic, data in rows],
+                    "INSERT INTO outbox (id, topic, spooled_at, data, bus) VALUES (?, ?, ?, ?, ?)",
+                    [(mid, topic, now, data, self.bus) for mid, topic, data in rows],
                 )
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -108,9 +144,21 @@ class Spool:
                 ) from None
 
     def head(self, limit: int) -> list[SpooledRow]:
+        """The oldest rows of this spool's bus."""
         with self._lock:
-            cursor = self._db.execute("SELECT seq, data FROM outbox ORDER BY seq LIMIT ?", (limit,))
+            cursor = self._db.execute(
+                "SELECT seq, data FROM outbox WHERE bus IS ? ORDER BY seq LIMIT ?",
+                (self.bus, limit),
+            )
             return [SpooledRow(seq, bytes(data)) for seq, data in cursor.fetchall()]
+
+    def adopt(self) -> int:
+        """Give the rows whose bus was never recorded to this spool's bus; how many."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            moved = self._db.execute("UPDATE outbox SET bus = ? WHERE bus IS NULL", (self.bus,))
+            self._db.execute("COMMIT")
+            return moved.rowcount
 
     def remove(self, seqs: list[int]) -> None:
         with self._lock:
@@ -124,38 +172,56 @@ class Spool:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 "INSERT OR IGNORE INTO quarantine "
-                "SELECT seq, id, topic, spooled_at, data, ?, ? FROM outbox WHERE seq = ?",
+                "(seq, id, topic, spooled_at, data, error, quarantined_at, bus) "
+                "SELECT seq, id, topic, spooled_at, data, ?, ?, bus FROM outbox WHERE seq = ?",
                 (error, time.time(), seq),
             )
             self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
             self._db.execute("COMMIT")
 
     def status(self) -> SpoolStatus:
+        """What waits for this spool's bus (quarantined: every bus's set-aside rows)."""
         with self._lock:
             count, size, oldest = self._db.execute(
-                "SELECT count(*), coalesce(sum(length(data)), 0), min(spooled_at) FROM outbox"
+                f"SELECT {_FIGURES} FROM outbox WHERE bus IS ?", (self.bus,)
             ).fetchone()
-            (quarantined,) = self._db.execute("SELECT count(*) FROM quarantine").fetchone()
-        return SpoolStatus(self.path, int(count), int(size), oldest, int(quarantined))
+            quarantined = self._quarantined()
+        return SpoolStatus(self.path, int(count), int(size), oldest, quarantined, self.bus)
+
+    def by_bus(self) -> list[SpoolStatus]:
+        """What waits for each bus in the whole file (bus None: never recorded)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_FIGURES}, bus FROM outbox GROUP BY bus ORDER BY bus"
+            ).fetchall()
+            quarantined = self._quarantined()
+        return [
+            SpoolStatus(self.path, int(count), int(size), oldest, quarantined, bus)
+            for count, size, oldest, bus in rows
+        ]
+
+    def _quarantined(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM quarantine").fetchone()[0])
 
     def pending(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+            query = "SELECT count(*) FROM outbox WHERE bus IS ?"
+            return int(self._db.execute(query, (self.bus,)).fetchone()[0])
 
     def claim(self, owner: str, seconds: float) -> bool:
-        """Take or renew the forwarder lease; False while another live owner holds it."""
+        """Take or renew this bus's forwarder lease; False while another live owner holds it."""
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 row = self._db.execute(
-                    "SELECT owner, until FROM forwarder WHERE slot = 1"
+                    "SELECT owner, until FROM forwarders WHERE bus IS ?", (self.bus,)
                 ).fetchone()
                 if row is not None and row[0] != owner and row[1] > now:
                     return False
                 self._db.execute(
-                    "INSERT OR REPLACE INTO forwarder (slot, owner, until) VALUES (1, ?, ?)",
-                    (owner, now + seconds),
+                    "INSERT OR REPLACE INTO forwarders (bus, owner, until) VALUES (?, ?, ?)",
+                    (self.bus, owner, now + seconds),
                 )
                 return True
             finally:
@@ -163,4 +229,6 @@ class Spool:
 
     def release(self, owner: str) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM forwarder WHERE slot = 1 AND owner = ?", (owner,))
+            self._db.execute(
+                "DELETE FROM forwarders WHERE bus IS ? AND owner = ?", (self.bus, owner)
+            )

@@ -9,6 +9,10 @@ forwarded when the next process starts on it. Everything else delegates.
 
 Order: while anything waits in the spool, new batches are spooled behind it,
 so a process's messages reach the broker in the order it published them.
+
+Destination: every spooled message records the bus it was meant for
+(:func:`destination`), and an outbox forwards only its own bus's messages,
+however many buses share the spool file.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from pathlib import Path
 from typing import Literal
 
 from stalwart.backoff import Backoff
+from stalwart.bus._factory import redact_url
 from stalwart.bus._outbox_spool import Spool, SpoolError, SpoolStatus
+from stalwart.bus._sqlite_schema import db_path_from_url
 from stalwart.bus._tasks import cancel_and_wait
 from stalwart.bus._transport import DeadLetter, Delivery, QueueSpec, QueueStats, Transport
 from stalwart.envelope import DEFAULT_MAX_SIZE, Envelope, decode, encode
@@ -36,18 +42,31 @@ from stalwart.errors import (
 )
 from stalwart.ids import new_id
 
-__all__ = ["OutboxTransport", "SpoolError", "SpoolStatus", "spool_status"]
+__all__ = ["OutboxTransport", "SpoolError", "SpoolStatus", "destination", "spool_status"]
 
 log = logging.getLogger("stalwart.bus.outbox")
 
 Progress = Callable[[int, int], None]  # (forwarded so far, pending at start)
 
 
-def spool_status(path: str | Path) -> SpoolStatus:
-    """Pending count, bytes and oldest time of the spool at ``path`` (no broker needed)."""
-    spool = Spool(path)
+def destination(url: str) -> str:
+    """The bus ``url`` names, as the spool records it: without its password, and an
+    embedded bus by its absolute path (a relative one depends on the directory)."""
+    if url.partition("://")[0].lower() == "sqlite":
+        return f"sqlite:///{db_path_from_url(url).resolve()}"
+    return redact_url(url)
+
+
+def spool_status(path: str | Path, bus: str | None = None) -> list[SpoolStatus]:
+    """Pending count, bytes and oldest time for each bus with messages in the spool at
+    ``path`` (``bus`` None: spooled by an older stalwart, destination unknown), and
+    for ``bus`` (a :func:`destination`) even when nothing waits for it."""
+    spool = Spool(path, bus=bus)
     try:
-        return spool.status()
+        found = spool.by_bus()
+        if bus is not None and all(row.bus != bus for row in found):
+            found.insert(0, spool.status())
+        return found
     finally:
         spool.close()
 
@@ -81,6 +100,7 @@ class OutboxTransport:
         self.inner = inner
         self._forward = forward
         self.url = inner.url
+        self.bus = destination(inner.url)
         self.spool_path = str(spool_path)
         self._publish_timeout = publish_timeout
         self._batch_size = batch_size
@@ -124,7 +144,9 @@ class OutboxTransport:
             raise TransportClosed("the outbox transport is closed; open a new one")
         if self._spool is not None:
             return
-        self._spool = await asyncio.to_thread(Spool, self.spool_path, self._durability)
+        self._spool = await asyncio.to_thread(
+            Spool, self.spool_path, self._durability, bus=self.bus
+        )
         # Publish directly unless older messages wait (they must go first).
         self._spooling = await asyncio.to_thread(self._spool.pending) > 0
         with contextlib.suppress(BrokerUnavailable):
@@ -195,7 +217,19 @@ class OutboxTransport:
         return await asyncio.to_thread(self._need_spool().pending)
 
     async def status(self) -> SpoolStatus:
+        """What waits for this outbox's bus."""
         return await asyncio.to_thread(self._need_spool().status)
+
+    async def adopt(self) -> int:
+        """Take the spooled messages whose bus was never recorded (an older stalwart's
+        spool) as this bus's, to be forwarded here; returns how many."""
+        adopted = await asyncio.to_thread(self._need_spool().adopt)
+        if adopted:
+            async with self._order:
+                self._spooling = True
+                self._drained.clear()
+            self._wake.set()
+        return adopted
 
     async def flush(self, timeout: float, progress: Progress | None = None) -> int:
         """Forward everything spooled now; returns how many were forwarded.

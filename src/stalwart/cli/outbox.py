@@ -7,41 +7,41 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stalwart.bus import open_transport, redact_url
-from stalwart.bus.outbox import OutboxTransport, SpoolStatus, spool_status
+from stalwart.bus import open_bus, redact_url
+from stalwart.bus.outbox import OutboxTransport, SpoolStatus, destination, spool_status
 from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
 from stalwart.config import Settings
-from stalwart.errors import ConfigError
 
 __all__ = ["register"]
 
+_UNKNOWN = "not recorded (spooled by an older stalwart)"
 
-def _status(settings: Settings) -> SpoolStatus:
-    path = Path(settings.bus.outbox)
+
+def _status(settings: Settings) -> list[SpoolStatus]:
+    path, bus = Path(settings.bus.outbox), destination(settings.bus.url)
     if not path.exists():
-        return SpoolStatus(str(path), 0, 0, None)
-    return spool_status(path)
+        return [SpoolStatus(str(path), 0, 0, None, bus=bus)]
+    return spool_status(path, bus)
 
 
-async def _flush(settings: Settings, timeout: float, progress: Progress) -> int:
-    bus = settings.bus
-    if bus.url.partition("://")[0].lower() == "sqlite":
-        raise ConfigError(
-            f"the bus {redact_url(bus.url)} is embedded and has no outbox; set [bus] url to a "
-            "network broker (amqp://...) to use one"
-        )
-    inner = open_transport(
-        bus.url,
-        max_message_size=bus.max_message_size,
-        exchange=bus.exchange,
-        queue_type=bus.queue_type,
+async def _flush(settings: Settings, timeout: float, adopt: bool, progress: Progress) -> int:
+    # The embedded bus has no outbox of its own, but `stalwart report` spools for it
+    # when its file cannot be opened: flush forwards to whichever bus is configured.
+    outbox = OutboxTransport(
+        open_bus(settings, outbox=False),
+        settings.bus.outbox,
+        durability=settings.bus.durability,
+        max_message_size=settings.bus.max_message_size,
+        forward=False,
     )
-    outbox = OutboxTransport(inner, bus.outbox, durability=bus.durability, forward=False)
     await outbox.start()
     try:
+        if adopt:
+            await outbox.adopt()
         task = progress.add_task("forwarding", total=await outbox.pending())
 
         def advance(done: int, total: int) -> None:
@@ -50,6 +50,10 @@ async def _flush(settings: Settings, timeout: float, progress: Progress) -> int:
         return await outbox.flush(timeout, advance)
     finally:
         await outbox.close()
+
+
+def _when(stamp: float | None) -> str:
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S") if stamp else "-"
 
 
 def register(app: typer.Typer) -> None:
@@ -62,37 +66,56 @@ def register(app: typer.Typer) -> None:
     @outbox.command("status")
     @handle_errors
     def status(config: ConfigOption = None) -> None:
-        """Show how many messages wait in the outbox, their size and the oldest.
+        """Show how many messages wait in the outbox for each bus, their size and the oldest.
 
         Example: stalwart outbox status -c stalwart.toml
         """
-        found = _status(settings_from(config))
-        oldest = (
-            datetime.fromtimestamp(found.oldest, UTC).isoformat(timespec="seconds")
-            if found.oldest is not None
-            else "-"
-        )
-        table = Table("spool", "pending", "bytes", "oldest (UTC)", "quarantined")
-        table.add_row(
-            found.path, str(found.pending), str(found.bytes), oldest, str(found.quarantined)
-        )
+        settings = settings_from(config)
+        found = _status(settings)
+        table = Table(title=escape(found[0].path))
+        table.add_column("bus", overflow="fold")  # a URL must read whole
+        for name in ("pending", "bytes", "oldest (UTC)"):
+            table.add_column(name, no_wrap=True)
+        for row in found:
+            bus = escape(row.bus) if row.bus is not None else _UNKNOWN
+            table.add_row(bus, str(row.pending), str(row.bytes), _when(row.oldest))
         console.print(table)
-        if found.quarantined:
+        mine = destination(settings.bus.url)
+        if any(row.bus != mine and row.pending for row in found):
             console.print(
-                f"{found.quarantined} spooled message(s) could not be decoded and were set "
-                f"aside, not sent: they are in the quarantine table of {found.path} "
-                "(sqlite3 that file to inspect them)"
+                "messages wait for other buses than the configured one: each is forwarded "
+                "only to its own bus (`stalwart outbox flush` with that bus's URL); "
+                "`--adopt` sends those whose bus was not recorded to the configured bus",
+                highlight=False,
+            )
+        if found[0].quarantined:
+            console.print(
+                f"{found[0].quarantined} spooled message(s) could not be decoded and were set "
+                f"aside, not sent: they are in the quarantine table of {escape(found[0].path)} "
+                "(sqlite3 that file to inspect them)",
+                highlight=False,
             )
 
     @outbox.command("flush")
     @handle_errors
     def flush(
         timeout: Annotated[
-            float, typer.Option(help="Give up after this many seconds if the broker stays away.")
+            float,
+            typer.Option(min=0, help="Give up after this many seconds if the bus stays away."),
         ] = 60.0,
+        adopt: Annotated[
+            bool,
+            typer.Option(
+                "--adopt",
+                help="Also forward, to this bus, messages whose bus was not recorded "
+                "(spooled by an older stalwart).",
+            ),
+        ] = False,
         config: ConfigOption = None,
     ) -> None:
-        """Forward everything in the outbox to the broker now, in order.
+        """Forward everything the outbox holds for the configured bus now, in order.
+
+        Messages spooled for another bus stay for it.
 
         Example: stalwart outbox flush --timeout 120
         """
@@ -104,5 +127,8 @@ def register(app: typer.Typer) -> None:
             TimeElapsedColumn(),
             console=console,
         ) as progress:
-            forwarded = run(_flush(settings, timeout, progress))
-        console.print(f"forwarded {forwarded} message(s) to {redact_url(settings.bus.url)}")
+            forwarded = run(_flush(settings, timeout, adopt, progress))
+        console.print(
+            f"forwarded {forwarded} message(s) to {escape(redact_url(settings.bus.url))}",
+            highlight=False,
+        )

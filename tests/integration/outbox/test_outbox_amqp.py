@@ -74,26 +74,29 @@ async def test_open_bus_wraps_network_buses_only(
 
 
 async def test_a_short_lived_publisher_leaves_nothing_behind(
-    rabbitmq_url: str, exchange: str, tmp_path: Path
+    rabbitmq_url: str, proxy: TcpProxy, exchange: str, tmp_path: Path
 ) -> None:
-    # Given a spool holding one message from an earlier outage, and a healthy broker
+    # Given a spool holding one message from an earlier outage of the broker
     spool = tmp_path / "outbox.db"
-    down = OutboxTransport(AmqpTransport("amqp://guest:guest@127.0.0.1:1/"), spool)
+    url = proxy.url(rabbitmq_url)
+    proxy.cut()
+    down = OutboxTransport(AmqpTransport(url, exchange=exchange, connect_timeout=1.0), spool)
     await down.start()
     await down.publish([Envelope.new("batch.report", "from the outage")])
     await down.close()
+    proxy.restore()
     admin = AmqpTransport(rabbitmq_url, exchange=exchange)
     await admin.start()
     try:
         await admin.declare(QueueSpec("reports", ("batch.#",)))
         # When a batch tool starts, publishes one message and exits at once
-        tool = OutboxTransport(AmqpTransport(rabbitmq_url, exchange=exchange), spool)
+        tool = OutboxTransport(AmqpTransport(url, exchange=exchange), spool)
         await tool.start()
         await tool.publish([Envelope.new("batch.report", "now")])
         await tool.close()
         # Then both messages reached the broker, the old one first, and the spool is empty
         assert await bodies(admin, "reports", 2) == ["from the outage", "now"]
-        check = OutboxTransport(AmqpTransport(rabbitmq_url, exchange=exchange), spool)
+        check = OutboxTransport(AmqpTransport(url, exchange=exchange), spool)
         await check.start()
         assert await check.pending() == 0
         await check.close()

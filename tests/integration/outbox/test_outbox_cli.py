@@ -10,14 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from stalwart.bus import QueueSpec
+from stalwart.bus._outbox_spool import Spool
 from stalwart.bus.amqp import AmqpTransport
-from stalwart.bus.outbox import OutboxTransport
+from stalwart.bus.outbox import destination
 from stalwart.cli import build_app
-from stalwart.envelope import Envelope
+from stalwart.envelope import Envelope, encode
 
 pytestmark = pytest.mark.rabbitmq
-
-DOWN = "amqp://guest:guest@127.0.0.1:1/"
 
 
 def _config(tmp_path: Path, url: str, exchange: str) -> str:
@@ -28,14 +27,15 @@ def _config(tmp_path: Path, url: str, exchange: str) -> str:
     return str(path)
 
 
-def _spool(tmp_path: Path, exchange: str, count: int) -> None:
-    async def spool() -> None:
-        outbox = OutboxTransport(AmqpTransport(DOWN, exchange=exchange), tmp_path / "outbox.db")
-        await outbox.start()
-        await outbox.publish([Envelope.new("cli.x", n) for n in range(count)])
-        await outbox.close()
-
-    asyncio.run(spool())
+def _spool(tmp_path: Path, url: str, count: int) -> None:
+    """``count`` messages in the spool for the bus at ``url``, as an outbox leaves
+    them when it cannot reach that broker."""
+    spool = Spool(tmp_path / "outbox.db", bus=destination(url))
+    try:
+        envelopes = [Envelope.new("cli.x", n) for n in range(count)]
+        spool.append([(e.id, e.topic, encode(e)) for e in envelopes])
+    finally:
+        spool.close()
 
 
 def _ready(url: str, exchange: str, declare: bool) -> int:
@@ -56,7 +56,7 @@ def test_status_then_flush_forwards_the_spool(
     rabbitmq_url: str, exchange: str, tmp_path: Path
 ) -> None:
     # Given three messages spooled while the broker was unreachable, and a declared service
-    _spool(tmp_path, exchange, 3)
+    _spool(tmp_path, rabbitmq_url, 3)
     _ready(rabbitmq_url, exchange, declare=True)
     config = _config(tmp_path, rabbitmq_url, exchange)
     cli = CliRunner()
@@ -78,8 +78,9 @@ def test_flush_with_the_broker_down_fails_on_one_line_and_keeps_the_spool(
     exchange: str, tmp_path: Path
 ) -> None:
     # Given a spooled message and a broker that is not there
-    _spool(tmp_path, exchange, 1)
-    config = _config(tmp_path, "amqp://guest:s3cret@127.0.0.1:1/", exchange)
+    down = "amqp://guest:s3cret@127.0.0.1:1/"
+    _spool(tmp_path, down, 1)
+    config = _config(tmp_path, down, exchange)
     cli = CliRunner()
     app = build_app(["outbox"])
     # When flush runs with a short timeout
@@ -94,7 +95,7 @@ def test_flush_sets_a_damaged_row_aside_and_status_says_where(
     rabbitmq_url: str, exchange: str, tmp_path: Path
 ) -> None:
     # Given two spooled messages, one of them damaged on disk
-    _spool(tmp_path, exchange, 2)
+    _spool(tmp_path, rabbitmq_url, 2)
     _ready(rabbitmq_url, exchange, declare=True)
     with sqlite3.connect(tmp_path / "outbox.db") as db:
         db.execute("UPDATE outbox SET data = ? WHERE seq = 1", (b"{broken",))

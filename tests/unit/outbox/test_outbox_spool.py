@@ -14,8 +14,8 @@ import pytest
 from stalwart.bus import QueueSpec, open_transport
 from stalwart.bus._outbox_spool import Spool, SpoolError
 from stalwart.bus.amqp import AmqpTransport
-from stalwart.bus.outbox import OutboxTransport, spool_status
-from stalwart.envelope import Envelope
+from stalwart.bus.outbox import OutboxTransport, destination, spool_status
+from stalwart.envelope import Envelope, encode
 from stalwart.errors import BrokerUnavailable, MessageTooLarge, TransportClosed
 
 DOWN = "amqp://guest:guest@127.0.0.1:1/"
@@ -24,6 +24,38 @@ DOWN = "amqp://guest:guest@127.0.0.1:1/"
 def _down_outbox(spool: Path, **options: float) -> OutboxTransport:
     inner = AmqpTransport(DOWN, exchange="never", connect_timeout=0.5)
     return OutboxTransport(inner, spool, backoff_initial=0.05, backoff_cap=0.2, **options)
+
+
+def _blocked_bus(tmp_path: Path) -> tuple[str, Path]:
+    """An embedded bus that cannot be opened (its directory is a file) until the
+    returned blocker is removed: an outage of the embedded bus."""
+    blocker = tmp_path / "bus-dir"
+    blocker.write_text("in the way")
+    return f"sqlite:///{blocker}/bus.db", blocker
+
+
+async def _declare(url: str, queue: str = "jobs") -> None:
+    service = open_transport(url)
+    await service.start()
+    await service.declare(QueueSpec(queue, (f"{queue}.#",)))  # routed only once bound
+    await service.close()
+
+
+async def _spooled_for(url: str, spool: Path, count: int) -> None:
+    """``count`` messages spooled by an outbox whose bus ``url`` is down."""
+    outbox = OutboxTransport(open_transport(url), spool, backoff_initial=0.05, backoff_cap=0.2)
+    await outbox.start()
+    await outbox.publish([Envelope.new("jobs.run", n) for n in range(count)])
+    await outbox.close()
+
+
+async def _reachable(tmp_path: Path, spool: Path) -> OutboxTransport:
+    """A started outbox on ``spool`` over an embedded bus with a ``jobs`` queue."""
+    url = f"sqlite:///{tmp_path}/bus.db"
+    await _declare(url)
+    outbox = OutboxTransport(open_transport(url), spool)
+    await outbox.start()
+    return outbox
 
 
 async def _bodies(transport: OutboxTransport, queue: str, count: int) -> list[object]:
@@ -54,26 +86,22 @@ async def test_publishing_with_the_broker_down_spools_and_returns(tmp_path: Path
         assert status.pending == 4 and status.bytes > 0 and status.oldest is not None
     finally:
         await outbox.close()
-    # And the spool outlives the process's transport
-    assert spool_status(tmp_path / "outbox.db").pending == 4
+    # And the spool outlives the process's transport, recorded for its bus (no password)
+    [left] = spool_status(tmp_path / "outbox.db")
+    assert left.pending == 4 and left.bus == "amqp://guest:***@127.0.0.1:1/"
 
 
 async def test_a_left_over_spool_is_forwarded_in_order_at_the_next_start(
     tmp_path: Path,
 ) -> None:
-    # Given a spool left by a process that could not reach its broker
+    # Given a spool left by a process that could not reach its (embedded) bus
     spool = tmp_path / "outbox.db"
-    first = _down_outbox(spool)
-    await first.start()
-    await first.publish([Envelope.new("jobs.run", n) for n in range(10)])
-    await first.close()
-    service = open_transport(f"sqlite:///{tmp_path}/bus.db")
-    await service.start()
-    await service.declare(QueueSpec("jobs", ("jobs.#",)))  # routed only once bound
-    await service.close()
-    # When a process starts an outbox over a reachable bus (the embedded one)
-    inner = open_transport(f"sqlite:///{tmp_path}/bus.db")
-    second = OutboxTransport(inner, spool, backoff_initial=0.05, backoff_cap=0.2)
+    url, blocker = _blocked_bus(tmp_path)
+    await _spooled_for(url, spool, 10)
+    blocker.unlink()
+    await _declare(url)
+    # When a process starts an outbox over that bus, now reachable
+    second = OutboxTransport(open_transport(url), spool, backoff_initial=0.05, backoff_cap=0.2)
     await second.start()
     try:
         await second.flush(timeout=10.0)
@@ -84,23 +112,69 @@ async def test_a_left_over_spool_is_forwarded_in_order_at_the_next_start(
         await second.close()
 
 
+async def test_messages_for_one_bus_are_never_forwarded_to_another(tmp_path: Path) -> None:
+    # Given messages spooled for a broker that is down, in the shared spool file
+    spool = tmp_path / "outbox.db"
+    await _spooled_for(DOWN, spool, 3)
+    # When an outbox on another, reachable bus starts on the same file and flushes
+    other = await _reachable(tmp_path, spool)
+    try:
+        assert await other.flush(timeout=5.0) == 0
+        # Then nothing reached that bus, and the messages still wait for their own
+        assert (await other.queue_stats("jobs")).ready == 0
+    finally:
+        await other.close()
+    [left] = spool_status(spool)
+    assert (left.bus, left.pending) == (destination(DOWN), 3)
+
+
+def _legacy_spool(path: Path, count: int) -> None:
+    """A spool as an older stalwart wrote it: no record of the bus."""
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, "
+            "topic TEXT NOT NULL, spooled_at REAL NOT NULL, data BLOB NOT NULL)"
+        )
+        for n in range(count):
+            env = Envelope.new("jobs.run", n)
+            db.execute(
+                "INSERT INTO outbox (id, topic, spooled_at, data) VALUES (?, ?, ?, ?)",
+                (env.id, env.topic, time.time(), encode(env)),
+            )
+
+
+async def test_an_older_spool_is_kept_until_adopted_then_forwarded(tmp_path: Path) -> None:
+    # Given a spool of an older version, whose rows do not say which bus they were for
+    spool = tmp_path / "outbox.db"
+    _legacy_spool(spool, 2)
+    outbox = await _reachable(tmp_path, spool)
+    try:
+        # When an outbox opens it (migrating it), Then it forwards none of them by itself
+        assert await outbox.flush(timeout=5.0) == 0
+        [unknown] = spool_status(spool)
+        assert (unknown.bus, unknown.pending) == (None, 2)
+        # When the operator adopts them for this bus, Then they are forwarded, in order
+        assert await outbox.adopt() == 2
+        assert await outbox.flush(timeout=10.0) == 2
+        assert await _bodies(outbox, "jobs", 2) == [0, 1]
+    finally:
+        await outbox.close()
+    assert spool_status(spool) == []
+
+
 async def test_a_spooled_row_that_no_longer_decodes_is_set_aside_not_lost(
     tmp_path: Path,
 ) -> None:
     # Given a spool of three messages whose middle row was damaged on disk
     spool = tmp_path / "outbox.db"
-    first = _down_outbox(spool)
-    await first.start()
-    await first.publish([Envelope.new("jobs.run", n) for n in range(3)])
-    await first.close()
+    url, blocker = _blocked_bus(tmp_path)
+    await _spooled_for(url, spool, 3)
     with sqlite3.connect(spool) as db:
         db.execute("UPDATE outbox SET data = ? WHERE seq = 2", (b"\x00not an envelope",))
-    service = open_transport(f"sqlite:///{tmp_path}/bus.db")
-    await service.start()
-    await service.declare(QueueSpec("jobs", ("jobs.#",)))
-    await service.close()
-    # When the spool is forwarded to a reachable bus
-    outbox = OutboxTransport(open_transport(f"sqlite:///{tmp_path}/bus.db"), spool)
+    blocker.unlink()
+    await _declare(url)
+    # When the spool is forwarded to its bus, back again
+    outbox = OutboxTransport(open_transport(url), spool)
     await outbox.start()
     try:
         await outbox.flush(timeout=10.0)
@@ -111,8 +185,8 @@ async def test_a_spooled_row_that_no_longer_decodes_is_set_aside_not_lost(
     finally:
         await outbox.close()
     with sqlite3.connect(spool) as db:
-        (data, error) = db.execute("SELECT data, error FROM quarantine").fetchone()
-    assert data == b"\x00not an envelope" and error
+        (data, error, bus) = db.execute("SELECT data, error, bus FROM quarantine").fetchone()
+    assert data == b"\x00not an envelope" and error and bus == destination(url)
 
 
 async def test_bad_input_is_refused_and_nothing_is_spooled(tmp_path: Path) -> None:
@@ -154,9 +228,12 @@ async def test_flush_gives_up_after_its_timeout_when_the_broker_stays_down(
 
 
 def test_only_one_process_forwards_a_spool_at_a_time(tmp_path: Path) -> None:
-    # Given one spool opened twice (two processes on one host)
-    a, b = Spool(tmp_path / "s.db"), Spool(tmp_path / "s.db")
+    # Given one spool opened twice for one bus (two processes on one host)
+    a, b = Spool(tmp_path / "s.db", bus="x"), Spool(tmp_path / "s.db", bus="x")
+    other = Spool(tmp_path / "s.db", bus="y")
     try:
+        # (a process forwarding another bus's messages does not wait for them)
+        assert other.claim("c", 5.0)
         # When the first claims the forwarder lease
         assert a.claim("a", 5.0)
         # Then the second cannot until it is released or expires, and the owner can renew
@@ -166,8 +243,8 @@ def test_only_one_process_forwards_a_spool_at_a_time(tmp_path: Path) -> None:
         assert b.claim("b", 0.0)
         assert a.claim("a", 5.0)  # b's zero-length lease has expired
     finally:
-        a.close()
-        b.close()
+        for spool in (a, b, other):
+            spool.close()
 
 
 def test_an_unwritable_spool_is_a_clear_error(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ RUN := $(VENV)/.installed-run
 TEST := $(VENV)/.installed-test
 BENCH := $(VENV)/.installed-bench
 
-.PHONY: run test lint typecheck pytest bench setup clean
+.PHONY: run test lint typecheck pytest chaos bench setup clean
 
 $(VENV)/.installed-%: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $* $(PYTHON) $(VENV)
@@ -29,6 +29,10 @@ pytest: $(TEST)
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The fault suite at full counts (`make test` runs it at short counts); prints its counts.
+chaos: $(TEST)
+	STALWART_CHAOS_FULL=1 $(BIN)/pytest -q -p no:cacheprovider -s tests/chaos $(PYTEST_ARGS)
 
 bench: $(BENCH)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -1,0 +1,312 @@
+"""A whole stalwart system in real processes, and the fault suite's counts.
+
+:class:`System` writes one ``stalwart.toml`` and starts, as separate
+processes: the persistence subscriber (``stalwart persist``), consumers of the
+effects service (``stalwart run effects_app:svc``, or HA replicas with
+``python -m stalwart.ha``) and producers (``producer.py``). Each process has
+its own home (its own outbox). ``close()`` kills whatever is still running.
+
+:func:`count` reads the store and the effects table into :class:`Counts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from effects_app import EFFECTS_DDL, async_url
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from stalwart.bus import open_transport
+from stalwart.config import Settings, load_settings
+from stalwart.ha import status
+from stalwart.ha.replicas import SETTINGS_ENV
+from stalwart.store.schema import deliveries
+
+HERE = Path(__file__).parent
+STALWART = str(Path(sys.executable).with_name("stalwart"))
+FULL = os.environ.get("STALWART_CHAOS_FULL") == "1"
+
+__all__ = [
+    "FULL",
+    "Counts",
+    "System",
+    "assert_effectively_once",
+    "count",
+    "eventually",
+    "scale",
+    "settle",
+]
+
+
+def scale(short: int, full: int) -> int:
+    """``full`` under ``STALWART_CHAOS_FULL=1`` (``make chaos``), else ``short``."""
+    return full if FULL else short
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What the store and the effects table say about one run's published ids."""
+
+    published: int
+    effect_rows: int
+    distinct_effects: int
+    consumed: int
+    non_final: int  # delivery rows at sent, received or failed
+    other_final: int  # rejected, dead or expired
+    missing: int  # published ids without a delivery row at the service
+
+    @property
+    def duplicates(self) -> int:
+        return self.effect_rows - self.distinct_effects
+
+    def line(self, scenario: str, seconds: float) -> str:
+        return (
+            f"[{scenario}] published={self.published} effects={self.effect_rows} "
+            f"distinct={self.distinct_effects} duplicates={self.duplicates} "
+            f"consumed={self.consumed} non_final={self.non_final} "
+            f"other_final={self.other_final} missing={self.missing} runtime={seconds:.1f}s"
+        )
+
+    def complete(self) -> bool:
+        return self.distinct_effects >= self.published and self.consumed >= self.published
+
+
+async def count(store_url: str, service: str, prefix: str, published: int) -> Counts:
+    """Counts for the ids ``prefix-*`` at ``service``."""
+    engine = create_async_engine(async_url(store_url))
+    like = f"{prefix}-%"
+    try:
+        async with engine.connect() as conn:
+            rows, distinct = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*), count(DISTINCT message_id) FROM effects "
+                        "WHERE service = :service AND message_id LIKE :like"
+                    ),
+                    {"service": service, "like": like},
+                )
+            ).one()
+            by_state = dict(
+                (
+                    await conn.execute(
+                        select(deliveries.c.state, func.count())
+                        .where(deliveries.c.service == service)
+                        .where(deliveries.c.message_id.like(like))
+                        .group_by(deliveries.c.state)
+                    )
+                ).all()
+            )
+    finally:
+        await engine.dispose()
+    consumed = int(by_state.get("consumed", 0))
+    non_final = sum(int(by_state.get(s, 0)) for s in ("sent", "received", "failed"))
+    other = sum(int(by_state.get(s, 0)) for s in ("rejected", "dead", "expired"))
+    return Counts(
+        published=published,
+        effect_rows=int(rows),
+        distinct_effects=int(distinct),
+        consumed=consumed,
+        non_final=non_final,
+        other_final=other,
+        missing=published - consumed - non_final - other,
+    )
+
+
+async def settle(
+    store_url: str, service: str, prefix: str, published: int, timeout: float, quiet: float
+) -> Counts:
+    """Counts once every id has an effect and is consumed (or ``timeout`` passed), taken
+    again after ``quiet`` seconds so that late redeliveries show as duplicates."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if (await count(store_url, service, prefix, published)).complete():
+                break
+        except Exception as exc:  # the store may be restarting
+            print(f"counting failed ({exc!r}); trying again")
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(quiet)
+    return await count(store_url, service, prefix, published)
+
+
+def assert_effectively_once(counts: Counts, scenario: str, seconds: float) -> None:
+    """Print the counts; every id has one effect and ends consumed, nothing else."""
+    line = counts.line(scenario, seconds)
+    print(line)
+    got = (
+        counts.distinct_effects,
+        counts.duplicates,
+        counts.consumed,
+        counts.non_final,
+        counts.other_final,
+        counts.missing,
+    )
+    assert got == (counts.published, 0, counts.published, 0, 0, 0), line
+
+
+class System:
+    """Persister, consumers and producers of one test, as child processes."""
+
+    def __init__(
+        self, workdir: Path, bus_url: str, store_url: str, service: str, **bus: object
+    ) -> None:
+        self.workdir = workdir
+        self.service = service
+        self.store_url = store_url
+        self.config = workdir / "stalwart.toml"
+        options = {"url": bus_url, "lease": 2.0, "retry_initial": 0.1, "retry_max": 1.0, **bus}
+        bus_lines = "".join(f"{k} = {_toml(v)}\n" for k, v in options.items())
+        self.config.write_text(
+            f'log_level = "WARNING"\n[bus]\n{bus_lines}[store]\nurl = "{store_url}"\n'
+            "[ha]\nlease = 2.0\n"
+        )
+        self.settings: Settings = load_settings(self.config, env={})
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _env(self, name: str) -> dict[str, str]:
+        home = self.workdir / name
+        home.mkdir(exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STALWART_")}
+        env.update(
+            STALWART_CONFIG=str(self.config),
+            STALWART_HOME=str(home),
+            CHAOS_SERVICE=self.service,
+            PYTHONPATH=os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]),
+        )
+        return env
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
+        """Start ``argv`` as process ``name`` (output in ``<workdir>/<name>.log``)."""
+        log = (self.workdir / f"{name}.log").open("wb")
+        self.procs[name] = subprocess.Popen(
+            argv, env=env or self._env(name), cwd=HERE, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        return self.procs[name].pid
+
+    async def prepare(self) -> None:
+        """Create the effects table, then start the persister and wait for its queue."""
+        engine = create_async_engine(async_url(self.store_url))
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text(EFFECTS_DDL))
+        finally:
+            await engine.dispose()
+        self.spawn("persister", [STALWART, "persist", "--lease", "3", "--batch-size", "500"])
+        await self.wait_queue("stalwart-persist")
+
+    async def wait_queue(self, queue: str, timeout: float = 60.0) -> None:
+        bus = open_transport(self.settings.bus.url, exchange=self.settings.bus.exchange)
+        await bus.start()
+        try:
+
+            async def declared() -> bool:
+                return queue in await bus.queues()
+
+            await eventually(declared, timeout, f"queue {queue} to be declared")
+        finally:
+            await bus.close()
+
+    async def wait_applied(self, prefix: str, published: int, share: float, timeout: float) -> None:
+        """Until ``share`` of the ids ``prefix-*`` have an effect (the store may be away)."""
+
+        async def reached() -> bool:
+            try:
+                counts = await count(self.store_url, self.service, prefix, published)
+            except Exception:
+                return False
+            return counts.distinct_effects >= published * share
+
+        await eventually(reached, timeout, f"{share:.0%} of the effects")
+
+    async def consumers(self, count: int) -> None:
+        for _ in range(count):
+            self.consumer()
+        await self.wait_queue(self.service)
+
+    def consumer(self) -> int:
+        name = f"consumer-{len(self.procs)}"
+        return self.spawn(name, [STALWART, "run", "effects_app:svc"])
+
+    def replica(self) -> int:
+        """An HA replica of the effects service (one is active, the others stand by)."""
+        name = f"replica-{len(self.procs)}"
+        env = self._env(name)
+        settings = load_settings(self.config, env={"STALWART_HOME": env["STALWART_HOME"]})
+        env[SETTINGS_ENV] = settings.model_dump_json()
+        return self.spawn(name, [sys.executable, "-m", "stalwart.ha", "effects_app:svc"], env)
+
+    async def leader(self) -> int | None:
+        """The pid of the replica holding the service's role now, if any."""
+        engine = create_async_engine(async_url(self.store_url))
+        try:
+            for lease in (await status(engine)).leases:
+                if lease.role == f"service.{self.service}" and lease.live and lease.holder:
+                    return int(lease.holder.rsplit("-", 2)[1])
+        except Exception:
+            return None
+        finally:
+            await engine.dispose()
+        return None
+
+    def producer(self, prefix: str, count: int) -> str:
+        name = f"producer-{prefix}"
+        self.spawn(name, [sys.executable, str(HERE / "producer.py"), prefix, str(count)])
+        return name
+
+    async def finished(self, name: str, timeout: float) -> None:
+        proc = self.procs[name]
+        try:
+            code = await asyncio.wait_for(asyncio.to_thread(proc.wait), timeout)
+        except TimeoutError:
+            raise AssertionError(f"{name} still running after {timeout:.0f}s") from None
+        assert code == 0, f"{name} exited {code}:\n{self.log(name)[-3000:]}"
+
+    def kill(self, pid: int) -> None:
+        """SIGKILL one process of this system."""
+        os.kill(pid, signal.SIGKILL)
+        for proc in self.procs.values():
+            if proc.pid == pid:
+                proc.wait(30)
+
+    def log(self, name: str) -> str:
+        return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+    def close(self) -> None:
+        """SIGTERM every process still running, then SIGKILL the ones that linger.
+
+        Prints the last lines of each process's log (shown when a test fails).
+        """
+        for name in self.procs:
+            tail = self.log(name).strip().splitlines()[-3:]
+            print(f"--- {name} (exit {self.procs[name].poll()}):", *tail, sep="\n  ")
+        running = [p for p in self.procs.values() if p.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
+        for proc in running:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def _toml(value: object) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value)

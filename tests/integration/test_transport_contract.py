@@ -226,6 +226,26 @@ async def test_an_unrenewed_lease_expires_and_the_message_comes_back(
     assert back.envelope.id == held.envelope.id
 
 
+async def test_a_released_delivery_comes_back_at_once_with_the_same_attempt(
+    transport_factory: Factory, unique: str, take: Take
+) -> None:
+    # Given a consumer holding a message under a long lease
+    queue = f"release-{unique}"
+    holder = await _loaded(transport_factory, queue, "r.x", ["unwanted"], lease=60.0)
+    deliveries = holder.consume(queue, 1)
+    held = await anext(deliveries)
+    # When it stops consuming and gives the message back unprocessed (stopping first,
+    # so that the broker does not hand it straight back to this consumer)
+    await deliveries.aclose()  # type: ignore[attr-defined]
+    await held.release()
+    # Then another consumer gets it well before the lease ends, the attempt not counted
+    other = await transport_factory()
+    (back,) = await take(other, queue, 1, timeout=5.0)
+    assert back.attempt == held.attempt
+    assert back.envelope is not None and held.envelope is not None
+    assert back.envelope.id == held.envelope.id
+
+
 async def test_extending_the_lease_prevents_redelivery(
     transport_factory: Factory, unique: str, take: Take, nothing_within: Nothing
 ) -> None:

@@ -6,6 +6,9 @@ once), or until the broker's ``consumer_timeout`` (30 min by default) closes
 the channel. To give the same contract as the embedded bus, a delivery not
 settled within the queue's lease is also released here (``nack`` with
 requeue) so another consumer gets it; :meth:`extend` pushes that deadline.
+A delivery given back unprocessed (:meth:`AmqpDelivery.release`, and the
+prefetched ones of a stopped consumer) is replaced by a confirmed copy at the
+same attempt, since a requeue would count as an attempt on a quorum queue.
 """
 
 from __future__ import annotations
@@ -120,15 +123,6 @@ class AmqpDelivery:
             self._lease.cancel()
         return True
 
-    def take_back(self) -> bool:
-        """Claim this delivery for release by its consumer; False if already settled."""
-        if self._settled:
-            return False
-        self._settled = True
-        if self._lease is not None:
-            self._lease.cancel()
-        return True
-
     async def settle_raw(self, *, requeue: bool | None) -> None:
         """ack (requeue None) or nack; a lost channel is logged: the broker redelivers."""
         try:
@@ -152,30 +146,33 @@ class AmqpDelivery:
         if self.attempt >= spec.max_attempts:
             await self.dead(f"{reason} (after {self.attempt} attempts)")
             return False
-        if not self._claim("retry"):
-            return True
-        wait = backoff_delay(spec, self.attempt) if delay is None else max(0.0, delay)
-        try:
-            await self._consumer.settler(self, wait, reason, self.attempt + 1)
-        except BaseException:
-            await self.settle_raw(requeue=True)
-            raise
-        await self.settle_raw(requeue=None)
+        if self._claim("retry"):
+            wait = backoff_delay(spec, self.attempt) if delay is None else max(0.0, delay)
+            await self._replace(wait, reason, self.attempt + 1)
         return True
 
     async def dead(self, reason: str) -> None:
-        if not self._claim("dead"):
+        if self._claim("dead"):
+            await self._replace(None, reason, self.attempt)
+
+    async def release(self) -> None:
+        # A confirmed copy at the same attempt: a plain requeue would count as a
+        # redelivery (x-delivery-count) and so as an attempt.
+        if not self._claim("release"):
             return
         try:
-            await self._consumer.settler(self, None, reason, self.attempt)
+            await self._replace(0.0, "released unprocessed", self.attempt)
+        except Exception as exc:  # requeued instead: counted as a redelivery, not lost
+            log.info("releasing %s by a copy failed: %s", self._message.message_id, exc)
+
+    async def _replace(self, delay: float | None, reason: str, attempt: int) -> None:
+        """Publish the copy that carries on (None: to the dead letters), then ack this one."""
+        try:
+            await self._consumer.settler(self, delay, reason, attempt)
         except BaseException:
             await self.settle_raw(requeue=True)
             raise
         await self.settle_raw(requeue=None)
-
-    async def release(self) -> None:
-        if self._claim("release"):
-            await self.settle_raw(requeue=True)
 
     async def extend(self, seconds: float) -> None:
         if not self._settled:
@@ -211,8 +208,8 @@ class Consumer:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         self.inflight += 1
         delivery = AmqpDelivery(self, message)
-        if self._retired and delivery.take_back():
-            await delivery.settle_raw(requeue=True)
+        if self._retired:
+            await delivery.release()
             return
         await self.inbox.put(delivery)
 
@@ -248,8 +245,8 @@ class Consumer:
                     await queue.cancel(tag, timeout=5.0)
         while not self.inbox.empty():
             item = self.inbox.get_nowait()
-            if item is not None and not item.stale and item.take_back():
-                await item.settle_raw(requeue=True)
+            if item is not None and not item.stale:
+                await item.release()
         if self.inflight == 0:
             await self.close()
 

@@ -167,17 +167,19 @@ async def _targets(
 
 
 async def _hint(
-    catalog: Catalog | None, path: Path, at: Located, checked: ops.Checked
+    catalog: Catalog | None, path: Path, at: Located, checked: ops.Checked, repair: bool
 ) -> str | None:
-    """What to do about a replica that stays damaged."""
-    if checked.state in ("ok", "repaired"):
+    """What to do about a file that stays damaged (or was never ingested)."""
+    state, report = checked.state, checked.report
+    if state in ("ok", "repaired"):
         return None
-    if (
-        checked.state == "corrupt"
-        and checked.repair is None
-        and checked.report.manifest is not None
-    ):
-        return f"`stalwart verify {path} --repair` repairs it from its parity"
+    if state == "unverified":
+        return f"`stalwart ingest {path}` records its checksums and parity"
+    if state == "corrupt" and not repair:
+        if report.manifest is not None:
+            return f"`stalwart verify {path} --repair` repairs it from its parity"
+        if checked.catalogued:
+            return f"`stalwart verify {path} --repair` rebuilds its manifest if the data is intact"
     others = []
     if catalog is not None and at.name is not None:
         others = [
@@ -185,7 +187,7 @@ async def _hint(
             for r in await catalog.replicas(None, name=at.name)
             if r["site"] != at.site and r["state"] in ("ok", "repaired")
         ]
-    what = "missing" if checked.state == "missing" else "damaged beyond its parity"
+    what = "missing" if state == "missing" else "still damaged"
     if others and checked.catalogued:
         return (
             f"{what}: `stalwart scrub --site {at.site}` repairs it from the replica at "
@@ -265,7 +267,7 @@ async def _verify_all(
                     if fixed
                     else 0,
                     "manifest_rebuilt": checked.rebuilt,
-                    "hint": await _hint(catalog, path, at, checked),
+                    "hint": await _hint(catalog, path, at, checked, repair),
                 }
             )
     return rows

@@ -54,7 +54,7 @@ class Checked:
 
     report: VerifyReport
     repair: RepairResult | None
-    state: str  # ok | repaired | corrupt | missing
+    state: str  # ok | repaired | corrupt | missing | unverified (never ingested)
     bytes_read: int = 0  # by the check, the repair and the re-check
     catalogued: bool = False  # the outcome was recorded on the catalogued replica
     rebuilt: bool = False  # the manifest was rebuilt from intact data
@@ -217,6 +217,8 @@ async def verify(
     ):
         checked = await _rebuild(checked, path, catalog, name, store, reread)
         checked.catalogued = True
+    if checked.report.unmanifested and not checked.catalogued:
+        checked.state = "unverified"  # nothing says what it should be: not damage
     report, m = checked.report, checked.report.manifest
     if catalog is not None and checked.catalogued:
         await _record_repairs(catalog, recorder.site, name, checked, source)
@@ -230,6 +232,8 @@ async def verify(
             verified=True,
             detail="; ".join(report.problems()) or None,
         )
+    if checked.state == "unverified":
+        return checked  # nothing was verified: nothing to announce
     kind = {
         "ok": EventKind.VERIFIED,
         "repaired": EventKind.REPAIRED,

@@ -35,7 +35,8 @@ class VerifyReport:
     bad_parity: list[int] = field(default_factory=list)
     parity_checked: bool = False
     bytes_read: int = 0
-    missing: bool = False
+    missing: bool = False  # the file itself is not there
+    unmanifested: bool = False  # the file is, its manifest is not
 
     @property
     def data_ok(self) -> bool:
@@ -55,7 +56,9 @@ class VerifyReport:
         if self.missing:
             return ["no such file"]
         out: list[str] = []
-        if self.manifest_error:
+        if self.unmanifested:
+            out.append("no manifest: never ingested, or its manifest was lost")
+        elif self.manifest_error:
             out.append(f"manifest damaged: {self.manifest_error}")
         if self.bad_blocks:
             out.append(f"{len(self.bad_blocks)} bad block(s): {ranges(self.bad_blocks)}")
@@ -172,6 +175,7 @@ def verify_file(
         manifest = load_manifest(mpath)
     except ManifestDamaged as exc:
         report.missing = not path.exists()
+        report.unmanifested = not report.missing and not mpath.exists()
         report.manifest_error = None if report.missing else str(exc)
         return report
     report.manifest = manifest

@@ -72,6 +72,30 @@ def test_verify_of_a_path_that_does_not_exist_says_so(config_file: Path, tmp_pat
     assert "no such file" in out and "manifest damaged" not in out
 
 
+def test_verify_of_a_file_never_ingested_says_so(config_file: Path, make_file) -> None:
+    path, _ = make_file("jao")
+    rows = cli_json(config_file, "verify", str(path), code=1)
+    assert rows[0]["state"] == "unverified" and rows[0]["site"] is None
+    assert rows[0]["problems"] == "no manifest: never ingested, or its manifest was lost"
+    assert rows[0]["hint"] == f"`stalwart ingest {path}` records its checksums and parity"
+
+
+def test_verify_repair_rebuilds_a_lost_manifest_of_intact_data(
+    config_file: Path, make_file
+) -> None:
+    # Given a catalogued file whose manifest was deleted
+    path, _ = make_file("jao")
+    cli(config_file, "ingest", str(path))
+    Path(str(path) + MANIFEST_SUFFIX).unlink()
+    # When verified, Then it is damaged, and the hint says --repair can rebuild it
+    rows = cli_json(config_file, "verify", str(path), code=1)
+    assert rows[0]["state"] == "corrupt" and "--repair` rebuilds its manifest" in rows[0]["hint"]
+    # When verified with --repair, Then the manifest is made again from the data
+    rows = cli_json(config_file, "verify", str(path), "--repair")
+    assert rows[0]["state"] == "repaired" and rows[0]["manifest_rebuilt"] is True
+    assert cli_json(config_file, "verify", str(path))[0]["state"] == "ok"
+
+
 def test_verify_of_a_catalogued_replica_gone_from_disk(config_file: Path, make_file) -> None:
     path, _ = make_file("jao")
     cli(config_file, "ingest", str(path))
@@ -122,7 +146,7 @@ def test_read_only_commands_make_no_home(tmp_path: Path, make_file) -> None:
     assert f"no integrity catalog at {home / 'store.db'}" in out and str(home) in out
     # When a file with no manifest is verified, Then it is reported, recording nothing
     out = cli(config, "verify", str(path), code=1)
-    assert "nothing is recorded" in out and "corrupt" in out
+    assert "nothing is recorded" in out and "unverified" in out
     # When there is nothing to scrub either
     assert "no integrity catalog" in cli(config, "scrub", code=1)
     assert not home.exists()

@@ -42,6 +42,7 @@ __all__ = [
     "assert_effectively_once",
     "count",
     "eventually",
+    "rejections",
     "scale",
     "settle",
 ]
@@ -129,6 +130,19 @@ async def count(store_url: str, service: str, prefix: str, published: int) -> Co
     )
 
 
+async def rejections(store_url: str, service: str) -> list[tuple[str, str | None]]:
+    """(message id, reason) of every delivery at ``service`` that ended rejected."""
+    engine = create_async_engine(async_url(store_url))
+    query = select(deliveries.c.message_id, deliveries.c.reason).where(
+        deliveries.c.service == service, deliveries.c.state == "rejected"
+    )
+    try:
+        async with engine.connect() as conn:
+            return [(str(r[0]), r[1]) for r in await conn.execute(query)]
+    finally:
+        await engine.dispose()
+
+
 async def settle(
     store_url: str, service: str, prefix: str, published: int, timeout: float, quiet: float
 ) -> Counts:
@@ -179,6 +193,7 @@ class System:
         )
         self.settings: Settings = load_settings(self.config, env={})
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.env: dict[str, str] = {}  # extra environment of the processes started next
 
     def _env(self, name: str) -> dict[str, str]:
         home = self.workdir / name
@@ -190,6 +205,7 @@ class System:
             CHAOS_SERVICE=self.service,
             PYTHONPATH=os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]),
         )
+        env.update(self.env)
         return env
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:

@@ -156,9 +156,7 @@ async def _targets(
         if not rows:
             raise fail(f"no replicas of site {at!r} in the catalog; ingest files first")
         return [(Path(r["path"]), Located(at, str(r["name"]))) for r in rows]
-    files = await asyncio.to_thread(
-        lambda: [p.absolute() for p in expand(paths, Path(settings.home))]
-    )
+    files = await asyncio.to_thread(expand, paths, Path(settings.home))
     found = [(p, await locate(catalog, str(p), site, settings.site)) for p in files]
     gone = await asyncio.to_thread(lambda: [p for p, at in found if not at.name and not p.exists()])
     if gone:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from stalwart.bus import DeadLetter, Transport
 from stalwart.cli._bus import connected
+from stalwart.cli._columns import Col, WideOption, fit_table, print_table, width_for
 from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
 from stalwart.config import Settings
 from stalwart.errors import StalwartError
@@ -74,6 +75,35 @@ def _as_json(letter: DeadLetter) -> dict[str, Any]:
     return data
 
 
+_COLUMNS = (
+    Col("key", whole=True),  # what `dlq show` and `dlq retry` take
+    Col("service", min_width=8),
+    Col("topic", drop=2, min_width=12),
+    Col("kind", drop=3, min_width=8),
+    Col("attempts", drop=4, whole=True, justify="right"),
+    Col("died", drop=1, whole=True),
+    Col("reason", wrap=True, min_width=16),
+)
+
+
+def _table(letters: list[DeadLetter], width: int | None) -> Table:
+    rows = []
+    for letter in letters:
+        env = letter.envelope
+        rows.append(
+            [
+                escape(_key_of(letter)),
+                escape(letter.queue),
+                escape(env.topic) if env else "?",
+                escape(env.kind) if env else "?",
+                str(letter.attempts),
+                f"{letter.died_at:%Y-%m-%d %H:%M:%S}",
+                escape(letter.reason),
+            ]
+        )
+    return fit_table(_COLUMNS, rows, width)
+
+
 def register(app: typer.Typer) -> None:
     dlq = typer.Typer(
         help="Dead letters: list, show, retry, purge.\n\nExample: stalwart dlq list",
@@ -89,6 +119,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[
             bool, typer.Option("--json", help="A JSON array, each as `dlq show` prints it.")
         ] = False,
+        wide: WideOption = False,
         config: ConfigOption = None,
     ) -> None:
         """List dead letters with their reasons.
@@ -100,20 +131,10 @@ def register(app: typer.Typer) -> None:
         letters = run(_list(settings_from(config), service, limit))
         if as_json:
             console.print_json(json.dumps([_as_json(letter) for letter in letters], default=str))
-            return
-        table = Table("key", "service", "topic", "kind", "attempts", "died", "reason")
-        for letter in letters:
-            env = letter.envelope
-            table.add_row(
-                escape(_key_of(letter)),
-                escape(letter.queue),
-                escape(env.topic) if env else "?",
-                escape(env.kind) if env else "?",
-                str(letter.attempts),
-                f"{letter.died_at:%Y-%m-%d %H:%M:%S}",
-                escape(letter.reason),
-            )
-        console.print(table if letters else "no dead letters")
+        elif letters:
+            print_table(_table(letters, width_for(wide)))
+        else:
+            console.print("no dead letters")
 
     @dlq.command()
     @handle_errors

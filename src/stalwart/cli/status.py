@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from stalwart.cli._columns import Col, WideOption, fit_table, print_table, width_for
 from stalwart.cli._common import ConfigOption, age, console, handle_errors, run, settings_from
 from stalwart.config import Settings
 from stalwart.store import Store
@@ -25,50 +26,55 @@ async def _gather(settings: Settings) -> tuple[list[ComponentView], list[Program
         return await components(store), await program_states(store.engine)
 
 
-def _services_table(views: list[ComponentView]) -> Table:
-    table = Table(
-        "site",
-        "service",
-        "instance",
-        "host:pid",
-        "state",
-        "last beat",
-        "in flight",
-        "processed",
-        "failed",
-        title="services (from heartbeats)",
-    )
+_SERVICE_COLUMNS = (
+    Col("site", drop=1, min_width=4),
+    Col("service", whole=True),
+    Col("instance", drop=4, min_width=12),
+    Col("host:pid", drop=5, min_width=10),
+    Col("state", whole=True),
+    Col("last beat", whole=True),
+    Col("in flight", drop=3, whole=True, justify="right"),
+    Col("processed", drop=2, whole=True, justify="right"),
+    Col("failed", drop=2, whole=True, justify="right"),
+)
+
+
+def _services_table(views: list[ComponentView], width: int | None) -> Table:
+    rows = []
     for v in sorted(views, key=lambda v: (v.site, v.service, v.instance)):
         state = str(v.availability)
         style = _STYLE.get(state, "white")
-        table.add_row(
-            escape(v.site),
-            escape(v.service),
-            escape(v.instance[-22:]),
-            f"{escape(v.host)}:{v.pid}",
-            f"[{style}]{state}[/]" + (" (stopped)" if v.stopping else ""),
-            f"{age(v.age)} ago",
-            str(v.inflight),
-            str(v.processed),
-            str(v.failed),
+        rows.append(
+            [
+                escape(v.site),
+                escape(v.service),
+                escape(v.instance if width is None else v.instance[-22:]),
+                f"{escape(v.host)}:{v.pid}",
+                f"[{style}]{state}[/]" + (" (stopped)" if v.stopping else ""),
+                f"{age(v.age)} ago",
+                str(v.inflight),
+                str(v.processed),
+                str(v.failed),
+            ]
         )
-    return table
+    return fit_table(_SERVICE_COLUMNS, rows, width, title="services (from heartbeats)")
 
 
-def _programs_table(programs: list[ProgramState]) -> Table:
-    table = Table(
-        "program",
-        "instance",
-        "host",
-        "pid",
-        "state",
-        "restarts",
-        "last event",
-        "reason",
-        title="programs (from the watchdog)",
-    )
-    for p in programs:
-        table.add_row(
+_PROGRAM_COLUMNS = (
+    Col("program", whole=True),
+    Col("instance", drop=3, whole=True, justify="right"),
+    Col("host", drop=4, min_width=8),
+    Col("pid", drop=5, whole=True, justify="right"),
+    Col("state", whole=True),
+    Col("restarts", drop=1, whole=True, justify="right"),
+    Col("last event", drop=2, whole=True),
+    Col("reason", wrap=True, min_width=16),
+)
+
+
+def _programs_table(programs: list[ProgramState], width: int | None) -> Table:
+    rows = [
+        [
             escape(p.program),
             str(p.instance),
             escape(p.host),
@@ -76,9 +82,11 @@ def _programs_table(programs: list[ProgramState]) -> Table:
             escape(p.state),
             str(p.restarts),
             escape(p.last_event or "-"),
-            escape((p.last_reason or "-")[:60]),
-        )
-    return table
+            escape(p.last_reason or "-"),
+        ]
+        for p in programs
+    ]
+    return fit_table(_PROGRAM_COLUMNS, rows, width, title="programs (from the watchdog)")
 
 
 def register(app: typer.Typer) -> None:
@@ -86,6 +94,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def status(
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+        wide: WideOption = False,
         config: ConfigOption = None,
     ) -> None:
         """Services and instances (up / late / down from heartbeats) and supervised programs.
@@ -124,7 +133,8 @@ def register(app: typer.Typer) -> None:
                 "subscriber (`stalwart persist`)"
             )
             return
+        width = width_for(wide)
         if views:
-            console.print(_services_table(views))
+            print_table(_services_table(views, width))
         if programs:
-            console.print(_programs_table(programs))
+            print_table(_programs_table(programs, width))

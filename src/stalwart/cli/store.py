@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from stalwart.bus import open_bus
+from stalwart.cli._columns import WideOption, print_table, width_for
 from stalwart.cli._common import ConfigOption, console, handle_errors, run, say, settings_from
 from stalwart.cli._store_render import detail_view, messages_table, reports_table
 from stalwart.config import Settings
@@ -58,14 +59,19 @@ def _print_json(data: object) -> None:
 
 
 async def _messages(
-    settings: Settings, filters: MessageFilter, limit: int, after: str | None, as_json: bool
+    settings: Settings,
+    filters: MessageFilter,
+    limit: int,
+    after: str | None,
+    as_json: bool,
+    width: int | None,
 ) -> None:
     async with _opened(settings) as store:
         page = await list_messages(store, filters, limit=limit, after=after)
     if as_json:
         _print_json(page.model_dump(mode="json"))
         return
-    console.print(messages_table(page))
+    print_table(messages_table(page, width))
     if page.next_cursor:
         console.print(f"next: --after {page.next_cursor}", highlight=False, soft_wrap=True)
 
@@ -76,7 +82,7 @@ def _ambiguous(part: str, found: list[MessageSummary]) -> str:
     return f"{part!r} is part of several message ids: {listed}{more}; give more of the id"
 
 
-async def _show(settings: Settings, message_id: str, as_json: bool) -> None:
+async def _show(settings: Settings, message_id: str, as_json: bool, width: int | None) -> None:
     async with _opened(settings) as store:
         detail = await get_message(store, message_id)
         if detail is None:  # a short id: the end (as `tail` prints it) or start of one
@@ -92,7 +98,7 @@ async def _show(settings: Settings, message_id: str, as_json: bool) -> None:
     if as_json:
         _print_json(detail.model_dump(mode="json"))
     else:
-        console.print(detail_view(detail))
+        console.print(detail_view(detail, width), crop=False)
 
 
 async def _persist(settings: Settings, options: PersistOptions) -> None:
@@ -188,6 +194,7 @@ def register(app: typer.Typer) -> None:
             bool | None, typer.Option("--system/--no-system", help="Show sys.* messages.")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        wide: WideOption = False,
         limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
         after: Annotated[str | None, typer.Option(help="Cursor printed as 'next'.")] = None,
     ) -> None:
@@ -212,7 +219,7 @@ def register(app: typer.Typer) -> None:
             text=text,
             system=system,
         )
-        run(_messages(settings, filters, limit, after, as_json))
+        run(_messages(settings, filters, limit, after, as_json, width_for(wide)))
 
     @app.command()
     @handle_errors
@@ -222,6 +229,7 @@ def register(app: typer.Typer) -> None:
         ],
         config: ConfigOption = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        wide: WideOption = False,
     ) -> None:
         """Show one message: envelope (token masked), body, timeline and causal chain.
 
@@ -232,7 +240,7 @@ def register(app: typer.Typer) -> None:
 
         Example: stalwart show 0a1b2c3d
         """
-        run(_show(settings_from(config), message_id, as_json))
+        run(_show(settings_from(config), message_id, as_json, width_for(wide)))
 
     @app.command()
     @handle_errors
@@ -243,6 +251,7 @@ def register(app: typer.Typer) -> None:
         since: Annotated[str | None, typer.Option(help="ISO time or age (10m, 2h).")] = None,
         limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        wide: WideOption = False,
     ) -> None:
         """List reports from batch tools and services, newest first.
 
@@ -258,7 +267,7 @@ def register(app: typer.Typer) -> None:
             if as_json:
                 _print_json([r.model_dump(mode="json") for r in rows])
             else:
-                console.print(reports_table(rows))
+                print_table(reports_table(rows, width_for(wide)))
 
         run(body())
 

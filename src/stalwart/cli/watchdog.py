@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from stalwart.cli._columns import Col, WideOption, fit_table, print_table, width_for
 from stalwart.cli._common import ConfigOption, age, console, handle_errors, run, settings_from
 from stalwart.config import Settings
 from stalwart.store.engine import make_engine
@@ -41,26 +42,39 @@ def _mib(rss: int | None) -> str:
 _STYLE = {"running": "green", "fatal": "bold red", "failed": "red", "degraded": "yellow"}
 
 
-def _table(states: list[ProgramState]) -> Table:
-    table = Table(title="supervised programs")
-    for column in ("program", "inst", "host", "state", "pid", "restarts", "up", "RSS MiB", "CPU %"):
-        table.add_column(column)
-    table.add_column("last event / reason", overflow="fold")
+_COLUMNS = (
+    Col("program", whole=True),
+    Col("inst", drop=3, whole=True, justify="right"),
+    Col("host", drop=5, min_width=8),
+    Col("state", whole=True),
+    Col("pid", drop=4, whole=True, justify="right"),
+    Col("restarts", drop=2, whole=True, justify="right"),
+    Col("up", drop=1, whole=True),
+    Col("RSS MiB", whole=True, justify="right"),
+    Col("CPU %", whole=True, justify="right"),
+    Col("last event / reason", wrap=True, min_width=16),
+)
+
+
+def _table(states: list[ProgramState], width: int | None) -> Table:
+    rows = []
     for s in states:
         style = _STYLE.get(s.state, "")
-        table.add_row(
-            escape(s.program),
-            str(s.instance),
-            escape(s.host),
-            f"[{style}]{s.state}[/]" if style else escape(s.state),
-            str(s.pid or "-"),
-            str(s.restarts),
-            _since(s.started_at) if s.state == "running" else "-",
-            _mib(s.rss),
-            "-" if s.cpu is None else f"{s.cpu:.0f}",
-            escape(f"{s.last_event or '-'}: {s.last_reason or ''}"),
+        rows.append(
+            [
+                escape(s.program),
+                str(s.instance),
+                escape(s.host),
+                f"[{style}]{s.state}[/]" if style else escape(s.state),
+                str(s.pid or "-"),
+                str(s.restarts),
+                _since(s.started_at) if s.state == "running" else "-",
+                _mib(s.rss),
+                "-" if s.cpu is None else f"{s.cpu:.0f}",
+                escape(f"{s.last_event or '-'}: {s.last_reason or ''}"),
+            ]
         )
-    return table
+    return fit_table(_COLUMNS, rows, width, title="supervised programs")
 
 
 def register(app: typer.Typer) -> None:
@@ -88,6 +102,7 @@ def register(app: typer.Typer) -> None:
     def status(
         config: ConfigOption = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+        wide: WideOption = False,
     ) -> None:
         """Show every supervised program: state, restarts, last event and reason.
 
@@ -103,7 +118,7 @@ def register(app: typer.Typer) -> None:
         if not states:
             console.print("no supervised programs recorded; is `stalwart watchdog` running?")
             return
-        console.print(_table(states))
+        print_table(_table(states, width_for(wide)))
 
     @app.command("beat")
     @handle_errors

@@ -34,7 +34,7 @@ class Channel:
         self.url = url
         self.local: Path | None = None
         if _is_local(url):
-            self.local = Path(url.removeprefix("file://")).expanduser().absolute()
+            self.local = Path(os.path.abspath(os.path.expanduser(url.removeprefix("file://"))))
             self.url = str(self.local) + ("/" if url.endswith("/") else "")
         self._fs: Any = None
         self._path = ""

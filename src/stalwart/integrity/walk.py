@@ -29,8 +29,9 @@ def data_files(root: Path, skip: Path | None = None) -> list[Path]:
 
 
 def expand(paths: Iterable[Path], skip: Path | None = None) -> list[Path]:
-    """``paths`` with each directory replaced by the data files under it."""
+    """``paths``, absolute and normalised (as the catalog has them), with each
+    directory replaced by the data files under it."""
     out: list[Path] = []
     for path in paths:
-        out += data_files(path, skip) if path.is_dir() else [path]
+        out += data_files(path, skip) if path.is_dir() else [Path(os.path.abspath(path))]
     return out

@@ -22,6 +22,15 @@ def test_verify_records_on_the_replica_the_catalog_has(config_file: Path, make_f
     assert [(r["site"], r["path"], r["state"]) for r in replicas] == [("eu", str(path), "ok")]
 
 
+def test_paths_are_catalogued_normalised(config_file: Path, make_file) -> None:
+    # Given a file ingested at eu through a roundabout path
+    path, _ = make_file("eu")
+    cli(config_file, "ingest", f"{path.parent}/../eu/./{path.name}", "--site", "eu")
+    # When verified through its plain path, Then it is eu's replica
+    assert cli_json(config_file, "verify", str(path))[0]["site"] == "eu"
+    assert [r["path"] for r in cli_json(config_file, "catalog", "replicas")] == [str(path)]
+
+
 def test_verify_asks_which_site_when_the_path_is_at_several(config_file: Path, make_file) -> None:
     # Given one path catalogued as the replica of two sites
     path, _ = make_file("shared")

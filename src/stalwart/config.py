@@ -114,6 +114,9 @@ class StoreSettings(_Strict):
     """The relational message store."""
 
     url: str = f"sqlite:///{DEFAULT_HOME}/store.db"
+    # How long idempotent services remember a processed message id: longer
+    # than any redelivery can take (seconds; 7 days).
+    claims_retention: float = Field(default=7 * 86400.0, gt=0)
 
 
 class SecuritySettings(_Strict):

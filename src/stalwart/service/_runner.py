@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["AckGuard", "Attempt", "Outcome", "ServiceRunner"]
 
 AckGuard = Callable[[], Awaitable[bool]]
+_PRUNE_EVERY = 3600.0
 _log = logging.getLogger("stalwart.service")
 
 
@@ -131,6 +132,7 @@ class ServiceRunner:
         self._replies: dict[str, asyncio.Future[Envelope]] = {}
         self._reply_topic = f"sys.reply.{service.name}.{self._nonce}"
         self._reply_consumer: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
         self._reply_ready = asyncio.Lock()
         self.stopped = asyncio.Event()
 
@@ -140,6 +142,7 @@ class ServiceRunner:
         """Declare the queue, then consume, beat and record in owned tasks."""
         if any(h.idempotent for h in self.service.handlers):
             await self._claims_store().open()
+            self._pruner = asyncio.create_task(self._prune_claims(), name="prune-claims")
         await self._transport.declare(self._spec)
         self._lifecycle.start()
         self._heartbeat.start()
@@ -157,7 +160,7 @@ class ServiceRunner:
         Cancelled handlers' messages stay unsettled and are redelivered.
         """
         grace = self.service.grace if grace is None else grace
-        for task in (self._consumer, self._reply_consumer):
+        for task in (self._consumer, self._reply_consumer, self._pruner):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -402,6 +405,15 @@ class ServiceRunner:
                 await claims.complete(conn, attempt.message_id, attempt.claimer)
                 completing = True
         attempt.completed = attempt.completed or completing
+
+    async def _prune_claims(self) -> None:
+        """Forget claims done longer ago than any redelivery can come (hourly)."""
+        while True:
+            try:
+                await self._claims_store().prune(self.settings.store.claims_retention)
+            except StalwartError as exc:
+                _log.warning("pruning old claims failed (tried again in an hour): %s", exc)
+            await asyncio.sleep(_PRUNE_EVERY)
 
     def _claims_store(self) -> Claims:
         if self._claims is None:

@@ -346,3 +346,24 @@ async def until_count(lifecycle, mid: str, svc: str, state: DeliveryState, n: in
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"{state} seen {lifecycle.of(mid, svc).count(state)} times, wanted {n}")
+
+
+async def test_done_claims_are_pruned_after_the_retention_only(
+    bus: Transport, store_url: str
+) -> None:
+    from stalwart.service._idempotency import Claims, ClaimState
+
+    claims = Claims(store_url, "prune-test")
+    await claims.open()
+    try:
+        for message_id in ("old", "open"):
+            assert (await claims.claim(message_id, "me/1", 30.0)).state is ClaimState.CLAIMED
+        async with claims.transaction() as conn:
+            await claims.complete(conn, "old", "me/1")
+        await asyncio.sleep(0.05)
+        assert await claims.prune(older_than=3600.0) == 0
+        assert await claims.prune(older_than=0.01) == 1  # only the done one
+        assert (await claims.claim("old", "me/2", 30.0)).state is ClaimState.CLAIMED
+        assert (await claims.claim("open", "me/2", 30.0)).state is ClaimState.HELD
+    finally:
+        await claims.close()

@@ -33,7 +33,7 @@ from stalwart.envelope import (
     Envelope,
     Transition,
     default_sender,
-    undecodable_id,
+    message_id_of,
 )
 from stalwart.errors import NotAuthorised, RequestTimeout, StalwartError, StoreUnavailable
 from stalwart.messages import Report, ReportLevel, report_topic
@@ -220,7 +220,7 @@ class ServiceRunner:
     ) -> Transition:
         envelope = delivery.envelope
         return Transition(
-            message_id=envelope.id if envelope else _claimed_id(delivery),
+            message_id=envelope.id if envelope else message_id_of(delivery.raw, delivery.error),
             service=self.service.name,
             state=state,
             reason=reason,
@@ -238,7 +238,7 @@ class ServiceRunner:
         self.counters.inflight += 1
         envelope = delivery.envelope
         attempt = Attempt(
-            envelope.id if envelope else _claimed_id(delivery),
+            envelope.id if envelope else message_id_of(delivery.raw, delivery.error),
             f"{self.instance}/{secrets.token_hex(4)}",
         )
         renewer = asyncio.create_task(self._renew(delivery, attempt))
@@ -546,9 +546,3 @@ class ServiceRunner:
                 await delivery.ack()
         finally:
             await replies.aclose()  # type: ignore[attr-defined]
-
-
-def _claimed_id(delivery: Delivery) -> str:
-    """The id undecodable bytes claim, else a stable one derived from the bytes."""
-    claimed = delivery.error.message_id if delivery.error is not None else None
-    return claimed or undecodable_id(delivery.raw)

@@ -367,3 +367,34 @@ async def test_done_claims_are_pruned_after_the_retention_only(
         assert (await claims.claim("open", "me/2", 30.0)).state is ClaimState.HELD
     finally:
         await claims.close()
+
+
+async def test_a_too_long_id_is_rejected_under_a_storable_id_and_the_next_ones_pass(
+    bus: Transport, settings: Settings, unique: str, lifecycle, started
+) -> None:
+    from stalwart.envelope import message_id_of
+
+    # Given a foreign message whose id is 65 characters, then good messages
+    svc = Service(f"longid-{unique}")
+
+    @svc.handler("work.item")
+    async def work(ctx: Context, body: Any) -> None:
+        return None
+
+    await start(started, ServiceRunner(svc, bus, settings))
+    raw = b'{"id": "' + b"x" * 65 + b'", "topic": "work.item", "body": 1}'
+    with sqlite3.connect(bus.path) as conn:  # type: ignore[attr-defined]
+        conn.execute(
+            "INSERT INTO messages (queue, raw, visible_at) VALUES (?, ?, ?)",
+            (svc.name, raw, time.time()),
+        )
+    good = [Envelope.new("work.item", {"n": n}) for n in range(3)]
+    await bus.publish(good)
+    # Then it is rejected under the id derived from its bytes, which a store can keep
+    stored_id = message_id_of(raw, None)
+    assert stored_id.startswith("raw-") and len(stored_id) <= 64
+    await lifecycle.wait(stored_id, svc.name, S.REJECTED)
+    assert "undecodable" in lifecycle.reason(stored_id, svc.name, S.REJECTED)
+    # And the good ones are consumed
+    for envelope in good:
+        await lifecycle.wait(envelope.id, svc.name, S.CONSUMED)

@@ -111,12 +111,19 @@ class BusSettings(_Strict):
 
 
 class StoreSettings(_Strict):
-    """The relational message store."""
+    """The relational message store.
+
+    ``forget_after``: seconds (or ``"24h"``) after which an instance that
+    stopped sending heartbeats, or a supervised program that stopped, is no
+    longer listed (``stalwart status``, ``watchdog status``, the dashboard);
+    ``stalwart store prune`` deletes them.
+    """
 
     url: str = f"sqlite:///{DEFAULT_HOME}/store.db"
     # How long idempotent services remember a processed message id: longer
     # than any redelivery can take (seconds; 7 days).
     claims_retention: float = Field(default=7 * 86400.0, gt=0)
+    forget_after: Duration = Field(default=24 * 3600.0, gt=0)
 
 
 class SecuritySettings(_Strict):

@@ -23,7 +23,10 @@ _STYLE = {"up": "green", "late": "yellow", "down": "red"}
 
 async def _gather(settings: Settings) -> tuple[list[ComponentView], list[ProgramState]]:
     async with await Store.open(settings.store.url) as store:
-        return await components(store), await program_states(store.engine)
+        forget = settings.store.forget_after
+        return await components(store, forget_after=forget), await program_states(
+            store.engine, forget
+        )
 
 
 _SERVICE_COLUMNS = (
@@ -99,8 +102,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Services and instances (up / late / down from heartbeats) and supervised programs.
 
-        Late: no heartbeat for 2 intervals; down: none for 5. Reads the store, so
-        the persistence subscriber (`stalwart persist`, started by `stalwart up`) must run.
+        Late: no heartbeat for 2 intervals; down: none for 5; gone for longer than
+        [store] forget_after (24h): not shown. Reads the store, so the persistence
+        subscriber (`stalwart persist`, started by `stalwart up`) must run.
 
         Example: stalwart status --json
         """

@@ -17,7 +17,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from stalwart.bus import open_bus
 from stalwart.cli._columns import WideOption, print_table, width_for
-from stalwart.cli._common import ConfigOption, console, handle_errors, run, say, settings_from
+from stalwart.cli._common import (
+    ConfigOption,
+    age,
+    console,
+    handle_errors,
+    run,
+    say,
+    settings_from,
+)
 from stalwart.cli._store_render import detail_view, messages_table, reports_table
 from stalwart.config import Settings
 from stalwart.envelope import DeliveryState
@@ -33,6 +41,7 @@ from stalwart.store.queries import (
     parse_when,
 )
 from stalwart.store.retention import count_older, prune
+from stalwart.watchdog import forget_programs
 
 __all__ = ["register"]
 
@@ -156,10 +165,14 @@ async def _prune(settings: Settings, older_than: str, export: Path | None, batch
                 export=export,
                 batch=batch,
                 progress=lambda phase, n: bar.advance(tasks[phase], n),
+                forget_after=settings.store.forget_after,
             )
+        programs = await forget_programs(store.engine, settings.store.forget_after)
     say(
         f"pruned {result.messages} messages, {result.deliveries} deliveries, "
-        f"{result.transitions} transitions, {result.reports} reports"
+        f"{result.transitions} transitions, {result.reports} reports; forgot "
+        f"{result.instances} instance(s) and {programs} program(s) gone for over "
+        f"{age(settings.store.forget_after)}"
         + (f"; exported {result.exported} to {export}" if export else "")
     )
 
@@ -319,7 +332,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
         batch: Annotated[int, typer.Option(min=1, help="Rows per delete batch.")] = 5000,
     ) -> None:
-        """Delete messages (with their states) and reports older than a given age.
+        """Delete messages (with their states) and reports older than a given age,
+        and forget instances gone for longer than [store] forget_after.
 
         Example: stalwart store prune --older-than 90d --export old.jsonl.gz
         """

@@ -24,7 +24,7 @@ __all__ = ["register"]
 async def _states(settings: Settings) -> list[ProgramState]:
     engine = make_engine(settings.store.url)
     try:
-        return await program_states(engine)
+        return await program_states(engine, settings.store.forget_after)
     finally:
         await engine.dispose()
 

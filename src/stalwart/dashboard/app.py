@@ -73,7 +73,9 @@ def create_app(
         )
     owned: list[object] = []
     if source is None:
-        source = StoreSource(settings.store.url, cache_ttl=cfg.cache_ttl)
+        source = StoreSource(
+            settings.store.url, cache_ttl=cfg.cache_ttl, forget_after=settings.store.forget_after
+        )
         owned.append(source)
     if transport is None:
         transport = open_bus(settings, outbox=False)  # the dashboard never publishes

@@ -170,10 +170,14 @@ async def load_panel(
             note=f"{spec.title} is not configured here: {spec.help}",
         )
     try:
-        wants_engine = "engine" in inspect.signature(function).parameters
+        parameters = inspect.signature(function).parameters
+        wants_engine = "engine" in parameters
         if wants_engine and engine is None:
             return PanelData(title=spec.title, available=False, note="the store is not open")
-        result = function(engine) if wants_engine else function(settings)
+        forget = (
+            {"forget_after": settings.store.forget_after} if "forget_after" in parameters else {}
+        )
+        result = function(engine, **forget) if wants_engine else function(settings)
         if inspect.isawaitable(result):
             result = await asyncio.wait_for(result, timeout)
     except Exception as exc:  # a broken panel must not break the dashboard

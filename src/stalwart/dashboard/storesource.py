@@ -109,9 +109,16 @@ def chain_tree(detail: queries.MessageDetail) -> ChainNode:
 class StoreSource:
     """Reads the store named by ``url``; connects on first use."""
 
-    def __init__(self, url: str, timeout: float = 10.0, cache_ttl: float = 1.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 10.0,
+        cache_ttl: float = 1.0,
+        forget_after: float | None = None,
+    ) -> None:
         self._url = url
         self._timeout = timeout
+        self._forget_after = forget_after  # instances silent for longer are not listed
         self._cache = TtlCache(cache_ttl)
         self._store: Store | None = None
         self._lock = asyncio.Lock()
@@ -152,7 +159,11 @@ class StoreSource:
             ) from None
 
     async def components(self) -> list[Instance]:
-        rows = await self._cached("list components", "components", queries.components)
+        rows = await self._cached(
+            "list components",
+            "components",
+            lambda s: queries.components(s, forget_after=self._forget_after),
+        )
         return [instance_of(c) for c in rows]
 
     async def traffic(self, window: float, bucket: float) -> Traffic:

@@ -96,7 +96,11 @@ async def sweep(settings: Settings, demo: DemoSettings, now: datetime | None = N
     finally:
         await catalog.close()
     async with await Store.open(settings.store.url) as store:
-        pruned = await prune(store, now - timedelta(seconds=demo.store_retention))
+        pruned = await prune(
+            store,
+            now - timedelta(seconds=demo.store_retention),
+            forget_after=settings.store.forget_after,
+        )
     return Swept(products, files, freed, pruned.messages)
 
 

@@ -18,7 +18,7 @@ import os
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -26,7 +26,7 @@ from sqlalchemy import Select, and_, delete, exists, func, or_, select, tuple_
 
 from stalwart.envelope import utcnow
 from stalwart.store._store import Store
-from stalwart.store.schema import deliveries, messages, reports, transitions
+from stalwart.store.schema import components, deliveries, messages, reports, transitions
 
 __all__ = ["DEFAULT_BATCH", "PruneResult", "count_older", "prune"]
 
@@ -43,6 +43,7 @@ class PruneResult:
     deliveries: int
     transitions: int
     reports: int
+    instances: int = 0
 
 
 def _json_row(row: Any) -> dict[str, Any]:
@@ -168,10 +169,12 @@ async def prune(
     export: Path | None = None,
     batch: int = DEFAULT_BATCH,
     progress: Progress | None = None,
+    forget_after: float | None = None,
 ) -> PruneResult:
     """Delete messages created before ``before`` (and their deliveries, transitions),
     orphan deliveries last active before it, and reports older than it; with
-    ``export``, first write them to a ``.jsonl.gz``.
+    ``export``, first write them to a ``.jsonl.gz``. With ``forget_after``, also
+    delete the service instances silent for longer than that many seconds.
 
     ``progress(phase, n)`` is called as rows are exported ("export") and
     deleted ("delete").
@@ -209,4 +212,8 @@ async def prune(
     await _delete_orphans(store, before, batch, counts)
     async with store.engine.begin() as conn:
         done = await conn.execute(delete(reports).where(reports.c.at < before))
-    return PruneResult(exported=exported, reports=done.rowcount, **counts)
+        forgotten = 0
+        if forget_after is not None:
+            silent = components.c.last_heartbeat < started - timedelta(seconds=forget_after)
+            forgotten = (await conn.execute(delete(components).where(silent))).rowcount
+    return PruneResult(exported=exported, reports=done.rowcount, instances=forgotten, **counts)

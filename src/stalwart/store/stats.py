@@ -59,12 +59,18 @@ def availability(age: float, interval: float, stopping: bool = False) -> Availab
     return "up"
 
 
-async def components(store: Store, now: datetime | None = None) -> list[ComponentView]:
-    """Every service instance ever seen, by service and instance, with its availability."""
+async def components(
+    store: Store, now: datetime | None = None, forget_after: float | None = None
+) -> list[ComponentView]:
+    """Every service instance seen, by service and instance, with its availability;
+    without those silent for over ``forget_after`` seconds (long down: forgotten)."""
     now = now or utcnow()
     query = select(components_table).order_by(
         components_table.c.service, components_table.c.instance
     )
+    if forget_after is not None:
+        cutoff = now - timedelta(seconds=forget_after)
+        query = query.where(components_table.c.last_heartbeat >= cutoff)
     async with store.engine.connect() as conn:
         rows = list(await conn.execute(query))
     views = []

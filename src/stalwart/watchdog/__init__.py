@@ -2,11 +2,12 @@
 halts and restarts them, and reports everything on ``sys.watchdog.*``.
 
 Public face: :class:`Watchdog`, the settings models, :class:`WatchdogEvent`,
-:func:`program_states` (for ``stalwart watchdog status`` and the dashboard)
-and :func:`send_beat` (for programs that beat from Python).
+:func:`program_states` (for ``stalwart watchdog status`` and the dashboard),
+:func:`forget_programs` (for ``stalwart store prune``) and :func:`send_beat`
+(for programs that beat from Python).
 """
 
-from stalwart.watchdog._store import ProgramState, program_states
+from stalwart.watchdog._store import ProgramState, forget_programs, program_states
 from stalwart.watchdog.beat import send_beat
 from stalwart.watchdog.config import (
     BackoffSettings,
@@ -27,6 +28,7 @@ __all__ = [
     "WatchdogEvent",
     "WatchdogSettings",
     "event_topic",
+    "forget_programs",
     "program_states",
     "send_beat",
 ]

@@ -14,11 +14,12 @@ import json
 import logging
 import random
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     DateTime,
     Float,
     Integer,
@@ -26,17 +27,29 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     delete,
+    not_,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from stalwart.envelope import utcnow
 from stalwart.errors import StoreUnavailable
 from stalwart.store.engine import create_missing
+from stalwart.watchdog.member import LIVE_STATES
 
-__all__ = ["ProgramState", "StateWriter", "ensure_schema", "program_states", "watchdog_programs"]
+__all__ = [
+    "ProgramState",
+    "StateWriter",
+    "ensure_schema",
+    "forget_programs",
+    "program_states",
+    "stale",
+    "watchdog_programs",
+]
 
 _log = logging.getLogger("stalwart.watchdog.store")
 
@@ -108,21 +121,41 @@ def _from_row(row: Any) -> ProgramState:
     return ProgramState(**data)
 
 
-async def program_states(engine: AsyncEngine) -> list[ProgramState]:
-    """Every row, ordered by program and instance (what ``watchdog status`` shows)."""
+def stale(forget_after: float, now: datetime | None = None) -> ColumnElement[bool]:
+    """Rows of instances that ended (stopped, failed, fatal, ...) over ``forget_after``
+    seconds ago. A live instance's row may go unchanged for days: it is never stale."""
+    cutoff = (now or utcnow()) - timedelta(seconds=forget_after)
+    return and_(
+        watchdog_programs.c.state.not_in(LIVE_STATES),
+        watchdog_programs.c.updated_at < cutoff,
+    )
+
+
+async def program_states(
+    engine: AsyncEngine, forget_after: float | None = None
+) -> list[ProgramState]:
+    """Every row, ordered by program and instance (what ``watchdog status`` shows);
+    without those :func:`stale` for ``forget_after`` seconds."""
+    query = select(watchdog_programs).order_by(
+        watchdog_programs.c.program, watchdog_programs.c.instance, watchdog_programs.c.host
+    )
+    if forget_after is not None:
+        query = query.where(not_(stale(forget_after)))
     try:
         await ensure_schema(engine)
         async with engine.connect() as conn:
-            rows = await conn.execute(
-                select(watchdog_programs).order_by(
-                    watchdog_programs.c.program,
-                    watchdog_programs.c.instance,
-                    watchdog_programs.c.host,
-                )
-            )
+            rows = await conn.execute(query)
             return [_from_row(r) for r in rows]
     except SQLAlchemyError as exc:
         raise StoreUnavailable(f"cannot read watchdog_programs: {exc}; is the store up?") from exc
+
+
+async def forget_programs(engine: AsyncEngine, forget_after: float) -> int:
+    """Delete the rows :func:`stale` for ``forget_after`` seconds; how many."""
+    await ensure_schema(engine)
+    async with engine.begin() as conn:
+        done = await conn.execute(delete(watchdog_programs).where(stale(forget_after)))
+    return int(done.rowcount)
 
 
 _COLUMNS = [f.name for f in fields(ProgramState)]

@@ -12,9 +12,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from stalwart.bus import Transport, open_bus, redact_url
+from stalwart.cli._columns import Col, WideOption, fit_table, print_table, width_for
 from stalwart.cli._common import ConfigOption, console, handle_errors, run, say, settings_from
 from stalwart.config import Settings
 from stalwart.envelope import default_sender
@@ -47,67 +47,111 @@ def _when(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _print_status(shown: HaStatus) -> None:
-    leases = Table(title="leases")
-    for column in ("role", "holder", "token", "state", "expires in", "renewed"):
-        leases.add_column(column)
+_LEASES = (
+    Col("role", whole=True),
+    Col("holder", min_width=12),
+    Col("token", drop=3, whole=True, justify="right"),
+    Col("state", wrap=True),
+    Col("expires in", drop=1, whole=True),
+    Col("renewed", drop=2, whole=True),
+)
+_REPLICAS = (Col("role", whole=True), Col("holder", min_width=12), Col("state"), Col("seen"))
+_CHECKPOINTS = (
+    Col("role", whole=True),
+    Col("version", whole=True, justify="right"),
+    Col("token", drop=2, whole=True, justify="right"),
+    Col("holder", drop=3, min_width=12),
+    Col("saved", drop=1, whole=True),
+)
+_MONITORS = (
+    Col("name", whole=True),
+    Col("kind", drop=3, whole=True),
+    Col("state", whole=True),
+    Col("active URL", drop=2, min_width=16),
+    Col("since", drop=1, whole=True),
+    Col("detail", wrap=True, min_width=16),
+)
+_TRANSITIONS = (
+    Col("at", drop=1, whole=True),
+    Col("monitor", min_width=10),
+    Col("from", whole=True),
+    Col("to", whole=True),
+    Col("reason", wrap=True, min_width=16),
+)
+_PROBES = (
+    Col("monitor", whole=True),
+    Col("url", drop=1, min_width=16),
+    Col("result", whole=True),
+    Col("seconds", drop=2, whole=True, justify="right"),
+    Col("detail", wrap=True, min_width=16),
+)
+
+
+def _print_status(shown: HaStatus, width: int | None) -> None:
+    leases = []
     for lease in shown.leases:
         state = "[green]held[/]" if lease.live else "[dim]free[/]"
         if lease.stepdown_requested:
             state += " (step-down requested)"
-        leases.add_row(
-            escape(lease.role),
-            escape(lease.holder or "-"),
-            str(lease.token),
-            state,
-            f"{lease.expires_in:.1f}s" if lease.live else "-",
-            _when(lease.renewed_at),
+        leases.append(
+            [
+                escape(lease.role),
+                escape(lease.holder or "-"),
+                str(lease.token),
+                state,
+                f"{lease.expires_in:.1f}s" if lease.live else "-",
+                _when(lease.renewed_at),
+            ]
         )
-    console.print(leases if shown.leases else "no leases yet: no HA service has run")
+    if leases:
+        print_table(fit_table(_LEASES, leases, width, title="leases"))
+    else:
+        console.print("no leases yet: no HA service has run")
     if shown.replicas:
-        replicas = Table(title="replicas seen in the last three lease times")
-        for column in ("role", "holder", "state", "seen"):
-            replicas.add_column(column)
-        for r in shown.replicas:
-            state = "[green]active[/]" if r.state == "active" else "standby"
-            replicas.add_row(escape(r.role), escape(r.holder), state, f"{r.seen_ago:.1f}s ago")
-        console.print(replicas)
+        rows = [
+            [
+                escape(r.role),
+                escape(r.holder),
+                "[green]active[/]" if r.state == "active" else "standby",
+                f"{r.seen_ago:.1f}s ago",
+            ]
+            for r in shown.replicas
+        ]
+        title = "replicas seen in the last three lease times"
+        print_table(fit_table(_REPLICAS, rows, width, title=title))
     if shown.checkpoints:
-        cps = Table(title="latest checkpoints")
-        for column in ("role", "version", "token", "holder", "saved"):
-            cps.add_column(column)
-        for cp in shown.checkpoints:
-            cps.add_row(
+        rows = [
+            [
                 escape(cp.role),
                 str(cp.version),
                 str(cp.token),
                 escape(cp.holder),
                 _when(cp.created_at),
-            )
-        console.print(cps)
-    monitors = Table(title="monitors")
-    for column in ("name", "kind", "state", "active URL", "since", "detail"):
-        monitors.add_column(column, overflow="fold")
-    for m in shown.monitors:
-        style = _STATE_STYLE.get(m.state, "")
-        monitors.add_row(
-            escape(m.name),
-            m.kind,
-            f"[{style}]{m.state}[/]",
-            escape(m.active_url),
-            _when(m.since),
-            escape(m.detail),
-        )
-    console.print(monitors if shown.monitors else "no monitor transitions recorded")
+            ]
+            for cp in shown.checkpoints
+        ]
+        print_table(fit_table(_CHECKPOINTS, rows, width, title="latest checkpoints"))
+    if not shown.monitors:
+        console.print("no monitor transitions recorded")
+    else:
+        rows = [
+            [
+                escape(m.name),
+                m.kind,
+                f"[{_STATE_STYLE.get(m.state, 'white')}]{m.state}[/]",
+                escape(m.active_url),
+                _when(m.since),
+                escape(m.detail),
+            ]
+            for m in shown.monitors
+        ]
+        print_table(fit_table(_MONITORS, rows, width, title="monitors"))
     if shown.transitions:
-        moves = Table(title="recent transitions")
-        for column in ("at", "monitor", "from", "to", "reason"):
-            moves.add_column(column, overflow="fold")
-        for t in shown.transitions[:20]:
-            moves.add_row(
-                _when(t.at), escape(t.monitor), t.from_state, t.to_state, escape(t.reason)
-            )
-        console.print(moves)
+        rows = [
+            [_when(t.at), escape(t.monitor), t.from_state, t.to_state, escape(t.reason)]
+            for t in shown.transitions[:20]
+        ]
+        print_table(fit_table(_TRANSITIONS, rows, width, title="recent transitions"))
 
 
 async def _open_events(settings: Settings) -> tuple[Transport | None, EventPublisher]:
@@ -196,6 +240,7 @@ def register(app: typer.Typer) -> None:
     def status_command(
         config: ConfigOption = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+        wide: WideOption = False,
     ) -> None:
         """Show who holds each role, the latest checkpoints, monitors and transitions.
 
@@ -205,7 +250,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(shown.to_dict()))
         else:
-            _print_status(shown)
+            _print_status(shown, width_for(wide))
 
     @group.command("monitor")
     @handle_errors
@@ -227,18 +272,18 @@ def register(app: typer.Typer) -> None:
             run(_monitor(settings))
             return
         results = run(_probe_once(settings))
-        table = Table(title="probes")
-        for column in ("monitor", "url", "result", "seconds", "detail"):
-            table.add_column(column, overflow="fold")
-        for name, url, ok, detail, seconds in results:
-            table.add_row(
+        rows = [
+            [
                 escape(name),
                 escape(redact_url(url)),
                 "[green]ok[/]" if ok else "[red]down[/]",
                 f"{seconds:.2f}",
                 escape(redact_url(detail)),
-            )
-        console.print(table)
+            ]
+            for name, url, ok, detail, seconds in results
+        ]
+        table = fit_table(_PROBES, rows, width_for(False), title="probes")
+        print_table(table)
         if not all(ok for _, _, ok, _, _ in results):
             raise typer.Exit(1)
 

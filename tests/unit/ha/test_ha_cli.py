@@ -91,3 +91,18 @@ def test_monitor_without_monitors_explains_what_to_add(tmp_path: Path) -> None:
     code, out = _invoke("ha", "monitor", "-c", str(_config(tmp_path)))
     assert code == 1
     assert "no monitors configured" in out
+
+
+def test_status_reads_at_80_columns(tmp_path: Path) -> None:
+    # Given a role held by a long-named replica
+    config = _config(tmp_path)
+    _hold(tmp_path, "service.archive-replication.eu")
+    # When the status is shown on an 80-column terminal
+    result = runner.invoke(
+        build_app(["ha"]), ["ha", "status", "-c", str(config)], env={"COLUMNS": "80"}
+    )
+    # Then no line is longer and the role reads whole on one line
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert any("service.archive-replication.eu" in line and "held" in line for line in lines)

@@ -11,6 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import typer
+
 from stalwart.cli._common import age, console, err_console, fail
 from stalwart.cli._integrity_view import byte_bar, human, print_rows
 from stalwart.config import DEFAULT_HOME, Settings
@@ -144,6 +146,13 @@ async def ingest(
     return refused
 
 
+async def _no_site(catalog: Catalog, site: str) -> typer.Exit:
+    """The error for a site without replicas, naming the sites that have some."""
+    known = await catalog.sites()
+    sites = f"sites with replicas: {', '.join(known)}" if known else "the catalog is empty"
+    return fail(f"no replicas of site {site!r} in the catalog ({sites}); check --site")
+
+
 async def _targets(
     catalog: Catalog | None, settings: Settings, site: str | None, paths: list[Path]
 ) -> list[tuple[Path, Located]]:
@@ -154,7 +163,7 @@ async def _targets(
             raise fail(f"no replicas of site {at!r}: there is no catalog")
         rows = await catalog.replicas(at, limit=10**9)
         if not rows:
-            raise fail(f"no replicas of site {at!r} in the catalog; ingest files first")
+            raise await _no_site(catalog, at)
         return [(Path(r["path"]), Located(at, str(r["name"]))) for r in rows]
     files = await asyncio.to_thread(expand, paths, Path(settings.home))
     found = [(p, await locate(catalog, str(p), site, settings.site)) for p in files]
@@ -407,6 +416,8 @@ async def scrub(
     try:
         _check_home(settings, "read")
         async with _recorder(settings, options.site) as (recorder, catalog):
+            if not await catalog.replicas(options.site, limit=1):
+                raise await _no_site(catalog, options.site)
             if every is not None:
                 await scrub_forever(
                     catalog,

@@ -120,6 +120,8 @@ def register(app: typer.Typer) -> None:
         """
         settings, isettings = _loaded(config)
         store = parity_store or isettings.parity_store
+        if store is not None and not store.is_dir():
+            raise fail(f"parity store {store} does not exist; check --parity-store or parity_store")
         bad = run(act.verify(settings, store, site, paths or [], repair, as_json))
         if bad:
             raise typer.Exit(1)

@@ -178,6 +178,12 @@ class Catalog:
             found = _rows(await conn.execute(query))
         return found[0] if found else None
 
+    async def sites(self) -> list[str]:
+        """Every site that has replicas, sorted."""
+        query = select(replicas.c.site).distinct().order_by(replicas.c.site)
+        async with self.engine.connect() as conn:
+            return [str(site) for site in (await conn.execute(query)).scalars()]
+
     async def replicas_at(self, path: str) -> list[Row]:
         """Every catalogued replica at ``path``, whatever its site (normally one)."""
         query = select(replicas).where(replicas.c.path == path).order_by(replicas.c.site)

@@ -39,7 +39,7 @@ class IngestOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    block_size: int = Field(default=DEFAULT_BLOCK_SIZE, gt=0)
+    block_size: int = Field(default=DEFAULT_BLOCK_SIZE, ge=_ALIGN)  # a page at least
     data_blocks: int = Field(default=10, ge=1, le=200)
     parity_blocks: int = Field(default=2, ge=0, le=55)
     algorithm: str = DEFAULT_FILE_ALGORITHM

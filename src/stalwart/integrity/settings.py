@@ -17,14 +17,18 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stalwart.config import Settings, parse_size
+from stalwart.errors import ConfigError
 from stalwart.integrity.ingest import IngestOptions
 from stalwart.integrity.transfer import TransferOptions
 
 __all__ = ["IntegritySettings", "SiteSettings", "integrity_settings"]
+
+_Options = TypeVar("_Options", bound=BaseModel)
 
 
 class SiteSettings(BaseModel):
@@ -54,7 +58,7 @@ class IntegritySettings(IngestOptions):
     def ingest_options(self, **overrides: object) -> IngestOptions:
         base = self.model_dump(include=set(IngestOptions.model_fields))
         base.update({k: v for k, v in overrides.items() if v is not None})
-        return IngestOptions.model_validate(base)
+        return _validated(IngestOptions, base)
 
     def transfer_options(self, **overrides: object) -> TransferOptions:
         base: dict[str, object] = {
@@ -65,11 +69,23 @@ class IntegritySettings(IngestOptions):
             "ingest": self.ingest_options(),
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
-        return TransferOptions.model_validate(base)
+        return _validated(TransferOptions, base)
 
     def root_of(self, site: str) -> Path | None:
         entry = self.sites.get(site)
         return entry.root if entry is not None else None
+
+
+def _validated(model: type[_Options], values: dict[str, object]) -> _Options:
+    """``values`` as ``model``; a bad value (of the settings or an option) is one
+    ConfigError line naming the option and its limit."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid integrity option {problems}; see `--help`") from None
 
 
 def integrity_settings(settings: Settings) -> IntegritySettings:

@@ -68,13 +68,15 @@ def test_commands_work_and_say_so_without_a_bus(tmp_path: Path, make_file) -> No
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["ingest", "missing.bin"], "not a regular file"),
-        (["ingest", "a", "b", "--name", "x"], "--name applies to one file"),
+        (["ingest", "/dev/null"], "not a regular file"),
+        (["ingest", "x", "x", "--name", "y"], "--name applies to one file"),
         (["ingest", "x", "--block-size", "lots"], "cannot read size 'lots'"),
         (["ingest", "x", "--algorithm", "sha3"], "unknown digest algorithm"),
         (["catalog", "everything"], "unknown catalog table"),
         (["transfer", "/nonexistent/src", "/tmp/x"], "does not exist"),
         (["verify", "--site", "nowhere"], "no replicas of site 'nowhere'"),
+        (["ingest", "x", "--block-size", "1"], "block-size: Input should be greater than or"),
+        (["verify", "x", "--parity-store", "/nonexistent/store"], "store does not exist"),
     ],
 )
 def test_bad_input_is_one_clear_line(config_file: Path, tmp_path: Path, args, message) -> None:

@@ -174,3 +174,14 @@ def test_scrub_does_not_report_its_own_home_as_dark(tmp_path: Path, make_file) -
     # When the root is scrubbed, Then the store and bus are not dark files
     out = cli(config, "scrub", "--root", str(root))
     assert "dark 0" in out
+
+
+def test_a_site_without_replicas_is_named_with_the_sites_that_have_some(
+    config_file: Path, make_file
+) -> None:
+    path, _ = make_file("jao")
+    cli(config_file, "ingest", str(path))
+    for command in ("scrub", "verify"):
+        out = cli(config_file, command, "--site", "nowhere", code=1)
+        assert "no replicas of site 'nowhere' in the catalog (sites with replicas: jao)" in out
+    assert cli_json(config_file, "catalog", "scrubs") == []  # no empty run was recorded

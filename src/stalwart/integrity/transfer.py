@@ -155,7 +155,7 @@ class _Transfer:
     def copy(self, known: Manifest | None) -> tuple[Manifest, list[int], _Landed]:
         """Stream src -> part once; return the manifest, blocks bad in transit, and the
         digests of what landed on a local disk (re-read while copying)."""
-        ingest = self.opts.ingest
+        ingest = self.opts.ingest if known else self._fitted()
         codec = ingest.codec() if known is None else None
         block_size = known.block_size if known else ingest.block_size
         algorithm = known.block_algorithm if known else ingest.block_algorithm
@@ -192,7 +192,7 @@ class _Transfer:
         self.result.bytes_moved += seen.size
         self.streamed = seen.size
         if known is None:
-            return self._manifest_from(seen), [], landed
+            return self._manifest_from(seen, ingest), [], landed
         bad = [
             i for i, d in enumerate(known.blocks) if i >= len(seen.blocks) or seen.blocks[i] != d
         ]
@@ -220,8 +220,15 @@ class _Transfer:
         )
         return stack.enter_context(back).write, back
 
-    def _manifest_from(self, seen: PassResult) -> Manifest:
-        ingest = self.opts.ingest
+    def _fitted(self) -> IngestOptions:
+        """Ingest options for a source without a manifest: parity proportional to it
+        when its size is known (see IngestOptions.fitted), as configured otherwise."""
+        try:
+            return self.opts.ingest.fitted(self.src.size())
+        except (OSError, ValueError, TypeError, NotImplementedError):
+            return self.opts.ingest
+
+    def _manifest_from(self, seen: PassResult, ingest: IngestOptions) -> Manifest:
         codec = ingest.codec()
         parity = None
         if codec is not None:

@@ -9,6 +9,7 @@ import pytest
 
 from stalwart.integrity.ingest import IngestOptions, ingest_file
 from stalwart.integrity.repair import repair_file
+from stalwart.integrity.transfer import TransferOptions, transfer_file
 from stalwart.integrity.verify import parity_path_of, verify_file
 
 DEFAULTS = IngestOptions(workers=1)  # 4 MiB blocks, 10 data + 2 parity
@@ -57,3 +58,17 @@ def test_a_small_file_with_fitted_blocks_is_still_repaired(tmp_path: Path) -> No
     # Then the file is back, byte for byte
     assert path.read_bytes() == data
     assert verify_file(path).ok
+
+
+def test_a_transfer_of_a_file_without_manifest_makes_proportional_parity(tmp_path: Path) -> None:
+    # Given a 300 KiB file that was never ingested
+    src = tmp_path / "src" / "raw.fits"
+    src.parent.mkdir()
+    src.write_bytes(os.urandom(300 * 1024))
+    # When it is transferred (which makes its manifest and parity from the stream)
+    result = transfer_file(str(src), str(tmp_path / "dst" / "raw.fits"), TransferOptions())
+    # Then its parity is about a fifth of it, and the copy verifies
+    parity = tmp_path / "dst" / "raw.fits.stw-parity"
+    assert parity.stat().st_size <= 300 * 1024 * 2 / 10 + 2 * 4096
+    assert result.manifest is not None and result.manifest.block_size < DEFAULTS.block_size
+    assert verify_file(tmp_path / "dst" / "raw.fits").ok

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 import typer
 
-from stalwart.cli._common import age, console, err_console, fail
-from stalwart.cli._integrity_view import byte_bar, human, print_rows
+from stalwart.cli._common import age, fail
+from stalwart.cli._integrity_view import byte_bar, human, print_rows, say
 from stalwart.config import DEFAULT_HOME, Settings
 from stalwart.envelope import utcnow
 from stalwart.errors import IntegrityError
@@ -31,6 +31,8 @@ from stalwart.integrity.verify import verify_size
 from stalwart.integrity.walk import expand
 
 __all__ = ["catalog", "ingest", "scrub", "transfer", "verify"]
+
+NOTE = ("note:", "yellow")
 
 Need = Literal["write", "read", "optional"]
 
@@ -58,18 +60,13 @@ def _check_home(settings: Settings, need: Need) -> bool:
             f"no integrity catalog at {fresh}: nothing was ingested with the {_home(settings)}"
         )
     if need == "optional":
-        err_console.print(
-            f"[yellow]note:[/] no integrity catalog at {fresh}, so nothing is recorded; "
-            f"{_home(settings)}",
-            highlight=False,
-            soft_wrap=True,
+        say(
+            f"no integrity catalog at {fresh}, so nothing is recorded; {_home(settings)}",
+            *NOTE,
+            err=True,
         )
         return False
-    err_console.print(
-        f"[yellow]note:[/] new integrity catalog at {fresh}; {_home(settings)}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    say(f"new integrity catalog at {fresh}; {_home(settings)}", *NOTE, err=True)
     return True
 
 
@@ -80,11 +77,11 @@ async def _recorder(settings: Settings, site: str) -> AsyncIterator[tuple[ops.Re
     try:
         async with EventPublisher.for_settings(settings, site) as events:
             if events.unavailable:
-                err_console.print(
-                    f"[yellow]note:[/] {events.unavailable}: sys.integrity events are not "
-                    "published; the catalog is still updated",
-                    highlight=False,
-                    soft_wrap=True,
+                say(
+                    f"{events.unavailable}: sys.integrity events are not published; "
+                    "the catalog is still updated",
+                    *NOTE,
+                    err=True,
                 )
             yield ops.Recorder(site=site, catalog=opened, emit=events.publish), opened
     finally:
@@ -122,27 +119,36 @@ async def ingest(
     total = await asyncio.to_thread(lambda: sum(p.stat().st_size for p in files))
     refused = 0
     _check_home(settings, "write")
-    async with _recorder(settings, site) as (recorder, _):
+    async with _recorder(settings, site) as (recorder, catalog):
         with byte_bar() as bar:
             bar.start("ingest", total)
             for path in files:
                 bar.label(f"ingest {path.name}")
+                before = await catalog.file(name or path.name) if force else None
                 try:
                     done = await ops.ingest(
                         path, recorder, options, name=name, progress=bar.advance, force=force
                     )
                 except IntegrityError as exc:
                     refused += 1
-                    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+                    say(str(exc), "error:", "bold red", err=True)
                     continue
                 m = done.manifest
                 stripe = f"{m.parity.data}+{m.parity.parity}" if m.parity else "none"
-                console.print(
-                    f"[green]ingested[/] {path} {human(m.size)} {m.digest_algorithm}:{m.digest} "
+                say(
+                    f"{path} {human(m.size)} {m.digest_algorithm}:{m.digest} "
                     f"blocks={m.block_count} parity={stripe}",
-                    highlight=False,
-                    soft_wrap=True,
+                    "ingested",
+                    "green",
                 )
+                if before is not None and m.digests.get(before["algorithm"]) != before["digest"]:
+                    say(
+                        f"{m.name} was catalogued with other content "
+                        f"({before['algorithm']}:{before['digest'][:16]}…), now replaced; its "
+                        "replicas at other sites keep the old content until replaced",
+                        *NOTE,
+                        err=True,
+                    )
     return refused
 
 
@@ -226,15 +232,13 @@ async def verify(
     print_rows("verify", rows, columns, as_json)
     for row in [] if as_json else rows:  # in JSON, the rows carry their hints
         if row["hint"]:
-            err_console.print(
-                f"[yellow]hint:[/] {row['path']}: {row['hint']}", highlight=False, soft_wrap=True
-            )
+            say(f"{row['path']}: {row['hint']}", "hint:", "yellow", err=True)
     if not as_json and any(r["site"] is None for r in rows):
-        err_console.print(
-            "[yellow]note:[/] a path with no site is not a catalogued replica: its result "
-            "is not recorded (`stalwart ingest` registers a file)",
-            highlight=False,
-            soft_wrap=True,
+        say(
+            "a path with no site is not a catalogued replica: its result is not recorded "
+            "(`stalwart ingest` registers a file)",
+            *NOTE,
+            err=True,
         )
     return sum(r["state"] not in ("ok", "repaired") for r in rows)
 
@@ -289,13 +293,13 @@ def _size_of(channel: Channel) -> int | None:
 
 
 def _print_transfer(result: TransferResult) -> None:
-    console.print(
-        f"[green]{result.outcome}[/] {result.src} -> {result.dst} {human(result.size)} "
+    say(
+        f"{result.src} -> {result.dst} {human(result.size)} "
         f"in {result.seconds:.2f}s; moved {human(result.bytes_moved)}, re-fetched "
         f"{human(result.bytes_refetched)}, retransmitted {human(result.bytes_retransmitted)}, "
         f"blocks repaired {result.blocks_repaired}",
-        highlight=False,
-        soft_wrap=True,
+        result.outcome,
+        "green",
     )
 
 
@@ -349,11 +353,11 @@ async def _transfer_plan(
             bar.start(f"compare {source.name}", None)
             same = await asyncio.to_thread(already_there, source, target, bar.advance)
     if same is not None:
-        console.print(
-            f"[green]{'skipped' if record else 'would skip'}[/] {source.url} -> {target.url}: "
-            f"identical ({same.digest_algorithm}:{same.digest[:16]}…)",
-            highlight=False,
-            soft_wrap=True,
+        say(
+            f"{source.url} -> {target.url}: identical "
+            f"({same.digest_algorithm}:{same.digest[:16]}…)",
+            "skipped" if record else "would skip",
+            "green",
         )
         if record and catalog is not None:
             await catalog.register_file(same)
@@ -364,24 +368,20 @@ async def _transfer_plan(
     if not record:
         exists = await asyncio.to_thread(target.exists)
         size = await asyncio.to_thread(_size_of, source)
-        console.print(
+        say(
             f"would {'replace' if exists else 'copy to'} {target.url}: {source.url} "
-            f"({human(size)}), verified, as site {site}",
-            highlight=False,
-            soft_wrap=True,
+            f"({human(size)}), verified, as site {site}"
         )
     return False
 
 
 def _print_scrub(report: ScrubReport) -> None:
     c = report.counts
-    console.print(
+    say(
         f"scrub run {report.run_id}{' (resumed)' if report.resumed else ''}"
         f"{' interrupted' if report.interrupted else ''}: checked {c.checked}, ok {c.ok}, "
         f"repaired {c.repaired}, corrupt {c.corrupt}, missing {c.missing}, dark {c.dark}, "
-        f"read {human(c.bytes_read)}",
-        highlight=False,
-        soft_wrap=True,
+        f"read {human(c.bytes_read)}"
     )
     restored = set(report.restored)
     for label, items in (
@@ -391,18 +391,14 @@ def _print_scrub(report: ScrubReport) -> None:
     ):
         for item in items:
             if item in restored:
-                console.print(
-                    f"  [green]restored[/] {item} (was missing)", highlight=False, soft_wrap=True
-                )
+                say(f"{item} (was missing)", "  restored", "green")
             else:
-                console.print(f"  [red]{label}[/] {item}", highlight=False, soft_wrap=True)
+                say(item, f"  {label}", "red")
 
 
 def _print_next(seconds: float) -> None:
     at = (utcnow() + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S UTC")
-    console.print(
-        f"next scrub at {at} (in {age(seconds)}); Ctrl-C stops", highlight=False, soft_wrap=True
-    )
+    say(f"next scrub at {at} (in {age(seconds)}); Ctrl-C stops")
 
 
 async def scrub(

@@ -19,10 +19,11 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
-from stalwart.cli._common import console
+from stalwart.cli._common import console, err_console
 
-__all__ = ["ByteBar", "byte_bar", "human", "print_rows"]
+__all__ = ["ByteBar", "byte_bar", "human", "print_rows", "say"]
 
 
 def human(n: int | float | None) -> str:
@@ -96,6 +97,13 @@ def byte_bar(on: Console | None = None) -> Iterator[ByteBar]:
         root.handlers = saved
 
 
+def say(text: str, tag: str = "", style: str = "", *, err: bool = False) -> None:
+    """One line, ``tag`` in ``style`` first; never read as markup, since paths and
+    messages may hold brackets."""
+    line = Text.assemble((tag, style), " " if tag else "", text)
+    (err_console if err else console).print(line, highlight=False, soft_wrap=True)
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
@@ -113,5 +121,5 @@ def print_rows(
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+        table.add_row(*(Text(_cell(row.get(c))) for c in columns))
     console.print(table)

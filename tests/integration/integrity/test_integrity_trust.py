@@ -58,8 +58,9 @@ def test_changed_content_is_not_re_ingested_without_force(config_file: Path, mak
     # And neither the manifest nor the catalog changed
     assert manifest.read_bytes() == before
     assert cli_json(config_file, "catalog", "files")[0]["digest"] == digest
-    # When forced, Then the new content is catalogued
-    cli(config_file, "ingest", str(path), "--force")
+    # When forced, Then the new content is catalogued, and the replacement is told
+    out = cli(config_file, "ingest", str(path), "--force")
+    assert "f.bin was catalogued with other content" in out and "now replaced" in out
     assert cli_json(config_file, "catalog", "files")[0]["digest"] != digest
 
 
@@ -185,3 +186,9 @@ def test_a_site_without_replicas_is_named_with_the_sites_that_have_some(
         out = cli(config_file, command, "--site", "nowhere", code=1)
         assert "no replicas of site 'nowhere' in the catalog (sites with replicas: jao)" in out
     assert cli_json(config_file, "catalog", "scrubs") == []  # no empty run was recorded
+
+
+def test_brackets_in_names_are_printed_as_they_are(config_file: Path, make_file) -> None:
+    path, _ = make_file("jao", "u[1].b")
+    assert f"ingested {path} " in cli(config_file, "ingest", str(path))
+    assert "│ u[1].b " in cli(config_file, "catalog", "files")

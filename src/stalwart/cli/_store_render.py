@@ -26,6 +26,7 @@ from stalwart.store.queries import (
     MessagePage,
     MessageSummary,
     ReportView,
+    SentView,
 )
 
 __all__ = ["detail_view", "messages_table", "reports_table"]
@@ -124,9 +125,19 @@ _TIMELINE_COLUMNS = (
 )
 
 
-def _timeline(deliveries: Sequence[DeliveryView], width: int | None) -> Table:
+def _timeline(sent: SentView, deliveries: Sequence[DeliveryView], width: int | None) -> Table:
+    """``sent`` first (the publishing service and instance), then each service's delivery."""
     wide = width is None
-    rows: list[list[str]] = []
+    rows: list[list[str]] = [
+        [
+            f"[italic]{escape(sent.service)}[/]",
+            f"[{_STATE_STYLE['sent']}]sent[/]",
+            "",
+            _when(sent.at, wide),
+            escape(sent.sender),
+            "",
+        ]
+    ]
     for d in deliveries:
         style = _STATE_STYLE.get(d.state, "white")
         rows.append(
@@ -189,6 +200,6 @@ def detail_view(detail: MessageDetail, width: int | None) -> RenderableType:
     return Group(
         Panel(Syntax(head, "json", word_wrap=True), title="envelope", title_align="left"),
         Panel(Syntax(body, "json", word_wrap=True), title="body", title_align="left"),
-        _timeline(detail.deliveries, width),
+        _timeline(detail.sent, detail.deliveries, width),
         _chain(detail, width is None),
     )

@@ -22,6 +22,7 @@ __all__ = [
     "MessagePage",
     "MessageSummary",
     "ReportView",
+    "SentView",
     "Traffic",
     "TransitionView",
 ]
@@ -96,6 +97,23 @@ class TransitionView(_View):
     instance: str | None
 
 
+class SentView(_View):
+    """``sent``, where every message's life cycle starts: who published it, and when.
+
+    Not a delivery (no service has it yet), so it has no service and no
+    delivery row. It is read from the message row, which is the record of the
+    send: the subscriber, whose queue is bound to every topic, stores a row
+    only for an envelope the bus accepted from its publisher; ``sender`` and
+    ``at`` are that envelope's ``sender`` and ``created_at``, ``service`` the
+    sender's service.
+    """
+
+    state: Literal["sent"] = "sent"
+    service: str
+    sender: str
+    at: datetime
+
+
 class DeliveryView(_View):
     """A message at one service: merged state, per-state times, and the raw history."""
 
@@ -122,6 +140,7 @@ class MessageDetail(_View):
     envelope: Envelope
     size: int
     stored_at: datetime
+    sent: SentView  # the first state; then each service's deliveries
     deliveries: list[DeliveryView]
     ancestors: list[MessageSummary]
     descendants: ChainNode

@@ -37,6 +37,7 @@ from stalwart.store._models import (
     MessagePage,
     MessageSummary,
     ReportView,
+    SentView,
     Traffic,
     TransitionView,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "MessagePage",
     "MessageSummary",
     "ReportView",
+    "SentView",
     "TimeFormatError",
     "Traffic",
     "TransitionView",
@@ -338,7 +340,8 @@ async def _descendants(conn: AsyncConnection, root: MessageSummary) -> tuple[Cha
 
 
 async def get_message(store: Store, message_id: str) -> MessageDetail | None:
-    """The envelope, its per-service timeline and its causal chain; None if not stored."""
+    """The envelope, its life cycle (``sent``, then each service's deliveries) and its
+    causal chain; None if not stored."""
     async with store.engine.connect() as conn:
         row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
         if row is None:
@@ -364,6 +367,7 @@ async def get_message(store: Store, message_id: str) -> MessageDetail | None:
             envelope=envelope,
             size=row.size,
             stored_at=row.stored_at,
+            sent=SentView(service=row.sender_service, sender=row.sender, at=row.created_at),
             deliveries=await _timeline(conn, message_id),
             ancestors=await _ancestors(conn, row.causation_id),
             descendants=descendants,

@@ -22,6 +22,7 @@ from stalwart.store.queries import (
     MessagePage,
     MessageSummary,
     ReportView,
+    SentView,
     TransitionView,
 )
 from stalwart.watchdog import ProgramState
@@ -113,6 +114,7 @@ def test_show_reads_at_80_columns() -> None:
         envelope=Envelope.new(_TOPIC, {"ous": "uid://A001/X1"}, kind="ProcessRequest"),
         size=100,
         stored_at=_T,
+        sent=SentView(service="dispatcher", sender="dispatcher@jao/host-1", at=_T),
         deliveries=[delivery],
         ancestors=[],
         descendants=ChainNode(message=message),

@@ -90,7 +90,7 @@ def fit_table(
         title_justify="left",
         title_style="bold",
         expand=False,
-        width=sum(sizes.values()) + _GAP * max(len(kept) - 1, 0) if width is None else None,
+        width=_total(measured, kept, 1) if width is None else None,
     )
     for i in kept:
         col = columns[i]

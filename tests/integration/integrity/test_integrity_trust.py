@@ -157,9 +157,10 @@ def test_read_only_commands_make_no_home(tmp_path: Path, make_file) -> None:
     # When a file with no manifest is verified, Then it is reported, recording nothing
     out = cli(config, "verify", str(path), code=1)
     assert "nothing is recorded" in out and "unverified" in out
-    # When there is nothing to scrub either
+    # When there is nothing to scrub either, or a transfer is only planned
     assert "no integrity catalog" in cli(config, "scrub", code=1)
-    assert not home.exists()
+    assert "would copy to" in cli(config, "transfer", str(path), f"{tmp_path}/y/", "--dry-run")
+    assert not home.exists() and not (tmp_path / "y").exists()
     # When something is written, Then the new home is announced
     assert f"new integrity catalog at {home / 'store.db'}" in cli(config, "ingest", str(path))
     assert home.is_dir()

@@ -4,8 +4,9 @@ Every ``sweep`` seconds it deletes the products of delivered units (a
 product with a good replica at every site) once they are older than
 ``retention``, with their manifests and parity, at every site, and removes
 them from the catalog so that scrub does not report them missing; then it
-prunes the message store of messages older than ``store_retention`` (as
-``stalwart store prune`` does). ``stalwart up --demo`` runs it under the
+prunes the message store of messages, and the catalog of transfer and
+repair records, older than ``store_retention`` (as ``stalwart store prune``
+does). ``stalwart up --demo`` runs it under the
 watchdog; the ``[demo]`` table of stalwart.toml sets it::
 
     [demo]
@@ -61,6 +62,7 @@ class Swept:
     files: int
     bytes: int
     messages: int
+    history: int  # transfer and repair records
 
 
 def _delete(paths: list[str]) -> tuple[int, int]:
@@ -93,6 +95,7 @@ async def sweep(settings: Settings, demo: DemoSettings, now: datetime | None = N
                 files, freed = files + deleted, freed + size
             await catalog.forget(list(due))
             products += len(due)
+        history = await catalog.prune_history(now - timedelta(seconds=demo.store_retention))
     finally:
         await catalog.close()
     async with await Store.open(settings.store.url) as store:
@@ -101,7 +104,7 @@ async def sweep(settings: Settings, demo: DemoSettings, now: datetime | None = N
             now - timedelta(seconds=demo.store_retention),
             forget_after=settings.store.forget_after,
         )
-    return Swept(products, files, freed, pruned.messages)
+    return Swept(products, files, freed, pruned.messages, history)
 
 
 async def _run(settings: Settings) -> None:
@@ -119,11 +122,12 @@ async def _run(settings: Settings) -> None:
             _log.log(
                 logging.INFO if done.products or done.messages else logging.DEBUG,
                 "demo retention: %d delivered product(s) removed (%d files, %.1f MiB), "
-                "%d old message(s) pruned",
+                "%d old message(s) and %d transfer/repair record(s) pruned",
                 done.products,
                 done.files,
                 done.bytes / 2**20,
                 done.messages,
+                done.history,
             )
         try:
             await asyncio.wait_for(stop.wait(), demo.sweep)

@@ -224,6 +224,14 @@ class Catalog:
             await conn.execute(delete(replicas).where(replicas.c.name.in_(names)))
             await conn.execute(delete(files).where(files.c.name.in_(names)))
 
+    async def prune_history(self, before: datetime) -> int:
+        """Delete transfer and repair records from before ``before``; how many."""
+        deleted = 0
+        async with self.engine.begin() as conn:
+            for table, column in ((transfers, transfers.c.finished_at), (repairs, repairs.c.at)):
+                deleted += (await conn.execute(delete(table).where(column < before))).rowcount
+        return deleted
+
     # -- scrub runs -----------------------------------------------------------
 
     async def scrub_begin(self, site: str) -> tuple[int, str | None, ScrubCounts]:

@@ -48,9 +48,11 @@ async def test_sweep_removes_old_delivered_products_and_keeps_the_rest(tmp_path:
         # Given a delivered product (good at every site) and one with a corrupt replica
         delivered = await _replicate(catalog, home, "delivered.fits")
         pending = await _replicate(catalog, home, "pending.fits", bad_site="eu")
+        await catalog.record_transfer({"src": "a", "dst": "b", "outcome": "transferred"})
         demo = DemoSettings(retention=600, store_retention=3600)
         # When a sweep runs before the retention age, Then nothing is deleted
-        assert (await sweep(settings, demo)).products == 0
+        early = await sweep(settings, demo)
+        assert (early.products, early.history) == (0, 0)
         assert all(p.exists() for p in delivered)
         # When a sweep runs after it
         swept = await sweep(settings, demo, now=utcnow() + timedelta(hours=1))
@@ -61,6 +63,8 @@ async def test_sweep_removes_old_delivered_products_and_keeps_the_rest(tmp_path:
         # And the catalog forgot it (scrub lists no replica of it, so none is "missing")
         assert await catalog.file("delivered.fits") is None
         assert await catalog.replicas(name="delivered.fits") == []
+        # And the transfer records older than the store retention are gone too
+        assert swept.history == 1 and await catalog.transfers() == []
         # And the product not delivered everywhere is kept, on disk and in the catalog
         assert all(p.exists() for p in pending)
         assert len(await catalog.replicas(name="pending.fits")) == len(SITES)

@@ -3,94 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
-
-import typer
+from typing import Any
 
 from stalwart.cli._common import age, fail
+from stalwart.cli._integrity_home import NOTE, check_home, recording
+from stalwart.cli._integrity_verify import no_site, verify
 from stalwart.cli._integrity_view import byte_bar, human, print_rows, say
-from stalwart.config import DEFAULT_HOME, Settings
+from stalwart.config import Settings
 from stalwart.envelope import utcnow
 from stalwart.errors import IntegrityError
 from stalwart.integrity import ops
-from stalwart.integrity.catalog import Catalog, Row, local_database
+from stalwart.integrity.catalog import Catalog
 from stalwart.integrity.channels import Channel, open_channel
 from stalwart.integrity.compare import already_there
-from stalwart.integrity.events import EventPublisher
-from stalwart.integrity.locate import Located, locate
 from stalwart.integrity.scrub import ScrubOptions, ScrubReport, scrub_forever, scrub_site
 from stalwart.integrity.settings import IntegritySettings
 from stalwart.integrity.transfer import TransferResult, resolve_destination
-from stalwart.integrity.verify import verify_size
 from stalwart.integrity.walk import expand
 
 __all__ = ["catalog", "ingest", "scrub", "transfer", "verify"]
-
-NOTE = ("note:", "yellow")
-
-Need = Literal["write", "read", "optional"]
-
-
-def _home(settings: Settings) -> str:
-    """Where the home is, and how it was chosen, for messages about it."""
-    home = Path(settings.home)
-    where = f"stalwart home {home.absolute()}"
-    if home == DEFAULT_HOME:
-        where += (
-            " (the default: .stalwart in the working directory; run where your "
-            "stalwart.toml is, or pass --config or STALWART_HOME)"
-        )
-    return where
-
-
-def _check_home(settings: Settings, need: Need) -> bool:
-    """Whether to open the catalog. One that does not exist yet is created only for
-    a command that writes (``need``); the others say where they looked."""
-    fresh = local_database(settings.store.url)
-    if fresh is None or fresh.exists():
-        return True
-    if need == "read":
-        raise fail(
-            f"no integrity catalog at {fresh}: nothing was ingested with the {_home(settings)}"
-        )
-    if need == "optional":
-        say(
-            f"no integrity catalog at {fresh}, so nothing is recorded; {_home(settings)}",
-            *NOTE,
-            err=True,
-        )
-        return False
-    say(f"new integrity catalog at {fresh}; {_home(settings)}", *NOTE, err=True)
-    return True
-
-
-@asynccontextmanager
-async def _recorder(settings: Settings, site: str) -> AsyncIterator[tuple[ops.Recorder, Catalog]]:
-    """Catalog + event publisher for one command; says so when the bus is unreachable."""
-    opened = await Catalog.open(settings.store.url)
-    try:
-        async with EventPublisher.for_settings(settings, site) as events:
-            if events.unavailable:
-                say(
-                    f"{events.unavailable}: sys.integrity events are not published; "
-                    "the catalog is still updated",
-                    *NOTE,
-                    err=True,
-                )
-            yield ops.Recorder(site=site, catalog=opened, emit=events.publish), opened
-    finally:
-        await opened.close()
-
-
-def _sizes(paths: list[Path], store: Path | None) -> int | None:
-    sizes = [verify_size(p, store) for p in paths]
-    return sum(s for s in sizes if s is not None) or None
 
 
 def _regular(paths: list[Path]) -> list[Path]:
@@ -118,8 +52,8 @@ async def ingest(
         raise fail(f"cannot ingest {bad[0].absolute()}: not a regular file; check the path")
     total = await asyncio.to_thread(lambda: sum(p.stat().st_size for p in files))
     refused = 0
-    _check_home(settings, "write")
-    async with _recorder(settings, site) as (recorder, catalog):
+    check_home(settings, "write")
+    async with recording(settings, site) as (recorder, catalog):
         with byte_bar() as bar:
             bar.start("ingest", total)
             for path in files:
@@ -150,138 +84,6 @@ async def ingest(
                         err=True,
                     )
     return refused
-
-
-async def _no_site(catalog: Catalog, site: str) -> typer.Exit:
-    """The error for a site without replicas, naming the sites that have some."""
-    known = await catalog.sites()
-    sites = f"sites with replicas: {', '.join(known)}" if known else "the catalog is empty"
-    return fail(f"no replicas of site {site!r} in the catalog ({sites}); check --site")
-
-
-async def _targets(
-    catalog: Catalog | None, settings: Settings, site: str | None, paths: list[Path]
-) -> list[tuple[Path, Located]]:
-    """What to verify: the paths given (directories walked), or every replica of the site."""
-    if not paths:
-        at = site or settings.site
-        if catalog is None:
-            raise fail(f"no replicas of site {at!r}: there is no catalog")
-        rows = await catalog.replicas(at, limit=10**9)
-        if not rows:
-            raise await _no_site(catalog, at)
-        return [(Path(r["path"]), Located(at, str(r["name"]))) for r in rows]
-    files = await asyncio.to_thread(expand, paths, Path(settings.home))
-    found = [(p, await locate(catalog, str(p), site, settings.site)) for p in files]
-    gone = await asyncio.to_thread(lambda: [p for p, at in found if not at.name and not p.exists()])
-    if gone:
-        raise fail(f"no such file: {', '.join(map(str, gone))}; check the path")
-    return found
-
-
-async def _hint(
-    catalog: Catalog | None, path: Path, at: Located, checked: ops.Checked, repair: bool
-) -> str | None:
-    """What to do about a file that stays damaged (or was never ingested)."""
-    state, report = checked.state, checked.report
-    if state in ("ok", "repaired"):
-        return None
-    if state == "unverified":
-        return f"`stalwart ingest {path}` records its checksums and parity"
-    if state == "corrupt" and not repair:
-        if report.manifest is not None:
-            return f"`stalwart verify {path} --repair` repairs it from its parity"
-        if checked.catalogued:
-            return f"`stalwart verify {path} --repair` rebuilds its manifest if the data is intact"
-    others = []
-    if catalog is not None and at.name is not None:
-        others = [
-            r
-            for r in await catalog.replicas(None, name=at.name)
-            if r["site"] != at.site and r["state"] in ("ok", "repaired")
-        ]
-    what = "missing" if state == "missing" else "still damaged"
-    if others and checked.catalogued:
-        return (
-            f"{what}: `stalwart scrub --site {at.site}` repairs it from the replica at "
-            f"{others[0]['site']} ({others[0]['path']})"
-        )
-    if others:
-        good = others[0]["path"]
-        return f"{what}: `stalwart transfer {good} {path}` copies a good replica over it"
-    return f"{what}, and no good replica elsewhere is catalogued: restore it from a backup"
-
-
-async def verify(
-    settings: Settings,
-    store: Path | None,
-    site: str | None,
-    paths: list[Path],
-    repair: bool,
-    as_json: bool,
-) -> int:
-    """Verify (and repair) files or a site's replicas; the number still damaged."""
-    if not _check_home(settings, "optional"):
-        rows = await _verify_all(
-            ops.Recorder(site or settings.site), None, settings, store, site, paths, repair
-        )
-    else:
-        async with _recorder(settings, site or settings.site) as (recorder, catalog):
-            rows = await _verify_all(recorder, catalog, settings, store, site, paths, repair)
-    columns = ["path", "site", "state", "problems", "repaired_blocks"]
-    print_rows("verify", rows, columns, as_json)
-    for row in [] if as_json else rows:  # in JSON, the rows carry their hints
-        if row["hint"]:
-            say(f"{row['path']}: {row['hint']}", "hint:", "yellow", err=True)
-    if not as_json and any(r["site"] is None for r in rows):
-        say(
-            "a path with no site is not a catalogued replica: its result is not recorded "
-            "(`stalwart ingest` registers a file)",
-            *NOTE,
-            err=True,
-        )
-    return sum(r["state"] not in ("ok", "repaired") for r in rows)
-
-
-async def _verify_all(
-    recorder: ops.Recorder,
-    catalog: Catalog | None,
-    settings: Settings,
-    store: Path | None,
-    site: str | None,
-    paths: list[Path],
-    repair: bool,
-) -> list[Row]:
-    rows: list[Row] = []
-    targets = await _targets(catalog, settings, site, paths)
-    total = await asyncio.to_thread(_sizes, [p for p, _ in targets], store)
-    with byte_bar() as bar:
-        bar.start("verify", total)
-        for path, at in targets:
-            bar.label(f"verify {path.name}")
-            checked = await ops.verify(
-                path,
-                dataclasses.replace(recorder, site=at.site),
-                name=at.name,
-                store=store,
-                repair=repair,
-                progress=bar.advance,
-            )
-            fixed = checked.repair
-            rows.append(
-                {
-                    "path": str(path),
-                    "site": at.site if checked.catalogued else None,
-                    "state": checked.state,
-                    "problems": "; ".join(checked.report.problems()) or None,
-                    "repaired_blocks": len(fixed.from_parity) + len(fixed.refetched)
-                    if fixed
-                    else 0,
-                    "manifest_rebuilt": checked.rebuilt,
-                    "hint": await _hint(catalog, path, at, checked, repair),
-                }
-            )
-    return rows
 
 
 def _size_of(channel: Channel) -> int | None:
@@ -318,10 +120,10 @@ async def transfer(
     options = isettings.transfer_options(retries=retries)
     source = open_channel(src)
     target = open_channel(await asyncio.to_thread(resolve_destination, source, dst))
-    if not _check_home(settings, "optional" if dry_run else "write"):
+    if not check_home(settings, "optional" if dry_run else "write"):
         await _transfer_plan(None, site, source, target, checksum)
         return
-    async with _recorder(settings, site) as (recorder, catalog):
+    async with recording(settings, site) as (recorder, catalog):
         if dry_run or checksum:
             if await _transfer_plan(catalog, site, source, target, checksum, record=not dry_run):
                 return
@@ -410,10 +212,10 @@ async def scrub(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        _check_home(settings, "read")
-        async with _recorder(settings, options.site) as (recorder, catalog):
+        check_home(settings, "read")
+        async with recording(settings, options.site) as (recorder, catalog):
             if not await catalog.replicas(options.site, limit=1):
-                raise await _no_site(catalog, options.site)
+                raise await no_site(catalog, options.site)
             if every is not None:
                 await scrub_forever(
                     catalog,
@@ -485,7 +287,7 @@ async def catalog(
         raise fail("catalog files has no site; use `stalwart catalog replicas --site S`")
     if what == "scrubs" and match is not None:
         raise fail("catalog scrubs has no names; filter them with --site")
-    _check_home(settings, "read")
+    check_home(settings, "read")
     opened = await Catalog.open(settings.store.url)
     try:
         if what == "files":

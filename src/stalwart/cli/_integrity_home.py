@@ -1,0 +1,76 @@
+"""Where an integrity command keeps its records: the catalog of the stalwart home.
+
+A catalog that does not exist yet is created only by a command that writes
+to it; the others say where they looked, so that a command run in the wrong
+directory shows at once instead of leaving a stray ``.stalwart/`` behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Literal
+
+from stalwart.cli._common import fail
+from stalwart.cli._integrity_view import say
+from stalwart.config import DEFAULT_HOME, Settings
+from stalwart.integrity import ops
+from stalwart.integrity.catalog import Catalog, local_database
+from stalwart.integrity.events import EventPublisher
+
+__all__ = ["NOTE", "check_home", "home_of", "recording"]
+
+Need = Literal["write", "read", "optional"]
+NOTE = ("note:", "yellow")  # the tag of a note line, for say()
+
+
+def home_of(settings: Settings) -> str:
+    """Where the home is, and how it was chosen, for messages about it."""
+    home = Path(settings.home)
+    where = f"stalwart home {home.absolute()}"
+    if home == DEFAULT_HOME:
+        where += (
+            " (the default: .stalwart in the working directory; run where your "
+            "stalwart.toml is, or pass --config or STALWART_HOME)"
+        )
+    return where
+
+
+def check_home(settings: Settings, need: Need) -> bool:
+    """Whether to open the catalog. One that does not exist yet is created only for
+    a command that writes (``need``); the others say where they looked."""
+    fresh = local_database(settings.store.url)
+    if fresh is None or fresh.exists():
+        return True
+    if need == "read":
+        raise fail(
+            f"no integrity catalog at {fresh}: nothing was ingested with the {home_of(settings)}"
+        )
+    if need == "optional":
+        say(
+            f"no integrity catalog at {fresh}, so nothing is recorded; {home_of(settings)}",
+            *NOTE,
+            err=True,
+        )
+        return False
+    say(f"new integrity catalog at {fresh}; {home_of(settings)}", *NOTE, err=True)
+    return True
+
+
+@asynccontextmanager
+async def recording(settings: Settings, site: str) -> AsyncIterator[tuple[ops.Recorder, Catalog]]:
+    """Catalog + event publisher for one command; says so when the bus is unreachable."""
+    opened = await Catalog.open(settings.store.url)
+    try:
+        async with EventPublisher.for_settings(settings, site) as events:
+            if events.unavailable:
+                say(
+                    f"{events.unavailable}: sys.integrity events are not published; "
+                    "the catalog is still updated",
+                    *NOTE,
+                    err=True,
+                )
+            yield ops.Recorder(site=site, catalog=opened, emit=events.publish), opened
+    finally:
+        await opened.close()

@@ -306,7 +306,10 @@ class Persister:
             reports += verdict.reports
             if verdict.problem is not None:
                 problems.setdefault(index, verdict.problem)
-        await self._store.write_rows(Rows(reports=reports))
+        try:
+            await self._store.write_rows(Rows(reports=reports))
+        except StoreDataError as exc:  # printable text should never be refused; log it then
+            _log.error("the store refused the reports of refused rows %s: %s", reports, exc)
         return problems
 
     def _account(self, batch: list[Delivery]) -> None:

@@ -17,9 +17,9 @@ from store_traffic import Traffic, database_examples
 from stalwart.envelope import Envelope
 from stalwart.ids import new_id
 from stalwart.store import Store, upgrade
-from stalwart.store.engine import make_engine
 from stalwart.store._filters import in_delivery_time
 from stalwart.store._rows import message_row
+from stalwart.store.engine import make_engine
 from stalwart.store.queries import MessageFilter, list_messages
 from stalwart.store.schema import deliveries, messages
 

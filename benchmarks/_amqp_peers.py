@@ -18,43 +18,20 @@ from typing import Any
 import aio_pika
 from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
 
+from benchmarks._amqp_queue import SERVICE, TOPIC, drop
 from stalwart.bus import QueueSpec
-from stalwart.bus._amqp_names import (
-    dead_queue,
-    directory_queue,
-    dlx_exchange,
-    work_queue,
-    work_queue_arguments,
-)
+from stalwart.bus._amqp_names import dlx_exchange, work_queue, work_queue_arguments
 from stalwart.bus.amqp import AmqpTransport
 from stalwart.envelope import Envelope, encode
 
-__all__ = ["FastStreamPeer", "RawPeer", "StalwartPeer", "payload"]
+__all__ = ["SERVICE", "TOPIC", "FastStreamPeer", "RawPeer", "StalwartPeer", "drop", "payload"]
 
-TOPIC = "bench.item"
-SERVICE = "bench"
 PREFETCH = 256
 
 
 def payload() -> str:
     """A 1 KiB body."""
     return "x" * 1024
-
-
-async def drop(url: str, exchange: str) -> None:
-    connection = await aio_pika.connect(url)
-    try:
-        channel = await connection.channel()
-        for name in (
-            work_queue(exchange, SERVICE),
-            dead_queue(exchange, SERVICE),
-            directory_queue(exchange),
-        ):
-            await channel.queue_delete(name)
-        await channel.exchange_delete(exchange)
-        await channel.exchange_delete(dlx_exchange(exchange))
-    finally:
-        await connection.close()
 
 
 async def _timed_trips(

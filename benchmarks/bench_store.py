@@ -31,12 +31,12 @@ import contextlib
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import Table, insert
 
+from benchmarks._postgres import fresh_database
 from benchmarks._store_memory_bus import MemoryBus
 from stalwart.envelope import DeliveryState, Envelope, Transition, encode
 from stalwart.messages import LIFECYCLE_TOPIC, LifecycleBatch
@@ -47,7 +47,6 @@ from stalwart.store.schema import deliveries, messages, transitions
 
 __all__ = ["main"]
 
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 TARGET = {"sqlite": 5_000, "postgres": 10_000}
 _GROUP = 100
 _BATCH = 1_000
@@ -106,20 +105,12 @@ async def _fresh_store(backend: str) -> AsyncIterator[Store]:
             finally:
                 await store.close()
         return
-    import psycopg
-
-    name = f"stalwart_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        store = await Store.open(f"{POSTGRES}/{name}")
+    with fresh_database() as url:
+        store = await Store.open(url)
         try:
             yield store
         finally:
             await store.close()
-    finally:
-        with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def _ours(store: Store, batches: list[Batch]) -> tuple[float, float]:

@@ -1,0 +1,193 @@
+"""The cost of effectively-once: service throughput before and after claims and durable states.
+
+Before is the runtime of ``--baseline`` (default: the parent of the commit
+that added claims and durable final states), checked out in a temporary git
+worktree; after is this tree's ``src/``. Each measurement runs in a child
+process (:mod:`benchmarks._effectively_once_child`) with ``PYTHONPATH`` at
+one of the two, in the same virtualenv: one service, one no-op handler
+(idempotent or not), concurrency 16, ``--count`` messages preloaded, timed
+from the runner's start until all are acked. Buses: the embedded one (a
+fresh SQLite home per run, SQLite store) and RabbitMQ (a fresh exchange and
+quorum queue per run, dropped after, behind the outbox as ``stalwart run``
+opens it; store: a fresh PostgreSQL database). Each round runs every
+configuration before then after; it prints the medians and after / before.
+
+Run: ``.venv/bin/python -m benchmarks.bench_effectively_once [--count N] [--rounds R]
+[--baseline REF]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.progress import Progress
+
+from benchmarks._amqp_queue import drop
+from benchmarks._effectively_once_child import Measurement
+from benchmarks._postgres import fresh_database
+
+__all__ = ["Config", "main", "run_child"]
+
+ROOT = Path(__file__).resolve().parent.parent
+CURRENT_SRC = ROOT / "src"
+AMQP = os.environ.get("STALWART_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+BASELINE = "a486973^"  # the runtime before claims and durable final states
+
+
+@dataclass(frozen=True)
+class Config:
+    bus: str  # "sqlite" (embedded, SQLite store) or "amqp" (RabbitMQ, PostgreSQL store)
+    idempotent: bool
+
+    def __str__(self) -> str:
+        return f"{self.bus} {'idempotent' if self.idempotent else 'plain'}"
+
+
+CONFIGS = tuple(Config(bus, idem) for bus in ("sqlite", "amqp") for idem in (True, False))
+
+
+@contextlib.contextmanager
+def _stores(config: Config, home: str) -> Iterator[tuple[str, str]]:
+    """(bus URL, store URL) for one run, fresh; the PostgreSQL database is dropped after."""
+    if config.bus == "sqlite":
+        yield f"sqlite:///{home}/bus.db", f"sqlite:///{home}/store.db"
+        return
+    with fresh_database("stalwart_bench_eo") as store_url:
+        yield AMQP, store_url
+
+
+def run_child(src: Path, config: Config, count: int, timeout: float = 600.0) -> Measurement:
+    """One measurement in a child process running the stalwart found at ``src``."""
+    exchange = f"bench-eo-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="bench-eo-") as home, _stores(config, home) as urls:
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks._effectively_once_child",
+            *("--bus-url", urls[0], "--store-url", urls[1], "--home", home),
+            *("--exchange", exchange, "--count", str(count), "--timeout", str(timeout)),
+            *(["--idempotent"] if config.idempotent else []),
+        ]
+        env = {**os.environ, "PYTHONPATH": str(src)}
+        try:
+            done = subprocess.run(
+                command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout + 120
+            )
+        finally:
+            if config.bus == "amqp":
+                asyncio.run(drop(AMQP, exchange))
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"{config} with {src} failed (exit {done.returncode}): {tail}")
+    measured = Measurement(**json.loads(done.stdout.strip().splitlines()[-1]))
+    if not Path(measured.stalwart).is_relative_to(src):
+        raise RuntimeError(f"the child ran {measured.stalwart}, not the stalwart under {src}")
+    if measured.consumed != count or measured.left:
+        raise RuntimeError(
+            f"{config} with {src}: {measured.consumed} of {count} acked, {measured.left} left "
+            f"in the queue after {measured.seconds:.0f} s"
+        )
+    return measured
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@contextlib.contextmanager
+def _checked_out_src(ref: str) -> Iterator[Path]:
+    """``ref``'s src/ in a temporary detached worktree, removed on exit."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-eo-worktree-"))
+    try:
+        _git("worktree", "add", "--detach", str(folder), ref)
+        yield folder / "src"
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _git("worktree", "remove", "--force", str(folder))
+        shutil.rmtree(folder, ignore_errors=True)
+        _git("worktree", "prune")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _describe(ref: str | None) -> str:
+    if ref is not None:
+        return f"{ref} = {_commit(ref)}"
+    dirty = " with uncommitted changes" if _git("status", "--porcelain", "--", "src") else ""
+    return f"the working tree (HEAD {_commit('HEAD')}{dirty})"
+
+
+def _bench(count: int, rounds: int, refs: dict[str, str | None]) -> None:
+    for side, ref in refs.items():
+        print(f"{side}: {_describe(ref)}")
+    print(f"load average at start: {_load()}")
+    rates: dict[tuple[Config, str], list[float]] = {}
+    with contextlib.ExitStack() as stack, Progress() as progress:
+        sides = {
+            side: CURRENT_SRC if ref is None else stack.enter_context(_checked_out_src(ref))
+            for side, ref in refs.items()
+        }
+        task = progress.add_task("measuring", total=rounds * len(CONFIGS) * len(sides))
+        for round_ in range(1, rounds + 1):
+            for config in CONFIGS:
+                for side, src in sides.items():
+                    progress.update(task, description=f"round {round_}: {config}, {side}")
+                    rate = run_child(src, config, count).rate
+                    rates.setdefault((config, side), []).append(rate)
+                    progress.console.print(
+                        f"round {round_} {config!s:18} {side:6} {rate:8,.0f} msg/s"
+                    )
+                    progress.advance(task)
+    print(f"load average at end: {_load()}")
+    print(f"\n{count} messages, concurrency 16, medians of {rounds} rounds (msg/s)")
+    print(f"{'configuration':18}  {'before':>8}  {'after':>8}  {'after/before':>12}")
+    for config in CONFIGS:
+        old = statistics.median(rates[config, "before"])
+        new = statistics.median(rates[config, "after"])
+        print(f"{config!s:18}  {old:8,.0f}  {new:8,.0f}  {new / old:12.2f}")
+
+
+def _commit(ref: str) -> str:
+    return _git("rev-parse", "--short", "--verify", f"{ref}^{{commit}}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench_effectively_once", description=__doc__)
+    parser.add_argument("--count", type=int, default=5000, help="messages per run")
+    parser.add_argument("--rounds", type=int, default=3, help="before/after pairs per setup")
+    parser.add_argument("--baseline", default=BASELINE, help="git ref of the code before")
+    parser.add_argument(
+        "--after", metavar="REF", help="git ref of the code after (default: this tree's src/)"
+    )
+    args = parser.parse_args(argv)
+    if args.count < 1 or args.rounds < 1:
+        parser.error("--count and --rounds must be at least 1")
+    refs = {"before": args.baseline, "after": args.after}
+    for side, ref in refs.items():
+        try:
+            if ref is not None:
+                _commit(ref)
+        except subprocess.CalledProcessError:
+            parser.error(f"the {side} ref {ref!r} is no commit here; pass one `git log` lists")
+    _bench(args.count, args.rounds, refs)
+
+
+if __name__ == "__main__":
+    main()

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stalwart.errors import IntegrityError
 from stalwart.integrity._pass import Progress
 from stalwart.integrity.catalog import Catalog, Row, ScrubCounts
 from stalwart.integrity.channels import Channel
@@ -196,9 +197,10 @@ class _Run:
             result = await transfer(
                 other["path"], str(path), self.recorder, self.opts.transfer, progress=paced
             )
-        except TransferFailed as exc:
+        except IntegrityError as exc:  # the other replica is gone or bad too: go on
             _log.warning("repair from replica failed name=%s error=%s", name, exc)
-            report.counts.bytes_read += exc.result.bytes_moved
+            if isinstance(exc, TransferFailed):
+                report.counts.bytes_read += exc.result.bytes_moved
             return state
         self.progress(max(result.bytes_moved - streamed, 0))  # its parity and manifest
         report.counts.bytes_read += result.bytes_moved

@@ -248,3 +248,18 @@ async def test_scrub_rate_holds_for_every_byte_it_reads(
     assert read > 2 * rate
     assert elapsed >= (read - rate) / rate * 0.9
     assert elapsed <= (read - rate) / rate + 5.0
+
+
+async def test_a_vanished_good_replica_does_not_stop_the_scrub(
+    settings, catalog, publisher, make_file, tmp_path: Path
+) -> None:
+    # Given two replicas at eu damaged beyond parity, and jao's copy of the first gone
+    data = await _two_sites(settings, catalog, publisher, make_file, ["a.bin", "b.bin"])
+    damage(tmp_path / "eu" / "a.bin", 0, 1, 2)
+    damage(tmp_path / "eu" / "b.bin", 0, 1, 2)
+    (tmp_path / "jao" / "a.bin").unlink()
+    # When eu is scrubbed, Then a stays corrupt, and b is still repaired after it
+    recorder = ops.Recorder("eu", catalog, publisher.publish)
+    report = await scrub_site(catalog, recorder, ScrubOptions(site="eu"))
+    assert report.corrupt == [str(tmp_path / "eu" / "a.bin")] and report.counts.repaired == 1
+    assert (tmp_path / "eu" / "b.bin").read_bytes() == data["b.bin"]

@@ -461,6 +461,8 @@ def transfer_file(
     """
     source = open_channel(src)
     target = open_channel(resolve_destination(source, dst) if isinstance(dst, str) else dst)
+    if source.local_dir():
+        raise IntegrityError(f"source {source.url} is a directory; transfer its files one by one")
     if not source.exists():
         raise IntegrityError(f"source {source.url} does not exist; check the path or URL")
     if source.url == target.url:

@@ -74,6 +74,7 @@ def test_commands_work_and_say_so_without_a_bus(tmp_path: Path, make_file) -> No
         (["ingest", "x", "--algorithm", "sha3"], "unknown digest algorithm"),
         (["catalog", "everything"], "unknown catalog table"),
         (["transfer", "/nonexistent/src", "/tmp/x"], "does not exist"),
+        (["transfer", "/tmp", "/tmp/x"], "is a directory; transfer its files one by one"),
         (["verify", "--site", "nowhere"], "no replicas of site 'nowhere'"),
         (["ingest", "x", "--block-size", "1"], "block-size: Input should be greater than or"),
         (["verify", "x", "--parity-store", "/nonexistent/store"], "store does not exist"),

@@ -55,7 +55,7 @@ class Checked:
     report: VerifyReport
     repair: RepairResult | None
     state: str  # ok | repaired | corrupt | missing | unverified (never ingested)
-    bytes_read: int = 0  # by the check, the repair and the re-check
+    bytes_read: int = 0  # by the check, the repair (ranges re-fetched too) and the re-check
     catalogued: bool = False  # the outcome was recorded on the catalogued replica
     rebuilt: bool = False  # the manifest was rebuilt from intact data
 
@@ -144,10 +144,11 @@ def _check(
     fixed = repair_file(
         path, report.manifest, parity_path_of(report.manifest, manifest_path), report, fetch=fetch
     )
+    repaired = fixed.bytes_read + fixed.bytes_refetched  # this copy's, and the good copy's
     if reread is not None:
-        reread(fixed.bytes_read)
+        reread(repaired)
     after = verify_file(path, store=store, progress=reread)
-    read = report.bytes_read + fixed.bytes_read + after.bytes_read
+    read = report.bytes_read + repaired + after.bytes_read
     return Checked(after, fixed, "repaired" if after.ok else "corrupt", read)
 
 

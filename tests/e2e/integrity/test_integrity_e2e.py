@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,3 +111,41 @@ def test_transfer_service_process_serves_and_stops_gracefully(
     # And SIGTERM stops the service cleanly
     service.send_signal(signal.SIGTERM)
     assert service.wait(timeout=30) == 0, service.stdout.read() if service.stdout else ""
+
+
+def _lines(proc: subprocess.Popen[bytes], count: int, timeout: float) -> list[str]:
+    """The first ``count`` lines ``proc`` prints, or fewer once ``timeout`` passes."""
+    assert proc.stdout is not None
+    fd, seen = proc.stdout.fileno(), b""
+    deadline = time.monotonic() + timeout
+    while seen.count(b"\n") < count and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.5)[0]:
+            seen += os.read(fd, 65536) or b""
+    return seen.decode().splitlines()[:count]
+
+
+@pytest.mark.slow
+def test_scheduled_scrub_says_when_it_runs_next_and_stops_on_sigterm(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given a file ingested at jao
+    src = tmp_path / "jao" / "f.bin"
+    src.parent.mkdir()
+    src.write_bytes(os.urandom(BLOCK * 5))
+    _stalwart(env, "ingest", str(src), "--site", "jao")
+    # When jao is scrubbed every hour
+    proc = subprocess.Popen(
+        [_exe(), "scrub", "--site", "jao", "--every", "1h", "--spread", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        lines = _lines(proc, 2, timeout=60)
+        # Then it scrubs now, and says when the next run is
+        assert "checked 1, ok 1" in lines[0], lines
+        assert lines[1].startswith("next scrub at ") and "(in 60m)" in lines[1], lines
+    finally:
+        # And SIGTERM ends the wait at once, cleanly
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

@@ -10,15 +10,26 @@ variables, the TOML file, defaults. Nothing is read at import time.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from stalwart.errors import ConfigError
+from stalwart.redact import redact_url
 
 __all__ = [
     "DEFAULT_HOME",
@@ -67,8 +78,10 @@ def parse_size(text: str | int) -> int:
             raise SizeError(
                 f"cannot read size {text!r}: write bytes or e.g. 4MiB, 512MiB, 2GB"
             ) from None
-    if value <= 0:
+    if not value > 0:
         raise SizeError(f"size {text!r} must be positive")
+    if not math.isfinite(value) or value >= 2**63:
+        raise SizeError(f"size {text!r} is too large: write bytes or e.g. 4MiB, 512MiB, 2GB")
     return int(value)
 
 
@@ -95,10 +108,41 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _url_of(schemes: frozenset[str], example: str) -> Any:
+    """A validator: every comma-separated URL has one of ``schemes``."""
+
+    def check(url: str) -> str:
+        for one in url.split(","):
+            scheme, sep, _ = one.strip().partition("://")
+            if not sep or scheme.split("+", 1)[0].lower() not in schemes:
+                raise ValueError(
+                    f"{redact_url(one.strip())!r} is not a URL of {', '.join(sorted(schemes))}; "
+                    f"write e.g. {example}"
+                )
+        return url
+
+    return AfterValidator(check)
+
+
+_BusUrl = Annotated[
+    str,
+    _url_of(frozenset({"sqlite", "amqp", "amqps"}), "amqp://user:pass@host:5672/"),
+]
+_StoreUrl = Annotated[
+    str,
+    _url_of(frozenset({"sqlite", "postgresql"}), "postgresql://user@host/db"),
+]
+_LogLevel = Annotated[
+    Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+    BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value),
+]
+_HS256_MIN_SECRET = 32  # bytes: RFC 7518 3.2, a key at least as long as the hash
+
+
 class BusSettings(_Strict):
     """Where the bus is and how messages are bounded."""
 
-    url: str = f"sqlite:///{DEFAULT_HOME}/bus.db"
+    url: _BusUrl = f"sqlite:///{DEFAULT_HOME}/bus.db"
     max_message_size: int = Field(default=1024 * 1024, gt=0)
     exchange: str = "stalwart"
     queue_type: Literal["quorum", "classic"] = "quorum"
@@ -119,7 +163,7 @@ class StoreSettings(_Strict):
     ``stalwart store prune`` deletes them.
     """
 
-    url: str = f"sqlite:///{DEFAULT_HOME}/store.db"
+    url: _StoreUrl = f"sqlite:///{DEFAULT_HOME}/store.db"
     # How long idempotent services remember a processed message id: longer
     # than any redelivery can take (seconds; 7 days).
     claims_retention: float = Field(default=7 * 86400.0, gt=0)
@@ -134,6 +178,18 @@ class SecuritySettings(_Strict):
     private_key_file: Path | None = None
     public_key_file: Path | None = None
     issuer: str = "stalwart"
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, secret: str | None, info: ValidationInfo) -> str | None:
+        hs256 = info.data.get("algorithm") == "HS256"
+        if hs256 and secret is not None and len(secret.encode()) < _HS256_MIN_SECRET:
+            raise ValueError(
+                f"the secret is {len(secret.encode())} bytes; HS256 needs at least "
+                f"{_HS256_MIN_SECRET}: generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return secret
 
 
 class ServiceEntry(_Strict):
@@ -150,7 +206,7 @@ class Settings(_Strict):
 
     site: str = "local"
     home: Path = DEFAULT_HOME
-    log_level: str = "INFO"
+    log_level: _LogLevel = "INFO"
     log_format: Literal["text", "json"] = "text"
     bus: BusSettings = BusSettings()
     store: StoreSettings = StoreSettings()
@@ -209,6 +265,8 @@ def load_settings(
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file} is not valid TOML: {exc}; fix the file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {file}: {exc}; pass a TOML file") from None
     elif named:
         raise ConfigError(f"config file {file} not found; pass an existing --config path")
     home = environ.get("STALWART_HOME") or data.get("home")

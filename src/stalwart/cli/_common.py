@@ -101,7 +101,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def handle_errors(func: Callable[P, T]) -> Callable[P, T]:
-    """Turn a StalwartError into one line on stderr and exit status 1 (78 for a ConfigError)."""
+    """Turn a StalwartError, or a file or network error the command did not expect,
+    into one line on stderr and exit status 1 (78 for a ConfigError)."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -111,6 +112,9 @@ def handle_errors(func: Callable[P, T]) -> Callable[P, T]:
             raise fail(str(exc), EX_CONFIG) from None
         except StalwartError as exc:
             raise fail(str(exc)) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise fail(f"{where}{exc.strerror or exc}") from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
 

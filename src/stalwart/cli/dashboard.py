@@ -91,7 +91,7 @@ def hash_password_command(
 
     Example: stalwart dashboard hash-password --user ops
     """
-    del config  # accepted like every command; hashing needs no settings
+    settings_from(config)  # hashing needs no settings, but a broken file is worth knowing
     if stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:

@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def list_(
         service: ServiceOption = None,
-        limit: int = 100,
+        limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 100,
         as_json: Annotated[
             bool, typer.Option("--json", help="A JSON array, each as `dlq show` prints it.")
         ] = False,
@@ -175,7 +175,8 @@ def register(app: typer.Typer) -> None:
 
         Example: stalwart dlq purge --service qa --yes
         """
+        settings = settings_from(config)
         if not yes:
             typer.confirm("delete these dead letters for good?", abort=True)
-        count = run(_act(settings_from(config), service, keys or [], purge=True))
+        count = run(_act(settings, service, keys or [], purge=True))
         console.print(f"purged {count} dead letter(s)")

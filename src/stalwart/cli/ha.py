@@ -16,6 +16,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from stalwart.bus import Transport, open_bus, redact_url
 from stalwart.cli._columns import Col, WideOption, fit_table, print_table, width_for
 from stalwart.cli._common import ConfigOption, console, handle_errors, run, say, settings_from
+from stalwart.cli._engine import store_engine
 from stalwart.config import Settings
 from stalwart.envelope import default_sender
 from stalwart.errors import StalwartError
@@ -34,11 +35,8 @@ def _store_url(settings: Settings) -> str:
 
 
 async def _status(settings: Settings) -> HaStatus:
-    engine = make_engine(_store_url(settings))
-    try:
+    async with store_engine(_store_url(settings)) as engine:
         return await status(engine)
-    finally:
-        await engine.dispose()
 
 
 def _when(epoch: float) -> str:
@@ -206,8 +204,7 @@ async def _probe_once(settings: Settings) -> list[tuple[str, str, bool, str, flo
 
 
 async def _step_down(settings: Settings, role: str, wait: float) -> tuple[int | None, str]:
-    engine = make_engine(_store_url(settings))
-    try:
+    async with store_engine(_store_url(settings)) as engine:
         token = await request_step_down(engine, role)
         if token is None or wait <= 0:
             return token, ""
@@ -223,8 +220,6 @@ async def _step_down(settings: Settings, role: str, wait: float) -> tuple[int | 
                     return token, "released; no standby has taken it yet"
                 await asyncio.sleep(0.2)
         return token, f"still held after {wait:.0f}s; the holder steps down at its next renewal"
-    finally:
-        await engine.dispose()
 
 
 def register(app: typer.Typer) -> None:
@@ -293,7 +288,8 @@ def register(app: typer.Typer) -> None:
         role: Annotated[str, typer.Argument(help="The role, e.g. service.dispatcher.")],
         config: ConfigOption = None,
         wait: Annotated[
-            float, typer.Option("--wait", min=0, help="Seconds to wait for the handover.")
+            float,
+            typer.Option("--wait", min=0, max=86_400, help="Seconds to wait for the handover."),
         ] = 30.0,
     ) -> None:
         """Ask the holder of ROLE to step down so that a standby takes over.

@@ -9,11 +9,11 @@ import typer
 
 from stalwart.cli import _integrity_run as act
 from stalwart.cli._common import ConfigOption, fail, handle_errors, run, settings_from
-from stalwart.config import Settings, parse_size
+from stalwart.cli._params import MAX_COUNT, duration, size
+from stalwart.config import Settings
 from stalwart.integrity.scrub import ScrubOptions
 from stalwart.integrity.service import build_service
 from stalwart.integrity.settings import IntegritySettings, integrity_settings
-from stalwart.service import parse_ttl
 
 __all__ = ["register"]
 
@@ -28,25 +28,26 @@ def _loaded(config: Path | None) -> tuple[Settings, IntegritySettings]:
     return settings, integrity_settings(settings)
 
 
-def _sizes(block_size: str | None) -> int | None:
-    return parse_size(block_size) if block_size else None
-
-
 def register(app: typer.Typer) -> None:
     @app.command("ingest")
     @handle_errors
     def ingest_cmd(
         files: Annotated[
-            list[Path], typer.Argument(help="Files to ingest; a directory: every file under it.")
+            list[Path],
+            typer.Argument(exists=True, help="Files to ingest; a directory: every file under it."),
         ],
         site: SiteOption = None,
         name: Annotated[
             str | None, typer.Option(help="Catalog name (one file only; default: its file name).")
         ] = None,
-        block_size: Annotated[str | None, typer.Option(help="Block size, e.g. 4MiB.")] = None,
-        data: Annotated[int | None, typer.Option(help="Data blocks per stripe.")] = None,
+        block_size: Annotated[
+            int | None, typer.Option(parser=size, metavar="SIZE", help="Block size, e.g. 4MiB.")
+        ] = None,
+        data: Annotated[
+            int | None, typer.Option(min=1, max=255, help="Data blocks per stripe.")
+        ] = None,
         parity: Annotated[
-            int | None, typer.Option(help="Parity blocks per stripe (0: none).")
+            int | None, typer.Option(min=0, max=255, help="Parity blocks per stripe (0: none).")
         ] = None,
         algorithm: Annotated[
             str | None,
@@ -75,7 +76,7 @@ def register(app: typer.Typer) -> None:
             raise fail("--name applies to one file; ingest files one by one to name them")
         settings, isettings = _loaded(config)
         overrides = {
-            "block_size": _sizes(block_size),
+            "block_size": block_size,
             "data_blocks": data,
             "parity_blocks": parity,
             "algorithm": algorithm,
@@ -135,7 +136,7 @@ def register(app: typer.Typer) -> None:
         ],
         site: SiteOption = None,
         retries: Annotated[
-            int | None, typer.Option(min=0, help="Retransmissions before giving up.")
+            int | None, typer.Option(min=0, max=100, help="Retransmissions before giving up.")
         ] = None,
         checksum: Annotated[
             bool,
@@ -170,10 +171,19 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def scrub_cmd(
         site: SiteOption = None,
-        root: Annotated[Path | None, typer.Option(help="Site root, to report dark files.")] = None,
-        rate: Annotated[str | None, typer.Option(help="Read rate limit, e.g. 200MB/s.")] = None,
+        root: Annotated[
+            Path | None,
+            typer.Option(exists=True, file_okay=False, help="Site root, to report dark files."),
+        ] = None,
+        rate: Annotated[
+            int | None,
+            typer.Option(parser=size, metavar="SIZE", help="Read rate limit, e.g. 200MB/s."),
+        ] = None,
         every: Annotated[
-            str | None, typer.Option(help="Scheduled mode: interval, e.g. 1d.")
+            float | None,
+            typer.Option(
+                parser=duration, metavar="DURATION", help="Scheduled mode: interval, e.g. 1d."
+            ),
         ] = None,
         spread: Annotated[
             float, typer.Option(min=0.0, max=0.9, help="Random +/- fraction of the interval.")
@@ -190,13 +200,13 @@ def register(app: typer.Typer) -> None:
         options = ScrubOptions(
             site=site_name,
             root=root or isettings.root_of(site_name),
-            rate=parse_size(rate) if rate else isettings.scrub_rate,
+            rate=rate or isettings.scrub_rate,
             store=isettings.parity_store,
             repair=not no_repair,
             transfer=isettings.transfer_options(),
             home=settings.home,
         )
-        code = run(act.scrub(settings, options, parse_ttl(every) if every else None, spread))
+        code = run(act.scrub(settings, options, every, spread))
         if code:
             raise typer.Exit(code)
 
@@ -213,7 +223,9 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--name", "-n", help="Only names matching this glob (not for scrubs)."),
         ] = None,
-        limit: Annotated[int, typer.Option(min=1, help="At most this many rows.")] = 100,
+        limit: Annotated[
+            int, typer.Option(min=1, max=MAX_COUNT, help="At most this many rows.")
+        ] = 100,
         as_json: JsonOption = False,
         config: ConfigOption = None,
     ) -> None:
@@ -229,7 +241,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def transfer_service_cmd(
         site: SiteOption = None,
-        concurrency: Annotated[int, typer.Option(min=1, help="Transfers at once.")] = 2,
+        concurrency: Annotated[int, typer.Option(min=1, max=256, help="Transfers at once.")] = 2,
         chaos: Annotated[
             float,
             typer.Option(min=0.0, max=1.0, help="Demo: share of copies to corrupt on arrival."),

@@ -17,6 +17,7 @@ from rich.markup import escape
 from stalwart.bus import QueueSpec
 from stalwart.cli._bus import connected
 from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
+from stalwart.cli._params import MAX_COUNT, duration
 from stalwart.config import Settings
 from stalwart.envelope import DeliveryState, Envelope, default_sender
 from stalwart.errors import DecodeError
@@ -128,9 +129,19 @@ def register(app: typer.Typer) -> None:
         ] = "Message",
         data: Annotated[str | None, typer.Option("--json", help="Body as JSON text.")] = None,
         file: Annotated[
-            Path | None, typer.Option("--file", "-f", help="Body from a JSON file.")
+            Path | None,
+            typer.Option(
+                "--file", "-f", exists=True, dir_okay=False, help="Body from a JSON file."
+            ),
         ] = None,
-        ttl: Annotated[float | None, typer.Option(help="Seconds before it expires.")] = None,
+        ttl: Annotated[
+            float | None,
+            typer.Option(
+                parser=duration,
+                metavar="DURATION",
+                help="Lifetime before it expires: 90, 30s, 15m, 1h.",
+            ),
+        ] = None,
         reply_to: Annotated[str | None, typer.Option(help="Topic for the reply.")] = None,
         correlation: Annotated[str | None, typer.Option(help="Correlation id.")] = None,
         token: Annotated[
@@ -165,7 +176,9 @@ def register(app: typer.Typer) -> None:
         patterns: Annotated[
             list[str] | None, typer.Argument(help="Topic patterns (default #).")
         ] = None,
-        count: Annotated[int | None, typer.Option("--count", "-n", help="Stop after N.")] = None,
+        count: Annotated[
+            int | None, typer.Option("--count", "-n", min=1, max=MAX_COUNT, help="Stop after N.")
+        ] = None,
         as_json: Annotated[
             bool, typer.Option("--json", help="Whole envelopes, one JSON object per line.")
         ] = False,

@@ -101,7 +101,9 @@ def register(app: typer.Typer) -> None:
     def flush(
         timeout: Annotated[
             float,
-            typer.Option(min=0, help="Give up after this many seconds if the bus stays away."),
+            typer.Option(
+                min=0, max=86_400, help="Give up after this many seconds if the bus stays away."
+            ),
         ] = 60.0,
         adopt: Annotated[
             bool,

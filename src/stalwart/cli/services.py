@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
                 "--instances",
                 "-n",
                 min=1,
+                max=1000,
                 help="Instances (default 1; with --ha, [ha] replicas).",
             ),
         ] = None,

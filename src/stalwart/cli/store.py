@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -26,10 +27,12 @@ from stalwart.cli._common import (
     say,
     settings_from,
 )
+from stalwart.cli._params import MAX_COUNT, moment
 from stalwart.cli._store_render import detail_view, messages_table, reports_table
 from stalwart.config import Settings
 from stalwart.envelope import DeliveryState
 from stalwart.errors import StalwartError
+from stalwart.messages import ReportLevel
 from stalwart.store import Persister, PersistOptions, Store, upgrade
 from stalwart.store.queries import (
     MessageFilter,
@@ -38,7 +41,6 @@ from stalwart.store.queries import (
     get_message,
     list_messages,
     list_reports,
-    parse_when,
 )
 from stalwart.store.retention import count_older, prune
 from stalwart.watchdog import forget_programs
@@ -145,8 +147,7 @@ async def _upgrade(settings: Settings, revision: str) -> str | None:
         await store.close()
 
 
-async def _prune(settings: Settings, older_than: str, export: Path | None, batch: int) -> None:
-    before = parse_when(older_than)
+async def _prune(settings: Settings, before: datetime, export: Path | None, batch: int) -> None:
     async with _opened(settings) as store:
         total = await count_older(store, before)
         columns = (
@@ -191,16 +192,24 @@ def register(app: typer.Typer) -> None:
         kind: Annotated[str | None, typer.Option(help="Body type name.")] = None,
         sender: Annotated[str | None, typer.Option(help="service, service@site or full.")] = None,
         service: Annotated[str | None, typer.Option(help="Delivered to this service.")] = None,
-        state: Annotated[str | None, typer.Option(help="Delivery state, e.g. dead.")] = None,
+        state: Annotated[
+            DeliveryState | None, typer.Option(help="Delivery state now, e.g. dead.")
+        ] = None,
         ever_state: Annotated[
             DeliveryState | None,
             typer.Option(help="Ever in this state at a service (at --service if given)."),
         ] = None,
         min_attempts: Annotated[
-            int | None, typer.Option(min=1, help="Took at least N attempts at a service.")
+            int | None,
+            typer.Option(min=1, max=MAX_COUNT, help="Took at least N attempts at a service."),
         ] = None,
-        since: Annotated[str | None, typer.Option(help="ISO time or age (10m, 2h).")] = None,
-        until: Annotated[str | None, typer.Option(help="ISO time or age.")] = None,
+        since: Annotated[
+            datetime | None,
+            typer.Option(parser=moment, metavar="TIME", help="ISO time or age (10m, 2h)."),
+        ] = None,
+        until: Annotated[
+            datetime | None, typer.Option(parser=moment, metavar="TIME", help="ISO time or age.")
+        ] = None,
         correlation: Annotated[str | None, typer.Option(help="Correlation id.")] = None,
         text: Annotated[str | None, typer.Option(help="Words in topic, kind or body.")] = None,
         system: Annotated[
@@ -226,8 +235,8 @@ def register(app: typer.Typer) -> None:
             state=state,
             ever_state=ever_state,
             min_attempts=min_attempts,
-            since=parse_when(since) if since else None,
-            until=parse_when(until) if until else None,
+            since=since,
+            until=until,
             correlation_id=correlation,
             text=text,
             system=system,
@@ -259,9 +268,14 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def reports(
         config: ConfigOption = None,
-        level: Annotated[str | None, typer.Option(help="Minimum level, e.g. warning.")] = None,
+        level: Annotated[
+            ReportLevel | None, typer.Option(help="Minimum level, e.g. warning.")
+        ] = None,
         source: Annotated[str | None, typer.Option(help="Reporting tool or service.")] = None,
-        since: Annotated[str | None, typer.Option(help="ISO time or age (10m, 2h).")] = None,
+        since: Annotated[
+            datetime | None,
+            typer.Option(parser=moment, metavar="TIME", help="ISO time or age (10m, 2h)."),
+        ] = None,
         limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
         wide: WideOption = False,
@@ -274,9 +288,7 @@ def register(app: typer.Typer) -> None:
 
         async def body() -> None:
             async with _opened(settings) as store:
-                rows = await list_reports(
-                    store, level, source, parse_when(since) if since else None, limit
-                )
+                rows = await list_reports(store, level, source, since, limit)
             if as_json:
                 _print_json([r.model_dump(mode="json") for r in rows])
             else:
@@ -288,11 +300,20 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def persist(
         config: ConfigOption = None,
-        batch_size: Annotated[int, typer.Option(min=1, help="Envelopes per commit.")] = 1000,
-        batch_interval: Annotated[float, typer.Option(help="Seconds to fill a batch.")] = 0.1,
-        prefetch: Annotated[int, typer.Option(min=1, help="Unacked deliveries held.")] = 4000,
+        batch_size: Annotated[
+            int, typer.Option(min=1, max=100_000, help="Envelopes per commit.")
+        ] = 1000,
+        batch_interval: Annotated[
+            float, typer.Option(min=0.0, max=60.0, help="Seconds to fill a batch.")
+        ] = 0.1,
+        prefetch: Annotated[
+            int, typer.Option(min=1, max=1_000_000, help="Unacked deliveries held.")
+        ] = 4000,
         lease: Annotated[
-            float, typer.Option(min=1.0, help="Seconds before an unacked delivery is redelivered.")
+            float,
+            typer.Option(
+                min=1.0, max=86_400.0, help="Seconds before an unacked delivery is redelivered."
+            ),
         ] = 60.0,
     ) -> None:
         """Run the persistence subscriber: every message and state into the store.
@@ -324,13 +345,18 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def store_prune(
         older_than: Annotated[
-            str, typer.Option("--older-than", "-o", help="Age (90d) or ISO time.")
+            datetime,
+            typer.Option(
+                "--older-than", "-o", parser=moment, metavar="TIME", help="Age (90d) or ISO time."
+            ),
         ],
         config: ConfigOption = None,
         export: Annotated[
             Path | None, typer.Option(help="Write them first to this .jsonl.gz file.")
         ] = None,
-        batch: Annotated[int, typer.Option(min=1, help="Rows per delete batch.")] = 5000,
+        batch: Annotated[
+            int, typer.Option(min=1, max=1_000_000, help="Rows per delete batch.")
+        ] = 5000,
     ) -> None:
         """Delete messages (with their states) and reports older than a given age,
         and forget instances gone for longer than [store] forget_after.

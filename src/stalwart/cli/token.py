@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from stalwart.cli._common import ConfigOption, handle_errors, say, settings_from
-from stalwart.service import TokenAuthority, parse_ttl
+from stalwart.cli._params import duration
+from stalwart.service import TokenAuthority
 
 __all__ = ["register"]
 
@@ -27,7 +28,15 @@ def register(app: typer.Typer) -> None:
         role: Annotated[
             list[str] | None, typer.Option("--role", "-r", help="A role (repeat).")
         ] = None,
-        ttl: Annotated[str, typer.Option(help="Lifetime: 30s, 15m, 1h, 7d.")] = "1h",
+        ttl: Annotated[
+            float,
+            typer.Option(
+                parser=duration,
+                metavar="DURATION",
+                show_default="1h",
+                help="Lifetime: 30s, 15m, 1h, 7d.",
+            ),
+        ] = 3600.0,
         config: ConfigOption = None,
     ) -> None:
         """Issue a token; print it on stdout (for STALWART_TOKEN), nothing else.
@@ -35,4 +44,4 @@ def register(app: typer.Typer) -> None:
         Example: STALWART_TOKEN=$(stalwart token issue --subject qa --role operator --ttl 1h)
         """
         authority = TokenAuthority(settings_from(config).security)
-        say(authority.issue(subject, role or [], parse_ttl(ttl)))
+        say(authority.issue(subject, role or [], ttl))

@@ -15,6 +15,7 @@ from rich.text import Text
 from stalwart.bus import Transport, open_bus, redact_url
 from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
 from stalwart.cli._dashboard_watch import DashboardWatch
+from stalwart.cli._params import MAX_COUNT
 from stalwart.cli._stack import stack
 from stalwart.config import Settings
 from stalwart.demo import services as demo
@@ -114,8 +115,13 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         dashboard: Annotated[bool, typer.Option(help="Serve the dashboard.")] = True,
-        units: Annotated[int | None, typer.Option(help="Demo: stop feeding after N units.")] = None,
-        interval: Annotated[float, typer.Option(help="Demo: seconds between units.")] = 2.0,
+        units: Annotated[
+            int | None,
+            typer.Option(min=1, max=MAX_COUNT, help="Demo: stop feeding after N units."),
+        ] = None,
+        interval: Annotated[
+            float, typer.Option(min=0.0, max=86_400.0, help="Demo: seconds between units.")
+        ] = 2.0,
         config: ConfigOption = None,
     ) -> None:
         """Run the whole system on this host: persistence, dashboard and services,

@@ -13,8 +13,8 @@ from rich.table import Table
 
 from stalwart.cli._columns import Col, WideOption, fit_table, print_table, width_for
 from stalwart.cli._common import ConfigOption, age, console, handle_errors, run, settings_from
+from stalwart.cli._engine import store_engine
 from stalwart.config import Settings
-from stalwart.store.engine import make_engine
 from stalwart.watchdog import ProgramState, program_states, send_beat
 from stalwart.watchdog.supervisor import serve
 
@@ -22,11 +22,8 @@ __all__ = ["register"]
 
 
 async def _states(settings: Settings) -> list[ProgramState]:
-    engine = make_engine(settings.store.url)
-    try:
+    async with store_engine(settings.store.url) as engine:
         return await program_states(engine, settings.store.forget_after)
-    finally:
-        await engine.dispose()
 
 
 def _since(moment: datetime | None) -> str:
@@ -124,7 +121,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def beat(
         progress: Annotated[
-            int | None, typer.Option("--progress", "-p", min=0, help="Work done so far.")
+            int | None,
+            typer.Option("--progress", "-p", min=0, max=2**63 - 1, help="Work done so far."),
         ] = None,
         socket_path: Annotated[
             Path | None, typer.Option("--socket", help="Default: $STALWART_WATCHDOG_SOCKET.")
@@ -133,7 +131,8 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--program", help="Default: $STALWART_PROGRAM.")
         ] = None,
         instance: Annotated[
-            int | None, typer.Option("--instance", help="Default: $STALWART_INSTANCE.")
+            int | None,
+            typer.Option("--instance", min=0, max=10_000, help="Default: $STALWART_INSTANCE."),
         ] = None,
         config: ConfigOption = None,
     ) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stalwart.errors import StoreUnavailable
+from stalwart.errors import ConfigError, StoreUnavailable
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -50,10 +50,17 @@ def _current(connection: Connection) -> str | None:
 
 async def upgrade(engine: AsyncEngine, target: str = HEAD) -> str | None:
     """Bring the schema to ``target`` (default: the newest); returns the revision reached."""
+    from alembic.util import CommandError
+
     try:
         async with engine.begin() as conn:
             await conn.run_sync(_upgrade, target)
             revision = await conn.run_sync(_current)
+    except CommandError as exc:
+        raise ConfigError(
+            f"cannot migrate to revision {target!r}: {exc}; use head (the newest, "
+            f"{head_revision()}) or an earlier revision's id"
+        ) from None
     except (DBAPIError, OSError) as exc:
         raise StoreUnavailable(
             f"cannot migrate the store at {engine.url.render_as_string()}: {exc}; "

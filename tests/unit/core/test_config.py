@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from stalwart.config import load_settings
+from stalwart.config import SizeError, load_settings, parse_size
 from stalwart.errors import ConfigError
 
 
@@ -52,6 +52,11 @@ def test_parts_read_their_own_table(tmp_path: Path) -> None:
         ("site = ", "not valid TOML"),
         ("[bus]\nmax_attempts = 0\n", "bus.max_attempts"),
         ("[bus]\nnot_a_key = 1\n", "bus.not_a_key"),
+        ("[bus]\nurl = 'localhost:5672'\n", "bus.url.*amqp://user:pass@host"),
+        ("[bus]\nurl = 'amqp://a:pw@h1/,kafka://b:pw@h2/'\n", "'kafka://b:\\*\\*\\*@h2/'"),
+        ("[store]\nurl = 'mongodb://h/db'\n", "store.url.*postgresql://user@host/db"),
+        ("[security]\nsecret = 'abcdef'\n", "secret is 6 bytes; HS256 needs at least 32"),
+        ("log_level = 'LOUD'\n", "log_level"),
     ],
 )
 def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
@@ -64,3 +69,23 @@ def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> 
 def test_a_named_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "missing.toml", env={})
+
+
+def test_a_directory_for_a_file_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(tmp_path, env={})
+
+
+def test_a_long_secret_and_a_lower_case_level_are_fine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./stalwart.toml
+    env = {"STALWART_JWT_SECRET": "x" * 32, "STALWART_LOG_LEVEL": "debug"}
+    settings = load_settings(None, env=env)
+    assert settings.log_level == "DEBUG" and settings.security.secret == "x" * 32
+
+
+@pytest.mark.parametrize("text", ["inf", "nan", "1e400", "-4MiB", "0"])
+def test_a_size_that_is_no_number_of_bytes_is_refused(text: str) -> None:
+    with pytest.raises(SizeError):
+        parse_size(text)

@@ -1,0 +1,33 @@
+"""A store engine for a command that reads the store's tables directly, with the
+store's own one-line advice when the database cannot be reached."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stalwart.errors import StoreUnavailable
+from stalwart.redact import redact_url
+from stalwart.store.engine import make_engine
+
+__all__ = ["store_engine"]
+
+
+@asynccontextmanager
+async def store_engine(url: str, **options: Any) -> AsyncIterator[AsyncEngine]:
+    """An engine for ``url``, disposed on exit; a connection failure is StoreUnavailable."""
+    engine = make_engine(url, **options)
+    try:
+        yield engine
+    except (DBAPIError, OSError) as exc:
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise StoreUnavailable(
+            f"cannot reach the store at {redact_url(url)}: {detail}; check that the database "
+            "is running and that store.url in the settings is right"
+        ) from None
+    finally:
+        await engine.dispose()

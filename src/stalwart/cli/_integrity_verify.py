@@ -68,6 +68,11 @@ async def _hint(
             return f"`stalwart verify {path} --repair` repairs it from its parity"
         if checked.catalogued:
             return f"`stalwart verify {path} --repair` rebuilds its manifest if the data is intact"
+    if report.manifest is None and not checked.catalogued and state != "missing":
+        return (
+            "its manifest is damaged and the catalog has no digest to check the data "
+            f"against: if the data is trusted, `stalwart ingest {path}` makes a new one"
+        )
     others = []
     if catalog is not None and at.name is not None:
         others = [

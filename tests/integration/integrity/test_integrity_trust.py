@@ -106,6 +106,22 @@ def test_verify_repair_rebuilds_a_lost_manifest_of_intact_data(
     assert cli_json(config_file, "verify", str(path))[0]["state"] == "ok"
 
 
+def test_a_damaged_manifest_the_catalog_cannot_check_is_left_to_the_operator(
+    tmp_path: Path, make_file
+) -> None:
+    # Given a file ingested with one home, then verified with another (no catalog of it)
+    path, _ = make_file("jao")
+    for home in ("one", "two"):
+        (tmp_path / f"{home}.toml").write_text(f'home = "{tmp_path / home}"\n')
+    cli(tmp_path / "one.toml", "ingest", str(path))
+    manifest = Path(str(path) + MANIFEST_SUFFIX)
+    manifest.write_bytes(manifest.read_bytes()[:-9] + b"garbage}\n")
+    # When repaired there, Then nothing is rebuilt, and the hint says what would do it
+    rows = cli_json(tmp_path / "two.toml", "verify", str(path), "--repair", code=1)
+    assert rows[0]["state"] == "corrupt" and rows[0]["manifest_rebuilt"] is False
+    assert rows[0]["hint"].endswith(f"`stalwart ingest {path}` makes a new one")
+
+
 def test_verify_of_a_catalogued_replica_gone_from_disk(config_file: Path, make_file) -> None:
     path, _ = make_file("jao")
     cli(config_file, "ingest", str(path))

@@ -72,6 +72,7 @@ class Counts:
     non_final: int  # delivery rows at sent, received or failed
     other_final: int  # rejected, dead or expired
     missing: int  # published ids without a delivery row at the service
+    others: tuple[tuple[str, str, int], ...] = ()  # (state, reason, n) not consumed, top 3
 
     @property
     def duplicates(self) -> int:
@@ -83,10 +84,17 @@ class Counts:
             f"distinct={self.distinct_effects} duplicates={self.duplicates} "
             f"consumed={self.consumed} non_final={self.non_final} "
             f"other_final={self.other_final} missing={self.missing} runtime={seconds:.1f}s"
+            + (f" not consumed: {list(self.others)}" if self.others else "")
         )
 
+    @property
+    def ended(self) -> int:
+        """Ids that reached a final state at the service (consumed or not)."""
+        return self.consumed + self.other_final
+
     def complete(self) -> bool:
-        return self.distinct_effects >= self.published and self.consumed >= self.published
+        """Every id ended, and every consumed one has its effect."""
+        return self.ended >= self.published and self.distinct_effects >= self.consumed
 
 
 async def count(store_url: str, service: str, prefix: str, published: int) -> Counts:
@@ -114,6 +122,17 @@ async def count(store_url: str, service: str, prefix: str, published: int) -> Co
                     )
                 ).all()
             )
+            others = (
+                await conn.execute(
+                    select(deliveries.c.state, deliveries.c.reason, func.count())
+                    .where(deliveries.c.service == service)
+                    .where(deliveries.c.message_id.like(like))
+                    .where(deliveries.c.state != "consumed")
+                    .group_by(deliveries.c.state, deliveries.c.reason)
+                    .order_by(func.count().desc())
+                    .limit(3)
+                )
+            ).all()
     finally:
         await engine.dispose()
     consumed = int(by_state.get("consumed", 0))
@@ -127,6 +146,7 @@ async def count(store_url: str, service: str, prefix: str, published: int) -> Co
         non_final=non_final,
         other_final=other,
         missing=published - consumed - non_final - other,
+        others=tuple((str(st), str(reason)[:120], int(n)) for st, reason, n in others),
     )
 
 
@@ -146,8 +166,8 @@ async def rejections(store_url: str, service: str) -> list[tuple[str, str | None
 async def settle(
     store_url: str, service: str, prefix: str, published: int, timeout: float, quiet: float
 ) -> Counts:
-    """Counts once every id has an effect and is consumed (or ``timeout`` passed), taken
-    again after ``quiet`` seconds so that late redeliveries show as duplicates."""
+    """Counts once every id ended (or ``timeout`` passed), taken again after ``quiet``
+    seconds so that late redeliveries show as duplicates."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -185,7 +205,7 @@ class System:
         self.service = service
         self.store_url = store_url
         self.config = workdir / "stalwart.toml"
-        options = {"url": bus_url, "lease": 2.0, "retry_initial": 0.1, "retry_max": 1.0, **bus}
+        options = {"url": bus_url, "lease": 2.0, "retry_initial": 0.5, "retry_max": 5.0, **bus}
         bus_lines = "".join(f"{k} = {_toml(v)}\n" for k, v in options.items())
         self.config.write_text(
             f'log_level = "WARNING"\n[bus]\n{bus_lines}[store]\nurl = "{store_url}"\n'
@@ -241,16 +261,35 @@ class System:
             await bus.close()
 
     async def wait_applied(self, prefix: str, published: int, share: float, timeout: float) -> None:
-        """Until ``share`` of the ids ``prefix-*`` have an effect (the store may be away)."""
+        """Until ``share`` of the ids ``prefix-*`` have an effect or a final state.
+
+        On timeout the error says what the store and the service's queue hold.
+        """
+        last: Counts | str = "no count yet"
 
         async def reached() -> bool:
+            nonlocal last
             try:
-                counts = await count(self.store_url, self.service, prefix, published)
-            except Exception:
+                last = await count(self.store_url, self.service, prefix, published)
+            except Exception as exc:
+                last = repr(exc)
                 return False
-            return counts.distinct_effects >= published * share
+            return max(last.distinct_effects, last.ended) >= published * share
 
-        await eventually(reached, timeout, f"{share:.0%} of the effects")
+        try:
+            await eventually(reached, timeout, f"{share:.0%} of the effects")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; {last}; {await self.queue_stats()}") from None
+
+    async def queue_stats(self) -> str:
+        bus = open_transport(self.settings.bus.url, exchange=self.settings.bus.exchange)
+        try:
+            await bus.start()
+            return str(await bus.queue_stats(self.service))
+        except Exception as exc:
+            return f"queue stats unavailable: {exc!r}"
+        finally:
+            await bus.close()
 
     async def consumers(self, count: int) -> None:
         for _ in range(count):

@@ -19,6 +19,7 @@ import pytest
 REQUIRE = os.environ.get("STALWART_REQUIRE_SERVICES") == "1"
 RABBITMQ_URL = os.environ.get("STALWART_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 POSTGRES_DSN = os.environ.get("STALWART_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+NATS_URL = os.environ.get("STALWART_TEST_NATS", "nats://127.0.0.1:4222")
 CHROMIUM = os.environ.get("STALWART_TEST_CHROMIUM", "/usr/bin/chromium")
 
 
@@ -44,6 +45,12 @@ def need(service: str, available: bool) -> None:
 def rabbitmq_url() -> str:
     need("RabbitMQ (127.0.0.1:5672)", _reachable("127.0.0.1", 5672))
     return RABBITMQ_URL
+
+
+@pytest.fixture
+def nats_url() -> str:
+    need("NATS with JetStream (127.0.0.1:4222)", _reachable("127.0.0.1", 4222))
+    return NATS_URL
 
 
 @pytest.fixture

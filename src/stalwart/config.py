@@ -126,7 +126,7 @@ def _url_of(schemes: frozenset[str], example: str) -> Any:
 
 _BusUrl = Annotated[
     str,
-    _url_of(frozenset({"sqlite", "amqp", "amqps"}), "amqp://user:pass@host:5672/"),
+    _url_of(frozenset({"sqlite", "amqp", "amqps", "nats"}), "amqp://user:pass@host:5672/"),
 ]
 _StoreUrl = Annotated[
     str,

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from amqp_support import drop_exchange
+from nats_support import drop_streams
 from stalwart.bus import Delivery, Transport, open_bus, open_transport
 from stalwart.config import Settings
 
@@ -29,7 +30,7 @@ def _amqp_built() -> bool:
     return importlib.util.find_spec("stalwart.bus.amqp") is not None
 
 
-@pytest.fixture(params=["sqlite", "amqp"])
+@pytest.fixture(params=["sqlite", "amqp", "nats"])
 async def transport_factory(
     request: pytest.FixtureRequest, tmp_path: Path, unique: str
 ) -> AsyncIterator[Factory]:
@@ -37,6 +38,9 @@ async def transport_factory(
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/bus.db"
         base: dict[str, Any] = {}
+    elif request.param == "nats":
+        url = request.getfixturevalue("nats_url")
+        base = {"exchange": f"test-{unique}"}
     else:
         if not _amqp_built():
             pytest.skip("amqp transport not built yet")
@@ -58,6 +62,8 @@ async def transport_factory(
                 await asyncio.wait_for(transport.close(), 30.0)
         if request.param == "amqp":
             await drop_exchange(url, base["exchange"])  # quorum queues are costly to leave
+        if request.param == "nats":
+            await drop_streams(url, base["exchange"])
 
 
 class _Taker:

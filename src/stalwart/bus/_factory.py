@@ -1,4 +1,4 @@
-"""Open a transport from its URL: ``sqlite://`` or ``amqp://`` / ``amqps://``."""
+"""Open a transport from its URL: ``sqlite://``, ``amqp://`` / ``amqps://`` or ``nats://``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ _BACKENDS = {
     "sqlite": "stalwart.bus.sqlite:SqliteTransport",
     "amqp": "stalwart.bus.amqp:AmqpTransport",
     "amqps": "stalwart.bus.amqp:AmqpTransport",
+    "nats": "stalwart.bus.nats:NatsTransport",
 }
 
 

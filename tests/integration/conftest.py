@@ -20,6 +20,7 @@ import pytest
 from amqp_support import drop_exchange
 from nats_support import drop_streams
 from stalwart.bus import Delivery, Transport, open_bus, open_transport
+from stalwart.bus.outbox import OutboxTransport
 from stalwart.config import Settings
 
 Factory = Callable[..., Awaitable[Transport]]
@@ -30,15 +31,20 @@ def _amqp_built() -> bool:
     return importlib.util.find_spec("stalwart.bus.amqp") is not None
 
 
-@pytest.fixture(params=["sqlite", "amqp", "nats"])
+@pytest.fixture(params=["sqlite", "amqp", "nats", "outbox-amqp", "outbox-nats"])
 async def transport_factory(
     request: pytest.FixtureRequest, tmp_path: Path, unique: str
 ) -> AsyncIterator[Factory]:
-    """``await transport_factory(**options)`` -> a started transport on this test's bus."""
-    if request.param == "sqlite":
+    """``await transport_factory(**options)`` -> a started transport on this test's bus.
+
+    ``outbox-*``: the broker wrapped in the outbox, as ``open_bus`` gives every
+    network broker; each transport made has a spool of its own, as a process has.
+    """
+    backend = request.param.removeprefix("outbox-")
+    if backend == "sqlite":
         url = f"sqlite:///{tmp_path}/bus.db"
         base: dict[str, Any] = {}
-    elif request.param == "nats":
+    elif backend == "nats":
         url = request.getfixturevalue("nats_url")
         base = {"exchange": f"test-{unique}"}
     else:
@@ -50,6 +56,11 @@ async def transport_factory(
 
     async def make(**options: Any) -> Transport:
         transport = open_transport(url, **{**base, **options})
+        if backend != request.param:
+            spool = tmp_path / f"outbox-{len(made)}.db"
+            transport = OutboxTransport(
+                transport, spool, max_message_size=options.get("max_message_size")
+            )
         await transport.start()
         made.append(transport)
         return transport
@@ -60,9 +71,9 @@ async def transport_factory(
         for transport in reversed(made):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(transport.close(), 30.0)
-        if request.param == "amqp":
+        if backend == "amqp":
             await drop_exchange(url, base["exchange"])  # quorum queues are costly to leave
-        if request.param == "nats":
+        if backend == "nats":
             await drop_streams(url, base["exchange"])
 
 

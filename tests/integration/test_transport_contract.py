@@ -1,7 +1,8 @@
 """The transport contract: every bus backend must pass every test here.
 
 Parametrised by ``transport_factory`` (tests/integration/conftest.py): the
-embedded SQLite bus and RabbitMQ. Each test reads Given / When / Then.
+embedded SQLite bus, RabbitMQ, NATS JetStream, and the outbox wrapping each
+network broker (what ``open_bus`` gives a process on one). Each test reads Given / When / Then.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The bus: one transport contract, several backends, and the outbox.
 
 Public face: :func:`open_transport`, :class:`Transport`, :class:`Delivery`,
-:class:`QueueSpec` and friends. Backends live in ``sqlite`` and ``amqp``;
+:class:`QueueSpec` and friends. Backends live in ``sqlite``, ``amqp`` and ``nats``;
 ``outbox`` wraps any of them with a local store-and-forward spool.
 """
 

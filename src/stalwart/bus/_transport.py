@@ -1,4 +1,4 @@
-"""The transport contract: what every bus backend (sqlite, amqp) implements.
+"""The transport contract: what every bus backend (sqlite, amqp, nats) implements.
 
 The service runtime, the persistence subscriber, the watchdog, ``stalwart
 tail`` and the dashboard sit on this contract only. One contract test suite

@@ -42,6 +42,7 @@ __all__ = [
     "Settings",
     "SizeError",
     "StoreSettings",
+    "describe_home",
     "load_settings",
     "parse_seconds",
     "parse_size",
@@ -282,6 +283,18 @@ def load_settings(
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"invalid settings in {file}: {_one_line(exc)}") from None
+
+
+def describe_home(settings: Settings) -> str:
+    """Where the home is, and how it was chosen, for messages about files under it:
+    the default home is relative to the working directory, a frequent surprise."""
+    where = f"stalwart home {Path(settings.home).absolute()}"
+    if Path(settings.home) == DEFAULT_HOME:
+        where += (
+            " (the default: .stalwart in the working directory; run where your "
+            "stalwart.toml is, or pass --config or STALWART_HOME)"
+        )
+    return where
 
 
 def _rebase_defaults(data: dict[str, Any], home: Path) -> None:

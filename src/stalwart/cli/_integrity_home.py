@@ -9,32 +9,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Literal
 
 from stalwart.cli._common import fail
 from stalwart.cli._integrity_view import say
-from stalwart.config import DEFAULT_HOME, Settings
+from stalwart.config import Settings, describe_home
 from stalwart.integrity import ops
 from stalwart.integrity.catalog import Catalog, local_database
 from stalwart.integrity.events import EventPublisher
 
-__all__ = ["NOTE", "check_home", "home_of", "recording"]
+__all__ = ["NOTE", "check_home", "recording"]
 
 Need = Literal["write", "read", "optional"]
 NOTE = ("note:", "yellow")  # the tag of a note line, for say()
-
-
-def home_of(settings: Settings) -> str:
-    """Where the home is, and how it was chosen, for messages about it."""
-    home = Path(settings.home)
-    where = f"stalwart home {home.absolute()}"
-    if home == DEFAULT_HOME:
-        where += (
-            " (the default: .stalwart in the working directory; run where your "
-            "stalwart.toml is, or pass --config or STALWART_HOME)"
-        )
-    return where
 
 
 def check_home(settings: Settings, need: Need) -> bool:
@@ -43,18 +30,17 @@ def check_home(settings: Settings, need: Need) -> bool:
     fresh = local_database(settings.store.url)
     if fresh is None or fresh.exists():
         return True
+    home = describe_home(settings)
     if need == "read":
-        raise fail(
-            f"no integrity catalog at {fresh}: nothing was ingested with the {home_of(settings)}"
-        )
+        raise fail(f"no integrity catalog at {fresh}: nothing was ingested with the {home}")
     if need == "optional":
         say(
-            f"no integrity catalog at {fresh}, so nothing is recorded; {home_of(settings)}",
+            f"no integrity catalog at {fresh}, so nothing is recorded; {home}",
             *NOTE,
             err=True,
         )
         return False
-    say(f"new integrity catalog at {fresh}; {home_of(settings)}", *NOTE, err=True)
+    say(f"new integrity catalog at {fresh}; {home}", *NOTE, err=True)
     return True
 
 

@@ -209,3 +209,18 @@ def test_brackets_in_names_are_printed_as_they_are(config_file: Path, make_file)
     path, _ = make_file("jao", "u[1].b")
     assert f"ingested {path} " in cli(config_file, "ingest", str(path))
     assert "│ u[1].b " in cli(config_file, "catalog", "files")
+
+
+def test_the_default_home_is_named_with_how_it_was_chosen(tmp_path: Path, monkeypatch) -> None:
+    # Given no configuration at all, in some directory
+    monkeypatch.chdir(tmp_path)
+    for var in ("STALWART_CONFIG", "STALWART_HOME", "STALWART_STORE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    # When the catalog is asked for, Then the answer says which home and why
+    result = runner.invoke(app, ["catalog"])
+    assert result.exit_code == 1
+    assert (
+        f"stalwart home {tmp_path / '.stalwart'} (the default: .stalwart in the working directory"
+        in result.output
+    )
+    assert not (tmp_path / ".stalwart").exists()

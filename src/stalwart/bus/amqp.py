@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import aio_pika
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aio_pika.exceptions import (
@@ -27,10 +28,11 @@ from aio_pika.exceptions import (
     ChannelPreconditionFailed,
     DeliveryError,
 )
+from aiormq.exceptions import ChannelAccessRefused
 
 from stalwart.bus import _amqp_admin
 from stalwart.bus._amqp_channels import find_queue, gate, open_channel, temporary_channel
-from stalwart.bus._amqp_codec import copy_message, to_message
+from stalwart.bus._amqp_codec import copy_message, encoded_message, to_message
 from stalwart.bus._amqp_conn import Connector, split_urls
 from stalwart.bus._amqp_delivery import AmqpDelivery, Consumer
 from stalwart.bus._amqp_directory import Directory
@@ -52,7 +54,7 @@ from stalwart.bus._amqp_names import (
     work_queue,
     work_queue_arguments,
 )
-from stalwart.bus._transport import DeadLetter, Delivery, QueueSpec, QueueStats
+from stalwart.bus._transport import DeadLetter, Delivery, Encoded, QueueSpec, QueueStats
 from stalwart.envelope import DEFAULT_MAX_SIZE, Envelope, utcnow
 from stalwart.errors import (
     BrokerUnavailable,
@@ -275,6 +277,11 @@ class AmqpTransport:
         # Every publish carries its own confirm timeout, so the gather is bounded.
         results = await asyncio.gather(*sends, return_exceptions=True)
         for result in results:
+            if isinstance(result, ChannelAccessRefused):
+                raise PublishRefused(
+                    f"RabbitMQ refused the publish ({result}); publish as a user whose "
+                    "(topic) permissions allow it"
+                ) from None
             if isinstance(result, DeliveryError):
                 raise PublishRefused(
                     f"RabbitMQ refused a message ({result}); check the broker's limits and logs"
@@ -290,9 +297,17 @@ class AmqpTransport:
     async def publish(self, batch: Sequence[Envelope]) -> None:
         if self._closed:
             raise TransportClosed("the amqp transport is closed; open a new one")
-        if not batch:
+        await self._send([(to_message(e, self.max_message_size), e.topic) for e in batch])
+
+    async def publish_encoded(self, batch: Sequence[Encoded]) -> None:
+        if self._closed:
+            raise TransportClosed("the amqp transport is closed; open a new one")
+        await self._send([(encoded_message(r, self.max_message_size), r.topic) for r in batch])
+
+    async def _send(self, messages: list[tuple[aio_pika.Message, str]]) -> None:
+        """Publish ``(message, routing key)`` pairs and wait for every confirm."""
+        if not messages:
             return
-        messages = [(to_message(env, self.max_message_size), env.topic) for env in batch]
         await self._conn()
         channel = await self._connector.publish_channel(self.confirm_timeout)
         exchange = await self._exchange_on(channel, self.exchange)

@@ -59,6 +59,7 @@ COMMANDS: Final = {
     "store": Entry("store", "Message store upkeep."),
     "outbox": Entry("outbox", "The local store-and-forward spool."),
     "ha": Entry("ha", "High availability: leases, checkpoints, health monitors."),
+    "dev": Entry("dev", "Local stand-ins for production infrastructure."),
 }
 
 

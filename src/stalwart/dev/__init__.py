@@ -1,0 +1,1 @@
+"""Local stand-ins for production infrastructure: a RabbitMQ cluster on one host."""

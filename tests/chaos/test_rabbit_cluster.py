@@ -1,0 +1,250 @@
+"""A 3-node RabbitMQ cluster (``stalwart.dev.rabbitmq``): replication, permissions, and
+node failures under load.
+
+One cluster serves the module. The failure tests run two producer and two
+consumer processes (idempotent handler, effects through ``ctx.transaction()``)
+and take the node leading the service's queue away: kill -9, a graceful stop,
+a partition (root). They assert nothing lost and no duplicate effect, that the
+leader move was published as ``sys.ha.queue-leader`` and stored, and print
+how long publishing and consuming stalled and the p99 publish latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cluster import healthy, rabbit_cluster
+from harness import HERE, System, assert_effectively_once, count, eventually, scale, settle
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from stalwart.bus import QueueSpec, open_bus
+from stalwart.bus._amqp_names import work_queue
+from stalwart.bus.amqp import AmqpTransport
+from stalwart.cli import build_app
+from stalwart.config import load_settings
+from stalwart.dev.rabbitmq import RabbitCluster, RabbitNode
+from stalwart.dev.rabbitmq_config import POLICY_NAME
+from stalwart.envelope import Envelope
+from stalwart.errors import PublishRefused
+from stalwart.ha.events import EventPublisher, ha_topic
+from stalwart.ha.queue_leaders import EVENT, QueueLeaderWatch
+from stalwart.store.engine import make_engine
+from stalwart.store.schema import messages
+
+pytestmark = pytest.mark.postgres
+
+__all__ = ["rabbit_cluster"]  # the module's fixture
+
+PER_PRODUCER = scale(300, 3000)
+RATE = 25.0  # messages per second per producer: about 12 s of load in the short run
+PARTITION = 20.0  # seconds a partitioned node stays cut off (detection takes ~10-15 s)
+
+
+async def test_quorum_queues_have_a_replica_on_every_node(
+    rabbit_cluster: RabbitCluster, unique: str
+) -> None:
+    # Given the stalwart transport declaring a service's queue on the cluster
+    bus = AmqpTransport(rabbit_cluster.urls())
+    await bus.start()
+    try:
+        await bus.declare(QueueSpec(name=f"repl-{unique}", patterns=("repl.#",)))
+    finally:
+        await bus.close()
+    # Then the queue is a quorum queue with a member on each node, under the policy
+    rows = await asyncio.to_thread(rabbit_cluster.queues)
+    row = next(r for r in rows if r["name"] == work_queue("stalwart", f"repl-{unique}"))
+    assert row["type"] == "quorum"
+    assert sorted(row["members"]) == sorted(node.node for node in rabbit_cluster.nodes)
+    policies = await asyncio.to_thread(rabbit_cluster.ctl_any, "list_queues", "name", "policy")
+    assert f"{row['name']}\t{POLICY_NAME}" in policies
+
+
+async def test_client_user_cannot_publish_sys_topics(rabbit_cluster: RabbitCluster) -> None:
+    # Given a foreign publisher connected as `client`, and stalwart's parts as `stalwart`
+    # (a stalwart part starts first and creates the exchanges and the directory queue,
+    # which the client may then declare again but not create)
+    client = AmqpTransport(rabbit_cluster.urls("client"))
+    own = AmqpTransport(rabbit_cluster.urls())
+    await own.start()
+    await client.start()
+    try:
+        # When the client publishes an ordinary topic, then sys.*
+        await client.publish([Envelope.new("chaos.item", {"n": 1})])
+        with pytest.raises(PublishRefused, match=r"ACCESS_REFUSED.*sys\.heartbeat"):
+            await client.publish([Envelope.new("sys.heartbeat", {"n": 2})])
+        # Then the broker refused only sys.*: the client goes on, stalwart may publish sys.*
+        await client.publish([Envelope.new("chaos.item", {"n": 3})])
+        await own.publish([Envelope.new("sys.heartbeat", {"n": 4})])
+    finally:
+        await client.close()
+        await own.close()
+
+
+def test_cli_finds_the_cluster_and_prints_its_bus_url(rabbit_cluster: RabbitCluster) -> None:
+    runner = CliRunner()
+    app = build_app(["dev"])
+    root = str(rabbit_cluster.root)
+    status = runner.invoke(app, ["dev", "cluster", "status", "--dir", root])
+    assert status.exit_code == 0, status.output
+    assert status.output.count("ready") == 3
+    up = runner.invoke(app, ["dev", "cluster", "up", "--dir", root])  # already up: no change
+    assert up.exit_code == 0, up.output
+    assert rabbit_cluster.urls() in up.output.replace("\n", "")
+    missing = runner.invoke(app, ["dev", "cluster", "status", "--dir", f"{root}/nowhere"])
+    assert missing.exit_code == 1
+    assert "start one with `stalwart dev cluster up`" in missing.output
+
+
+# -- node failures under load -------------------------------------------------
+
+
+def _inject(fault: str, node: RabbitNode) -> None:
+    {"kill": node.kill, "stop": node.stop, "partition": node.isolate}[fault]()
+
+
+async def _sample(store_url: str, service: str, prefix: str, into: list[tuple[float, int]]) -> None:
+    """(time, distinct effects) every 0.25 s, to see when consuming stalls."""
+    while True:
+        with contextlib.suppress(Exception):  # a failed sample leaves a gap, as it should
+            counts = await count(store_url, service, prefix, 0)
+            into.append((time.time(), counts.distinct_effects))
+        await asyncio.sleep(0.25)
+
+
+def _longest_gap(times: list[float], after: float) -> float:
+    """The longest time without progress from ``after`` to the last progress."""
+    later = sorted(t for t in times if t >= after)
+    return max((b - a for a, b in zip([after, *later], later, strict=False)), default=0.0)
+
+
+def _publishes(log: str) -> list[tuple[float, float]]:
+    """(start, end) of each confirmed batch, from a timed producer's log."""
+    found = []
+    for line in log.splitlines():
+        if line.startswith("ok "):
+            _ok, start, end, _attempts = line.split()
+            found.append((float(start), float(end)))
+    return found
+
+
+def _p99(values: list[float]) -> float:
+    ranked = sorted(values)
+    return ranked[min(len(ranked) - 1, int(len(ranked) * 0.99))] if ranked else 0.0
+
+
+async def _stored_moves(store_url: str, queue: str) -> list[dict[str, object]]:
+    engine = make_engine(store_url)
+    try:
+        async with engine.connect() as conn:
+            query = select(messages.c.body).where(messages.c.topic == ha_topic(EVENT))
+            rows = await conn.execute(query)
+            return [dict(r[0]) for r in rows if dict(r[0]).get("queue") == queue]
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.timeout(scale(400, 1200))
+@pytest.mark.parametrize("fault", ["kill", "stop", "partition"])
+async def test_leader_node_failure_under_load(
+    fault: str,
+    rabbit_cluster: RabbitCluster,
+    postgres_url: str,
+    make_system: Callable[..., System],
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    if fault == "partition" and os.geteuid() != 0:
+        pytest.skip("a partition needs root (a blackhole route for the node's address)")
+    cluster = rabbit_cluster
+    await asyncio.to_thread(healthy, cluster)
+    # Given two consumer processes of an idempotent service and a persister on the cluster
+    service = f"cluster-{fault}-{unique}"
+    queue = work_queue("stalwart", service)
+    system = make_system(cluster.urls(), postgres_url, service)
+    await system.prepare()
+    await system.consumers(2)
+    victim = cluster.node(await asyncio.to_thread(cluster.leader, queue) or "")
+    # And a watch publishing leader moves (through an outbox: the bus may be failing over)
+    home = load_settings(system.config, env={"STALWART_HOME": str(tmp_path / "watch")})
+    bus = open_bus(home)
+    await bus.start()
+    watch = QueueLeaderWatch(cluster.leaders, EventPublisher(bus, "test"), prefix=queue)
+    stop_watch = asyncio.Event()
+    await watch.step()  # the leaders before the fault
+    watching = asyncio.create_task(watch.run(stop_watch))
+    samples: list[tuple[float, int]] = []
+    sampling = asyncio.create_task(_sample(postgres_url, service, unique, samples))
+    started = time.monotonic()
+    try:
+        # And two producer processes publishing at a steady rate
+        load = (str(PER_PRODUCER), str(RATE))
+        producers = [
+            system.spawn(
+                f"producer-{p}",
+                [sys.executable, str(HERE / "timed_producer.py"), f"{unique}-{p}", *load],
+            )
+            for p in "ab"
+        ]
+        assert len(producers) == 2
+        total = 2 * PER_PRODUCER
+        # When the node leading the service's queue fails after a quarter of the effects
+        await system.wait_applied(unique, total, 0.25, 90)
+        fault_at = time.time()
+        await asyncio.to_thread(_inject, fault, victim)
+
+        # Then another node leads the queue
+        async def moved() -> bool:
+            leader = await asyncio.to_thread(cluster.leader, queue, victim)
+            return leader not in (None, victim.node)
+
+        await eventually(moved, 90, f"a new leader of {queue}")
+        moved_after = time.time() - fault_at
+        if fault == "partition":
+            await asyncio.sleep(max(0.0, fault_at + PARTITION - time.time()))
+            victim.heal()
+        for name in ("producer-a", "producer-b"):
+            await system.finished(name, scale(180, 900))
+        # And every message has exactly one effect and ends consumed
+        counts = await settle(postgres_url, service, unique, total, scale(120, 600), quiet=2.0)
+    finally:
+        sampling.cancel()
+        stop_watch.set()
+        await watching
+        await asyncio.to_thread(healthy, cluster)
+    assert_effectively_once(counts, f"cluster {fault}", time.monotonic() - started)
+
+    # And the leader move was published as an event and stored
+    async def stored() -> bool:
+        moves = await _stored_moves(postgres_url, queue)
+        return any(m["from_node"] == victim.node for m in moves)
+
+    await eventually(stored, 30, f"a stored {ha_topic(EVENT)} event from {victim.node}")
+    await bus.close()
+    # Measured: how long publishing and consuming stalled, the p99 publish latency
+    batches = [b for name in ("producer-a", "producer-b") for b in _publishes(system.log(name))]
+    publish_stall = max(
+        _longest_gap([end for _s, end in _publishes(system.log(n))], fault_at)
+        for n in ("producer-a", "producer-b")
+    )
+    consume_stall = _longest_gap(_progress_times(samples), fault_at)
+    window = [e - s for s, e in batches if fault_at - 1 <= s <= fault_at + publish_stall + 5]
+    print(
+        f"[cluster {fault}] leader {victim.node} moved after {moved_after:.1f}s; "
+        f"publishing stalled {publish_stall:.1f}s, consuming {consume_stall:.1f}s; "
+        f"p99 publish latency during failover {_p99(window) * 1000:.0f} ms "
+        f"({len(window)} batches), overall {_p99([e - s for s, e in batches]) * 1000:.0f} ms"
+    )
+    assert len(batches) == total // 5
+
+
+def _progress_times(samples: list[tuple[float, int]]) -> list[float]:
+    """The sample times at which the number of effects had grown."""
+    return [t for (t, n), (_t, before) in zip(samples[1:], samples, strict=False) if n > before]

@@ -1,0 +1,68 @@
+"""QueueLeaderWatch: a quorum queue's leader move becomes one sys.ha.queue-leader event."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from stalwart.bus import QueueSpec, Transport, open_transport
+from stalwart.ha.events import EventPublisher
+from stalwart.ha.queue_leaders import QueueLeaderWatch, rabbitmqctl_leaders
+
+
+@pytest.fixture
+async def bus(tmp_path: Path) -> AsyncIterator[Transport]:
+    bus = open_transport(f"sqlite:///{tmp_path}/bus.db")
+    await bus.start()
+    await bus.declare(QueueSpec(name="watch", patterns=("sys.ha.queue-leader",)))
+    yield bus
+    await bus.close()
+
+
+class _Leaders:
+    """What rabbitmqctl would answer, one reading after another (an error: no node answers)."""
+
+    def __init__(self, *readings: Mapping[str, str] | Exception) -> None:
+        self._readings = list(readings)
+
+    async def __call__(self) -> Mapping[str, str]:
+        reading = self._readings.pop(0)
+        if isinstance(reading, Exception):
+            raise reading
+        return reading
+
+
+async def test_a_leader_move_is_published_once(bus: Transport) -> None:
+    # Given the leaders of two queues, then no node answering, then one queue's leader moved
+    read = _Leaders(
+        {"x.a": "n1@h", "x.b": "n2@h", "other.c": "n1@h"},
+        RuntimeError("no node answered"),
+        {"x.a": "n3@h", "x.b": "n2@h", "other.c": "n3@h"},
+        {"x.a": "n3@h", "x.b": "n2@h"},
+    )
+    watch = QueueLeaderWatch(read, EventPublisher(bus, "t@local/1"), prefix="x.")
+    # When the watch reads four times
+    moves = [await watch.step() for _ in range(4)]
+    # Then only the move of x.a (a queue under the prefix) is reported, once
+    assert [[(m.queue, m.from_node, m.to_node) for m in step] for step in moves] == [
+        [],
+        [],
+        [("x.a", "n1@h", "n3@h")],
+        [],
+    ]
+    # And it is on the bus as sys.ha.queue-leader
+    deliveries = bus.consume("watch", 4)
+    delivery = await anext(deliveries)
+    assert delivery.envelope is not None
+    assert delivery.envelope.topic == "sys.ha.queue-leader"
+    assert delivery.envelope.body["to_node"] == "n3@h"
+    await delivery.ack()
+    await deliveries.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_node_that_does_not_answer_says_which() -> None:
+    failing = [["sh", "-c", "echo 'unable to connect to node' >&2; exit 69", "--"]]
+    with pytest.raises(RuntimeError, match=r"no node answered list_queues.*unable to connect"):
+        await rabbitmqctl_leaders(failing)

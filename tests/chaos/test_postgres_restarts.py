@@ -12,7 +12,7 @@ import pytest
 from harness import System, assert_effectively_once, scale, settle
 from private_services import PrivatePostgres
 
-TOTAL = scale(300, 5_000)
+TOTAL = scale(200, 5_000)
 
 
 @pytest.mark.timeout(scale(120, 900))
@@ -40,5 +40,5 @@ async def test_postgresql_restarted_twice_under_load(
     await asyncio.to_thread(private_postgres.restart, "immediate", 2.0)
     await system.finished(producer, scale(60, 300))
     # Then every message has exactly one effect and ends consumed in the store
-    counts = await settle(store, service, unique, TOTAL, scale(60, 600), quiet=3.0)
+    counts = await settle(store, service, unique, TOTAL, scale(60, 600), quiet=2.0)
     assert_effectively_once(counts, "postgres restarts", time.monotonic() - started)

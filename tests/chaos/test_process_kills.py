@@ -12,7 +12,7 @@ from harness import System, assert_effectively_once, scale, settle
 
 pytestmark = pytest.mark.postgres
 
-TOTAL = scale(300, 5_000)
+TOTAL = scale(200, 5_000)
 
 
 @pytest.mark.timeout(scale(120, 900))
@@ -43,5 +43,5 @@ async def test_processes_killed_mid_run(
         alive.append(spawn())
     await system.finished(producer, scale(60, 300))
     # Then every message has exactly one effect and ends consumed in the store
-    counts = await settle(postgres_url, system.service, unique, TOTAL, scale(60, 600), quiet=3.0)
+    counts = await settle(postgres_url, system.service, unique, TOTAL, scale(60, 600), quiet=2.0)
     assert_effectively_once(counts, f"{victim} killed", time.monotonic() - started)

@@ -14,7 +14,7 @@ from private_services import PrivateRabbit
 
 pytestmark = pytest.mark.postgres
 
-TOTAL = scale(400, 10_000)
+TOTAL = scale(300, 10_000)
 
 
 @pytest.mark.timeout(scale(150, 900))
@@ -42,5 +42,5 @@ async def test_rabbitmq_stopped_and_killed_under_load(
     for producer in producers:
         await system.finished(producer, scale(90, 600))
     # Then every message has exactly one effect and ends consumed in the store
-    counts = await settle(postgres_url, service, unique, TOTAL, scale(90, 600), quiet=3.0)
+    counts = await settle(postgres_url, service, unique, TOTAL, scale(90, 600), quiet=2.0)
     assert_effectively_once(counts, "rabbitmq stop/kill", time.monotonic() - started)

@@ -193,6 +193,11 @@ def encode(envelope: Envelope, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
     return raw
 
 
+def looks_encoded(raw: bytes) -> bool:
+    """Whether ``raw`` has the shape :func:`encode` gives (a cheap check, not a decode)."""
+    return raw.startswith(b"{") and raw.endswith(_VERSION_SUFFIX)
+
+
 def undecodable_id(raw: bytes) -> str:
     """A stable id for bytes that carry no readable one: a redelivery maps to the same id."""
     return "raw-" + hashlib.blake2b(raw, digest_size=16).hexdigest()

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from stalwart.bus import Delivery, QueueSpec, Transport
-from stalwart.envelope import Envelope
+from stalwart.bus import Delivery, Encoded, QueueSpec, Transport
+from stalwart.envelope import Envelope, encode
 from stalwart.errors import MessageTooLarge, StalwartError, TransportClosed
 
 Factory = Callable[..., Awaitable[Transport]]
@@ -289,6 +289,31 @@ async def test_an_oversized_envelope_refuses_the_whole_batch(
     await bus.publish([Envelope.new("s.marker", "after")])
     (first,) = await take(bus, queue, 1)
     assert first.envelope is not None and first.envelope.topic == "s.marker"
+
+
+async def test_already_encoded_messages_go_out_byte_for_byte(
+    transport_factory: Factory, unique: str, take: Take
+) -> None:
+    # Given a queue and envelopes already encoded (as an outbox spools them)
+    bus = await transport_factory(max_message_size=4096)
+    queue = f"encoded-{unique}"
+    await bus.declare(QueueSpec(queue, ("enc.#",)))
+    envelope = Envelope.new("enc.x", {"n": 1}, correlation_id="c-1")
+    data = encode(envelope)
+    # When one too large for the limit is in a batch, nothing of it is published
+    big = Envelope.new("enc.big", "x" * 10_000)
+    with pytest.raises(MessageTooLarge):
+        await bus.publish_encoded([Encoded(envelope.id, "enc.x", data), _encoded(big)])
+    # And when they are published on their own
+    await bus.publish_encoded([Encoded(envelope.id, "enc.x", data)])
+    # Then the consumer gets the very bytes, which decode to the same envelope
+    (got,) = await take(bus, queue, 1)
+    assert got.raw == data
+    assert got.envelope == envelope
+
+
+def _encoded(envelope: Envelope) -> Encoded:
+    return Encoded(envelope.id, envelope.topic, encode(envelope, 10**6))
 
 
 async def test_queue_stats_count_ready_and_inflight(

@@ -10,6 +10,7 @@ from stalwart.bus._open import open_bus
 from stalwart.bus._transport import (
     DeadLetter,
     Delivery,
+    Encoded,
     QueueSpec,
     QueueStats,
     Transport,
@@ -19,6 +20,7 @@ from stalwart.bus._transport import (
 __all__ = [
     "DeadLetter",
     "Delivery",
+    "Encoded",
     "QueueSpec",
     "QueueStats",
     "Transport",

@@ -7,6 +7,8 @@ them without parsing the body. Bodies that do not decode are kept raw.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,10 +16,18 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
 
 from stalwart.bus._amqp_names import ATTEMPT_HEADER
+from stalwart.bus._transport import Encoded, within_limit
 from stalwart.envelope import Envelope, decode, encode, utcnow
 from stalwart.errors import DecodeError
 
-__all__ = ["copy_message", "decode_incoming", "expiration_ms", "header_int", "to_message"]
+__all__ = [
+    "copy_message",
+    "decode_incoming",
+    "encoded_message",
+    "expiration_ms",
+    "header_int",
+    "to_message",
+]
 
 # Headers the broker adds that must not follow a message when it is copied.
 _BROKER_HEADERS = frozenset(
@@ -44,20 +54,73 @@ def expiration_ms(expires_at: datetime | None, now: datetime | None = None) -> i
 
 def to_message(envelope: Envelope, max_size: int) -> aio_pika.Message:
     """A persistent AMQP message for ``envelope``; raises MessageTooLarge over ``max_size``."""
-    body = encode(envelope, max_size)
-    expiration = expiration_ms(envelope.expires_at)
+    return _message(
+        encode(envelope, max_size),
+        envelope.id,
+        envelope.correlation_id,
+        envelope.reply_to,
+        envelope.kind,
+        envelope.created_at,
+        envelope.expires_at,
+        envelope.attempt,
+    )
+
+
+def encoded_message(row: Encoded, max_size: int) -> aio_pika.Message:
+    """:func:`to_message` for an envelope already encoded: the body is ``row.data`` as it
+    is; the properties that mirror its fields are read with a plain JSON parse."""
+    fields: dict[str, Any] = {}
+    with contextlib.suppress(ValueError):
+        parsed = json.loads(within_limit(row.data, max_size))
+        fields = parsed if isinstance(parsed, dict) else {}
+    attempt = fields.get("attempt")
+    return _message(
+        row.data,
+        row.id,
+        _text(fields.get("correlation_id")),
+        _text(fields.get("reply_to")),
+        _text(fields.get("kind")) or "Message",
+        _moment(fields.get("created_at")) or utcnow(),
+        _moment(fields.get("expires_at")),
+        attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 1,
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _moment(value: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+
+def _message(
+    body: bytes,
+    message_id: str,
+    correlation_id: str | None,
+    reply_to: str | None,
+    kind: str,
+    created_at: datetime,
+    expires_at: datetime | None,
+    attempt: int,
+) -> aio_pika.Message:
+    expiration = expiration_ms(expires_at)
     return aio_pika.Message(
         body,
         content_type="application/json",
         content_encoding="utf-8",
         delivery_mode=DeliveryMode.PERSISTENT,
-        message_id=envelope.id,
-        correlation_id=envelope.correlation_id,
-        reply_to=envelope.reply_to,
-        type=envelope.kind,
-        timestamp=envelope.created_at,
+        message_id=message_id,
+        correlation_id=correlation_id,
+        reply_to=reply_to,
+        type=kind,
+        timestamp=created_at,
         expiration=None if expiration is None else expiration / 1000.0,
-        headers={ATTEMPT_HEADER: envelope.attempt} if envelope.attempt > 1 else None,
+        headers={ATTEMPT_HEADER: attempt} if attempt > 1 else None,
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -73,6 +74,8 @@ class SpoolStatus:
 @dataclass(frozen=True, slots=True)
 class SpooledRow:
     seq: int
+    id: str
+    topic: str
     data: bytes
 
 
@@ -124,7 +127,7 @@ class Spool:
         with self._lock:
             self._db.close()
 
-    def append(self, rows: list[tuple[str, str, bytes]]) -> None:
+    def append(self, rows: Sequence[tuple[str, str, bytes]]) -> None:
         """Add ``(id, topic, data)`` rows for this spool's bus in one fsynced transaction."""
         now = time.time()
         with self._lock:
@@ -147,10 +150,10 @@ class Spool:
         """The oldest rows of this spool's bus."""
         with self._lock:
             cursor = self._db.execute(
-                "SELECT seq, data FROM outbox WHERE bus IS ? ORDER BY seq LIMIT ?",
+                "SELECT seq, id, topic, data FROM outbox WHERE bus IS ? ORDER BY seq LIMIT ?",
                 (self.bus, limit),
             )
-            return [SpooledRow(seq, bytes(data)) for seq, data in cursor.fetchall()]
+            return [SpooledRow(seq, mid, topic, bytes(data)) for seq, mid, topic, data in cursor]
 
     def adopt(self) -> int:
         """Give the rows whose bus was never recorded to this spool's bus; how many."""

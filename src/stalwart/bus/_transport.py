@@ -19,19 +19,21 @@ import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from stalwart.envelope import Envelope
-from stalwart.errors import DecodeError
+from stalwart.errors import DecodeError, MessageTooLarge
 from stalwart.topics import validate_pattern
 
 __all__ = [
     "DeadLetter",
     "Delivery",
+    "Encoded",
     "QueueSpec",
     "QueueStats",
     "Transport",
     "backoff_delay",
+    "within_limit",
 ]
 
 
@@ -68,6 +70,21 @@ def backoff_delay(spec: QueueSpec, attempt: int, rng: random.Random | None = Non
     """Exponential backoff with full jitter, capped: the delay before ``attempt + 1``."""
     cap = min(spec.retry_max, spec.retry_initial * (2 ** max(attempt - 1, 0)))
     return (rng or random).uniform(cap / 2, cap)
+
+
+class Encoded(NamedTuple):
+    """An envelope already encoded (:func:`stalwart.envelope.encode`): its id, topic, bytes."""
+
+    id: str
+    topic: str
+    data: bytes
+
+
+def within_limit(data: bytes, limit: int) -> bytes:
+    """``data`` if at most ``limit`` bytes, else MessageTooLarge (as ``encode`` raises)."""
+    if len(data) > limit:
+        raise MessageTooLarge(len(data), limit)
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +174,10 @@ class Transport(Protocol):
 
     async def publish(self, batch: Sequence[Envelope]) -> None:
         """Route and store every envelope durably; return only when all are durable."""
+
+    async def publish_encoded(self, batch: Sequence[Encoded]) -> None:
+        """:meth:`publish` for envelopes already encoded (an outbox's spool): their
+        bytes go out as they are, never decoded and encoded again."""
 
     def consume(self, queue: str, prefetch: int) -> AsyncIterator[Delivery]:
         """Deliveries from ``queue``, at most ``prefetch`` unsettled at a time.

@@ -31,8 +31,16 @@ from stalwart.bus._factory import redact_url
 from stalwart.bus._outbox_spool import Spool, SpoolError, SpoolStatus
 from stalwart.bus._sqlite_schema import db_path_from_url
 from stalwart.bus._tasks import cancel_and_wait
-from stalwart.bus._transport import DeadLetter, Delivery, QueueSpec, QueueStats, Transport
-from stalwart.envelope import DEFAULT_MAX_SIZE, Envelope, decode, encode
+from stalwart.bus._transport import (
+    DeadLetter,
+    Delivery,
+    Encoded,
+    QueueSpec,
+    QueueStats,
+    Transport,
+    within_limit,
+)
+from stalwart.envelope import DEFAULT_MAX_SIZE, Envelope, decode, encode, looks_encoded
 from stalwart.errors import (
     BrokerUnavailable,
     DecodeError,
@@ -194,16 +202,22 @@ class OutboxTransport:
 
     async def publish(self, batch: Sequence[Envelope]) -> None:
         """Publish through the broker, or spool durably when it cannot confirm."""
+        rows = [Encoded(env.id, env.topic, encode(env, self._max_size)) for env in batch]
+        await self.publish_encoded(rows)
+
+    async def publish_encoded(self, batch: Sequence[Encoded]) -> None:
+        """:meth:`publish` for envelopes already encoded: the bytes are spooled or sent as
+        they are."""
         spool = self._need_spool()
         if not batch:
             return
-        rows = [(env.id, env.topic, encode(env, self._max_size)) for env in batch]
+        rows = [Encoded(row.id, row.topic, within_limit(row.data, self._max_size)) for row in batch]
         if not self._spooling:
             # Concurrent direct publishes are fine: order is only promised
             # between publishes that follow one another.
             try:
                 await self._ensure_inner()
-                await asyncio.wait_for(self.inner.publish(batch), self._publish_timeout)
+                await asyncio.wait_for(self.inner.publish_encoded(rows), self._publish_timeout)
                 return
             except (BrokerUnavailable, PublishRefused, TimeoutError) as exc:
                 log.warning("broker cannot confirm (%s); spooling %d message(s)", exc, len(rows))
@@ -281,11 +295,14 @@ class OutboxTransport:
                     self._claimed_until = 0.0
                     return None
             return 0
-        batch: list[Envelope] = []
+        batch: list[Encoded] = []
         sent: list[int] = []
         for row in rows:
             try:
-                batch.append(decode(row.data))
+                # The bytes go out as they were spooled; only a row not shaped as
+                # encode() writes them (an older stalwart's, a damaged one) is decoded.
+                data = row.data if looks_encoded(row.data) else encode(decode(row.data))
+                batch.append(Encoded(row.id, row.topic, data))
                 sent.append(row.seq)
             except DecodeError as exc:
                 log.error(
@@ -297,7 +314,7 @@ class OutboxTransport:
                 )
                 await asyncio.to_thread(spool.quarantine, row.seq, str(exc))
         await self._ensure_inner()
-        await self.inner.publish(batch)
+        await self.inner.publish_encoded(batch)
         await asyncio.to_thread(spool.remove, sent)
         return len(sent)
 

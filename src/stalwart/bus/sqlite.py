@@ -33,7 +33,7 @@ from stalwart.bus._sqlite_consumer import SqliteConsumer, SqliteDelivery
 from stalwart.bus._sqlite_schema import connect, db_path_from_url
 from stalwart.bus._sqlite_wake import WakeHub
 from stalwart.bus._sqlite_writer import GroupWriter, Op, Touched
-from stalwart.bus._transport import DeadLetter, QueueSpec, QueueStats
+from stalwart.bus._transport import DeadLetter, Encoded, QueueSpec, QueueStats, within_limit
 from stalwart.envelope import DEFAULT_MAX_SIZE, Envelope, decode, encode
 from stalwart.errors import BrokerUnavailable, ConfigError, DecodeError, TransportClosed
 
@@ -194,6 +194,12 @@ class SqliteTransport:
         self._check_open()
         limit = self.max_message_size
         items = [(envelope.topic, encode(envelope, limit)) for envelope in batch]
+        if items:
+            await self._publishes.add(items)
+
+    async def publish_encoded(self, batch: Sequence[Encoded]) -> None:
+        self._check_open()
+        items = [(row.topic, within_limit(row.data, self.max_message_size)) for row in batch]
         if items:
             await self._publishes.add(items)
 

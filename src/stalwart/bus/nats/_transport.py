@@ -23,7 +23,14 @@ from nats.js.api import (
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, BadRequestError, NotFoundError
 
-from stalwart.bus._transport import DeadLetter, Delivery, QueueSpec, QueueStats
+from stalwart.bus._transport import (
+    DeadLetter,
+    Delivery,
+    Encoded,
+    QueueSpec,
+    QueueStats,
+    within_limit,
+)
 from stalwart.bus.nats._admin import Admin
 from stalwart.bus.nats._consumer import NatsDelivery, Puller
 from stalwart.bus.nats._names import (
@@ -141,7 +148,7 @@ class NatsTransport:
                 nc.connect(
                     servers=self._servers,
                     connect_timeout=max(1, int(self.connect_timeout)),
-                    reconnect_time_wait=0.5,
+                    reconnect_time_wait=1,
                     max_reconnect_attempts=-1,
                     error_cb=self._on_error,
                     reconnected_cb=self._on_reconnected,
@@ -301,6 +308,20 @@ class NatsTransport:
         self._need()
         rows = [self._row(env.topic, encode(env, self.max_message_size), env) for env in batch]
         await self._send(rows)
+
+    async def publish_encoded(self, batch: Sequence[Encoded]) -> None:
+        self._need()
+        limit = self.max_message_size
+        await self._send(
+            [
+                (
+                    topic_subject(self.namespace, row.topic),
+                    within_limit(row.data, limit),
+                    {MSG_ID_HEADER: row.id},
+                )
+                for row in batch
+            ]
+        )
 
     def _row(self, topic: str, data: bytes, envelope: Envelope) -> Row:
         headers = {MSG_ID_HEADER: envelope.id}

@@ -205,9 +205,18 @@ class Claims:
 
 
 def _is_connection_error(exc: DBAPIError) -> bool:
-    return bool(exc.connection_invalidated) or isinstance(
+    """The database is away (lost connection, shutting down, starting, out of slots)."""
+    if exc.connection_invalidated or isinstance(
         exc, sa.exc.OperationalError | sa.exc.InterfaceError
-    )
+    ):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in _AWAY
+
+
+# SQLSTATE classes: connection exception, insufficient resources, operator
+# intervention (admin shutdown, cannot connect now).
+_AWAY = frozenset({"08", "53", "57"})
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:

@@ -25,12 +25,18 @@ __all__ = [
     "TopicError",
     "TransportClosed",
     "TransportError",
+    "exit_status",
 ]
 
 
 EX_CONFIG: Final = 78
 """Exit status of a process stopped by a :class:`ConfigError` (``EX_CONFIG`` of
 sysexits.h): restarting it cannot help, so the watchdog does not."""
+
+
+def exit_status(exc: BaseException) -> int:
+    """The status a process stopped by ``exc`` exits with: 78 for a configuration error."""
+    return EX_CONFIG if isinstance(exc, ConfigError) else 1
 
 
 class StalwartError(Exception):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
-import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -15,7 +13,8 @@ from rich.console import Console
 from rich.text import Text
 
 from stalwart.config import Settings, load_settings
-from stalwart.errors import EX_CONFIG, ConfigError, StalwartError
+from stalwart.errors import StalwartError, exit_status
+from stalwart.logs import configure_logging
 from stalwart.redact import redact_url
 
 __all__ = [
@@ -51,30 +50,8 @@ ConfigOption = Annotated[
 def settings_from(config: Path | None, **overrides: Any) -> Settings:
     """Load settings and configure logging for a CLI process (the library never does)."""
     settings = load_settings(config, overrides=overrides)
-    _configure_logging(settings)
+    configure_logging(settings)
     return settings
-
-
-class _Redacting(logging.Formatter):
-    """Log lines with every URL's password masked, whichever library wrote them."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return redact_url(super().format(record))
-
-
-def _configure_logging(settings: Settings) -> None:
-    level = getattr(logging, settings.log_level.upper(), logging.INFO)
-    fmt = (
-        '{"t":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}'
-        if settings.log_format == "json"
-        else "%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Redacting(fmt))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-    # Client libraries log every failed connect; ours says it once, with advice.
-    for noisy in ("aiormq", "aio_pika", "alembic"):
-        logging.getLogger(noisy).setLevel(max(level, logging.CRITICAL))
 
 
 def age(seconds: float) -> str:
@@ -108,10 +85,8 @@ def handle_errors(func: Callable[P, T]) -> Callable[P, T]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return func(*args, **kwargs)
-        except ConfigError as exc:
-            raise fail(str(exc), EX_CONFIG) from None
         except StalwartError as exc:
-            raise fail(str(exc)) from None
+            raise fail(str(exc), exit_status(exc)) from None
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             raise fail(f"{where}{exc.strerror or exc}") from None

@@ -20,9 +20,11 @@ import time
 from typing import Final
 
 from stalwart.config import Settings
-from stalwart.errors import ConfigError
+from stalwart.errors import ConfigError, StalwartError, exit_status
 from stalwart.ha.config import HaSettings
 from stalwart.ha.runner import HaReplica
+from stalwart.logs import configure_logging
+from stalwart.redact import redact_url
 from stalwart.service import Service, load_service
 
 __all__ = ["HaRunner", "main", "run_ha"]
@@ -140,10 +142,7 @@ def main() -> None:
         raise SystemExit("usage: python -m stalwart.ha package.module:service")
     raw = os.environ.get(SETTINGS_ENV)
     settings = Settings.model_validate_json(raw) if raw else Settings()
-    logging.basicConfig(
-        level=getattr(logging, settings.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(settings)
     service = load_service(sys.argv[1])
 
     async def serve() -> None:
@@ -155,4 +154,8 @@ def main() -> None:
             for signum in signums:
                 asyncio.get_running_loop().remove_signal_handler(signum)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except (StalwartError, OSError) as exc:  # one line, as the stalwart command says it
+        print(f"error: {redact_url(str(exc))}", file=sys.stderr)
+        raise SystemExit(exit_status(exc)) from None

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from stalwart.config import load_settings
-from stalwart.errors import EX_CONFIG, ConfigError, StalwartError
+from stalwart.errors import StalwartError, exit_status
+from stalwart.logs import configure_logging
 from stalwart.watchdog.supervisor import serve
 
 __all__ = ["main"]
@@ -26,11 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
     except StalwartError as exc:
         return _failed(exc)
-    logging.basicConfig(
-        level=getattr(logging, settings.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings)
     try:
         asyncio.run(serve(settings))
     except StalwartError as exc:
@@ -42,7 +38,7 @@ def _failed(exc: StalwartError) -> int:
     """One line on stderr; 78 for a configuration error, so that systemd's
     ``RestartPreventExitStatus=78`` keeps it from restarting in vain."""
     print(f"error: {exc}", file=sys.stderr)
-    return EX_CONFIG if isinstance(exc, ConfigError) else 1
+    return exit_status(exc)
 
 
 if __name__ == "__main__":

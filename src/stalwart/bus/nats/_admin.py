@@ -22,6 +22,7 @@ from stalwart.bus.nats._names import (
     ATTEMPT_HEADER,
     DIED_AT_HEADER,
     REASON_HEADER,
+    TOPIC_HEADER,
     dead_stream,
     dead_subject,
     direct_subject,
@@ -112,9 +113,10 @@ class Admin:
         """Copies of the chosen dead letters on ``N-to.S`` as first attempts, then deleted."""
         moved = 0
         for letter in await self._chosen(queue, keys):
-            await self._js.publish(
-                direct_subject(self._ns, queue), letter.raw, headers={ATTEMPT_HEADER: "1"}
-            )
+            headers = {ATTEMPT_HEADER: "1"}
+            if letter.envelope is not None:
+                headers[TOPIC_HEADER] = letter.envelope.topic
+            await self._js.publish(direct_subject(self._ns, queue), letter.raw, headers=headers)
             with contextlib.suppress(NotFoundError):
                 await self._js.delete_msg(dead_stream(self._ns), int(letter.key))
             moved += 1

@@ -30,7 +30,7 @@ from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 
 from stalwart.bus._transport import QueueSpec, backoff_delay
-from stalwart.bus.nats._names import ATTEMPT_HEADER, Filter, topic_of
+from stalwart.bus.nats._names import ATTEMPT_HEADER, TOPIC_HEADER, Filter, topic_of
 from stalwart.envelope import Envelope, decode
 from stalwart.errors import DecodeError, StalwartError
 
@@ -99,7 +99,9 @@ class NatsDelivery:
 
     @property
     def topic(self) -> str:
-        return topic_of(self._puller.namespace, self.subject)
+        """The topic it was published on (a copy on a direct subject carries it in a header)."""
+        copied = (self._msg.headers or {}).get(TOPIC_HEADER)
+        return copied or topic_of(self._puller.namespace, self.subject)
 
     def _claim(self, action: str) -> bool:
         if self._settled:

@@ -369,7 +369,7 @@ class NatsTransport:
             k: v for k, v in (delivery.msg.headers or {}).items() if not k.startswith("Nats-")
         }
         headers[ATTEMPT_HEADER] = str(attempt)
-        headers.setdefault(TOPIC_HEADER, delivery.topic)
+        headers[TOPIC_HEADER] = delivery.topic
         if not dead:
             subject = direct_subject(self.namespace, spec.name)
         elif spec.ephemeral:

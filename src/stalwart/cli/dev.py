@@ -64,6 +64,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(dev, name="dev")
 
     @cluster.command("up")
+    @handle_errors
     def up(directory: DirOption = None, config: ConfigOption = None) -> None:
         """Start the cluster (created on first use) and print the bus url to use.
 
@@ -87,6 +88,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"(foreign publishers: user `client`, refused sys.*: {found.urls('client')})")
 
     @cluster.command("down")
+    @handle_errors
     def down(
         purge: Annotated[
             bool, typer.Option("--purge", help="Also delete the nodes' data and the state.")
@@ -107,6 +109,7 @@ def register(app: typer.Typer) -> None:
         say(f"cluster under {root} {'deleted' if purge else 'stopped'}")
 
     @cluster.command("status")
+    @handle_errors
     def status(directory: DirOption = None, config: ConfigOption = None) -> None:
         """Each node: its name, AMQP address, process and whether it answers.
 

@@ -19,6 +19,7 @@ from stalwart.config import Settings
 from stalwart.dashboard import api, pages
 from stalwart.dashboard.auth import Authenticator
 from stalwart.dashboard.buslink import BusLink
+from stalwart.dashboard.guard import RequestGuard, default_hosts
 from stalwart.dashboard.live import LiveHub
 from stalwart.dashboard.metrics import DashboardMetrics
 from stalwart.dashboard.middleware import SecurityMiddleware
@@ -38,7 +39,7 @@ _STATIC = Path(__file__).with_name("static")
 
 def is_loopback(bind: str) -> bool:
     """True when ``host:port`` listens on this machine only."""
-    host = bind.rsplit(":", 1)[0].strip("[]") if ":" in bind else bind
+    host = _bind_host(bind)
     if host == "localhost":
         return True
     try:
@@ -80,7 +81,12 @@ def create_app(
     if transport is None:
         transport = open_bus(settings, outbox=False)  # the dashboard never publishes
         owned.append(transport)
-    hub = LiveHub(transport, queue_size=cfg.live_queue, batch_interval=cfg.live_batch_interval)
+    hub = LiveHub(
+        transport,
+        queue_size=cfg.live_queue,
+        batch_interval=cfg.live_batch_interval,
+        per_client=cfg.live_per_client,
+    )
     metrics = DashboardMetrics()
     state = DashboardState(
         settings=settings,
@@ -130,7 +136,13 @@ def create_app(
     )
     app.add_middleware(RateLimitMiddleware, rules=rules)
     app.add_middleware(SecurityMiddleware, metrics=metrics, secure=False)
+    hosts = default_hosts(_bind_host(bind)) | frozenset(cfg.allowed_hosts)
+    app.add_middleware(RequestGuard, allowed_hosts=hosts)
     return app
+
+
+def _bind_host(bind: str) -> str:
+    return bind.rsplit(":", 1)[0].strip("[]") if ":" in bind else bind
 
 
 async def _open(state: DashboardState) -> None:

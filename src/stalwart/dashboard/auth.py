@@ -1,11 +1,12 @@
 """Logins, sessions and CSRF protection for the dashboard.
 
 Passwords are stored as scrypt hashes (``scrypt$n$r$p$salt$hash``, PBKDF2
-accepted too). A session is a signed, expiring cookie (HMAC-SHA256 over the
-user name and expiry), so the server keeps no session table and a restart
-with the same ``[dashboard] secret`` keeps people logged in. CSRF uses a
-signed double submit: a random per-browser cookie, and forms and API actions
-carry ``HMAC(secret, cookie)``, which a cross-site page cannot compute.
+accepted too). Sessions live on the server: the cookie is a random id that
+means something only while this process holds it, so logout revokes it at
+once and a restart (the only way to change a password or ``session_ttl``)
+revokes them all. CSRF tokens are ``HMAC(secret, session id)``: bound to the
+session, not to a cookie another port of the same host could set. Before a
+login, the login form's token is bound to a random per-browser cookie.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from stalwart.errors import ConfigError
@@ -28,6 +29,7 @@ __all__ = [
     "Authenticator",
     "Session",
     "hash_password",
+    "session_binding",
     "verify_password",
 ]
 
@@ -79,19 +81,24 @@ def verify_password(password: str, encoded: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A logged-in user until ``expires`` (Unix time)."""
+    """A logged-in user until ``expires`` (Unix time); ``id`` is the cookie's value."""
 
+    id: str
     user: str
     expires: float
 
 
 class Authenticator:
-    """Checks credentials and signs/verifies session cookies and CSRF tokens."""
+    """Checks credentials, holds the sessions, and makes and checks CSRF tokens."""
 
-    def __init__(self, users: dict[str, str], secret: str | None, ttl: float) -> None:
+    def __init__(
+        self, users: dict[str, str], secret: str | None, ttl: float, max_sessions: int = 10_000
+    ) -> None:
         self._users = dict(users)
         self._key = hashlib.sha256((secret or secrets.token_hex(32)).encode()).digest()
         self.ttl = ttl
+        self._max = max_sessions
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
 
     @property
     def has_users(self) -> bool:
@@ -103,41 +110,44 @@ class Authenticator:
         ok = verify_password(password, encoded or _DUMMY)
         return ok and encoded is not None
 
-    def _sign(self, payload: bytes) -> str:
-        return _b64(hmac.new(self._key, payload, hashlib.sha256).digest())
-
     def issue(self, user: str, now: float | None = None) -> str:
-        """A session cookie value for ``user``."""
-        expires = (now or time.time()) + self.ttl
-        payload = json.dumps({"u": user, "e": expires}, separators=(",", ":")).encode()
-        return f"{_b64(payload)}.{self._sign(payload)}"
+        """A new session for ``user``; returns the cookie value (a fresh random id)."""
+        session = Session(secrets.token_urlsafe(32), user, (now or time.time()) + self.ttl)
+        self._sessions[session.id] = session
+        while len(self._sessions) > self._max:  # the oldest logins go first
+            self._sessions.popitem(last=False)
+        return session.id
 
     def session(self, cookie: str | None, now: float | None = None) -> Session | None:
-        """The session a cookie carries, or None if absent, forged, expired or revoked."""
-        if not cookie or "." not in cookie:
+        """The session a cookie names, or None if absent, unknown, expired or revoked."""
+        found = self._sessions.get(cookie) if cookie else None
+        if found is None:
             return None
-        body, _, signature = cookie.partition(".")
-        try:
-            payload = _unb64(body)
-            if not hmac.compare_digest(signature, self._sign(payload)):
-                return None
-            data = json.loads(payload)
-            user, expires = str(data["u"]), float(data["e"])
-        except (ValueError, KeyError, TypeError):
+        if found.expires < (now or time.time()) or found.user not in self._users:
+            self._sessions.pop(found.id, None)
             return None
-        if expires < (now or time.time()) or user not in self._users:
-            return None
-        return Session(user=user, expires=expires)
+        return found
+
+    def revoke(self, cookie: str | None) -> None:
+        """End the session ``cookie`` names: a copy of the cookie stops working too."""
+        if cookie:
+            self._sessions.pop(cookie, None)
 
     @staticmethod
     def new_csrf_cookie() -> str:
         return secrets.token_urlsafe(24)
 
-    def csrf_token(self, cookie: str) -> str:
-        """The token forms must echo for the browser holding ``cookie``."""
-        return self._sign(b"csrf:" + cookie.encode())
+    def csrf_token(self, binding: str) -> str:
+        """The token a form must echo: for a session, pass ``session_binding(session)``;
+        before a login, the browser's CSRF cookie."""
+        return _b64(hmac.new(self._key, b"csrf:" + binding.encode(), hashlib.sha256).digest())
 
-    def csrf_ok(self, cookie: str | None, token: str | None) -> bool:
-        if not cookie or not token:
+    def csrf_ok(self, binding: str | None, token: str | None) -> bool:
+        if not binding or not token:
             return False
-        return hmac.compare_digest(token, self.csrf_token(cookie))
+        return hmac.compare_digest(token, self.csrf_token(binding))
+
+
+def session_binding(session: Session) -> str:
+    """What a logged-in user's CSRF token is bound to (distinct from any cookie value)."""
+    return "session:" + session.id

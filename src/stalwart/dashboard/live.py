@@ -26,7 +26,7 @@ from stalwart.envelope import Envelope
 from stalwart.errors import StalwartError
 from stalwart.topics import matches
 
-__all__ = ["LiveHub", "Viewer", "summarise"]
+__all__ = ["LiveHub", "TooManyStreams", "Viewer", "summarise"]
 
 _log = logging.getLogger("stalwart.dashboard.live")
 _CLOSED: list[dict[str, Any]] = []  # sentinel batch: the hub closed
@@ -45,6 +45,10 @@ def summarise(envelope: Envelope) -> dict[str, Any]:
     }
 
 
+class TooManyStreams(Exception):
+    """A client already holds as many live streams as it may."""
+
+
 @dataclass(eq=False)
 class Viewer:
     """One connected browser: its pattern, its bounded queue, its losses."""
@@ -52,6 +56,7 @@ class Viewer:
     pattern: str
     queue: asyncio.Queue[list[dict[str, Any]]]
     infra: bool = False
+    client: str = ""
     dropped: int = 0
     delivered: int = 0
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
@@ -66,11 +71,13 @@ class LiveHub:
         *,
         queue_size: int = 256,
         batch_interval: float = 0.1,
+        per_client: int = 16,
         name: str | None = None,
     ) -> None:
         self._transport = transport
         self._queue_size = queue_size
         self._interval = batch_interval
+        self.per_client = per_client
         self._queue = name or f"dashboard-live-{uuid.uuid4().hex[:12]}"
         self._viewers: set[Viewer] = set()
         self._pending: list[dict[str, Any]] = []
@@ -86,6 +93,10 @@ class LiveHub:
     @property
     def viewers(self) -> int:
         return len(self._viewers)
+
+    def streams_of(self, client: str) -> int:
+        """Live streams ``client`` holds now."""
+        return sum(1 for v in self._viewers if v.client == client)
 
     async def start(self) -> None:
         """Start the ticker and, with a transport, the bus consumer."""
@@ -151,12 +162,22 @@ class LiveHub:
             self.dropped += len(batch)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, pattern: str = "#", *, infra: bool = False) -> AsyncIterator[Viewer]:
+    async def subscribe(
+        self, pattern: str = "#", *, infra: bool = False, client: str = ""
+    ) -> AsyncIterator[Viewer]:
         """A viewer registered for the duration of the ``async with``.
 
-        ``infra`` includes heartbeats and lifecycle batches, which pages do not need.
+        ``infra`` includes heartbeats and lifecycle batches, which pages do not
+        need. Raises TooManyStreams when ``client`` already holds ``per_client``.
         """
-        viewer = Viewer(pattern=pattern, queue=asyncio.Queue(maxsize=self._queue_size), infra=infra)
+        if client and self.streams_of(client) >= self.per_client:
+            raise TooManyStreams(client)
+        viewer = Viewer(
+            pattern=pattern,
+            queue=asyncio.Queue(maxsize=self._queue_size),
+            infra=infra,
+            client=client,
+        )
         self._viewers.add(viewer)
         try:
             yield viewer

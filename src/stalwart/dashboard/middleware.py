@@ -1,4 +1,9 @@
-"""Security headers, the CSRF cookie, and request timing, as one pure ASGI middleware."""
+"""Security headers, the CSRF cookie, and request timing, as one pure ASGI middleware.
+
+Every response but static files is ``Cache-Control: no-store``: pages and API
+answers carry message bodies, which must not linger in a shared cache or the
+browser's history after logout.
+"""
 
 from __future__ import annotations
 
@@ -59,6 +64,10 @@ class SecurityMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.extend(_HEADERS)
+                if not scope["path"].startswith("/static/") and not any(
+                    k.lower() == b"cache-control" for k, _ in headers
+                ):
+                    headers.append((b"cache-control", b"no-store"))
                 if fresh is not None:
                     flags = "; Secure" if self.secure else ""
                     cookie = f"{CSRF_COOKIE}={fresh}; Path=/; HttpOnly; SameSite=Strict{flags}"

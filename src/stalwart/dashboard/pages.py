@@ -16,6 +16,7 @@ from stalwart.dashboard.api import bus_or_503, dead_letter_action
 from stalwart.dashboard.auth import CSRF_FIELD, SESSION_COOKIE
 from stalwart.dashboard.busview import dead_letter_items, queue_infos
 from stalwart.dashboard.charts import service_of, system_map
+from stalwart.dashboard.live import TooManyStreams
 from stalwart.dashboard.metrics import CONTENT_TYPE
 from stalwart.dashboard.models import (
     DeadLetterItem,
@@ -26,7 +27,7 @@ from stalwart.dashboard.models import (
     active_filters,
 )
 from stalwart.dashboard.panels import PANELS, load_panel
-from stalwart.dashboard.web import csrf_cookie, dash, render, require_action, require_read
+from stalwart.dashboard.web import csrf_binding, dash, render, require_action, require_read
 from stalwart.envelope import DeliveryState
 from stalwart.errors import StalwartError
 from stalwart.topics import validate_pattern
@@ -179,6 +180,7 @@ async def dead_letters_page(
     request: Request,
     queue: Annotated[str, Query(max_length=255)] = "",
     done: Annotated[str, Query(max_length=200)] = "",
+    count: Annotated[int, Query(ge=0)] = 0,
 ) -> HTMLResponse:
     state = dash(request)
     error = state.bus_error
@@ -197,10 +199,25 @@ async def dead_letters_page(
         queues=queues,
         letters=letters,
         queue=queue,
-        done=done,
+        done=_banner(done, count, queue, queues),
         error=error,
         csrf_field=CSRF_FIELD,
     )
+
+
+_BANNERS = {
+    "retry": "retried {count} dead letter(s){where}",
+    "purge": "purged {count} dead letter(s){where}",
+}
+
+
+def _banner(done: str, count: int, queue: str, queues: list[QueueInfo]) -> str | None:
+    """The success banner, from a fixed set: a link cannot make the page say anything else."""
+    template = _BANNERS.get(done)
+    if template is None:
+        return None
+    known = any(q.name == queue for q in queues)
+    return template.format(count=count, where=f" from {queue}" if known else "")
 
 
 @router.post("/dead-letters", response_class=RedirectResponse)
@@ -223,10 +240,8 @@ async def dead_letters_action(request: Request) -> RedirectResponse:
         "retry" if action == "retry" else "purge",
         None if form.get("scope") == "all" else keys,
     )
-    done = f"{result.action}: {result.count} from {result.queue}"
-    return RedirectResponse(
-        f"/dead-letters?{urlencode({'queue': queue, 'done': done})}", status_code=303
-    )
+    query = urlencode({"queue": queue, "done": result.action, "count": result.count})
+    return RedirectResponse(f"/dead-letters?{query}", status_code=303)
 
 
 async def _panel_page(request: Request, slug: str) -> HTMLResponse:
@@ -279,7 +294,7 @@ async def login(request: Request) -> Response:
     password = str(form.get("password") or "")[:1000]
     next_url = _safe_next(str(form.get("next") or "/"))
     token = str(form.get(CSRF_FIELD) or "")
-    if not state.auth.csrf_ok(csrf_cookie(request), token):
+    if not state.auth.csrf_ok(csrf_binding(request), token):
         return render(
             request,
             "login.html",
@@ -289,6 +304,7 @@ async def login(request: Request) -> Response:
             error="the form expired: please try again",
         )
     if not state.auth.has_users or not state.auth.check(user, password):
+        views.log_failed_login(user, request.client.host if request.client else "unknown")
         return render(
             request,
             "login.html",
@@ -300,6 +316,7 @@ async def login(request: Request) -> Response:
             else "no users are configured: add one to [dashboard.users]",
         )
     views.log_login(user)
+    state.auth.revoke(request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse(next_url, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -315,8 +332,10 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request) -> RedirectResponse:
     form = await request.form()
-    if not dash(request).auth.csrf_ok(csrf_cookie(request), str(form.get(CSRF_FIELD) or "")):
+    auth = dash(request).auth
+    if not auth.csrf_ok(csrf_binding(request), str(form.get(CSRF_FIELD) or "")):
         raise HTTPException(403, "missing or invalid CSRF token: reload the page and try again")
+    auth.revoke(request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
@@ -337,13 +356,23 @@ async def live(
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
     hub = dash(request).hub
+    client = request.client.host if request.client else "unknown"
+    if hub.streams_of(client) >= hub.per_client:
+        raise HTTPException(
+            429,
+            f"too many live streams from {client} (at most {hub.per_client}): close other "
+            "dashboard tabs or raise [dashboard] live_per_client",
+        )
 
     async def frames() -> object:
-        async with hub.subscribe(pattern, infra=infra) as viewer:
-            async for frame in hub.stream(viewer):
-                if await request.is_disconnected():
-                    return
-                yield frame
+        try:
+            async with hub.subscribe(pattern, infra=infra, client=client) as viewer:
+                async for frame in hub.stream(viewer):
+                    if await request.is_disconnected():
+                        return
+                    yield frame
+        except TooManyStreams:  # lost a race with the same client's other requests
+            return
 
     return StreamingResponse(
         frames(),  # type: ignore[arg-type]

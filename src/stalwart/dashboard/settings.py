@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = ["DEFAULT_BIND", "DashboardSettings"]
 
 DEFAULT_BIND = "127.0.0.1:8321"
+MIN_SECRET = 32
+# Placeholders seen in examples: refused whatever their length.
+_PLACEHOLDERS = ("change me", "changeme", "change-me", "example", "placeholder")
 
 
 class DashboardSettings(BaseModel):
@@ -23,6 +26,7 @@ class DashboardSettings(BaseModel):
     bind: str = DEFAULT_BIND
     users: dict[str, str] = Field(default_factory=dict, repr=False)
     secret: str | None = Field(default=None, repr=False)
+    allowed_hosts: list[str] = Field(default_factory=list)
     login_for_reads: bool | None = None
     session_ttl: float = Field(default=8 * 3600.0, gt=0)
     rate_limit: float = Field(default=50.0, gt=0)
@@ -30,6 +34,7 @@ class DashboardSettings(BaseModel):
     login_rate_limit: float = Field(default=0.2, gt=0)
     login_burst: int = Field(default=5, ge=1)
     live_queue: int = Field(default=256, ge=1)
+    live_per_client: int = Field(default=16, ge=1)
     live_batch_interval: float = Field(default=0.1, gt=0)
     traffic_window: float = Field(default=900.0, gt=0)
     traffic_bucket: float = Field(default=30.0, gt=0)
@@ -47,6 +52,24 @@ class DashboardSettings(BaseModel):
                     "`stalwart dashboard hash-password`, never the plain password"
                 )
         return users
+
+    @field_validator("secret")
+    @classmethod
+    def _strong(cls, secret: str | None) -> str | None:
+        if secret is None:
+            return None
+        lowered = secret.lower()
+        if (
+            len(secret) < MIN_SECRET
+            or len(set(secret)) < 8
+            or any(word in lowered for word in _PLACEHOLDERS)
+        ):
+            raise ValueError(
+                f"secret is too weak (at least {MIN_SECRET} random characters, no placeholder): "
+                "set [dashboard] secret to the output of `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`, or remove it"
+            )
+        return secret
 
     @model_validator(mode="after")
     def _retry_bounds(self) -> Self:

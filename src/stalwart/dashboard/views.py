@@ -34,6 +34,7 @@ __all__ = [
     "guarded",
     "is_infra",
     "log_action",
+    "log_failed_login",
     "log_login",
     "overview",
     "service_status",
@@ -164,3 +165,8 @@ def log_action(user: str, action: str, queue: str, count: int, keys: list[str] |
 
 def log_login(user: str) -> None:
     _log.info("login: user=%s", user)
+
+
+def log_failed_login(user: str, client: str) -> None:
+    """Failed logins are logged (the name as typed, repr'd so it cannot forge a line)."""
+    _log.warning("login failed: user=%r client=%s", user, client)

@@ -13,7 +13,13 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from stalwart.dashboard import charts
-from stalwart.dashboard.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, Session
+from stalwart.dashboard.auth import (
+    CSRF_COOKIE,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    Session,
+    session_binding,
+)
 from stalwart.dashboard.panels import PANELS
 from stalwart.dashboard.state import DashboardState
 from stalwart.envelope import utcnow
@@ -21,6 +27,7 @@ from stalwart.envelope import utcnow
 __all__ = [
     "LoginRequired",
     "build_templates",
+    "csrf_binding",
     "csrf_cookie",
     "current_user",
     "dash",
@@ -64,6 +71,13 @@ def current_user(request: Request) -> Session | None:
     return dash(request).auth.session(request.cookies.get(SESSION_COOKIE))
 
 
+def csrf_binding(request: Request) -> str:
+    """What this request's CSRF token is bound to: the session once logged in,
+    else (for the login form only) the browser's CSRF cookie."""
+    user = current_user(request)
+    return session_binding(user) if user is not None else csrf_cookie(request)
+
+
 def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
@@ -95,7 +109,7 @@ def require_action(request: Request, token: str | None) -> Session:
             raise HTTPException(401, "log in at /login first to retry or purge")
         raise LoginRequired("/dead-letters")
     token = token or request.headers.get(CSRF_HEADER)
-    if not state.auth.csrf_ok(request.cookies.get(CSRF_COOKIE), token):
+    if not state.auth.csrf_ok(session_binding(user), token):
         raise HTTPException(403, "missing or invalid CSRF token: reload the page and try again")
     return user
 
@@ -149,7 +163,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         path=request.url.path,
         user=user,
         login_enabled=state.auth.has_users,
-        csrf_token=state.auth.csrf_token(csrf_cookie(request)),
+        csrf_token=state.auth.csrf_token(csrf_binding(request)),
         fragment=request.query_params.get("fragment") == "1",
         **context,
     )

@@ -74,7 +74,7 @@ async def live_system(tmp_path: Path) -> AsyncIterator[LiveSystem]:
             "store": {"url": store_url},
             "dashboard": {
                 "users": {"ops": hash_password(PASSWORD, n=2**10)},
-                "secret": "e2e-secret",
+                "secret": "e2e-dashboard-signing-key-9f3b27c1d84a56e0",
                 "traffic_window": 300.0,
                 "traffic_bucket": 5.0,
             },

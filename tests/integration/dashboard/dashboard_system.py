@@ -93,7 +93,7 @@ async def running_system(
 def dashboard_config(**changes: Any) -> DashboardSettings:
     base: dict[str, Any] = {
         "users": {"ops": _HASH},
-        "secret": "test-secret",
+        "secret": "t3st-dashboard-s1gning-key-0123456789abcdefXYZ",
         "traffic_window": 120.0,
         "traffic_bucket": 5.0,
         "live_batch_interval": 0.05,

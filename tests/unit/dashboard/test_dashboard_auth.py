@@ -7,7 +7,12 @@ import hashlib
 
 import pytest
 
-from stalwart.dashboard.auth import Authenticator, hash_password, verify_password
+from stalwart.dashboard.auth import (
+    Authenticator,
+    hash_password,
+    session_binding,
+    verify_password,
+)
 from stalwart.errors import ConfigError
 
 FAST = {"n": 2**10}
@@ -55,36 +60,54 @@ def test_credentials_are_checked(auth: Authenticator) -> None:
     assert not auth.check("nobody", "pw")
 
 
-def test_a_session_cookie_round_trips_until_it_expires(auth: Authenticator) -> None:
-    # Given a cookie issued at t=1000
+def test_a_session_holds_until_it_expires(auth: Authenticator) -> None:
+    # Given a session issued at t=1000
     cookie = auth.issue("ops", now=1000.0)
     # Then it is valid before its expiry and not after
     session = auth.session(cookie, now=1030.0)
-    assert session is not None and session.user == "ops"
+    assert session is not None and session.user == "ops" and session.id == cookie
     assert auth.session(cookie, now=1061.0) is None
 
 
-def test_forged_or_foreign_cookies_are_refused(auth: Authenticator) -> None:
+def test_a_revoked_session_is_gone_and_others_stay(auth: Authenticator) -> None:
+    mine, theirs = auth.issue("ops", now=1000.0), auth.issue("ops", now=1000.0)
+    auth.revoke(mine)
+    assert auth.session(mine, now=1001.0) is None
+    assert auth.session(theirs, now=1001.0) is not None
+
+
+def test_sessions_are_held_by_the_process_that_issued_them(auth: Authenticator) -> None:
+    # Given a session of one dashboard
     cookie = auth.issue("ops", now=1000.0)
-    _, _, sig = cookie.partition(".")
-    forged = base64.urlsafe_b64encode(b'{"u":"ops","e":99999999999}').rstrip(b"=").decode()
-    assert auth.session(f"{forged}.{sig}", now=1000.0) is None
-    other = Authenticator({"ops": "scrypt$x"}, "another secret", ttl=60.0)
-    assert other.session(cookie, now=1000.0) is None
+    # Then another one with the same secret (a restart) does not know it, nor guesses
+    same_secret = Authenticator({"ops": hash_password("pw", **FAST)}, "secret", ttl=60.0)
+    assert same_secret.session(cookie, now=1001.0) is None
     assert auth.session("garbage", now=1000.0) is None
     assert auth.session(None) is None
 
 
+def test_the_session_table_is_bounded() -> None:
+    auth = Authenticator({"ops": "scrypt$x"}, "k", 60.0, max_sessions=3)
+    cookies = [auth.issue("ops", now=0.0) for _ in range(5)]
+    assert [auth.session(c, now=1.0) is not None for c in cookies] == [False] * 2 + [True] * 3
+
+
 def test_a_removed_user_loses_the_session() -> None:
-    cookie = Authenticator({"ops": "scrypt$x"}, "k", 60.0).issue("ops", now=0.0)
-    assert Authenticator({}, "k", 60.0).session(cookie, now=1.0) is None
+    auth = Authenticator({"ops": "scrypt$x"}, "k", 60.0)
+    cookie = auth.issue("ops", now=0.0)
+    auth._users.clear()
+    assert auth.session(cookie, now=1.0) is None
 
 
-def test_csrf_tokens_bind_to_the_browser_cookie(auth: Authenticator) -> None:
-    # Given two browsers' CSRF cookies
-    mine, theirs = auth.new_csrf_cookie(), auth.new_csrf_cookie()
-    # Then my token passes with my cookie only
-    assert auth.csrf_ok(mine, auth.csrf_token(mine))
-    assert not auth.csrf_ok(theirs, auth.csrf_token(mine))
-    assert not auth.csrf_ok(mine, None)
-    assert not auth.csrf_ok(None, auth.csrf_token(mine))
+def test_csrf_tokens_bind_to_the_session_not_to_a_cookie(auth: Authenticator) -> None:
+    # Given two sessions and a browser's CSRF cookie
+    mine = auth.session(auth.issue("ops"))
+    theirs = auth.session(auth.issue("ops"))
+    assert mine is not None and theirs is not None
+    cookie = auth.new_csrf_cookie()
+    # Then my token passes for my session only, and a cookie's token for no session
+    assert auth.csrf_ok(session_binding(mine), auth.csrf_token(session_binding(mine)))
+    assert not auth.csrf_ok(session_binding(theirs), auth.csrf_token(session_binding(mine)))
+    assert not auth.csrf_ok(session_binding(mine), auth.csrf_token(cookie))
+    assert not auth.csrf_ok(session_binding(mine), None)
+    assert not auth.csrf_ok(None, auth.csrf_token(cookie))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import socket
 import tomllib
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from stalwart.config import Settings
 from stalwart.dashboard import DashboardSettings, create_app
 from stalwart.dashboard.app import is_loopback
 from stalwart.dashboard.auth import hash_password
+from stalwart.dashboard.guard import default_hosts
 from stalwart.dashboard.server import parse_bind
 from stalwart.errors import ConfigError
 
@@ -60,6 +63,28 @@ def test_a_bus_retry_cap_below_the_first_wait_is_refused_with_a_hint() -> None:
         settings.section("dashboard", DashboardSettings)
 
 
+@pytest.mark.parametrize(
+    "weak",
+    ["change me", "short", "a" * 40, "change me change me change me change me", "0123" * 10],
+)
+def test_weak_secrets_are_refused_saying_what_to_set(weak: str) -> None:
+    settings = Settings.model_validate({"dashboard": {"secret": weak}})
+    with pytest.raises(ConfigError, match=r"secret is too weak.*set \[dashboard\] secret"):
+        settings.section("dashboard", DashboardSettings)
+
+
+def test_a_random_secret_is_accepted() -> None:
+    strong = secrets.token_urlsafe(32)
+    settings = Settings.model_validate({"dashboard": {"secret": strong}})
+    assert settings.section("dashboard", DashboardSettings).secret == strong
+
+
+def test_default_hosts_are_the_bound_address_and_loopback_names() -> None:
+    assert default_hosts("10.1.2.3") == {"10.1.2.3", "localhost", "127.0.0.1", "::1"}
+    assert socket.gethostname().lower() in default_hosts("0.0.0.0")
+    assert "dash.example.org" in default_hosts("dash.example.org")
+
+
 def test_a_public_bind_without_users_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"dashboard\.users"):
         create_app(Settings(), bind="0.0.0.0:8321")
@@ -73,7 +98,9 @@ def test_the_documented_configuration_is_valid() -> None:
     settings = Settings.model_validate(tomllib.loads(example))
     cfg = settings.section("dashboard", DashboardSettings)
     documented = set(
-        tomllib.loads(example.replace("# login_for_reads", "login_for_reads"))["dashboard"]
+        tomllib.loads(
+            example.replace("# login_for_reads", "login_for_reads").replace("# secret", "secret")
+        )["dashboard"]
     )
     assert documented == set(DashboardSettings.model_fields)
     assert cfg.bind == "127.0.0.1:8321" and list(cfg.users) == ["ops"]

@@ -1,4 +1,4 @@
-"""The one service queue the RabbitMQ benchmarks use, and how to drop it after a run.
+"""The queues the RabbitMQ benchmarks use, and how to drop them after a run.
 
 Only core dependencies here, so that a benchmark's child process runs
 without the benchmark extras (FastStream, persist-queue).
@@ -10,22 +10,20 @@ import aio_pika
 
 from stalwart.bus._amqp_names import dead_queue, directory_queue, dlx_exchange, work_queue
 
-__all__ = ["SERVICE", "TOPIC", "drop"]
+__all__ = ["RECORDER", "SERVICE", "TOPIC", "drop"]
 
 TOPIC = "bench.item"
 SERVICE = "bench"
+RECORDER = "bench-recorder"  # stands for the persister's queue: bound to every topic
 
 
-async def drop(url: str, exchange: str) -> None:
-    """Delete ``exchange``, its dead-letter exchange and the service's queues."""
+async def drop(url: str, exchange: str, services: tuple[str, ...] = (SERVICE,)) -> None:
+    """Delete ``exchange``, its dead-letter exchange and the ``services``' queues."""
     connection = await aio_pika.connect(url)
     try:
         channel = await connection.channel()
-        for name in (
-            work_queue(exchange, SERVICE),
-            dead_queue(exchange, SERVICE),
-            directory_queue(exchange),
-        ):
+        names = [q(exchange, s) for s in services for q in (work_queue, dead_queue)]
+        for name in (*names, directory_queue(exchange)):
             await channel.queue_delete(name)
         await channel.exchange_delete(exchange)
         await channel.exchange_delete(dlx_exchange(exchange))

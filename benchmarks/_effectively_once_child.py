@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import stalwart
-from benchmarks._amqp_queue import SERVICE, TOPIC
+from benchmarks._amqp_queue import RECORDER, SERVICE, TOPIC
 from benchmarks._embedded_peers import body_for
-from stalwart.bus import open_bus, open_transport
+from stalwart.bus import QueueSpec, open_bus, open_transport
 from stalwart.config import Settings
 from stalwart.envelope import Envelope
 from stalwart.service import Context, Service, ServiceRunner
@@ -54,7 +54,9 @@ def _service(idempotent: bool) -> Service:
 
 
 async def _preload(settings: Settings, service: Service, count: int) -> None:
-    """Declare the service's queue and fill it, with a plain transport (no outbox)."""
+    """Declare the service's queue and fill it, with a plain transport (no outbox);
+    then a queue bound to every topic, as the persister's is in a deployment, so
+    that life-cycle batches are stored (and confirmed) as they would be there."""
     bus = settings.bus
     loader = open_transport(bus.url, exchange=bus.exchange, queue_type=bus.queue_type)
     await loader.start()
@@ -63,6 +65,7 @@ async def _preload(settings: Settings, service: Service, count: int) -> None:
         for first in range(0, count, _PRELOAD_BATCH):
             last = min(count, first + _PRELOAD_BATCH)
             await loader.publish([Envelope.new(TOPIC, body_for(n)) for n in range(first, last)])
+        await loader.declare(QueueSpec(RECORDER, ("#",)))
     finally:
         await loader.close()
 

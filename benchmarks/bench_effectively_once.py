@@ -2,18 +2,23 @@
 
 Before is the runtime of ``--baseline`` (default: the parent of the commit
 that added claims and durable final states), checked out in a temporary git
-worktree; after is this tree's ``src/``. Each measurement runs in a child
-process (:mod:`benchmarks._effectively_once_child`) with ``PYTHONPATH`` at
-one of the two, in the same virtualenv: one service, one no-op handler
-(idempotent or not), concurrency 16, ``--count`` messages preloaded, timed
-from the runner's start until all are acked. Buses: the embedded one (a
-fresh SQLite home per run, SQLite store) and RabbitMQ (a fresh exchange and
-quorum queue per run, dropped after, behind the outbox as ``stalwart run``
-opens it; store: a fresh PostgreSQL database). Each round runs every
-configuration before then after; it prints the medians and after / before.
+worktree; after is this tree's ``src/`` (or ``--after REF``, checked out the
+same way: a snapshot that edits in the tree cannot change). Each measurement
+runs in a child process (:mod:`benchmarks._effectively_once_child`) with
+``PYTHONPATH`` at one of the two, in the same virtualenv: one service, one
+no-op handler (idempotent or not), concurrency 16, ``--count`` messages
+preloaded, timed from the runner's start until all are acked. A queue bound
+to every topic, never consumed, stands for the persister's, so life-cycle
+batches are stored (and confirmed) as in a deployment. Buses: the embedded
+one (a fresh SQLite home per run, SQLite store) and RabbitMQ (a fresh
+exchange and quorum queues per run, dropped after, behind the outbox as
+``stalwart run`` opens it; store: a fresh PostgreSQL database). Each round
+runs every configuration before then after; it prints the medians and
+after / before. A run that fails (a broker restarted meanwhile) is reported
+and left out of the medians, and the exit status is 1.
 
 Run: ``.venv/bin/python -m benchmarks.bench_effectively_once [--count N] [--rounds R]
-[--baseline REF]``
+[--baseline REF] [--after REF]``
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 from rich.progress import Progress
 
-from benchmarks._amqp_queue import drop
+from benchmarks._amqp_queue import RECORDER, SERVICE, drop
 from benchmarks._effectively_once_child import Measurement
 from benchmarks._postgres import fresh_database
 
@@ -88,7 +94,7 @@ def run_child(src: Path, config: Config, count: int, timeout: float = 600.0) -> 
             )
         finally:
             if config.bus == "amqp":
-                asyncio.run(drop(AMQP, exchange))
+                _drop(exchange)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise RuntimeError(f"{config} with {src} failed (exit {done.returncode}): {tail}")
@@ -101,6 +107,13 @@ def run_child(src: Path, config: Config, count: int, timeout: float = 600.0) -> 
             f"in the queue after {measured.seconds:.0f} s"
         )
     return measured
+
+
+def _drop(exchange: str) -> None:
+    try:
+        asyncio.run(drop(AMQP, exchange, (SERVICE, RECORDER)))
+    except Exception as exc:  # the broker is away: say what is left, keep the figures
+        print(f"could not drop exchange {exchange} ({exc}); delete it and its queues by hand")
 
 
 def _git(*args: str) -> str:
@@ -134,11 +147,13 @@ def _describe(ref: str | None) -> str:
     return f"the working tree (HEAD {_commit('HEAD')}{dirty})"
 
 
-def _bench(count: int, rounds: int, refs: dict[str, str | None]) -> None:
+def _bench(count: int, rounds: int, refs: dict[str, str | None]) -> int:
+    """Measure and print; the number of runs that failed."""
     for side, ref in refs.items():
         print(f"{side}: {_describe(ref)}")
     print(f"load average at start: {_load()}")
-    rates: dict[tuple[Config, str], list[float]] = {}
+    rates: dict[tuple[Config, str], list[float]] = {(c, side): [] for c in CONFIGS for side in refs}
+    failed = 0
     with contextlib.ExitStack() as stack, Progress() as progress:
         sides = {
             side: CURRENT_SRC if ref is None else stack.enter_context(_checked_out_src(ref))
@@ -149,19 +164,35 @@ def _bench(count: int, rounds: int, refs: dict[str, str | None]) -> None:
             for config in CONFIGS:
                 for side, src in sides.items():
                     progress.update(task, description=f"round {round_}: {config}, {side}")
-                    rate = run_child(src, config, count).rate
-                    rates.setdefault((config, side), []).append(rate)
-                    progress.console.print(
-                        f"round {round_} {config!s:18} {side:6} {rate:8,.0f} msg/s"
-                    )
+                    run = f"round {round_} {config!s:18} {side:6}"
+                    try:
+                        rate = run_child(src, config, count).rate
+                    except (
+                        RuntimeError,
+                        OSError,
+                        subprocess.SubprocessError,
+                        psycopg.Error,
+                    ) as exc:
+                        failed += 1  # one lost run (a broker restarted by others) keeps the rest
+                        progress.console.print(f"{run} failed: {exc}", markup=False)
+                    else:
+                        rates[config, side].append(rate)
+                        progress.console.print(f"{run} {rate:8,.0f} msg/s")
                     progress.advance(task)
     print(f"load average at end: {_load()}")
     print(f"\n{count} messages, concurrency 16, medians of {rounds} rounds (msg/s)")
-    print(f"{'configuration':18}  {'before':>8}  {'after':>8}  {'after/before':>12}")
+    print(f"{'configuration':18}  {'before':>8}  {'after':>8}  {'after/before':>12}  runs")
     for config in CONFIGS:
-        old = statistics.median(rates[config, "before"])
-        new = statistics.median(rates[config, "after"])
-        print(f"{config!s:18}  {old:8,.0f}  {new:8,.0f}  {new / old:12.2f}")
+        old, new = rates[config, "before"], rates[config, "after"]
+        if not old or not new:
+            print(f"{config!s:18}  no figures: every run of one side failed")
+            continue
+        before, after = statistics.median(old), statistics.median(new)
+        print(
+            f"{config!s:18}  {before:8,.0f}  {after:8,.0f}  {after / before:12.2f}  "
+            f"{len(old)}/{len(new)}"
+        )
+    return failed
 
 
 def _commit(ref: str) -> str:
@@ -186,7 +217,8 @@ def main(argv: list[str] | None = None) -> None:
                 _commit(ref)
         except subprocess.CalledProcessError:
             parser.error(f"the {side} ref {ref!r} is no commit here; pass one `git log` lists")
-    _bench(args.count, args.rounds, refs)
+    if _bench(args.count, args.rounds, refs):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

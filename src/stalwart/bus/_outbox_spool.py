@@ -146,12 +146,13 @@ class Spool:
                     "or fix permissions"
                 ) from None
 
-    def head(self, limit: int) -> list[SpooledRow]:
-        """The oldest rows of this spool's bus."""
+    def head(self, limit: int, after: int = 0) -> list[SpooledRow]:
+        """The oldest rows of this spool's bus (with a sequence above ``after``)."""
         with self._lock:
             cursor = self._db.execute(
-                "SELECT seq, id, topic, data FROM outbox WHERE bus IS ? ORDER BY seq LIMIT ?",
-                (self.bus, limit),
+                "SELECT seq, id, topic, data FROM outbox WHERE bus IS ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (self.bus, after, limit),
             )
             return [SpooledRow(seq, mid, topic, bytes(data)) for seq, mid, topic, data in cursor]
 

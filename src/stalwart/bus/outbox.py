@@ -28,7 +28,7 @@ from typing import Literal
 
 from stalwart.backoff import Backoff
 from stalwart.bus._factory import redact_url
-from stalwart.bus._outbox_spool import Spool, SpoolError, SpoolStatus
+from stalwart.bus._outbox_spool import Spool, SpooledRow, SpoolError, SpoolStatus
 from stalwart.bus._sqlite_schema import db_path_from_url
 from stalwart.bus._tasks import cancel_and_wait
 from stalwart.bus._transport import (
@@ -130,6 +130,9 @@ class OutboxTransport:
         self._drained = asyncio.Event()
         self._forwarder: asyncio.Task[None] | None = None
         self._claimed_until = 0.0  # loop time until which this process holds the forwarder lease
+        self._forwarded = 0  # spool seq of the last row forwarded (its removal may be under way)
+        self._next_rows: list[SpooledRow] | None = None  # the next batch, read ahead
+        self._removal: asyncio.Future[None] | None = None  # removal of the last batch sent
         self._closed = False
 
     def __repr__(self) -> str:
@@ -175,6 +178,7 @@ class OutboxTransport:
                 await self.flush(timeout=self._publish_timeout)
         self._closed = True
         if self._spool is not None:
+            await self._settle_removal(self._spool)
             spool, self._spool = self._spool, None
             await asyncio.to_thread(spool.release, self._owner)
             await asyncio.to_thread(spool.close)
@@ -278,15 +282,25 @@ class OutboxTransport:
     # -- forwarding --------------------------------------------------------
 
     async def _forward_chunk(self, spool: Spool) -> int | None:
-        """Forward the oldest rows; None when the spool is empty (or owned elsewhere: 0)."""
+        """Forward the oldest rows; None when the spool is empty (or owned elsewhere: 0).
+
+        Pipelined: once a batch is confirmed, the next one is read and its
+        removal from the spool (an fsync) runs while the next batch is sent.
+        """
         loop = asyncio.get_running_loop()
         if loop.time() > self._claimed_until - self._lease / 2:  # renew at half-life only
             if not await asyncio.to_thread(spool.claim, self._owner, self._lease):
+                await self._settle_removal(spool)
+                self._forwarded, self._next_rows = 0, None  # another process forwards now
                 await asyncio.sleep(min(self._poll, 0.5))
                 return 0
             self._claimed_until = loop.time() + self._lease
-        rows = await asyncio.to_thread(spool.head, self._batch_size)
+        rows, self._next_rows = self._next_rows, None
+        if rows is None:
+            rows = await asyncio.to_thread(spool.head, self._batch_size, self._forwarded)
         if not rows:
+            await self._settle_removal(spool)
+            self._forwarded = 0
             async with self._order:
                 if not await asyncio.to_thread(spool.pending):
                     self._spooling = False
@@ -295,28 +309,46 @@ class OutboxTransport:
                     self._claimed_until = 0.0
                     return None
             return 0
-        batch: list[Encoded] = []
-        sent: list[int] = []
-        for row in rows:
-            try:
-                # The bytes go out as they were spooled; only a row not shaped as
-                # encode() writes them (an older stalwart's, a damaged one) is decoded.
-                data = row.data if looks_encoded(row.data) else encode(decode(row.data))
-                batch.append(Encoded(row.id, row.topic, data))
-                sent.append(row.seq)
-            except DecodeError as exc:
-                log.error(
-                    "outbox row %d of %s does not decode (%s); set aside in its quarantine "
-                    "table (see `stalwart outbox status`)",
-                    row.seq,
-                    self.spool_path,
-                    exc,
-                )
-                await asyncio.to_thread(spool.quarantine, row.seq, str(exc))
+        batch = [row for row in [await self._outgoing(spool, row) for row in rows] if row]
         await self._ensure_inner()
         await self.inner.publish_encoded(batch)
-        await asyncio.to_thread(spool.remove, sent)
-        return len(sent)
+        self._forwarded = rows[-1].seq
+        self._next_rows = await asyncio.to_thread(spool.head, self._batch_size, self._forwarded)
+        await self._settle_removal(spool)
+        sent = [row.seq for row in rows]
+        self._removal = asyncio.ensure_future(asyncio.to_thread(spool.remove, sent))
+        return len(batch)
+
+    async def _outgoing(self, spool: Spool, row: SpooledRow) -> Encoded | None:
+        """The row as it goes out: its bytes as spooled; only a row not shaped as encode()
+        writes them (an older stalwart's, a damaged one) is decoded, and quarantined if it
+        does not decode (None)."""
+        if looks_encoded(row.data):
+            return Encoded(row.id, row.topic, row.data)
+        try:
+            return Encoded(row.id, row.topic, encode(decode(row.data)))
+        except DecodeError as exc:
+            log.error(
+                "outbox row %d of %s does not decode (%s); set aside in its quarantine "
+                "table (see `stalwart outbox status`)",
+                row.seq,
+                self.spool_path,
+                exc,
+            )
+            await asyncio.to_thread(spool.quarantine, row.seq, str(exc))
+            return None
+
+    async def _settle_removal(self, spool: Spool) -> None:
+        """Wait for the removal of the last forwarded batch; if it failed, read the spool
+        again from its start (those rows go out again: at least once, never lost)."""
+        removal, self._removal = self._removal, None
+        if removal is None:
+            return
+        try:
+            await removal
+        except Exception as exc:
+            log.error("outbox: removing forwarded rows from %s failed: %s", spool.path, exc)
+            self._forwarded, self._next_rows = 0, None
 
     async def _forward_forever(self) -> None:
         spool = self._need_spool()

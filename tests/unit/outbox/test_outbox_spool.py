@@ -5,6 +5,7 @@ the inner transports are a real unreachable amqp one and the embedded bus)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
@@ -110,6 +111,45 @@ async def test_a_left_over_spool_is_forwarded_in_order_at_the_next_start(
         assert (await second.status()).pending == 0
     finally:
         await second.close()
+
+
+async def test_a_failed_removal_of_forwarded_rows_sends_them_again_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given ten spooled messages, forwarded in batches of three
+    spool = tmp_path / "outbox.db"
+    url, blocker = _blocked_bus(tmp_path)
+    await _spooled_for(url, spool, 10)
+    blocker.unlink()
+    await _declare(url)
+    # When removing the first forwarded batch from the spool fails
+    remove = Spool.remove
+    calls: list[list[int]] = []
+
+    def failing_once(self: Spool, seqs: list[int]) -> None:
+        calls.append(seqs)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        remove(self, seqs)
+
+    monkeypatch.setattr(Spool, "remove", failing_once)
+    outbox = OutboxTransport(open_transport(url), spool, batch_size=3)
+    await outbox.start()
+    try:
+        await outbox.flush(timeout=10.0)
+        # Then every message arrives (some twice: at least once), first copies in order
+        got: list[object] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                async for delivery in outbox.consume("jobs", 20):
+                    assert delivery.envelope is not None
+                    got.append(delivery.envelope.body)
+                    await delivery.ack()
+        assert list(dict.fromkeys(got)) == list(range(10))
+        assert len(got) > 10
+        assert (await outbox.status()).pending == 0
+    finally:
+        await outbox.close()
 
 
 async def test_messages_for_one_bus_are_never_forwarded_to_another(tmp_path: Path) -> None:

@@ -240,19 +240,21 @@ class Puller:
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
         self._stopping = False
         self._closing = False
 
     @property
-    def stopped(self) -> bool:
-        return self._stopping
+    def finished(self) -> bool:
+        """Stopped, unsubscribed and with nothing left to settle: it can be forgotten."""
+        return self._stopping and not self._subs and not self.unsettled
 
     async def start(self) -> None:
         for index, _ in enumerate(self.consumers):
             inbox = self.nc.new_inbox()
             self._subs.append(await self.nc.subscribe(inbox, cb=self._callback(index)))
         self._loop_task = asyncio.create_task(self._pull_forever(), name=f"pull:{self.spec.name}")
-        self.spawn(self._keep_buffered_leased())
+        self._keeper = asyncio.create_task(self._keep_buffered_leased())
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a settle in the background; owned here and awaited on close."""
@@ -392,6 +394,8 @@ class Puller:
     async def _stop_pulling(self) -> None:
         self._stopping = True
         self._wake.set()
+        if self._keeper is not None:
+            self._keeper.cancel()
         if self._loop_task is not None:
             task, self._loop_task = self._loop_task, None
             await asyncio.wait({task}, timeout=5.0)

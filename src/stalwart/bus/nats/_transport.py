@@ -402,6 +402,7 @@ class NatsTransport:
             delays=self._delayed.setdefault(queue, {}),
         )
         await puller.start()
+        self._retired = {p for p in self._retired if not p.finished}
         self._pullers.add(puller)
         try:
             while True:

@@ -17,6 +17,8 @@ import typer
 import typer.core
 import typer.main
 
+from stalwart.errors import StalwartError
+
 __all__ = ["COMMANDS", "Entry", "build_app", "lazy_app", "main"]
 
 _HELP: Final = (
@@ -148,4 +150,9 @@ def _root_app(cls: type[typer.core.TyperGroup] | None) -> typer.Typer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    lazy_app()(argv, prog_name="stalwart")
+    try:
+        lazy_app()(argv, prog_name="stalwart")
+    except (StalwartError, OSError) as exc:  # from a command without handle_errors: one line
+        from stalwart.cli._common import error_exit
+
+        raise SystemExit(error_exit(exc).exit_code) from None

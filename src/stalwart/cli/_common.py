@@ -22,6 +22,7 @@ __all__ = [
     "age",
     "console",
     "err_console",
+    "error_exit",
     "fail",
     "handle_errors",
     "run",
@@ -77,19 +78,27 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def error_exit(exc: StalwartError | OSError) -> typer.Exit:
+    """``exc`` as one line on stderr, and the Exit to raise: 1, or 78 for a ConfigError.
+
+    A StalwartError says what to do; a file or network error the command did
+    not expect says at least what and where.
+    """
+    if isinstance(exc, StalwartError):
+        return fail(str(exc), exit_status(exc))
+    where = f"{exc.filename}: " if exc.filename else ""
+    return fail(f"{where}{exc.strerror or exc or type(exc).__name__}")
+
+
 def handle_errors(func: Callable[P, T]) -> Callable[P, T]:
-    """Turn a StalwartError, or a file or network error the command did not expect,
-    into one line on stderr and exit status 1 (78 for a ConfigError)."""
+    """Errors of ``func`` as one line (:func:`error_exit`); Ctrl-C as exit status 130."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return func(*args, **kwargs)
-        except StalwartError as exc:
-            raise fail(str(exc), exit_status(exc)) from None
-        except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise fail(f"{where}{exc.strerror or exc}") from None
+        except (StalwartError, OSError) as exc:
+            raise error_exit(exc) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
+from stalwart import cli
 from stalwart.cli import build_app
 from stalwart.cli._common import fail, say
-from stalwart.errors import EX_CONFIG
+from stalwart.errors import EX_CONFIG, ConfigError
 from stalwart.redact import redact_url
 
 
@@ -55,3 +57,21 @@ def test_a_command_error_names_the_table_to_set(tmp_path: Path) -> None:
 )
 def test_every_url_password_in_a_text_is_masked(text: str, shown: str) -> None:
     assert redact_url(text) == shown
+
+
+def test_main_turns_an_error_no_command_caught_into_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a command that lets a configuration error escape
+    app = typer.Typer()
+
+    @app.command()
+    def broken() -> None:
+        raise ConfigError("set [bus] url to a broker")
+
+    monkeypatch.setattr(cli, "lazy_app", lambda: app)
+    # When the stalwart command runs it, Then one line and status 78, no traceback
+    with pytest.raises(SystemExit) as stopped:
+        cli.main([])
+    assert stopped.value.code == EX_CONFIG
+    assert capsys.readouterr().err == "error: set [bus] url to a broker\n"

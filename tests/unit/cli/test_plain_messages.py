@@ -75,3 +75,15 @@ def test_main_turns_an_error_no_command_caught_into_one_line(
         cli.main([])
     assert stopped.value.code == EX_CONFIG
     assert capsys.readouterr().err == "error: set [bus] url to a broker\n"
+
+
+def test_the_dashboard_names_the_users_table_it_needs(tmp_path: Path) -> None:
+    # Given no users, When the dashboard is asked to listen beyond loopback
+    result = CliRunner().invoke(
+        build_app(["dashboard"]),
+        ["dashboard", "--bind", "0.0.0.0:0"],
+        env={"STALWART_HOME": str(tmp_path), "STALWART_CONFIG": "", "COLUMNS": "300"},
+    )
+    # Then it refuses, naming the table, not "but  is empty"
+    assert result.exit_code == EX_CONFIG
+    assert "but [dashboard.users] is empty" in result.output

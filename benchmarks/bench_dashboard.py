@@ -114,6 +114,9 @@ async def _pages(url: str, reps: int) -> None:
         ours = await _time(lambda c=client: c.get(f"/messages/{probe.id}"), reps)
         theirs = await _time(lambda: queries.get_message(store, probe.id), reps)
         rows.append(("message detail", ours, theirs))
+        ours = await _time(lambda c=client: c.get("/metrics"), reps)
+        theirs = await _time(lambda: queries.counts_by_state(store), reps)
+        rows.append(("metrics (warm)", ours, theirs))
     await transport.close()
     await store.close()
     print(f"\nPages on {url} ({reps} reps each; ms; peer = the store query alone)")
@@ -132,7 +135,7 @@ class _client:
         self._app = app
         self._lifespan = app.router.lifespan_context(app)
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1))
-        self._client = httpx.AsyncClient(transport=transport, base_url="http://bench")
+        self._client = httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8321")
 
     async def __aenter__(self) -> httpx.AsyncClient:
         await self._lifespan.__aenter__()
@@ -320,7 +323,7 @@ async def _live(viewers: int, rate: int, seconds: float) -> None:
     config = home / "stalwart.toml"
     config.write_text(
         f'home = "{home}"\n[bus]\nurl = "{bus_url}"\n[store]\nurl = "sqlite:///{home}/store.db"\n'
-        "[dashboard]\nrate_limit = 1000000.0\nrate_burst = 1000000\n",
+        "[dashboard]\nrate_limit = 1000000.0\nrate_burst = 1000000\nlive_per_client = 1000\n",
         encoding="utf-8",
     )
     stalwart = str(Path(sys.executable).with_name("stalwart"))

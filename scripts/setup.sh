@@ -2,8 +2,9 @@
 # Create the virtual environment and install what one purpose needs, no more:
 #   run    stalwart itself, and libisal2 (ISA-L: fast Reed-Solomon parity at
 #          ingest; zfec is used without it)
-#   test   run + the test extras, chromium (browser tests) and b3sum (digest
-#          cross-checks)
+#   test   run + the test extras, chromium (browser tests), b3sum (digest
+#          cross-checks) and prometheus (its promtool checks /metrics and the
+#          alert rules)
 #   bench  test + the benchmark extras and par2 (the integrity peer)
 # System packages are installed only when missing (apt-get, as root).
 # Safe to run again.
@@ -23,8 +24,8 @@ VENV="${3:-.venv}"
 
 case "$PURPOSE" in
   run) EXTRAS="" ; PACKAGES=(libisal2) ;;
-  test) EXTRAS="[test]" ; PACKAGES=(libisal2 chromium b3sum) ;;
-  bench) EXTRAS="[test,bench]" ; PACKAGES=(libisal2 chromium b3sum par2) ;;
+  test) EXTRAS="[test]" ; PACKAGES=(libisal2 chromium b3sum prometheus) ;;
+  bench) EXTRAS="[test,bench]" ; PACKAGES=(libisal2 chromium b3sum prometheus par2) ;;
   *)
     echo "setup: say what for: bash scripts/setup.sh [--dry-run] run|test|bench [PYTHON] [VENV]" >&2
     exit 2
@@ -34,6 +35,7 @@ esac
 installed() {
   case "$1" in
     libisal2) ldconfig -p 2>/dev/null | grep 'libisal\.so\.2' >/dev/null ;;
+    prometheus) command -v promtool >/dev/null 2>&1 ;;
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }

@@ -30,6 +30,7 @@ from stalwart.dashboard.state import DashboardState
 from stalwart.dashboard.storesource import StoreSource
 from stalwart.dashboard.web import LoginRequired, build_templates, render
 from stalwart.errors import ConfigError, StalwartError
+from stalwart.service import TokenAuthority
 
 __all__ = ["create_app", "is_loopback"]
 
@@ -87,7 +88,8 @@ def create_app(
         batch_interval=cfg.live_batch_interval,
         per_client=cfg.live_per_client,
     )
-    metrics = DashboardMetrics()
+    metrics = DashboardMetrics(TokenAuthority(settings.security))
+    hub.observers.append(metrics.events.observe)
     state = DashboardState(
         settings=settings,
         config=cfg,

@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -85,10 +85,10 @@ class LiveHub:
         self._closed = False
         self.seen = 0
         self.dropped = 0
-        self.topic_counts: dict[str, int] = {}
         self.last_error: str | None = None
         self.newest: datetime | None = None
         self.connected = asyncio.Event()
+        self.observers: list[Callable[[Envelope], None]] = []  # see every message (metrics)
 
     @property
     def viewers(self) -> int:
@@ -129,7 +129,8 @@ class LiveHub:
     def offer(self, envelope: Envelope) -> None:
         """Take one message from the bus (or from a test) for the next batch."""
         self.seen += 1
-        self.topic_counts[envelope.topic] = self.topic_counts.get(envelope.topic, 0) + 1
+        for observe in self.observers:
+            observe(envelope)
         if self.newest is None or envelope.created_at > self.newest:
             self.newest = envelope.created_at
         if self._viewers:

@@ -1,81 +1,104 @@
 """Prometheus metrics at ``/metrics`` from the dashboard's own registry.
 
 Nothing is registered at import time: :class:`DashboardMetrics` owns a
-``CollectorRegistry``. Gauges that describe the system (states, rates,
-queues, heartbeats, persistence lag) are refreshed from the store and the bus
-at scrape time; counters of the dashboard itself (live traffic, drops,
-requests) are updated as things happen.
+``CollectorRegistry``. Gauges that describe the system now (deliveries by
+state, queues, instances, backlog age, HA leaders, the outbox) are refreshed
+at scrape time from the store's count tables and indexes and from the bus,
+never by scanning the store; counters (messages by topic, per-service
+outcomes, handler time, restarts, failovers, integrity events) come from the
+live feed as things happen (:mod:`stalwart.dashboard.eventmetrics`). Every
+label set is bounded (:mod:`stalwart.dashboard.labels`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from stalwart.dashboard.models import Instance, QueueInfo
+from stalwart.dashboard.eventmetrics import EventMetrics
+from stalwart.dashboard.labels import LabelCap
+from stalwart.dashboard.models import Availability, Instance, QueueInfo
+from stalwart.envelope import DeliveryState, utcnow
+from stalwart.service import TokenAuthority
 
 __all__ = ["CONTENT_TYPE", "DashboardMetrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_STATES = tuple(s.value for s in DeliveryState)
 
 
 class DashboardMetrics:
     """The metrics of one dashboard app."""
 
-    def __init__(self) -> None:
+    def __init__(self, authority: TokenAuthority | None = None, label_limit: int = 500) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.deliveries = Gauge(
-            "stalwart_deliveries", "Deliveries in the store by state", ["state"], registry=r
+        self.label_limit = label_limit
+        self.events = EventMetrics(r, authority, label_limit)
+        gauge, counter = partial(Gauge, registry=r), partial(Counter, registry=r)
+        instance = ["service", "site", "instance"]
+        self.deliveries = gauge(
+            "stalwart_deliveries", "Deliveries in the store by state", ["state"]
         )
-        self.topic_rate = Gauge(
-            "stalwart_topic_rate_per_second",
-            "Messages per second by topic, averaged over the traffic window",
-            ["topic"],
-            registry=r,
+        self.service_deliveries = gauge(
+            "stalwart_service_deliveries",
+            "Deliveries in the store by service and state",
+            ["service", "state"],
         )
-        self.queue_depth = Gauge(
-            "stalwart_queue_depth", "Messages in a service queue", ["queue", "status"], registry=r
+        self.oldest_pending = gauge(
+            "stalwart_oldest_pending_age_seconds",
+            "Age of the oldest message a service received and has not finished",
+            ["service"],
         )
-        self.dead_letters = Gauge(
-            "stalwart_dead_letters", "Dead letters of a service queue", ["queue"], registry=r
+        self.queue_depth = gauge(
+            "stalwart_queue_depth", "Messages in a service queue", ["queue", "status"]
         )
-        self.heartbeat_age = Gauge(
-            "stalwart_heartbeat_age_seconds",
-            "Seconds since an instance's last heartbeat",
-            ["service", "site", "instance"],
-            registry=r,
+        self.dead_letters = gauge(
+            "stalwart_dead_letters", "Dead letters of a service queue", ["queue"]
         )
-        self.instance_up = Gauge(
-            "stalwart_instance_up",
-            "1 when an instance is up, 0.5 late, 0 down",
-            ["service", "site", "instance"],
-            registry=r,
+        self.heartbeat_age = gauge(
+            "stalwart_heartbeat_age_seconds", "Seconds since an instance's last heartbeat", instance
         )
-        self.persistence_lag = Gauge(
+        self.instance_up = gauge(
+            "stalwart_instance_up", "1 when an instance is up or late, 0 when down", instance
+        )
+        self.instance_late = gauge(
+            "stalwart_instance_late",
+            "1 when an instance has missed 2 heartbeat intervals but is not yet down",
+            instance,
+        )
+        self.ha_leader = gauge(
+            "stalwart_ha_leader", "1 for the live holder of an HA role", ["role", "holder"]
+        )
+        self.outbox_pending = gauge(
+            "stalwart_outbox_pending_messages",
+            "Messages waiting in this host's store-and-forward spool",
+        )
+        self.outbox_age = gauge(
+            "stalwart_outbox_oldest_age_seconds",
+            "Age of the oldest message in this host's spool (0 when empty)",
+        )
+        self.persistence_lag = gauge(
             "stalwart_persistence_lag_seconds",
             "Seconds between the newest message seen live and the newest in the store",
-            registry=r,
         )
-        self.live_messages = Counter(
-            "stalwart_dashboard_live_messages",
-            "Messages seen by the dashboard's live feed, by topic",
-            ["topic"],
-            registry=r,
+        self.live_messages = counter(
+            "stalwart_dashboard_live_messages", "Messages seen by the dashboard's live feed"
         )
-        self.live_dropped = Gauge(
+        self.live_dropped = counter(
             "stalwart_dashboard_live_dropped",
-            "Live updates dropped because a viewer could not keep up (total since start)",
-            registry=r,
+            "Live updates dropped because a viewer could not keep up",
         )
-        self.live_viewers = Gauge(
-            "stalwart_dashboard_live_viewers", "Connected live viewers", registry=r
-        )
-        self.bus_up = Gauge(
+        self.live_viewers = gauge("stalwart_dashboard_live_viewers", "Connected live viewers")
+        self.bus_up = gauge(
             "stalwart_dashboard_bus_up",
             "1 when the dashboard is on the bus, 0 while it keeps trying to reach it",
-            registry=r,
+        )
+        self.label_overflow = gauge(
+            "stalwart_dashboard_label_values_refused",
+            "Label values counted as 'other' because a label reached its limit of distinct values",
         )
         self.requests = Histogram(
             "stalwart_dashboard_request_seconds",
@@ -84,35 +107,66 @@ class DashboardMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=r,
         )
-        self._live_seen: dict[str, int] = {}
+        self._seen = {"messages": 0, "dropped": 0}
+        self.set_states({})
 
     def set_states(self, counts: dict[str, int]) -> None:
-        self.deliveries.clear()
-        for state, count in counts.items():
-            self.deliveries.labels(state=state).set(count)
+        for state in _STATES:
+            self.deliveries.labels(state=state).set(counts.get(state, 0))
 
-    def set_rates(self, rates: dict[str, float]) -> None:
-        self.topic_rate.clear()
-        for topic, rate in rates.items():
-            self.topic_rate.labels(topic=topic).set(rate)
+    def set_services(
+        self, per_service: dict[str, dict[str, int]], oldest: dict[str, datetime]
+    ) -> None:
+        """Deliveries by service and state (every state, 0 when none), and backlog age."""
+        self.service_deliveries.clear()
+        self.oldest_pending.clear()
+        cap = LabelCap(self.label_limit)  # services past the limit are summed as "other"
+        now = utcnow()
+        ages: dict[str, float] = {}
+        services = sorted(per_service)
+        for service in services:
+            label = cap(service)
+            for state in _STATES:
+                self.service_deliveries.labels(service=label, state=state).inc(
+                    per_service[service].get(state, 0)
+                )
+            age = (now - oldest[service]).total_seconds() if service in oldest else 0.0
+            ages[label] = max(ages.get(label, 0.0), age)
+        for label, age in ages.items():
+            self.oldest_pending.labels(service=label).set(age)
+        self.events.know_services(services)
 
     def set_queues(self, queues: list[QueueInfo]) -> None:
         self.queue_depth.clear()
         self.dead_letters.clear()
+        cap = LabelCap(self.label_limit)
         for q in queues:
+            name = cap(q.name)
             for status in ("ready", "inflight", "delayed"):
-                self.queue_depth.labels(queue=q.name, status=status).set(getattr(q, status))
-            self.dead_letters.labels(queue=q.name).set(q.dead)
+                self.queue_depth.labels(queue=name, status=status).inc(getattr(q, status))
+            self.dead_letters.labels(queue=name).inc(q.dead)
 
     def set_instances(self, instances: list[Instance]) -> None:
+        """Instances the store still lists (those silent past ``forget_after`` are gone)."""
         self.heartbeat_age.clear()
         self.instance_up.clear()
-        level = {"up": 1.0, "late": 0.5, "down": 0.0}
-        for i in instances:
+        self.instance_late.clear()
+        for i in instances[: self.label_limit]:
             labels = {"service": i.service, "site": i.site, "instance": i.instance}
             if i.heartbeat_age is not None:
                 self.heartbeat_age.labels(**labels).set(i.heartbeat_age)
-            self.instance_up.labels(**labels).set(level[i.status.value])
+            self.instance_up.labels(**labels).set(0 if i.status is Availability.DOWN else 1)
+            self.instance_late.labels(**labels).set(1 if i.status is Availability.LATE else 0)
+
+    def set_leaders(self, leaders: dict[str, str]) -> None:
+        """role -> live holder."""
+        self.ha_leader.clear()
+        for role, holder in leaders.items():
+            self.ha_leader.labels(role=role, holder=holder).set(1)
+
+    def set_outbox(self, pending: int, oldest: float | None, now: float) -> None:
+        self.outbox_pending.set(pending)
+        self.outbox_age.set(max(0.0, now - oldest) if oldest is not None and pending else 0.0)
 
     def set_lag(self, newest_live: datetime | None, newest_stored: datetime | None) -> None:
         if newest_live is None or newest_stored is None:
@@ -120,15 +174,18 @@ class DashboardMetrics:
         else:
             self.persistence_lag.set(max(0.0, (newest_live - newest_stored).total_seconds()))
 
-    def set_live(self, topic_counts: dict[str, int], dropped: int, viewers: int) -> None:
+    def set_live(self, seen: int, dropped: int, viewers: int) -> None:
         """Advance the live counters to the hub's running totals."""
-        for topic, total in topic_counts.items():
-            delta = total - self._live_seen.get(topic, 0)
-            if delta > 0:
-                self.live_messages.labels(topic=topic).inc(delta)
-                self._live_seen[topic] = total
-        self.live_dropped.set(dropped)
+        for name, total, counter in (
+            ("messages", seen, self.live_messages),
+            ("dropped", dropped, self.live_dropped),
+        ):
+            if total > self._seen[name]:
+                counter.inc(total - self._seen[name])
+                self._seen[name] = total
         self.live_viewers.set(viewers)
+        e = self.events
+        self.label_overflow.set(e.topic_cap.refused + e.service_cap.refused + e.name_cap.refused)
 
     def set_bus(self, reachable: bool) -> None:
         self.bus_up.set(1.0 if reachable else 0.0)

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
-from stalwart.dashboard import views
+from stalwart.dashboard import scrape, views
 from stalwart.dashboard.api import bus_or_503, dead_letter_action
 from stalwart.dashboard.auth import CSRF_FIELD, SESSION_COOKIE
 from stalwart.dashboard.busview import dead_letter_items, queue_infos
@@ -383,13 +383,8 @@ async def live(
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    """Prometheus text format; refreshes the system gauges first."""
+    """Prometheus text format; refreshes the scrape-time gauges first."""
     require_read(request)
     state = dash(request)
-    await views.overview(state)  # sets the state, rate, queue and heartbeat gauges
-    newest, _ = await views.guarded(
-        "the store", state.source.list_messages(MessageFilter(), 1, None), MessagePage(items=[])
-    )
-    state.metrics.set_lag(state.hub.newest, newest.items[0].created_at if newest.items else None)
-    state.metrics.set_live(state.hub.topic_counts, state.hub.dropped, state.hub.viewers)
+    await scrape.refresh(state)
     return Response(state.metrics.render(), media_type=CONTENT_TYPE)

@@ -7,6 +7,7 @@ keeps pages and API independent of the store's own result types.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,6 +35,12 @@ class DataSource(Protocol):
 
     async def counts_by_state(self) -> dict[str, int]:
         """How many deliveries are in each state."""
+
+    async def counts_by_service(self) -> dict[str, dict[str, int]]:
+        """How many deliveries each service has in each state (from the count table)."""
+
+    async def oldest_pending(self) -> dict[str, datetime]:
+        """Each service with unfinished deliveries -> creation time of the oldest."""
 
     async def list_messages(
         self, filters: MessageFilter, limit: int, cursor: str | None

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Hashable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from stalwart.dashboard.backlog import oldest_pending
 from stalwart.dashboard.cache import TtlCache
 from stalwart.dashboard.charts import service_of
 from stalwart.dashboard.models import (
@@ -183,10 +184,20 @@ class StoreSource:
             edges=_edges(data.edges, span),
         )
 
-    async def counts_by_state(self) -> dict[str, int]:
+    async def counts_by_service(self) -> dict[str, dict[str, int]]:
         per_service: dict[str, dict[str, int]] = await self._cached(
             "count states", "states", queries.counts_by_state
         )
+        return per_service
+
+    async def oldest_pending(self) -> dict[str, datetime]:
+        oldest: dict[str, datetime] = await self._cached(
+            "find the oldest unfinished deliveries", "oldest", oldest_pending
+        )
+        return oldest
+
+    async def counts_by_state(self) -> dict[str, int]:
+        per_service = await self.counts_by_service()
         totals: dict[str, int] = {}
         for states in per_service.values():
             for state, count in states.items():

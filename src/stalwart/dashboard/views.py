@@ -111,7 +111,7 @@ async def traffic(state: DashboardState) -> tuple[Traffic | None, str | None]:
 
 
 async def overview(state: DashboardState, traffic_data: Traffic | None = None) -> Overview:
-    """The front page's data; also refreshes the system gauges of ``/metrics``."""
+    """The front page's data."""
     comps_call = guarded("the store's components", state.source.components(), list[Instance]())
     counts_call = guarded("the store's state counts", state.source.counts_by_state(), {})
     reports_call = guarded(
@@ -130,13 +130,7 @@ async def overview(state: DashboardState, traffic_data: Traffic | None = None) -
         e4 = None
     all_rates = traffic_data.rates() if traffic_data else {}
     rates = {t: r for t, r in all_rates.items() if not is_infra(t)}
-    metrics = state.metrics
-    metrics.set_states(counts)
-    metrics.set_rates(all_rates)
-    metrics.set_queues(queues)
-    metrics.set_instances(comps)
     bus = state.link.status()
-    metrics.set_bus(bus.reachable)
     store_error = "; ".join(e for e in (e1, e2, e3, e4) if e) or None
     return Overview(
         generated_at=utcnow(),

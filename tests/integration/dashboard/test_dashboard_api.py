@@ -282,7 +282,7 @@ async def test_metrics_expose_states_queues_heartbeats_and_lag(system: System) -
 
         async def scraped() -> str | None:
             text = (await system.client.get("/metrics")).text
-            return text if 'stalwart_deliveries{state="consumed"}' in text else None
+            return text if 'stalwart_deliveries{state="consumed"} 1' in text else None
 
         text = await until(scraped, what="consumed deliveries in /metrics")
     for name in (
@@ -291,8 +291,8 @@ async def test_metrics_expose_states_queues_heartbeats_and_lag(system: System) -
         "stalwart_heartbeat_age_seconds{",
         "stalwart_instance_up{",
         "stalwart_persistence_lag_seconds",
-        "stalwart_topic_rate_per_second{",
-        "stalwart_dashboard_live_messages_total{",
+        "stalwart_topic_messages_total{",
+        "stalwart_dashboard_live_messages_total",
         "stalwart_dashboard_request_seconds_bucket{",
     ):
         assert name in text, name

@@ -43,8 +43,8 @@ def _would_install(out: str) -> list[str]:
     ("purpose", "packages", "extras"),
     [
         ("run", ["libisal2"], "'.'"),
-        ("test", ["libisal2", "chromium", "b3sum"], "'.[test]'"),
-        ("bench", ["libisal2", "chromium", "b3sum", "par2"], "'.[test,bench]'"),
+        ("test", ["libisal2", "chromium", "b3sum", "prometheus"], "'.[test]'"),
+        ("bench", ["libisal2", "chromium", "b3sum", "prometheus", "par2"], "'.[test,bench]'"),
     ],
 )
 def test_each_purpose_installs_only_its_own_packages(
@@ -59,7 +59,7 @@ def test_each_purpose_installs_only_its_own_packages(
 
 
 def test_what_is_present_is_not_installed_again(tmp_path: Path) -> None:
-    done = _dry_run(tmp_path, "--dry-run", "test", present=("chromium", "b3sum"))
+    done = _dry_run(tmp_path, "--dry-run", "test", present=("chromium", "b3sum", "promtool"))
     assert _would_install(done.stdout) == ["libisal2"]
 
 

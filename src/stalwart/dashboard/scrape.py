@@ -1,0 +1,75 @@
+"""Refreshing the scrape-time gauges of ``/metrics``.
+
+Each source is asked through :func:`~stalwart.dashboard.views.guarded`: one
+that fails leaves its gauges as they were cleared (absent), never a failed
+scrape. Only count tables, index seeks and small tables are read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stalwart.bus.outbox import spool_status
+from stalwart.dashboard import views
+from stalwart.dashboard.models import MessageFilter, MessagePage
+from stalwart.dashboard.state import DashboardState
+from stalwart.errors import StalwartError
+from stalwart.ha.status import status as ha_status
+
+__all__ = ["refresh"]
+
+
+async def refresh(state: DashboardState) -> None:
+    """Bring every scrape-time gauge up to date."""
+    metrics, source = state.metrics, state.source
+    overview = await views.overview(state)
+    metrics.set_states(overview.counts_by_state)
+    metrics.set_queues(overview.queues)
+    metrics.set_instances(
+        [i for site in overview.sites for s in site.services for i in s.instances]
+    )
+    metrics.set_bus(state.link.status().reachable)
+    (per_service, _), (oldest, _), (newest, _), (engine, _) = await asyncio.gather(
+        views.guarded("the store's state counts", source.counts_by_service(), {}),
+        views.guarded("the store's backlog", source.oldest_pending(), {}),
+        views.guarded(
+            "the store", source.list_messages(MessageFilter(), 1, None), MessagePage(items=[])
+        ),
+        views.guarded("the store", source.engine(), None),
+    )
+    metrics.set_services(per_service, oldest)
+    metrics.set_lag(state.hub.newest, newest.items[0].created_at if newest.items else None)
+    metrics.set_leaders(await _leaders(engine))
+    metrics.set_outbox(*await _outbox(state.settings.bus.outbox), time.time())
+    hub = state.hub
+    metrics.set_live(hub.seen, hub.dropped, hub.viewers)
+
+
+async def _leaders(engine: AsyncEngine | None) -> dict[str, str]:
+    """role -> live holder, from the HA lease table (a few rows)."""
+    if engine is None:
+        return {}
+    found, _ = await views.guarded("the HA tables", ha_status(engine, transitions=0), None, 5.0)
+    if found is None:
+        return {}
+    return {lease.role: lease.holder for lease in found.leases if lease.live and lease.holder}
+
+
+async def _outbox(path: str) -> tuple[int, float | None]:
+    """What waits in this host's spool: (count, oldest Unix time)."""
+    try:
+        return await asyncio.to_thread(_read_spool, path)
+    except (StalwartError, OSError):
+        return 0, None
+
+
+def _read_spool(path: str) -> tuple[int, float | None]:
+    if not Path(path).is_file():  # never create a spool by looking at it
+        return 0, None
+    rows = spool_status(path)
+    oldest = [r.oldest for r in rows if r.oldest is not None and r.pending]
+    return sum(r.pending for r in rows), min(oldest, default=None)

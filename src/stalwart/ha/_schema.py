@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stalwart.errors import StoreUnavailable
 from stalwart.store.engine import create_missing
+from stalwart.store.schema import register
 
 __all__ = [
     "checkpoints",
@@ -103,6 +104,8 @@ monitor_transitions = Table(
     Column("url", Text, nullable=False),
     Column("at", Double, nullable=False),
 )
+
+register("ha", metadata)
 
 _ready: weakref.WeakSet[AsyncEngine] = weakref.WeakSet()
 _ATTEMPTS = 5

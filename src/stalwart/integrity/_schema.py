@@ -1,4 +1,5 @@
-"""The catalog's tables (SQLAlchemy Core), kept apart from the queries."""
+"""The catalog's tables (SQLAlchemy Core), kept apart from the queries; created by the
+store's migrations."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from sqlalchemy import (
     Table,
     Text,
 )
+
+from stalwart.store.schema import register
 
 __all__ = ["files", "metadata", "repairs", "replicas", "scrubs", "transfers"]
 
@@ -108,3 +111,5 @@ scrubs = Table(
     Column("detail", Text, nullable=True),
     Index("ix_integrity_scrubs_site", "site", "state"),
 )
+
+register("integrity", metadata)

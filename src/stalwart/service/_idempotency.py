@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stalwart.errors import StalwartError, StoreUnavailable
 from stalwart.store.engine import create_missing, db_now, make_engine
+from stalwart.store.schema import register
 
 __all__ = ["ClaimLost", "ClaimState", "Claims"]
 
@@ -46,6 +47,7 @@ claims = sa.Table(
     sa.Column("claimed_until", sa.Double, nullable=False),
     sa.Column("done_at", sa.Double, nullable=True, index=True),
 )
+register("service", _metadata)
 
 
 class ClaimLost(StalwartError):

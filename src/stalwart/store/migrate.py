@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stalwart.errors import ConfigError, StoreUnavailable
 
@@ -20,6 +21,7 @@ __all__ = ["HEAD", "current_revision", "head_revision", "upgrade"]
 _log = logging.getLogger("stalwart.store")
 _SCRIPTS: Final = Path(__file__).with_name("migrations")
 HEAD: Final = "head"
+_LOCK_KEY: Final = zlib.crc32(b"stalwart.store.migrate") & 0x7FFFFFFF
 
 
 # Alembic is imported when a migration is looked at, not when the store
@@ -54,6 +56,7 @@ async def upgrade(engine: AsyncEngine, target: str = HEAD) -> str | None:
 
     try:
         async with engine.begin() as conn:
+            await _one_at_a_time(conn)
             await conn.run_sync(_upgrade, target)
             revision = await conn.run_sync(_current)
     except CommandError as exc:
@@ -68,6 +71,21 @@ async def upgrade(engine: AsyncEngine, target: str = HEAD) -> str | None:
         ) from exc
     _log.info("store schema at revision=%s", revision)
     return revision
+
+
+async def _one_at_a_time(conn: AsyncConnection) -> None:
+    """Hold the database's lock for migrating until this transaction ends.
+
+    Processes that start together all find the schema behind; the first to
+    take the lock migrates, the others then read the revision it committed
+    and have nothing left to do. PostgreSQL: a transaction-scoped advisory
+    lock; SQLite: the write lock, taken before Alembic reads the revision
+    (waiting up to the 30 s busy timeout).
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    else:
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -1,7 +1,11 @@
-"""The store's tables, in SQLAlchemy Core, on one ``MetaData``.
+"""The store's tables, in SQLAlchemy Core, and the registry of every part's tables.
 
-Core tables carry no prefix; ``watchdog_*``, ``ha_*`` and ``integrity_*`` are
-left to those parts. Every index exists for a query in
+Core tables carry no prefix and live on :data:`metadata`. The parts that keep
+tables in the store's database (``ha_*``, ``integrity_*``, ``watchdog_*``,
+``service_*``) define them next to the code that reads them, on their own
+``MetaData``, and :func:`register` it when imported: parts import the store,
+never the reverse. The store's migrations create every one of them; the
+registry is what Alembic compares them with. Every index exists for a query in
 :mod:`stalwart.store.queries` (named in the comment next to it). Full-text
 search is dialect specific and created by the migrations: an FTS5 table
 ``messages_fts`` over ``messages.search`` on SQLite, a generated ``tsvector``
@@ -42,6 +46,8 @@ __all__ = [
     "delivery_state_counts",
     "messages",
     "metadata",
+    "register",
+    "registered",
     "reports",
     "transitions",
 ]
@@ -232,3 +238,22 @@ components = Table(
     Column("stopping", Boolean, nullable=False),
     PrimaryKeyConstraint("service", "instance", name="pk_components"),
 )
+
+
+_parts: dict[str, MetaData] = {"store": metadata}
+
+
+def register(part: str, tables: MetaData) -> None:
+    """Declare ``part``'s tables as kept under the store's migrations.
+
+    A part's table module calls this when imported. Registering the same
+    ``MetaData`` again is harmless; another one under a taken name is a bug.
+    """
+    known = _parts.setdefault(part, tables)
+    if known is not tables:
+        raise ValueError(f"the part {part!r} already registered other tables")
+
+
+def registered() -> dict[str, MetaData]:
+    """Every registered part's ``MetaData`` by part name (the store's as ``store``)."""
+    return dict(_parts)

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stalwart.envelope import utcnow
 from stalwart.errors import StoreUnavailable
 from stalwart.store.engine import create_missing
+from stalwart.store.schema import register
 from stalwart.watchdog.member import LIVE_STATES
 
 __all__ = [
@@ -73,6 +74,7 @@ watchdog_programs = Table(
     Column("cpu", Float),
     Column("history", Text),  # JSON: recent [rss, cpu] samples for sparklines
 )
+register("watchdog", metadata)
 
 
 @dataclass(slots=True)

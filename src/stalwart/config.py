@@ -16,6 +16,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -109,17 +110,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _url_problem(url: str, schemes: frozenset[str]) -> str | None:
+    """Why ``url`` cannot be used, or None: checked here so that no client library
+    fails later with a traceback of its own parser."""
+    scheme, sep, _ = url.partition("://")
+    scheme = scheme.split("+", 1)[0].lower()
+    if not sep or scheme not in schemes:
+        return f"is not a URL of {', '.join(sorted(schemes))}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (reading it checks it)
+    except ValueError as exc:
+        return f"cannot be read ({exc})"
+    if scheme.startswith("amqp") and not parts.hostname:
+        return "names no host"
+    if scheme == "sqlite" and parts.path.strip("/") in ("", ":memory:"):
+        return "names no file (an in-memory database is not shared between processes)"
+    return None
+
+
 def _url_of(schemes: frozenset[str], example: str) -> Any:
-    """A validator: every comma-separated URL has one of ``schemes``."""
+    """A validator: every comma-separated URL is a usable URL of one of ``schemes``."""
 
     def check(url: str) -> str:
         for one in url.split(","):
-            scheme, sep, _ = one.strip().partition("://")
-            if not sep or scheme.split("+", 1)[0].lower() not in schemes:
-                raise ValueError(
-                    f"{redact_url(one.strip())!r} is not a URL of {', '.join(sorted(schemes))}; "
-                    f"write e.g. {example}"
-                )
+            problem = _url_problem(one.strip(), schemes)
+            if problem is not None:
+                raise ValueError(f"{redact_url(one.strip())!r} {problem}; write e.g. {example}")
         return url
 
     return AfterValidator(check)
@@ -127,11 +144,16 @@ def _url_of(schemes: frozenset[str], example: str) -> Any:
 
 _BusUrl = Annotated[
     str,
-    _url_of(frozenset({"sqlite", "amqp", "amqps", "nats"}), "amqp://user:pass@host:5672/"),
+    _url_of(
+        frozenset({"sqlite", "amqp", "amqps", "nats"}),
+        "sqlite:///.stalwart/bus.db or amqp://host:5672/",
+    ),
 ]
 _StoreUrl = Annotated[
     str,
-    _url_of(frozenset({"sqlite", "postgresql"}), "postgresql://user@host/db"),
+    _url_of(
+        frozenset({"sqlite", "postgresql"}), "sqlite:///.stalwart/store.db or postgresql://host/db"
+    ),
 ]
 _LogLevel = Annotated[
     Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],

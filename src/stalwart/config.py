@@ -43,6 +43,7 @@ __all__ = [
     "Settings",
     "SizeError",
     "StoreSettings",
+    "StoreUrl",
     "describe_home",
     "load_settings",
     "parse_seconds",
@@ -149,12 +150,14 @@ _BusUrl = Annotated[
         "sqlite:///.stalwart/bus.db or amqp://host:5672/",
     ),
 ]
-_StoreUrl = Annotated[
+StoreUrl = Annotated[
     str,
     _url_of(
         frozenset({"sqlite", "postgresql"}), "sqlite:///.stalwart/store.db or postgresql://host/db"
     ),
 ]
+"""A store URL (sqlite:///file or postgresql://...), checked when the settings are read."""
+
 _LogLevel = Annotated[
     Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
     BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value),
@@ -186,7 +189,7 @@ class StoreSettings(_Strict):
     ``stalwart store prune`` deletes them.
     """
 
-    url: _StoreUrl = f"sqlite:///{DEFAULT_HOME}/store.db"
+    url: StoreUrl = f"sqlite:///{DEFAULT_HOME}/store.db"
     # How long idempotent services remember a processed message id: longer
     # than any redelivery can take (seconds; 7 days).
     claims_retention: float = Field(default=7 * 86400.0, gt=0)

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from stalwart.config import StoreUrl
+
 __all__ = ["HaSettings", "MonitorKind", "MonitorSettings"]
 
 MonitorKind = Literal["amqp", "database", "http", "command"]
@@ -50,7 +52,7 @@ class HaSettings(_Strict):
     poll: float | None = Field(default=None, gt=0)
     replicas: int = Field(default=2, ge=1)
     checkpoint_keep: int = Field(default=10, ge=1)
-    store_url: str | None = None
+    store_url: StoreUrl | None = None
     monitors: list[MonitorSettings] = []
 
     @model_validator(mode="after")

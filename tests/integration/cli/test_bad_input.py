@@ -176,6 +176,15 @@ def test_each_configuration_problem_is_a_configuration_error(
     _stops_with_78(app, home, argv, config)
 
 
+@pytest.mark.parametrize("argv", [["ha", "status"], ["ha", "step-down", "r"]])
+def test_a_broken_table_of_a_part_is_a_configuration_error(
+    app: Any, home: Path, argv: list[str]
+) -> None:
+    config = home / "stalwart.toml"
+    config.write_text("[ha]\nstore_url = 'postgresql://h:five/db'\n")
+    _stops_with_78(app, home, argv, config)
+
+
 @pytest.mark.parametrize(
     ("path", "command"), [pytest.param(p, c, id=" ".join(p)) for p, c in leaves()]
 )

@@ -98,8 +98,9 @@ async def api_overview(request: Request) -> Overview:
 
 @router.get("/components", response_model=list[Instance], summary="Service instances")
 async def api_components(request: Request) -> list[Instance]:
+    state = _state(request)
     try:
-        return await _state(request).source.components()
+        return views.mark_unverified(state, await state.source.components())
     except StalwartError as exc:
         raise _unavailable(exc) from None
 

@@ -68,6 +68,10 @@ class Instance(_Model):
     processed: int = 0
     failed: int = 0
     progress: int | None = None
+    unverified: bool = Field(
+        default=False,
+        description="its latest sys.* message had no valid token while [security] has a key",
+    )
 
 
 class ServiceGroup(_Model):

@@ -254,7 +254,15 @@ async def _panel_page(request: Request, slug: str) -> HTMLResponse:
         state.source.list_messages(MessageFilter(topic=spec.events), 50, None),
         MessagePage(items=[]),
     )
-    return render(request, "panel.html", spec=spec, panel=panel, events=events.items, error=error)
+    return render(
+        request,
+        "panel.html",
+        spec=spec,
+        panel=panel,
+        events=events.items,
+        error=error,
+        unverified=state.metrics.events.unverified,
+    )
 
 
 @router.get("/processes", response_class=HTMLResponse, dependencies=[_Read])

@@ -36,6 +36,7 @@ __all__ = [
     "log_action",
     "log_failed_login",
     "log_login",
+    "mark_unverified",
     "overview",
     "service_status",
     "traffic",
@@ -101,6 +102,17 @@ def service_status(instances: list[Instance]) -> dict[str, Availability]:
     return {name: best_status(members) for name, members in by_service.items()}
 
 
+def mark_unverified(state: DashboardState, instances: list[Instance]) -> list[Instance]:
+    """Flag the instances whose latest sys.* message did not carry a valid token."""
+    judge = state.metrics.events.unverified
+    return [
+        i.model_copy(update={"unverified": True})
+        if judge(f"{i.service}@{i.site}/{i.instance}")
+        else i
+        for i in instances
+    ]
+
+
 async def traffic(state: DashboardState) -> tuple[Traffic | None, str | None]:
     cfg = state.config
     return await guarded(
@@ -120,6 +132,7 @@ async def overview(state: DashboardState, traffic_data: Traffic | None = None) -
     (comps, e1), (counts, e2), (reports, e3) = await asyncio.gather(
         comps_call, counts_call, reports_call
     )
+    comps = mark_unverified(state, comps)
     bus_error = state.bus_error
     queues: list[QueueInfo] = []
     if state.transport is not None and bus_error is None:

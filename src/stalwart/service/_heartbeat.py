@@ -45,8 +45,10 @@ class HeartbeatSender:
         interval: float,
         counters: Counters,
         patterns: list[str],
+        token: str | None = None,
     ) -> None:
         self._transport = transport
+        self._token = token  # lets consumers tell our heartbeats from a forger's
         self._service = service
         self._site = site
         self._instance = instance
@@ -88,6 +90,7 @@ class HeartbeatSender:
             body,
             sender=self._sender,
             ttl=max(30.0, 10 * self._interval),
+            token=self._token,
         )
         try:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a

@@ -41,9 +41,11 @@ class LifecycleRecorder:
         max_batch: int = 500,
         interval: float = 0.1,
         max_pending: int = 100_000,
+        token: str | None = None,
     ) -> None:
         self._transport = transport
         self._sender = sender
+        self._token = token  # lets consumers tell our batches from a forger's
         self._max_batch = max_batch
         self._interval = interval
         self._max_pending = max_pending
@@ -108,7 +110,10 @@ class LifecycleRecorder:
                 continue
             batch = self._pending[: self._max_batch]
             envelope = Envelope.new(
-                LIFECYCLE_TOPIC, LifecycleBatch(transitions=batch), sender=self._sender
+                LIFECYCLE_TOPIC,
+                LifecycleBatch(transitions=batch),
+                sender=self._sender,
+                token=self._token,
             )
             try:
                 await self._transport.publish([envelope])

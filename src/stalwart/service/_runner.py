@@ -114,7 +114,7 @@ class ServiceRunner:
         self.sender = f"{service.name}@{self.site}/{self.instance}"
         self.counters = Counters()
         self._auth = TokenAuthority(settings.security)
-        self._lifecycle = LifecycleRecorder(transport, self.sender)
+        self._lifecycle = LifecycleRecorder(transport, self.sender, token=token)
         self._heartbeat = HeartbeatSender(
             transport,
             service=service.name,
@@ -124,6 +124,7 @@ class ServiceRunner:
             interval=service.heartbeat_interval,
             counters=self.counters,
             patterns=list(self._spec.patterns),
+            token=token,
         )
         self._claims: Claims | None = None
         self._slots = asyncio.Semaphore(service.concurrency)

@@ -61,7 +61,10 @@ def event_topic(kind: EventKind | str) -> str:
     return f"{WATCHDOG_PREFIX}.{EventKind(kind).value}"
 
 
-def event_envelope(event: WatchdogEvent, sender: str) -> Envelope:
-    """The envelope that carries ``event``; fatal events are flagged as alarms in a header."""
+def event_envelope(event: WatchdogEvent, sender: str, token: str | None = None) -> Envelope:
+    """The envelope that carries ``event``; fatal events are flagged as alarms in a header.
+    ``token`` (``STALWART_TOKEN``) lets consumers tell the watchdog from a forger."""
     headers = {"alarm": "true"} if event.alarm else {}
-    return Envelope.new(event_topic(event.event), event, sender=sender, headers=headers)
+    return Envelope.new(
+        event_topic(event.event), event, sender=sender, headers=headers, token=token
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 from collections.abc import Callable
@@ -63,6 +64,7 @@ class Watchdog:
         self.socket_path = socket_path.absolute()
         self.host = socket.gethostname()
         self._sender = default_sender(settings.name, site)
+        self._token = os.environ.get("STALWART_TOKEN")  # signs events, as services do
         self._listeners: list[EventListener] = []
         if isinstance(bus, str):
             url = bus
@@ -171,7 +173,7 @@ class Watchdog:
             except Exception:
                 _log.exception("event listener failed")
         if self._bus is not None:
-            self._bus.emit(event_envelope(event, self._sender))
+            self._bus.emit(event_envelope(event, self._sender, self._token))
 
     def record(self, member: Member) -> None:
         if self._writer is None:

@@ -65,7 +65,11 @@ def csrf_from(html: str) -> str:
 
 @contextlib.asynccontextmanager
 async def running_system(
-    bus_url: str, store_url: str, config: DashboardSettings, bind: str = "127.0.0.1:8321"
+    bus_url: str,
+    store_url: str,
+    config: DashboardSettings,
+    bind: str = "127.0.0.1:8321",
+    settings: Settings | None = None,
 ) -> AsyncIterator[System]:
     transport = open_transport(bus_url)
     await transport.start()
@@ -74,7 +78,9 @@ async def running_system(
     await persister.declare()  # before anything is published, so that nothing is missed
     persisting = asyncio.create_task(persister.run())
     source = StoreSource.of(store)
-    app = create_app(Settings(), bind=bind, config=config, source=source, transport=transport)
+    app = create_app(
+        settings or Settings(), bind=bind, config=config, source=source, transport=transport
+    )
     try:
         async with app.router.lifespan_context(app):
             client = httpx.AsyncClient(

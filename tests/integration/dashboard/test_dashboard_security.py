@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,11 +19,14 @@ from dashboard_system import (
     running_system,
 )
 
+from dashboard_waits import until
 from stalwart.config import Settings
 from stalwart.dashboard import create_app
 from stalwart.dashboard.auth import SESSION_COOKIE, hash_password
-from stalwart.envelope import Envelope
+from stalwart.envelope import Envelope, utcnow
 from stalwart.errors import EX_CONFIG
+from stalwart.messages import Heartbeat, heartbeat_topic
+from stalwart.service import Context, Service, ServiceRunner, TokenAuthority
 
 PURGE = "/api/dead-letters/nope/purge"  # no such queue: 404 once CSRF and origin pass
 LOGIN_FOR_READS = dashboard_config(login_for_reads=True)
@@ -206,3 +210,57 @@ async def test_a_weak_secret_is_refused_at_start_on_one_line(tmp_path: Path) -> 
     assert proc.returncode == EX_CONFIG
     assert len(lines) == 1 and "secret is too weak" in lines[0]
     assert "set [dashboard] secret" in lines[0]
+
+
+def _signed_service() -> Service:
+    qa = Service("qa", site="eu", heartbeat_interval=0.5)
+
+    @qa.handler("qa.work")
+    async def handle(ctx: Context, body: Any) -> None:
+        pass
+
+    return qa
+
+
+async def test_heartbeats_without_a_valid_token_are_marked(
+    sqlite_bus_url: str, sqlite_store_url: str
+) -> None:
+    # Given a bus where services sign with a key, and a service holding a token
+    settings = Settings.model_validate({"security": {"secret": "s" * 8 + "0123456789abcdef" * 2}})
+    token = TokenAuthority(settings.security).issue("qa", [], ttl=600)
+    async with running_system(
+        sqlite_bus_url, sqlite_store_url, dashboard_config(), settings=settings
+    ) as system:
+        runner = ServiceRunner(_signed_service(), system.transport, settings, token=token)
+        await runner.start()
+        try:
+            # When someone else on the bus forges a heartbeat for another instance
+            forged = Heartbeat(
+                service="qa",
+                site="eu",
+                instance="forged-1",
+                host="h",
+                pid=1,
+                started_at=utcnow(),
+                uptime=1.0,
+                interval=60.0,
+            )
+            await system.publish(
+                Envelope.new(heartbeat_topic("qa"), forged, sender="qa@eu/forged-1")
+            )
+
+            async def both() -> list[dict[str, Any]] | None:
+                found = (await system.client.get("/api/components")).json()
+                return found if len(found) == 2 else None
+
+            instances = {i["instance"]: i for i in await until(both, what="two instances")}
+            # Then only the forged one is marked, on the API, the page and /metrics
+            assert instances["forged-1"]["unverified"] is True
+            assert instances[runner.instance]["unverified"] is False
+            page = (await system.client.get("/")).text
+            assert page.count(">unverified</span>") == 1
+            metrics = (await system.client.get("/metrics")).text
+            assert 'stalwart_unauthenticated_messages_total{family="heartbeat"} 1.0' in metrics
+            assert 'stalwart_unauthenticated_messages_total{family="lifecycle"} 0.0' in metrics
+        finally:
+            await asyncio.wait_for(runner.stop(grace=1.0), 10)

@@ -13,6 +13,7 @@ from stalwart.dashboard.models import Availability, Instance
 from stalwart.envelope import DeliveryState, Envelope, Transition, utcnow
 from stalwart.messages import LifecycleBatch
 from stalwart.service import TokenAuthority
+from stalwart.watchdog.events import EventKind, WatchdogEvent, event_envelope
 
 SECRET = "k" * 16 + "0123456789abcdef"
 
@@ -144,3 +145,15 @@ def test_without_a_key_nothing_is_judged() -> None:
     metrics.events.observe(Envelope.new("sys.heartbeat.qa", {}, sender="qa@eu/1"))
     assert not metrics.events.unverified("qa@eu/1")
     assert sum(_series(metrics, "stalwart_unauthenticated_messages_total").values()) == 0
+
+
+def test_watchdog_events_signed_with_its_token_are_verified() -> None:
+    authority = TokenAuthority(SecuritySettings(secret=SECRET))
+    metrics = DashboardMetrics(authority)
+    event = WatchdogEvent(event=EventKind.RESTARTED, program="pipeline")
+    token = authority.issue("watchdog", [], ttl=60)
+    metrics.events.observe(event_envelope(event, "watchdog@eu/1", token))
+    metrics.events.observe(event_envelope(event, "watchdog@eu/2"))
+    assert not metrics.events.unverified("watchdog@eu/1")
+    assert metrics.events.unverified("watchdog@eu/2")
+    assert _series(metrics, "stalwart_watchdog_restarts_total")[(("program", "pipeline"),)] == 2

@@ -18,7 +18,7 @@ after / before. A run that fails (a broker restarted meanwhile) is reported
 and left out of the medians, and the exit status is 1.
 
 Run: ``.venv/bin/python -m benchmarks.bench_effectively_once [--count N] [--rounds R]
-[--baseline REF] [--after REF]``
+[--baseline REF] [--after REF] [--only sqlite-plain ...]``
 """
 
 from __future__ import annotations
@@ -60,6 +60,10 @@ class Config:
 
     def __str__(self) -> str:
         return f"{self.bus} {'idempotent' if self.idempotent else 'plain'}"
+
+    @property
+    def key(self) -> str:
+        return str(self).replace(" ", "-")
 
 
 CONFIGS = tuple(Config(bus, idem) for bus in ("sqlite", "amqp") for idem in (True, False))
@@ -147,21 +151,23 @@ def _describe(ref: str | None) -> str:
     return f"the working tree (HEAD {_commit('HEAD')}{dirty})"
 
 
-def _bench(count: int, rounds: int, refs: dict[str, str | None]) -> int:
+def _bench(
+    count: int, rounds: int, refs: dict[str, str | None], configs: tuple[Config, ...]
+) -> int:
     """Measure and print; the number of runs that failed."""
     for side, ref in refs.items():
         print(f"{side}: {_describe(ref)}")
     print(f"load average at start: {_load()}")
-    rates: dict[tuple[Config, str], list[float]] = {(c, side): [] for c in CONFIGS for side in refs}
+    rates: dict[tuple[Config, str], list[float]] = {(c, side): [] for c in configs for side in refs}
     failed = 0
     with contextlib.ExitStack() as stack, Progress() as progress:
         sides = {
             side: CURRENT_SRC if ref is None else stack.enter_context(_checked_out_src(ref))
             for side, ref in refs.items()
         }
-        task = progress.add_task("measuring", total=rounds * len(CONFIGS) * len(sides))
+        task = progress.add_task("measuring", total=rounds * len(configs) * len(sides))
         for round_ in range(1, rounds + 1):
-            for config in CONFIGS:
+            for config in configs:
                 for side, src in sides.items():
                     progress.update(task, description=f"round {round_}: {config}, {side}")
                     run = f"round {round_} {config!s:18} {side:6}"
@@ -182,7 +188,7 @@ def _bench(count: int, rounds: int, refs: dict[str, str | None]) -> int:
     print(f"load average at end: {_load()}")
     print(f"\n{count} messages, concurrency 16, medians of {rounds} rounds (msg/s)")
     print(f"{'configuration':18}  {'before':>8}  {'after':>8}  {'after/before':>12}  runs")
-    for config in CONFIGS:
+    for config in configs:
         old, new = rates[config, "before"], rates[config, "after"]
         if not old or not new:
             print(f"{config!s:18}  no figures: every run of one side failed")
@@ -205,6 +211,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="before/after pairs per setup")
     parser.add_argument("--baseline", default=BASELINE, help="git ref of the code before")
     parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=[c.key for c in CONFIGS],
+        help="measure only these configurations (default: all four)",
+    )
+    parser.add_argument(
         "--after", metavar="REF", help="git ref of the code after (default: this tree's src/)"
     )
     args = parser.parse_args(argv)
@@ -217,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
                 _commit(ref)
         except subprocess.CalledProcessError:
             parser.error(f"the {side} ref {ref!r} is no commit here; pass one `git log` lists")
-    if _bench(args.count, args.rounds, refs):
+    configs = tuple(c for c in CONFIGS if args.only is None or c.key in args.only)
+    if _bench(args.count, args.rounds, refs, configs):
         sys.exit(1)
 
 

@@ -33,7 +33,7 @@ from stalwart.cli._common import settings_from
 from stalwart.config import Duration, Settings
 from stalwart.demo.models import SITES
 from stalwart.envelope import utcnow
-from stalwart.errors import StalwartError
+from stalwart.errors import StalwartError, exit_status
 from stalwart.integrity.catalog import Catalog
 from stalwart.integrity.manifest import sidecar_paths
 from stalwart.store import Store
@@ -136,13 +136,13 @@ async def _run(settings: Settings) -> None:
 
 
 def main() -> int:
-    """Sweep until SIGTERM or SIGINT; exit status 2 on a configuration error."""
+    """Sweep until SIGTERM or SIGINT; a bad [demo] table exits 78 (not restarted)."""
     try:
         settings = settings_from(None)  # logging as every stalwart command configures it
         settings.section("demo", DemoSettings)
     except StalwartError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_status(exc)
     asyncio.run(_run(settings))
     return 0
 

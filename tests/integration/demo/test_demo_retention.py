@@ -4,6 +4,8 @@ at every site, and forgotten by the catalog so that scrub does not miss them."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from stalwart.config import Settings, load_settings
 from stalwart.demo.models import SITES
 from stalwart.demo.retention import DemoSettings, sweep
 from stalwart.envelope import utcnow
-from stalwart.errors import ConfigError
+from stalwart.errors import EX_CONFIG, ConfigError
 from stalwart.integrity.catalog import Catalog
 from stalwart.integrity.ingest import ingest_file
 
@@ -85,3 +87,20 @@ def test_a_meaningless_retention_is_refused_with_the_key_named(tmp_path: Path) -
     config.write_text('[demo]\nretention = "soon"\n')
     with pytest.raises(ConfigError, match=r"invalid \[demo\] settings: retention"):
         load_settings(config, env={}).section("demo", DemoSettings)
+
+
+def test_the_sweeper_stops_on_a_bad_table_with_the_configuration_status(tmp_path: Path) -> None:
+    # Given a [demo] table that cannot be read, When the sweeper starts
+    (tmp_path / "stalwart.toml").write_text('[demo]\nsweep = "often"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "stalwart.demo.retention"],
+        cwd=tmp_path,
+        env={**os.environ, "STALWART_CONFIG": str(tmp_path / "stalwart.toml")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # Then it exits 78 (which the watchdog does not restart) with one line naming the key
+    assert done.returncode == EX_CONFIG
+    assert done.stderr.strip().count("\n") == 0 and "[demo]" in done.stderr
+    assert "sweep" in done.stderr

@@ -2,9 +2,10 @@
 
 A :class:`Puller` serves one ``consume()`` call: it pulls from every
 consumer of the service (one per subject filter) with its own lingering pull
-requests, so each message is handed on as soon as it arrives, and keeps at
-most ``prefetch`` unsettled, plus one per further filter so that no filter
-starves behind another's waiting request.
+requests, so each message is handed on as soon as it arrives. ``prefetch``
+bounds the unsettled deliveries of each filter, so that no filter starves
+behind another's waiting request; a busy filter asks again once a quarter
+of it is free, not for every settled message.
 
 Leases are JetStream's ack wait (the queue's lease): a delivery not settled
 in time goes to another consumer. Deliveries pulled but not yet handed out
@@ -56,8 +57,9 @@ def header_int(value: str | None, default: int) -> int:
 class NatsDelivery:
     """One message handed to one consumer; settle it exactly once."""
 
-    def __init__(self, puller: Puller, msg: Msg) -> None:
+    def __init__(self, puller: Puller, msg: Msg, source: int) -> None:
         self._puller = puller
+        self.source = source  # which of the puller's consumers delivered it
         self._msg = msg
         self.queue = puller.spec.name
         self.raw = msg.data
@@ -204,6 +206,7 @@ class _Request:
 
     remaining: int = 0
     deadline: float = 0.0
+    holding: int = 0  # its deliveries not yet settled
 
     def open(self, now: float) -> bool:
         return self.remaining > 0 and now < self.deadline
@@ -230,6 +233,7 @@ class Puller:
         self.spec = spec
         self.consumers = consumers
         self.prefetch = max(1, prefetch)
+        self._least = max(1, self.prefetch // 4)  # the smallest pull worth a request
         self.copier = copier
         self.delays = delays  # stream sequence -> loop time it is due back (NAKed with a delay)
         self.inbox: asyncio.Queue[NatsDelivery | None] = asyncio.Queue()
@@ -278,12 +282,10 @@ class Puller:
                 await asyncio.wait_for(self._wake.wait(), wait)
 
     async def _pull(self, index: int, request: _Request, now: float) -> None:
-        """Ask for as many messages as there is room for (at least one per idle filter)."""
-        waiting = sum(r.remaining for r in self._requests if r.open(now))
-        idle = sum(1 for r in self._requests if not r.open(now)) - 1
-        room = self.prefetch + len(self._requests) - 1 - len(self.unsettled) - waiting - idle
-        if room <= 0:
-            return
+        """Ask this filter's consumer for as many messages as it has room for."""
+        room = self.prefetch - request.holding
+        if room < (self._least if request.holding else 1):
+            return  # a busy filter waits for room for several: a pull request costs as much
         name, _ = self.consumers[index]
         request.remaining, request.deadline = room, now + _EXPIRES
         body = f'{{"batch":{room},"expires":{int((_EXPIRES - 0.1) * 1e9)}}}'.encode()
@@ -318,8 +320,9 @@ class Puller:
         if not owner.accepts(self.namespace, msg.subject) or self._owner(msg.subject) != index:
             self.spawn(_quiet(msg.ack()))  # another filter of this service delivers it
             return
-        delivery = NatsDelivery(self, msg)
+        delivery = NatsDelivery(self, msg, index)
         self.unsettled.add(delivery)
+        self._requests[index].holding += 1
         if self._stopping:
             self.spawn(delivery.nak() if self._closing else delivery.release())
             return
@@ -357,9 +360,14 @@ class Puller:
         delivery.hand_out()
 
     def settled(self, delivery: NatsDelivery) -> None:
+        if delivery in self.unsettled:
+            self._requests[delivery.source].holding -= 1
         self.unsettled.discard(delivery)
         self.buffered.discard(delivery)
-        self._wake.set()
+        request = self._requests[delivery.source]
+        now = asyncio.get_running_loop().time()
+        if self.prefetch - request.holding == self._least and not request.open(now):
+            self._wake.set()  # room for a pull again
 
     # -- stopping ----------------------------------------------------------
 

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.bus.outbox import spool_status
 from stalwart.dashboard import views
-from stalwart.dashboard.models import MessageFilter, MessagePage
+from stalwart.dashboard.busview import queue_infos
+from stalwart.dashboard.models import Instance, MessageFilter, MessagePage, QueueInfo
 from stalwart.dashboard.state import DashboardState
 from stalwart.errors import StalwartError
 from stalwart.ha.status import status as ha_status
@@ -26,22 +27,32 @@ __all__ = ["refresh"]
 async def refresh(state: DashboardState) -> None:
     """Bring every scrape-time gauge up to date."""
     metrics, source = state.metrics, state.source
-    overview = await views.overview(state)
-    metrics.set_states(overview.counts_by_state)
-    metrics.set_queues(overview.queues)
-    metrics.set_instances(
-        [i for site in overview.sites for s in site.services for i in s.instances]
-    )
-    metrics.set_bus(state.link.status().reachable)
-    (per_service, _), (oldest, _), (newest, _), (engine, _) = await asyncio.gather(
-        views.guarded("the store's state counts", source.counts_by_service(), {}),
+    counted = "the store's state counts"
+    (
+        (comps, _),
+        (totals, _),
+        (per_service, _),
+        (oldest, _),
+        (newest, _),
+        (engine, _),
+    ) = await asyncio.gather(
+        views.guarded("the store's components", source.components(), list[Instance]()),
+        views.guarded(counted, source.counts_by_state(), {}),
+        views.guarded(counted, source.counts_by_service(), {}),
         views.guarded("the store's backlog", source.oldest_pending(), {}),
         views.guarded(
             "the store", source.list_messages(MessageFilter(), 1, None), MessagePage(items=[])
         ),
         views.guarded("the store", source.engine(), None),
     )
+    queues: list[QueueInfo] = []
+    if state.transport is not None and state.bus_error is None:
+        queues, _ = await views.guarded("the bus", queue_infos(state.transport), [])
+    metrics.set_states(totals)
     metrics.set_services(per_service, oldest)
+    metrics.set_queues(queues)
+    metrics.set_instances(comps)
+    metrics.set_bus(state.link.status().reachable)
     metrics.set_lag(state.hub.newest, newest.items[0].created_at if newest.items else None)
     metrics.set_leaders(await _leaders(engine))
     metrics.set_outbox(*await _outbox(state.settings.bus.outbox), time.time())

@@ -22,6 +22,7 @@ from stalwart.service import Context, Service
 DOCS = Path(__file__).parents[3] / "docs"
 RULES = DOCS / "prometheus-rules.yml"
 BOARD = DOCS / "grafana-dashboard.json"
+RULE_TESTS = "alert_rules_test.yml"  # promtool's unit tests of the rules, next to this file
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool missing: bash scripts/setup.sh test installs it"
@@ -139,10 +140,13 @@ async def test_metrics_pass_promtool_and_follow_conventions(system: System) -> N
 
 
 @needs_promtool
-def test_the_alert_rules_pass_promtool() -> None:
-    checked = subprocess.run(
-        [str(PROMTOOL), "check", "rules", str(RULES)], capture_output=True, text=True, check=False
-    )
+@pytest.mark.parametrize(
+    "command",
+    [("check", "rules", str(RULES)), ("test", "rules", str(Path(__file__).with_name(RULE_TESTS)))],
+    ids=["check", "each alert fires when it should"],
+)
+def test_the_alert_rules_pass_promtool(command: tuple[str, ...]) -> None:
+    checked = subprocess.run([str(PROMTOOL), *command], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS" in checked.stdout
 

@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_system import System, running_service
+from dashboard_system import System, dashboard_config, running_service, running_system
 from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard_waits import until
+from stalwart.bus._outbox_spool import Spool
+from stalwart.config import Settings
 from stalwart.envelope import DeliveryState, Envelope
+from stalwart.ha.lease import Lease
 from stalwart.service import Context, Service
 
 DOCS = Path(__file__).parents[3] / "docs"
@@ -197,3 +200,38 @@ async def test_a_stuck_handler_shows_as_the_age_of_the_oldest_unfinished(system:
             assert await until(aged, what="a backlog age for stuck") > 0
         finally:
             release.set()
+
+
+async def test_the_current_ha_leader_is_a_series(system: System) -> None:
+    # Given a role held in the store's HA lease table
+    lease = Lease(system.store.engine, "dispatcher", ttl=30.0, holder="dispatch@eu/1")
+    assert await lease.acquire()
+    # When /metrics is scraped, Then the holder is the role's leader
+    s = _samples((await system.client.get("/metrics")).text)
+    assert s["stalwart_ha_leader"] == [({"role": "dispatcher", "holder": "dispatch@eu/1"}, 1.0)]
+
+
+def _spool_two(path: Path) -> None:
+    spool = Spool(path, bus="amqp://guest:***@rabbit:5672/")
+    spool.append([("m1", "work.a", b"{}"), ("m2", "work.b", b"{}")])
+    spool.close()
+
+
+async def test_the_outbox_of_this_host_is_a_series(
+    sqlite_bus_url: str, sqlite_store_url: str, tmp_path: Path
+) -> None:
+    spool_path = tmp_path / "outbox.db"
+    settings = Settings.model_validate({"bus": {"outbox": str(spool_path)}})
+    async with running_system(
+        sqlite_bus_url, sqlite_store_url, dashboard_config(), settings=settings
+    ) as system:
+        # Given no spool yet, When scraped, Then nothing waits and no spool is created
+        s = _samples((await system.client.get("/metrics")).text)
+        assert s["stalwart_outbox_pending_messages"] == [({}, 0.0)]
+        assert not await asyncio.to_thread(spool_path.exists)
+        # Given two messages spooled for a broker that is away
+        await asyncio.to_thread(_spool_two, spool_path)
+        s = _samples((await system.client.get("/metrics")).text)
+    # Then /metrics counts them, and says how long the oldest has waited
+    assert s["stalwart_outbox_pending_messages"] == [({}, 2.0)]
+    assert s["stalwart_outbox_oldest_age_seconds"][0][1] >= 0.0

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from stalwart.errors import StalwartError
 
@@ -71,8 +71,7 @@ class SpoolStatus:
     bus: str | None = None  # whose rows; None: not recorded (an older stalwart's spool)
 
 
-@dataclass(frozen=True, slots=True)
-class SpooledRow:
+class SpooledRow(NamedTuple):  # a tuple: thousands are made per second while draining
     seq: int
     id: str
     topic: str
@@ -154,7 +153,7 @@ class Spool:
                 "ORDER BY seq LIMIT ?",
                 (self.bus, after, limit),
             )
-            return [SpooledRow(seq, mid, topic, bytes(data)) for seq, mid, topic, data in cursor]
+            return [SpooledRow(*row) for row in cursor]  # data is a BLOB: bytes already
 
     def adopt(self) -> int:
         """Give the rows whose bus was never recorded to this spool's bus; how many."""
@@ -164,10 +163,13 @@ class Spool:
             self._db.execute("COMMIT")
             return moved.rowcount
 
-    def remove(self, seqs: list[int]) -> None:
+    def remove_range(self, first: int, last: int) -> None:
+        """Remove this bus's rows from ``first`` to ``last`` (a forwarded batch) at once."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            self._db.execute(
+                "DELETE FROM outbox WHERE bus IS ? AND seq BETWEEN ? AND ?", (self.bus, first, last)
+            )
             self._db.execute("COMMIT")
 
     def quarantine(self, seq: int, error: str) -> None:

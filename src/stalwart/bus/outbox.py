@@ -131,7 +131,7 @@ class OutboxTransport:
         self._forwarder: asyncio.Task[None] | None = None
         self._claimed_until = 0.0  # loop time until which this process holds the forwarder lease
         self._forwarded = 0  # spool seq of the last row forwarded (its removal may be under way)
-        self._next_rows: list[SpooledRow] | None = None  # the next batch, read ahead
+        self._next_rows: asyncio.Future[list[SpooledRow]] | None = None  # read ahead
         self._removal: asyncio.Future[None] | None = None  # removal of the last batch sent
         self._closed = False
 
@@ -284,19 +284,22 @@ class OutboxTransport:
     async def _forward_chunk(self, spool: Spool) -> int | None:
         """Forward the oldest rows; None when the spool is empty (or owned elsewhere: 0).
 
-        Pipelined: once a batch is confirmed, the next one is read and its
-        removal from the spool (an fsync) runs while the next batch is sent.
+        Pipelined: while a batch is sent, the next one is read and the previous
+        one's removal from the spool (an fsync) runs.
         """
         loop = asyncio.get_running_loop()
         if loop.time() > self._claimed_until - self._lease / 2:  # renew at half-life only
             if not await asyncio.to_thread(spool.claim, self._owner, self._lease):
                 await self._settle_removal(spool)
-                self._forwarded, self._next_rows = 0, None  # another process forwards now
+                self._forwarded = 0  # another process forwards now
+                self._drop_read_ahead()
                 await asyncio.sleep(min(self._poll, 0.5))
                 return 0
             self._claimed_until = loop.time() + self._lease
-        rows, self._next_rows = self._next_rows, None
-        if rows is None:
+        ahead, self._next_rows = self._next_rows, None
+        if ahead is not None:
+            rows = await ahead
+        else:
             rows = await asyncio.to_thread(spool.head, self._batch_size, self._forwarded)
         if not rows:
             await self._settle_removal(spool)
@@ -309,22 +312,34 @@ class OutboxTransport:
                     self._claimed_until = 0.0
                     return None
             return 0
-        batch = [row for row in [await self._outgoing(spool, row) for row in rows] if row]
-        await self._ensure_inner()
-        await self.inner.publish_encoded(batch)
+        outgoing = [
+            Encoded(row.id, row.topic, row.data)
+            if looks_encoded(row.data)
+            else await self._decoded(spool, row)
+            for row in rows
+        ]
+        batch = [row for row in outgoing if row is not None]
+        # The next batch is read while this one is sent.
+        self._next_rows = asyncio.ensure_future(
+            asyncio.to_thread(spool.head, self._batch_size, rows[-1].seq)
+        )
+        try:
+            await self._ensure_inner()
+            await self.inner.publish_encoded(batch)
+        except BaseException:
+            self._drop_read_ahead()
+            raise
         self._forwarded = rows[-1].seq
-        self._next_rows = await asyncio.to_thread(spool.head, self._batch_size, self._forwarded)
         await self._settle_removal(spool)
-        sent = [row.seq for row in rows]
-        self._removal = asyncio.ensure_future(asyncio.to_thread(spool.remove, sent))
+        self._removal = asyncio.ensure_future(
+            asyncio.to_thread(spool.remove_range, rows[0].seq, rows[-1].seq)
+        )
         return len(batch)
 
-    async def _outgoing(self, spool: Spool, row: SpooledRow) -> Encoded | None:
-        """The row as it goes out: its bytes as spooled; only a row not shaped as encode()
-        writes them (an older stalwart's, a damaged one) is decoded, and quarantined if it
-        does not decode (None)."""
-        if looks_encoded(row.data):
-            return Encoded(row.id, row.topic, row.data)
+    async def _decoded(self, spool: Spool, row: SpooledRow) -> Encoded | None:
+        """A row not shaped as encode() writes them (an older stalwart's, a damaged one),
+        decoded and encoded again; quarantined if it does not decode (None). Every other
+        row goes out with its bytes as spooled."""
         try:
             return Encoded(row.id, row.topic, encode(decode(row.data)))
         except DecodeError as exc:
@@ -348,7 +363,14 @@ class OutboxTransport:
             await removal
         except Exception as exc:
             log.error("outbox: removing forwarded rows from %s failed: %s", spool.path, exc)
-            self._forwarded, self._next_rows = 0, None
+            self._forwarded = 0
+            self._drop_read_ahead()
+
+    def _drop_read_ahead(self) -> None:
+        """Forget the batch read ahead (the spool will be read again from ``_forwarded``)."""
+        ahead, self._next_rows = self._next_rows, None
+        if ahead is not None:
+            ahead.cancel()
 
     async def _forward_forever(self) -> None:
         spool = self._need_spool()

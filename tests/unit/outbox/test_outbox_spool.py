@@ -123,16 +123,16 @@ async def test_a_failed_removal_of_forwarded_rows_sends_them_again_and_loses_not
     blocker.unlink()
     await _declare(url)
     # When removing the first forwarded batch from the spool fails
-    remove = Spool.remove
-    calls: list[list[int]] = []
+    remove = Spool.remove_range
+    calls: list[tuple[int, int]] = []
 
-    def failing_once(self: Spool, seqs: list[int]) -> None:
-        calls.append(seqs)
+    def failing_once(self: Spool, first: int, last: int) -> None:
+        calls.append((first, last))
         if len(calls) == 1:
             raise sqlite3.OperationalError("disk I/O error")
-        remove(self, seqs)
+        remove(self, first, last)
 
-    monkeypatch.setattr(Spool, "remove", failing_once)
+    monkeypatch.setattr(Spool, "remove_range", failing_once)
     outbox = OutboxTransport(open_transport(url), spool, batch_size=3)
     await outbox.start()
     try:

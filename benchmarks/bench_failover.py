@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stalwart.config import Settings
 from stalwart.ha import status
 from stalwart.ha.replicas import SETTINGS_ENV
-from stalwart.store.engine import make_engine
+from stalwart.store.engine import open_engine
 
 __all__ = ["main"]
 
@@ -97,7 +97,7 @@ async def _run_lease(lease: float, kills: int, store_url: str | None, work: Path
     )
     log = work / f"replicas-{lease:g}.log"
     procs = {p.pid: p for p in (_spawn(settings, log) for _ in range(_REPLICAS))}
-    engine = make_engine(store)
+    engine = await open_engine(store)
     times: list[float] = []
     try:
         with Progress() as bar:

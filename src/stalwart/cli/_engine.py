@@ -1,5 +1,6 @@
-"""A store engine for a command that reads the store's tables directly, with the
-store's own one-line advice when the database cannot be reached."""
+"""A store engine for a command that reads the store's tables directly, on the
+newest schema, with the store's own one-line advice when the database cannot
+be reached."""
 
 from __future__ import annotations
 
@@ -12,15 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.errors import StoreUnavailable
 from stalwart.redact import redact_url
-from stalwart.store.engine import make_engine
+from stalwart.store.engine import open_engine
 
 __all__ = ["store_engine"]
 
 
 @asynccontextmanager
 async def store_engine(url: str, **options: Any) -> AsyncIterator[AsyncEngine]:
-    """An engine for ``url``, disposed on exit; a connection failure is StoreUnavailable."""
-    engine = make_engine(url, **options)
+    """An engine for ``url`` (migrated if behind), disposed on exit; a connection
+    failure is StoreUnavailable."""
+    engine = await open_engine(url, **options)
     try:
         yield engine
     except (DBAPIError, OSError) as exc:

@@ -1,4 +1,9 @@
-"""Monitor states and transitions in the store, so every process sees them."""
+"""Monitor states and transitions in the store, so every process sees them.
+
+A monitor starts even while the store is down (it may be the database it
+watches), so it brings the store's schema to the newest revision on its
+first successful write or read, not when opened.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,15 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stalwart.ha._schema import ensure_schema, monitor_transitions, monitors
-from stalwart.store.engine import db_now, upsert
+from stalwart.ha._schema import monitor_transitions, monitors
+from stalwart.store.engine import db_now, ensure_head, upsert
 
 __all__ = ["load_monitor", "save_transition"]
 
 
 async def load_monitor(engine: AsyncEngine, name: str) -> dict[str, Any] | None:
     """The stored row of monitor ``name`` (state, active_url, ...), or None."""
-    await ensure_schema(engine)
+    await ensure_head(engine)
     async with engine.connect() as conn:
         row = (await conn.execute(select(monitors).where(monitors.c.name == name))).first()
     return None if row is None else dict(row._mapping)
@@ -33,7 +38,7 @@ async def save_transition(
     urls: list[str],
 ) -> None:
     """Record one transition and the monitor's new state and active URL atomically."""
-    await ensure_schema(engine)
+    await ensure_head(engine)
     async with engine.begin() as conn:
         now = db_now(conn)
         await conn.execute(

@@ -1,4 +1,4 @@
-"""The ha part's own tables, created idempotently in the store database.
+"""The ha part's tables in the store database, created by the store's migrations.
 
 Times in ``ha_leases`` are seconds since the epoch *by the database's clock*
 (``clock_timestamp()`` on PostgreSQL, ``julianday('now')`` on SQLite): no
@@ -6,11 +6,6 @@ holder's clock is ever trusted for expiry.
 """
 
 from __future__ import annotations
-
-import asyncio
-import logging
-import random
-import weakref
 
 from sqlalchemy import (
     JSON,
@@ -25,16 +20,12 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from stalwart.errors import StoreUnavailable
-from stalwart.store.engine import create_missing
 from stalwart.store.schema import register
 
 __all__ = [
     "checkpoints",
-    "ensure_schema",
     "guard_transaction",
     "leases",
     "members",
@@ -42,8 +33,6 @@ __all__ = [
     "monitor_transitions",
     "monitors",
 ]
-
-_log = logging.getLogger("stalwart.ha")
 
 metadata = MetaData()
 
@@ -107,10 +96,6 @@ monitor_transitions = Table(
 
 register("ha", metadata)
 
-_ready: weakref.WeakSet[AsyncEngine] = weakref.WeakSet()
-_ATTEMPTS = 5
-
-
 _LOCK_TIMEOUT_MS = 500
 _IDLE_TIMEOUT_MS = 1000
 
@@ -130,23 +115,3 @@ async def guard_transaction(conn: AsyncConnection) -> None:
             ),
             {"lock": f"{_LOCK_TIMEOUT_MS}ms", "idle": f"{_IDLE_TIMEOUT_MS}ms"},
         )
-
-
-async def ensure_schema(engine: AsyncEngine) -> None:
-    """Create the ha tables if absent; safe when many processes start at once."""
-    if engine in _ready:
-        return
-    for attempt in range(1, _ATTEMPTS + 1):
-        try:
-            async with engine.begin() as conn:
-                await create_missing(conn, metadata)
-            _ready.add(engine)
-            return
-        except (OperationalError, ProgrammingError, DBAPIError) as exc:
-            if attempt == _ATTEMPTS:
-                raise StoreUnavailable(
-                    f"cannot create the ha tables in {engine.url.render_as_string()}: {exc}; "
-                    "check that the store database is reachable and writable"
-                ) from exc
-            _log.warning("ha schema attempt=%d failed: %s; retrying", attempt, exc)
-            await asyncio.sleep(min(2.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stalwart.errors import StoreUnavailable
-from stalwart.ha._schema import checkpoints, ensure_schema
+from stalwart.ha._schema import checkpoints
 from stalwart.ha.lease import fenced_write
 from stalwart.store.engine import db_now
 
@@ -88,7 +88,6 @@ async def save_checkpoint(
 
 async def latest_checkpoint(engine: AsyncEngine, role: str) -> Checkpoint | None:
     """The newest checkpoint of ``role``, or None if it never saved one."""
-    await ensure_schema(engine)
     query = (
         select(checkpoints)
         .where(checkpoints.c.role == role)

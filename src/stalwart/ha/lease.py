@@ -27,8 +27,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stalwart.errors import FencedOut, StoreUnavailable
-from stalwart.ha._schema import ensure_schema, guard_transaction, leases, members
-from stalwart.store.engine import db_now, upsert
+from stalwart.ha._schema import guard_transaction, leases, members
+from stalwart.store.engine import db_now, ensure_head, upsert
 
 __all__ = ["Lease", "default_holder", "fenced_write", "request_step_down"]
 
@@ -110,8 +110,12 @@ class Lease:
         self._deadline = sent + self.ttl * (1.0 - _MARGIN)
 
     async def acquire(self) -> bool:
-        """Try once to take the role; True if this process now holds it."""
-        await ensure_schema(self.engine)
+        """Try once to take the role; True if this process now holds it.
+
+        The first try migrates the store if behind: a replica keeps trying
+        while the store is down, then needs its tables.
+        """
+        await ensure_head(self.engine)
         sent = time.monotonic()
         try:
             async with self.engine.begin() as conn:
@@ -233,7 +237,6 @@ async def fenced_write(
     the write. Raises :class:`FencedOut` when the token is stale or the lease
     has expired by the database's clock.
     """
-    await ensure_schema(engine)
     try:
         async with engine.begin() as conn:
             await guard_transaction(conn)
@@ -266,7 +269,6 @@ async def request_step_down(engine: AsyncEngine, role: str) -> int | None:
     renewal, stops acting and releases it (or it expires if the holder is
     dead), so two holders never act at once.
     """
-    await ensure_schema(engine)
     try:
         async with engine.begin() as conn:
             await guard_transaction(conn)

@@ -18,7 +18,6 @@ from stalwart.bus import redact_url
 from stalwart.errors import StoreUnavailable
 from stalwart.ha._schema import (
     checkpoints,
-    ensure_schema,
     leases,
     members,
     monitor_transitions,
@@ -112,7 +111,6 @@ class HaStatus:
 
 async def status(engine: AsyncEngine, *, transitions: int = 50) -> HaStatus:
     """Everything the HA panel shows; ``transitions``: how many recent ones."""
-    await ensure_schema(engine)
     newest = (
         select(checkpoints.c.role, func.max(checkpoints.c.version).label("version"))
         .group_by(checkpoints.c.role)
@@ -201,7 +199,6 @@ async def status(engine: AsyncEngine, *, transitions: int = 50) -> HaStatus:
 
 async def active_url(engine: AsyncEngine, monitor: str) -> str | None:
     """The URL clients of ``monitor`` should use now (after any failover), or None."""
-    await ensure_schema(engine)
     async with engine.connect() as conn:
         return (
             await conn.execute(select(monitors.c.active_url).where(monitors.c.name == monitor))

@@ -1,7 +1,7 @@
 """The integrity catalog in the store: files, replicas per site, transfers, repairs, scrubs.
 
-Tables are created idempotently on open (``integrity_*``, see ``_schema``),
-in SQLite or PostgreSQL alike. :func:`summary` is what the dashboard panel
+Its tables (``integrity_*``, see ``_schema``) are made by the store's
+migrations, in SQLite or PostgreSQL alike. :func:`summary` is what the dashboard panel
 shows.
 """
 
@@ -18,14 +18,13 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stalwart.envelope import utcnow
 from stalwart.errors import StoreUnavailable
-from stalwart.integrity._schema import files, metadata, repairs, replicas, scrubs, transfers
+from stalwart.integrity._schema import files, repairs, replicas, scrubs, transfers
 from stalwart.integrity.manifest import Manifest
-from stalwart.store.engine import create_missing, make_engine
+from stalwart.store.engine import open_engine
 
 __all__ = ["Catalog", "ScrubCounts", "local_database", "summary"]
 
@@ -65,21 +64,9 @@ class Catalog:
 
     @classmethod
     async def open(cls, url: str) -> Catalog:
-        """Connect to the store at ``url`` and create the tables if needed."""
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        catalog = cls(make_engine(url))
-        try:
-            async with catalog.engine.begin() as conn:
-                await create_missing(conn, metadata)
-        except (SQLAlchemyError, OSError) as exc:
-            await catalog.engine.dispose()
-            raise StoreUnavailable(
-                f"cannot open the integrity catalog at {parsed.render_as_string()}: "
-                f"{str(exc).splitlines()[0]}; check store.url and that the database is up"
-            ) from None
-        return catalog
+        """Connect to the store at ``url`` (migrated to the newest schema if behind);
+        StoreUnavailable when it cannot be reached."""
+        return cls(await open_engine(url))
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -340,9 +327,7 @@ def _matching(query: Any, table: Any, site: str | None, match: str | None) -> An
 
 async def summary(engine: AsyncEngine, recent: int = 10) -> dict[str, Any]:
     """The dashboard panel's data: replica states per site, recent transfers and
-    repairs, and each site's latest scrub. Tables are created if absent."""
-    async with engine.begin() as conn:
-        await create_missing(conn, metadata)
+    repairs, and each site's latest scrub."""
     catalog = Catalog(engine)
     counts = (
         select(replicas.c.site, replicas.c.state, func.count().label("n"))

@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stalwart.errors import StalwartError, StoreUnavailable
-from stalwart.store.engine import create_missing, db_now, make_engine
+from stalwart.store.engine import db_now, ensure_head, make_engine
 from stalwart.store.schema import register
 
 __all__ = ["ClaimLost", "ClaimState", "Claims"]
@@ -75,12 +75,9 @@ class Claims:
         self._service = service
 
     async def open(self) -> None:
-        """Create the table if needed; safe when instances start at the same moment."""
-
-        async def create(conn: AsyncConnection) -> None:
-            await create_missing(conn, _metadata)
-
-        await self._run(create)
+        """Bring the store to the newest schema if behind (the claims table is made by
+        its migrations); safe when instances start at the same moment."""
+        await ensure_head(self.engine)
 
     async def close(self) -> None:
         await self.engine.dispose()

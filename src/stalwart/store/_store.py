@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.envelope import Envelope, encode
 from stalwart.errors import StalwartError, StoreUnavailable
 from stalwart.store._rows import Rows, build_rows
 from stalwart.store._writer import is_unavailable, write_rows
-from stalwart.store.engine import make_engine
-from stalwart.store.migrate import current_revision, head_revision, upgrade
+from stalwart.store.engine import open_engine
 
 __all__ = ["Store", "StoreDataError"]
 
@@ -44,16 +40,7 @@ class Store:
 
         Raises :class:`StoreUnavailable` when the database cannot be reached.
         """
-        _make_parent(url)
-        options = {"pool_pre_ping": True, **engine_options}
-        engine = make_engine(url, **options)
-        try:
-            if migrate and await _current(engine) != head_revision():
-                await upgrade(engine)
-        except BaseException:
-            await engine.dispose()
-            raise
-        return cls(engine)
+        return cls(await open_engine(url, migrate=migrate, **engine_options))
 
     @property
     def dialect(self) -> str:
@@ -99,23 +86,6 @@ class Store:
                     "writes are retried: check the database server"
                 ) from exc
             raise StoreDataError(f"the store refused a batch: {_first_line(exc)}") from exc
-
-
-async def _current(engine: AsyncEngine) -> str | None:
-    try:
-        return await current_revision(engine)
-    except (DBAPIError, OSError) as exc:
-        raise StoreUnavailable(
-            f"cannot reach the store at {engine.url.render_as_string()}: {_first_line(exc)}; "
-            "check that the database is running and that store.url in the settings is right"
-        ) from exc
-
-
-def _make_parent(url: str) -> None:
-    """Create the folder of a SQLite file (``.stalwart/`` on first use)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,25 +1,35 @@
-"""Database engines from the user's store URL.
+"""Database engines from the user's store URL, on a schema at the newest revision.
 
 Users write ``sqlite:///path/store.db`` or ``postgresql://user@host/db``; this
 picks the async driver (aiosqlite, asyncpg) and sets SQLite up for many
-processes on one host (WAL, a busy timeout, foreign keys).
+processes on one host (WAL, a busy timeout, foreign keys). Parts open the
+store with :func:`open_engine`, which migrates it when behind: every table
+is made by the store's migrations, none by a part.
 """
 
 from __future__ import annotations
 
-import zlib
+import weakref
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Double, MetaData, Table, cast, event, func, text
+from sqlalchemy import Double, Table, cast, event, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.sql.elements import ColumnElement
 
 from stalwart.errors import ConfigError
+from stalwart.store.migrate import current_revision, head_revision, upgrade
 
-__all__ = ["async_url", "create_missing", "db_now", "make_engine", "upsert"]
+__all__ = [
+    "async_url",
+    "db_now",
+    "ensure_head",
+    "make_engine",
+    "open_engine",
+    "upsert",
+]
 
 
 def async_url(url: str) -> str:
@@ -52,22 +62,49 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-async def create_missing(conn: AsyncConnection, metadata: MetaData) -> None:
-    """Create ``metadata``'s tables and indexes that do not exist yet.
+async def open_engine(url: str, *, migrate: bool = True, **options: Any) -> AsyncEngine:
+    """An engine on the store at ``url`` whose schema is at the newest revision.
 
-    For the parts that keep their own tables (watchdog, ha, integrity, the
-    runtime's idempotency record). Safe when many processes start at once:
-    every statement is ``IF NOT EXISTS``, and on PostgreSQL, where two such
-    statements can still collide in the catalog, a transaction-scoped advisory
-    lock serialises them.
+    The way every part opens the store's database: with ``migrate`` (the
+    default) a schema behind is migrated here (see :func:`ensure_head`). The
+    folder of a SQLite file is created. Connections are checked before use
+    unless ``pool_pre_ping`` says otherwise. Raises :class:`StoreUnavailable`
+    when the database cannot be reached.
     """
-    if conn.dialect.name == "postgresql":
-        key = zlib.crc32(",".join(sorted(metadata.tables)).encode()) & 0x7FFFFFFF
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-    for table in metadata.sorted_tables:
-        await conn.execute(CreateTable(table, if_not_exists=True))
-        for index in sorted(table.indexes, key=lambda i: str(i.name)):
-            await conn.execute(CreateIndex(index, if_not_exists=True))
+    _make_parent(url)
+    engine = make_engine(url, **{"pool_pre_ping": True, **options})
+    if migrate:
+        try:
+            await ensure_head(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+    return engine
+
+
+_at_head: weakref.WeakSet[AsyncEngine] = weakref.WeakSet()
+
+
+async def ensure_head(engine: AsyncEngine) -> None:
+    """Migrate ``engine``'s database to the newest revision unless it is there.
+
+    Once per engine: later calls return at once. For a part that made its
+    engine before the database could be reached and retries until it can.
+    Safe when many processes start at once (:func:`~stalwart.store.migrate.upgrade`
+    migrates one at a time). Raises :class:`StoreUnavailable`.
+    """
+    if engine in _at_head:
+        return
+    if await current_revision(engine) != head_revision():
+        await upgrade(engine)
+    _at_head.add(engine)
+
+
+def _make_parent(url: str) -> None:
+    """Create the folder of a SQLite file (``.stalwart/`` on first use)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
 
 
 def db_now(conn: AsyncConnection | AsyncEngine) -> ColumnElement[float]:

@@ -7,7 +7,7 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -21,11 +21,12 @@ __all__ = ["HEAD", "current_revision", "head_revision", "upgrade"]
 _log = logging.getLogger("stalwart.store")
 _SCRIPTS: Final = Path(__file__).with_name("migrations")
 HEAD: Final = "head"
+_VERSION_TABLE: Final = "alembic_version"
 _LOCK_KEY: Final = zlib.crc32(b"stalwart.store.migrate") & 0x7FFFFFFF
 
 
-# Alembic is imported when a migration is looked at, not when the store
-# package is: service processes share the store's engine helper and would
+# Alembic is imported when a migration runs, not when the store package is
+# or a store is checked: service processes open the store's engines and would
 # otherwise carry Alembic (and Mako) in memory for nothing.
 
 
@@ -45,9 +46,9 @@ def _upgrade(connection: Connection, target: str) -> None:
 
 
 def _current(connection: Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    return MigrationContext.configure(connection).get_current_revision()
+    if not inspect(connection).has_table(_VERSION_TABLE):
+        return None
+    return connection.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalar()
 
 
 async def upgrade(engine: AsyncEngine, target: str = HEAD) -> str | None:
@@ -89,13 +90,26 @@ async def _one_at_a_time(conn: AsyncConnection) -> None:
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
-    """The revision the database is at (None: never migrated)."""
-    async with engine.connect() as conn:
-        return await conn.run_sync(_current)
+    """The revision the database is at (None: never migrated).
+
+    Raises :class:`StoreUnavailable` when the database cannot be reached.
+    """
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(_current)
+    except (DBAPIError, OSError) as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise StoreUnavailable(
+            f"cannot reach the store at {engine.url.render_as_string()}: "
+            f"{detail[0] if detail else type(exc).__name__}; "
+            "check that the database is running and that store.url in the settings is right"
+        ) from exc
 
 
-def head_revision() -> str | None:
-    """The newest revision shipped with this version."""
-    from alembic.script import ScriptDirectory
+def head_revision() -> str:
+    """The newest revision shipped with this version.
 
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    Read from the revision files' names (``0005_part_tables.py`` is revision
+    ``0005``), so that checking a store needs no Alembic.
+    """
+    return max(p.name.partition("_")[0] for p in _SCRIPTS.glob("versions/[0-9]*_*.py"))

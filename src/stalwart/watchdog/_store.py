@@ -38,14 +38,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.envelope import utcnow
 from stalwart.errors import StoreUnavailable
-from stalwart.store.engine import create_missing
+from stalwart.store.engine import ensure_head
 from stalwart.store.schema import register
 from stalwart.watchdog.member import LIVE_STATES
 
 __all__ = [
     "ProgramState",
     "StateWriter",
-    "ensure_schema",
     "forget_programs",
     "program_states",
     "stale",
@@ -106,17 +105,6 @@ class ProgramState:
         return data
 
 
-async def ensure_schema(engine: AsyncEngine) -> None:
-    """Create the table if it is missing (safe to call from many processes)."""
-    try:
-        async with engine.begin() as conn:
-            await create_missing(conn, metadata)
-    except SQLAlchemyError as exc:
-        raise StoreUnavailable(
-            f"cannot create watchdog_programs: {exc}; check that the store is reachable"
-        ) from exc
-
-
 def _from_row(row: Any) -> ProgramState:
     data = dict(row._mapping)
     data["history"] = [tuple(x) for x in json.loads(data["history"] or "[]")]
@@ -144,7 +132,6 @@ async def program_states(
     if forget_after is not None:
         query = query.where(not_(stale(forget_after)))
     try:
-        await ensure_schema(engine)
         async with engine.connect() as conn:
             rows = await conn.execute(query)
             return [_from_row(r) for r in rows]
@@ -154,7 +141,6 @@ async def program_states(
 
 async def forget_programs(engine: AsyncEngine, forget_after: float) -> int:
     """Delete the rows :func:`stale` for ``forget_after`` seconds; how many."""
-    await ensure_schema(engine)
     async with engine.begin() as conn:
         done = await conn.execute(delete(watchdog_programs).where(stale(forget_after)))
     return int(done.rowcount)
@@ -203,7 +189,7 @@ class StateWriter:
             await asyncio.wait_for(self._flush(), timeout=5.0)
 
     async def _prepare(self) -> None:
-        await ensure_schema(self._engine)
+        await ensure_head(self._engine)  # retried with the writes while the store is down
         async with self._engine.begin() as conn:  # rows of our previous run are stale
             await conn.execute(
                 delete(watchdog_programs).where(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stalwart.store.engine import make_engine
+from stalwart.store.engine import open_engine
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -20,7 +20,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def engine(store_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(store_url)
+    engine = await open_engine(store_url)
     try:
         yield engine
     finally:

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.envelope import Envelope
 from stalwart.ha import latest_checkpoint
-from stalwart.store.engine import make_engine
+from stalwart.store.engine import open_engine
 
 pytestmark = [pytest.mark.slow]
 
@@ -38,7 +38,7 @@ LEASE = 1.0
 
 @pytest.fixture
 async def engine(store_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(store_url)
+    engine = await open_engine(store_url)
     try:
         yield engine
     finally:

@@ -17,7 +17,7 @@ from stalwart.envelope import Envelope
 from stalwart.errors import FencedOut, StalwartError
 from stalwart.ha import HaReplica, checkpoint, restored_state, run_ha, status
 from stalwart.service import Context, Service
-from stalwart.store.engine import make_engine
+from stalwart.store.engine import open_engine
 
 
 def _counter(name: str) -> Service:
@@ -115,7 +115,7 @@ async def test_run_ha_supervises_replica_processes(
     monkeypatch.setenv("HA_APP_DIR", str(tmp_path))
     monkeypatch.syspath_prepend(str(HERE))
     settings = make_settings(bus_url, store_url, 1.0)
-    engine = make_engine(store_url)
+    engine = await open_engine(store_url)
     stop = asyncio.Event()
     # Given run_ha with two replicas
     supervisor = asyncio.create_task(run_ha("ha_app:svc", settings, 2, stop=stop))
@@ -172,7 +172,7 @@ async def test_ha_monitor_command_repairs_and_stops_on_sigterm(tmp_path: Path) -
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    engine = make_engine(f"sqlite:///{tmp_path}/store.db")
+    engine = await open_engine(f"sqlite:///{tmp_path}/store.db")
     try:
         # When the service is missing, Then the monitor repairs it and records the way back
         async def repaired() -> bool:
@@ -230,7 +230,7 @@ async def test_stalwart_run_ha_serves_and_stops_gracefully(tmp_path: Path, uniqu
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    engine = make_engine(store_url)
+    engine = await open_engine(store_url)
     role = f"service.{name}"
     try:
         await wait_for(lambda: live_holder(engine, role), 30.0, "an active replica")

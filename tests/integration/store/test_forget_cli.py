@@ -15,7 +15,7 @@ from stalwart.dashboard.storesource import StoreSource
 from stalwart.envelope import utcnow
 from stalwart.store import Store
 from stalwart.store.engine import make_engine
-from stalwart.watchdog._store import ensure_schema, watchdog_programs
+from stalwart.watchdog._store import watchdog_programs
 
 
 async def _history(url: str) -> None:
@@ -25,7 +25,6 @@ async def _history(url: str) -> None:
         await store.write([beat("qa-now", now), beat("qa-old", now - timedelta(days=3))])
     engine = make_engine(url)
     try:
-        await ensure_schema(engine)
         old = now - timedelta(days=3)
         rows = [("stopped-long-ago", "stopped", old), ("steady", "running", old)]
         async with engine.begin() as conn:

@@ -14,7 +14,7 @@ import psutil
 import pytest
 from wd_support import wait_for_path
 
-from stalwart.store.engine import make_engine
+from stalwart.store.engine import open_engine
 from stalwart.watchdog import ProgramState, program_states
 
 STALWART = str(Path(sys.executable).with_name("stalwart"))
@@ -57,7 +57,7 @@ async def _until(check: object, timeout: float) -> None:
 
 
 async def _states(url: str) -> list[ProgramState]:
-    engine = make_engine(url)
+    engine = await open_engine(url)
     try:
         return await program_states(engine)
     finally:

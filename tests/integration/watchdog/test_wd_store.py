@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from wd_support import program
 
-from stalwart.store.engine import make_engine
+from stalwart.store.engine import open_engine
 from stalwart.watchdog import ProgramState, program_states
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 
 
 async def _wait_states(url: str, check: Any, timeout: float = 15.0) -> list[ProgramState]:
-    engine = make_engine(url)
+    engine = await open_engine(url)
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -117,7 +117,9 @@ async def test_login_and_retry_a_dead_letter(tmp_path: Path, chromium_path: str)
             await page.locator('tr.dead-letter input[name="key"]').check()
             await page.click('button[value="retry"]')
             # Then it is back in the queue (and qa tries it again)
-            await expect(page.locator(".notice")).to_contain_text("retried 1 dead letter(s) from qa")
+            await expect(page.locator(".notice")).to_contain_text(
+                "retried 1 dead letter(s) from qa"
+            )
             await shot(page, "dead-letters-retried")
 
             async def retried() -> bool:

@@ -42,8 +42,7 @@ from stalwart.store.queries import (
     list_messages,
     list_reports,
 )
-from stalwart.store.retention import count_older, prune
-from stalwart.watchdog import forget_programs
+from stalwart.store.retention import count_older, prune, prune_parts
 
 __all__ = ["register"]
 
@@ -148,6 +147,12 @@ async def _upgrade(settings: Settings, revision: str) -> str | None:
 
 
 async def _prune(settings: Settings, before: datetime, export: Path | None, batch: int) -> None:
+    # The parts that keep tables in the store register how to prune them when imported.
+    import stalwart.ha
+    import stalwart.integrity
+    import stalwart.service
+    import stalwart.watchdog  # noqa: F401
+
     async with _opened(settings) as store:
         total = await count_older(store, before)
         columns = (
@@ -168,12 +173,15 @@ async def _prune(settings: Settings, before: datetime, export: Path | None, batc
                 progress=lambda phase, n: bar.advance(tasks[phase], n),
                 forget_after=settings.store.forget_after,
             )
-        programs = await forget_programs(store.engine, settings.store.forget_after)
+        parts = await prune_parts(store, settings.store)
+    programs = parts.pop("watchdog_programs", 0)
+    history = ", ".join(f"{n} {table}" for table, n in sorted(parts.items()) if n)
     say(
         f"pruned {result.messages} messages, {result.deliveries} deliveries, "
         f"{result.transitions} transitions, {result.reports} reports; forgot "
         f"{result.instances} instance(s) and {programs} program(s) gone for over "
         f"{age(settings.store.forget_after)}"
+        + (f"; past their retention: {history}" if history else "")
         + (f"; exported {result.exported} to {export}" if export else "")
     )
 
@@ -359,7 +367,8 @@ def register(app: typer.Typer) -> None:
         ] = 5000,
     ) -> None:
         """Delete messages (with their states) and reports older than a given age,
-        and forget instances gone for longer than [store] forget_after.
+        forget instances and programs gone for longer than [store] forget_after,
+        and prune the parts' history by its own retention (docs/store.md).
 
         Example: stalwart store prune --older-than 90d --export old.jsonl.gz
         """

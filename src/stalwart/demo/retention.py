@@ -62,7 +62,7 @@ class Swept:
     files: int
     bytes: int
     messages: int
-    history: int  # transfer and repair records
+    history: int  # transfer, repair and finished scrub records
 
 
 def _delete(paths: list[str]) -> tuple[int, int]:

@@ -1,4 +1,5 @@
-"""The ha part's tables in the store database, created by the store's migrations.
+"""The ha part's tables in the store database (created by the store's migrations),
+and how long ``stalwart store prune`` keeps their rows.
 
 Times in ``ha_leases`` are seconds since the epoch *by the database's clock*
 (``clock_timestamp()`` on PostgreSQL, ``julianday('now')`` on SQLite): no
@@ -6,6 +7,8 @@ holder's clock is ever trusted for expiry.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import (
     JSON,
@@ -18,13 +21,22 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
+    func,
+    select,
     text,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from stalwart.store.engine import db_now
 from stalwart.store.schema import register
 
+if TYPE_CHECKING:
+    from stalwart.config import StoreSettings
+
 __all__ = [
+    "CHECKPOINTS_KEPT",
+    "MONITOR_HISTORY",
     "checkpoints",
     "guard_transaction",
     "leases",
@@ -32,6 +44,7 @@ __all__ = [
     "metadata",
     "monitor_transitions",
     "monitors",
+    "prune",
 ]
 
 metadata = MetaData()
@@ -94,7 +107,36 @@ monitor_transitions = Table(
     Column("at", Double, nullable=False),
 )
 
-register("ha", metadata)
+# How long `stalwart store prune` keeps what would otherwise grow for ever.
+MONITOR_HISTORY: Final = 90 * 86400.0  # seconds of monitor transitions
+CHECKPOINTS_KEPT: Final = 10  # newest checkpoints per role
+
+
+async def prune(engine: AsyncEngine, settings: StoreSettings) -> dict[str, int]:
+    """Forget monitor transitions older than :data:`MONITOR_HISTORY`, all but the
+    newest :data:`CHECKPOINTS_KEPT` checkpoints of each role, and replicas not
+    seen for ``forget_after``; rows deleted per table."""
+    newer = checkpoints.alias("newer")
+    newest = (
+        select(func.max(newer.c.version))
+        .where(newer.c.role == checkpoints.c.role)
+        .scalar_subquery()
+    )
+    async with engine.begin() as conn:
+        now = db_now(conn)
+        statements = {
+            "ha_monitor_transitions": delete(monitor_transitions).where(
+                monitor_transitions.c.at < now - MONITOR_HISTORY
+            ),
+            "ha_checkpoints": delete(checkpoints).where(
+                checkpoints.c.version <= newest - CHECKPOINTS_KEPT
+            ),
+            "ha_members": delete(members).where(members.c.seen_at < now - settings.forget_after),
+        }
+        return {name: (await conn.execute(s)).rowcount for name, s in statements.items()}
+
+
+register("ha", metadata, prune=prune)
 
 _LOCK_TIMEOUT_MS = 500
 _IDLE_TIMEOUT_MS = 1000

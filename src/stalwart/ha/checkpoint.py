@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stalwart.errors import StoreUnavailable
-from stalwart.ha._schema import checkpoints
+from stalwart.ha._schema import CHECKPOINTS_KEPT, checkpoints
 from stalwart.ha.lease import fenced_write
 from stalwart.store.engine import db_now
 
@@ -43,7 +43,7 @@ async def save_checkpoint(
     state: Any,
     *,
     holder: str = "",
-    keep: int = 10,
+    keep: int = CHECKPOINTS_KEPT,
     effect: Callable[[AsyncConnection], Awaitable[Any]] | None = None,
 ) -> int:
     """Store ``state`` (JSON-serialisable) as the newest checkpoint; returns its version.

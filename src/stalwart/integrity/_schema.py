@@ -1,7 +1,10 @@
 """The catalog's tables (SQLAlchemy Core), kept apart from the queries; created by the
-store's migrations."""
+store's migrations. Their history is pruned after :data:`HISTORY`."""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import (
     BigInteger,
@@ -15,11 +18,29 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
+    func,
+    select,
 )
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from stalwart.envelope import utcnow
 from stalwart.store.schema import register
 
-__all__ = ["files", "metadata", "repairs", "replicas", "scrubs", "transfers"]
+if TYPE_CHECKING:
+    from stalwart.config import StoreSettings
+
+__all__ = [
+    "HISTORY",
+    "files",
+    "metadata",
+    "prune",
+    "prune_history",
+    "repairs",
+    "replicas",
+    "scrubs",
+    "transfers",
+]
 
 metadata = MetaData()
 
@@ -112,4 +133,33 @@ scrubs = Table(
     Index("ix_integrity_scrubs_site", "site", "state"),
 )
 
-register("integrity", metadata)
+# How long `stalwart store prune` keeps transfer, repair and finished scrub records.
+HISTORY: Final = timedelta(days=90)
+
+
+async def prune_history(conn: AsyncConnection, before: datetime) -> dict[str, int]:
+    """Delete transfer and repair records, and finished scrub runs, from before
+    ``before``; each site's latest run and latest finished run stay. Rows deleted
+    per table."""
+    latest = select(func.max(scrubs.c.id)).group_by(scrubs.c.site)
+    latest_done = latest.where(scrubs.c.state == "done")
+    statements = {
+        "integrity_transfers": delete(transfers).where(transfers.c.finished_at < before),
+        "integrity_repairs": delete(repairs).where(repairs.c.at < before),
+        "integrity_scrubs": delete(scrubs).where(
+            scrubs.c.state == "done",
+            scrubs.c.finished_at < before,
+            scrubs.c.id.not_in(latest),
+            scrubs.c.id.not_in(latest_done),
+        ),
+    }
+    return {name: (await conn.execute(s)).rowcount for name, s in statements.items()}
+
+
+async def prune(engine: AsyncEngine, settings: StoreSettings) -> dict[str, int]:
+    """The history older than :data:`HISTORY` (``stalwart store prune``)."""
+    async with engine.begin() as conn:
+        return await prune_history(conn, utcnow() - HISTORY)
+
+
+register("integrity", metadata, prune=prune)

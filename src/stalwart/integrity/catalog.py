@@ -22,7 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stalwart.envelope import utcnow
 from stalwart.errors import StoreUnavailable
-from stalwart.integrity._schema import files, repairs, replicas, scrubs, transfers
+from stalwart.integrity._schema import (
+    files,
+    prune_history,
+    repairs,
+    replicas,
+    scrubs,
+    transfers,
+)
 from stalwart.integrity.manifest import Manifest
 from stalwart.store.engine import open_engine
 
@@ -212,12 +219,10 @@ class Catalog:
             await conn.execute(delete(files).where(files.c.name.in_(names)))
 
     async def prune_history(self, before: datetime) -> int:
-        """Delete transfer and repair records from before ``before``; how many."""
-        deleted = 0
+        """Delete transfer and repair records, and finished scrub runs (each site's
+        latest kept), from before ``before``; how many."""
         async with self.engine.begin() as conn:
-            for table, column in ((transfers, transfers.c.finished_at), (repairs, repairs.c.at)):
-                deleted += (await conn.execute(delete(table).where(column < before))).rowcount
-        return deleted
+            return sum((await prune_history(conn, before)).values())
 
     # -- scrub runs -----------------------------------------------------------
 

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from stalwart.config import StoreSettings
 from stalwart.errors import StalwartError, StoreUnavailable
 from stalwart.store.engine import db_now, ensure_head, make_engine
 from stalwart.store.schema import register
@@ -47,7 +48,23 @@ claims = sa.Table(
     sa.Column("claimed_until", sa.Double, nullable=False),
     sa.Column("done_at", sa.Double, nullable=True, index=True),
 )
-register("service", _metadata)
+
+
+def _done_before(conn: AsyncConnection, older_than: float) -> sa.ColumnElement[bool]:
+    """Claims done more than ``older_than`` seconds ago by the database's clock."""
+    return claims.c.done_at < db_now(conn) - older_than
+
+
+async def _prune(engine: AsyncEngine, settings: StoreSettings) -> dict[str, int]:
+    """Every service's claims done longer ago than ``[store] claims_retention``."""
+    async with engine.begin() as conn:
+        done = await conn.execute(
+            claims.delete().where(_done_before(conn, settings.claims_retention))
+        )
+    return {"service_claims": done.rowcount}
+
+
+register("service", _metadata, prune=_prune)
 
 
 class ClaimLost(StalwartError):
@@ -189,7 +206,7 @@ class Claims:
 
         async def forget(conn: AsyncConnection) -> int:
             statement = claims.delete().where(
-                claims.c.service == self._service, claims.c.done_at < db_now(conn) - older_than
+                claims.c.service == self._service, _done_before(conn, older_than)
             )
             return (await conn.execute(statement)).rowcount
 

@@ -7,6 +7,9 @@ stored before the export began are deleted, so a message that arrives late
 Deliveries whose message never reached the store (published before the
 subscriber's queue existed) are pruned by their last activity, exported as
 lines with ``"orphan": true`` and no envelope fields.
+
+The parts' tables are pruned by the parts' own rules (:func:`prune_parts`),
+each by its own age, whatever the messages' cutoff.
 """
 
 from __future__ import annotations
@@ -24,11 +27,19 @@ from typing import IO, Any, Final
 
 from sqlalchemy import Select, and_, delete, exists, func, or_, select, tuple_
 
+from stalwart.config import StoreSettings
 from stalwart.envelope import utcnow
 from stalwart.store._store import Store
-from stalwart.store.schema import components, deliveries, messages, reports, transitions
+from stalwart.store.schema import (
+    components,
+    deliveries,
+    messages,
+    pruners,
+    reports,
+    transitions,
+)
 
-__all__ = ["DEFAULT_BATCH", "PruneResult", "count_older", "prune"]
+__all__ = ["DEFAULT_BATCH", "PruneResult", "count_older", "prune", "prune_parts"]
 
 DEFAULT_BATCH: Final = 5000
 Progress = Callable[[str, int], None]
@@ -217,3 +228,11 @@ async def prune(
             silent = components.c.last_heartbeat < started - timedelta(seconds=forget_after)
             forgotten = (await conn.execute(delete(components).where(silent))).rowcount
     return PruneResult(exported=exported, reports=done.rowcount, instances=forgotten, **counts)
+
+
+async def prune_parts(store: Store, settings: StoreSettings) -> dict[str, int]:
+    """Run every registered part's pruner; rows deleted per table."""
+    counts: dict[str, int] = {}
+    for prune_part in pruners().values():
+        counts.update(await prune_part(store.engine, settings))
+    return counts

@@ -14,8 +14,9 @@ column with a GIN index on PostgreSQL.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import (
     JSON,
@@ -38,14 +39,21 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from stalwart.config import StoreSettings
+
 __all__ = [
     "STATE_COLUMNS",
+    "Pruner",
     "UtcDateTime",
     "components",
     "deliveries",
     "delivery_state_counts",
     "messages",
     "metadata",
+    "pruners",
     "register",
     "registered",
     "reports",
@@ -240,11 +248,16 @@ components = Table(
 )
 
 
+Pruner = Callable[["AsyncEngine", "StoreSettings"], Awaitable[dict[str, int]]]
+"""Deletes a part's rows past their retention; returns how many per table."""
+
 _parts: dict[str, MetaData] = {"store": metadata}
+_pruners: dict[str, Pruner] = {}
 
 
-def register(part: str, tables: MetaData) -> None:
-    """Declare ``part``'s tables as kept under the store's migrations.
+def register(part: str, tables: MetaData, *, prune: Pruner | None = None) -> None:
+    """Declare ``part``'s tables as kept under the store's migrations, and (with
+    ``prune``) pruned by ``stalwart store prune``.
 
     A part's table module calls this when imported. Registering the same
     ``MetaData`` again is harmless; another one under a taken name is a bug.
@@ -252,8 +265,15 @@ def register(part: str, tables: MetaData) -> None:
     known = _parts.setdefault(part, tables)
     if known is not tables:
         raise ValueError(f"the part {part!r} already registered other tables")
+    if prune is not None:
+        _pruners[part] = prune
 
 
 def registered() -> dict[str, MetaData]:
     """Every registered part's ``MetaData`` by part name (the store's as ``store``)."""
     return dict(_parts)
+
+
+def pruners() -> dict[str, Pruner]:
+    """Every registered part's pruner by part name."""
+    return dict(_pruners)

@@ -36,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from stalwart.config import StoreSettings
 from stalwart.envelope import utcnow
 from stalwart.errors import StoreUnavailable
 from stalwart.store.engine import ensure_head
@@ -73,7 +74,6 @@ watchdog_programs = Table(
     Column("cpu", Float),
     Column("history", Text),  # JSON: recent [rss, cpu] samples for sparklines
 )
-register("watchdog", metadata)
 
 
 @dataclass(slots=True)
@@ -144,6 +144,13 @@ async def forget_programs(engine: AsyncEngine, forget_after: float) -> int:
     async with engine.begin() as conn:
         done = await conn.execute(delete(watchdog_programs).where(stale(forget_after)))
     return int(done.rowcount)
+
+
+async def _prune(engine: AsyncEngine, settings: StoreSettings) -> dict[str, int]:
+    return {"watchdog_programs": await forget_programs(engine, settings.forget_after)}
+
+
+register("watchdog", metadata, prune=_prune)
 
 
 _COLUMNS = [f.name for f in fields(ProgramState)]

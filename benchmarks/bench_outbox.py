@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -29,7 +30,7 @@ from persistqueue.exceptions import Empty
 from benchmarks._amqp_peers import SERVICE, TOPIC, drop, payload
 from stalwart.bus import QueueSpec
 from stalwart.bus.amqp import AmqpTransport
-from stalwart.bus.outbox import OutboxTransport
+from stalwart.bus.outbox import OutboxTransport, destination
 from stalwart.envelope import Envelope, encode
 
 __all__ = ["main"]
@@ -73,6 +74,10 @@ async def _outbox_run(messages: int, folder: Path) -> tuple[float, float]:
             await down.publish([Envelope.new(TOPIC, body) for _ in range(_BATCH)])
         spool_rate = messages / (time.perf_counter() - started)
         await down.close()
+        # The outage was played by an unreachable URL; the spool records each row's
+        # bus, so the rows are given to the real one, as if it had been down.
+        with sqlite3.connect(spool) as db:
+            db.execute("UPDATE outbox SET bus = ?", (destination(_URL),))
         # The broker is back: the next start drains the spool.
         up = OutboxTransport(
             AmqpTransport(_URL, exchange=exchange),

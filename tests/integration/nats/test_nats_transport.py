@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import nats
 import pytest
+from nats.js.api import StreamConfig
 
 from amqp_support import bodies, until
 from stalwart.bus import QueueSpec
@@ -112,3 +113,19 @@ async def test_a_server_list_skips_a_dead_server_and_survives_an_outage(
     # Then publishing and consuming go on, nothing lost
     await bus.publish([Envelope.new("o.x", "after")])
     assert await bodies(bus, "outage", 2, timeout=15.0) == ["before", "after"]
+
+
+async def test_a_stream_of_the_same_name_with_other_settings_is_a_clear_error(
+    nats_url: str, namespace: str, make_bus: Make
+) -> None:
+    # Given a stream named like the namespace, made by someone else for other subjects
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().add_stream(StreamConfig(name=namespace, subjects=["elsewhere.>"]))
+    finally:
+        await nc.close()
+    # When the transport starts, Then it says which stream and what to do, on one line
+    with pytest.raises(ConfigError) as caught:
+        await make_bus()
+    message = str(caught.value)
+    assert namespace in message and "bus.exchange" in message and "\n" not in message

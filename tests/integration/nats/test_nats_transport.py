@@ -129,3 +129,12 @@ async def test_a_stream_of_the_same_name_with_other_settings_is_a_clear_error(
         await make_bus()
     message = str(caught.value)
     assert namespace in message and "bus.exchange" in message and "\n" not in message
+
+
+async def test_replicas_a_single_server_cannot_give_is_a_clear_error(make_bus: Make) -> None:
+    # Given one JetStream server, When the transport asks for three replicas
+    with pytest.raises(ConfigError) as caught:
+        await make_bus(replicas=3)
+    # Then the error says what to use instead, on one line
+    assert "use replicas=1 on a single server" in str(caught.value)
+    assert "\n" not in str(caught.value)

@@ -253,6 +253,13 @@ class NatsTransport:
                     f"stream {config.name} exists on {self.url} with other settings ({exc}); "
                     "delete it (nats stream rm) or use another bus.exchange"
                 ) from None
+            except TransportError as exc:
+                if self.replicas == 1:
+                    raise
+                raise ConfigError(
+                    f"{exc}; replicas={self.replicas} needs a JetStream cluster of at least "
+                    f"{self.replicas} nodes: use replicas=1 on a single server"
+                ) from None
 
     async def declare(self, queue: QueueSpec) -> None:
         js = self._need()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create the virtual environment and install what one purpose needs, no more:
-#   run    stalwart itself, and libisal2 (ISA-L: fast Reed-Solomon parity at
-#          ingest; zfec is used without it)
+#   run    stalwart itself, libisal2 (ISA-L: fast Reed-Solomon parity at
+#          ingest; zfec is used without it) and graphviz (its dot lays out the
+#          dashboard's system map)
 #   test   run + the test extras, chromium (browser tests), b3sum (digest
 #          cross-checks) and prometheus (its promtool checks /metrics and the
 #          alert rules)
@@ -23,9 +24,9 @@ PYTHON="${2:-python3.11}"
 VENV="${3:-.venv}"
 
 case "$PURPOSE" in
-  run) EXTRAS="" ; PACKAGES=(libisal2) ;;
-  test) EXTRAS="[test]" ; PACKAGES=(libisal2 chromium b3sum prometheus) ;;
-  bench) EXTRAS="[test,bench]" ; PACKAGES=(libisal2 chromium b3sum prometheus par2) ;;
+  run) EXTRAS="" ; PACKAGES=(libisal2 graphviz) ;;
+  test) EXTRAS="[test]" ; PACKAGES=(libisal2 graphviz chromium b3sum prometheus) ;;
+  bench) EXTRAS="[test,bench]" ; PACKAGES=(libisal2 graphviz chromium b3sum prometheus par2) ;;
   *)
     echo "setup: say what for: bash scripts/setup.sh [--dry-run] run|test|bench [PYTHON] [VENV]" >&2
     exit 2
@@ -36,6 +37,7 @@ installed() {
   case "$1" in
     libisal2) ldconfig -p 2>/dev/null | grep 'libisal\.so\.2' >/dev/null ;;
     prometheus) command -v promtool >/dev/null 2>&1 ;;
+    graphviz) command -v dot >/dev/null 2>&1 ;;
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }

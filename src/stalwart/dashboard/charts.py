@@ -1,4 +1,4 @@
-"""Server-side SVG charts: traffic over time and the system map.
+"""Server-side SVG charts: traffic over time and sparklines.
 
 Plain SVG strings built here (no JavaScript library, no CDN), every label
 escaped. Colours come from CSS classes so the dark and light themes apply.
@@ -12,12 +12,11 @@ from datetime import datetime, timedelta
 
 from markupsafe import Markup, escape
 
-from stalwart.dashboard.models import Availability, Edge, TopicSeries
+from stalwart.dashboard.models import TopicSeries
 
-__all__ = ["PALETTE_SIZE", "line_chart", "service_of", "sparkline", "system_map"]
+__all__ = ["PALETTE_SIZE", "line_chart", "service_of", "sparkline"]
 
 PALETTE_SIZE = 8
-_LABELLED_EDGES = 8
 
 
 def service_of(sender: str) -> str:
@@ -121,81 +120,3 @@ def sparkline(values: Sequence[float], *, width: int = 120, height: int = 24) ->
         f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         f'xmlns="http://www.w3.org/2000/svg"><polyline points="{coords}"/></svg>'
     )
-
-
-def system_map(
-    nodes: dict[str, Availability | None],
-    edges: Sequence[Edge],
-    *,
-    width: int = 900,
-    height: int = 560,
-) -> Markup:
-    """Services on a circle, arrows sender -> service, width by rate, colour by availability.
-
-    ``nodes`` maps service name to its availability (None: seen only as a sender).
-    """
-    names = sorted(set(nodes) | {e.source for e in edges} | {e.target for e in edges})
-    parts = [
-        f'<svg class="map" viewBox="0 0 {width} {height}" role="img" aria-label="system map" '
-        'xmlns="http://www.w3.org/2000/svg">',
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="14" '
-        'markerHeight="14" markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
-        '<path d="M0,0 L10,5 L0,10 z" class="arrowhead"/></marker></defs>',
-    ]
-    if not names:
-        parts.append(
-            f'<text class="empty" x="{width / 2}" y="{height / 2}" text-anchor="middle">'
-            "no services seen yet</text></svg>"
-        )
-        return Markup("".join(parts))
-    cx, cy = width / 2, height / 2
-    radius = min(width, height) / 2 - 70 if len(names) > 1 else 0.0
-    pos = {
-        name: (
-            cx + radius * math.cos(2 * math.pi * i / len(names) - math.pi / 2),
-            cy + radius * math.sin(2 * math.pi * i / len(names) - math.pi / 2),
-        )
-        for i, name in enumerate(names)
-    }
-    peak = max((e.rate for e in edges), default=0.0) or 1.0
-    node_r = 30.0
-    for edge in edges:
-        (x1, y1), (x2, y2) = pos[edge.source], pos[edge.target]
-        stroke = 1.0 + 7.0 * math.sqrt(edge.rate / peak)
-        label = f"{edge.source} → {edge.target}: {_fmt(edge.rate)}/s ({edge.count})"
-        if edge.source == edge.target:
-            parts.append(
-                f'<path class="edge" stroke-width="{stroke:.1f}" marker-end="url(#arrow)" '
-                f'd="M{x1 - 10:.1f},{y1 - node_r:.1f} C{x1 - 50:.1f},{y1 - 90:.1f} '
-                f'{x1 + 50:.1f},{y1 - 90:.1f} {x1 + 10:.1f},{y1 - node_r:.1f}">'
-                f"<title>{escape(label)}</title></path>"
-            )
-            continue
-        dist = math.hypot(x2 - x1, y2 - y1) or 1.0
-        ux, uy = (x2 - x1) / dist, (y2 - y1) / dist
-        # Offset sideways so that A->B and B->A do not overlap.
-        ox, oy = -uy * 5, ux * 5
-        parts.append(
-            f'<line class="edge" stroke-width="{stroke:.1f}" marker-end="url(#arrow)" '
-            f'x1="{x1 + ux * node_r + ox:.1f}" y1="{y1 + uy * node_r + oy:.1f}" '
-            f'x2="{x2 - ux * (node_r + 4) + ox:.1f}" y2="{y2 - uy * (node_r + 4) + oy:.1f}">'
-            f"<title>{escape(label)}</title></line>"
-        )
-        if len(edges) <= _LABELLED_EDGES:  # beyond, labels overlap: rates are in the titles
-            parts.append(
-                f'<text class="edge-label" x="{(x1 + x2) / 2 + ox * 4:.1f}" '
-                f'y="{(y1 + y2) / 2 + oy * 4:.1f}" text-anchor="start">{_fmt(edge.rate)}/s</text>'
-            )
-    for name in names:
-        x, y = pos[name]
-        status = nodes.get(name)
-        css = status.value if status else "external"
-        parts.append(
-            f'<g class="node {css}" data-service="{escape(name)}">'
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{node_r}"/>'
-            f'<text x="{x:.1f}" y="{y + node_r + 16:.1f}" text-anchor="middle">'
-            f"{escape(name)}</text>"
-            f"<title>{escape(name)}: {escape(css)}</title></g>"
-        )
-    parts.append("</svg>")
-    return Markup("".join(parts))

@@ -11,11 +11,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
-from stalwart.dashboard import scrape, views
+from stalwart.dashboard import scrape, sysmap, views
 from stalwart.dashboard.api import bus_or_503, dead_letter_action
 from stalwart.dashboard.auth import CSRF_FIELD, SESSION_COOKIE
 from stalwart.dashboard.busview import dead_letter_items, queue_infos
-from stalwart.dashboard.charts import service_of, system_map
 from stalwart.dashboard.live import TooManyStreams
 from stalwart.dashboard.metrics import CONTENT_TYPE
 from stalwart.dashboard.models import (
@@ -67,19 +66,31 @@ async def overview_page(request: Request) -> HTMLResponse:
 @router.get("/map", response_class=HTMLResponse, dependencies=[_Read])
 async def map_page(request: Request) -> HTMLResponse:
     state = dash(request)
-    traffic, traffic_error = await views.traffic(state)
+    window = state.config.traffic_window
+    found, flows_error = await views.guarded("the store's flows", state.source.flows(window), {})
     comps, comps_error = await views.guarded(
         "the store's components", state.source.components(), []
     )
-    nodes = dict.fromkeys(service_of(e.source) for e in (traffic.edges if traffic else []))
-    nodes.update(views.service_status(comps))
-    svg = system_map(nodes, traffic.edges if traffic else [])
+    states, states_error = await views.guarded(
+        "the store's state counts", state.source.counts_by_service(), {}
+    )
+    shown = {key: value for key, value in found.items() if not views.is_infra(key[1])}
+    graph = sysmap.build(
+        shown,
+        window,
+        views.service_status(comps),
+        {c.service: c.site for c in sorted(comps, key=lambda c: c.site, reverse=True)},
+        states,
+    )
+    svg, layout_error = await views.guarded("the map layout", sysmap.render(graph), None)
+    errors = (flows_error, comps_error, states_error, layout_error)
     return render(
         request,
         "map.html",
         svg=svg,
-        traffic=traffic,
-        error="; ".join(e for e in (traffic_error, comps_error) if e) or None,
+        graph=graph,
+        window=window,
+        error="; ".join(e for e in errors if e) or None,
     )
 
 

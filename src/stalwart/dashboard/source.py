@@ -12,6 +12,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from stalwart.dashboard.flows import Flows
 from stalwart.dashboard.models import (
     Instance,
     MessageDetail,
@@ -32,6 +33,9 @@ class DataSource(Protocol):
 
     async def traffic(self, window: float, bucket: float) -> Traffic:
         """Per-topic counts per bucket and sender -> service edges over ``window``."""
+
+    async def flows(self, window: float) -> Flows:
+        """(publisher, topic, consumer or "") -> (count, errors) over ``window`` seconds."""
 
     async def counts_by_state(self) -> dict[str, int]:
         """How many deliveries are in each state."""

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stalwart.dashboard.backlog import oldest_pending
 from stalwart.dashboard.cache import TtlCache
 from stalwart.dashboard.charts import service_of
+from stalwart.dashboard.flows import Flows, flows
 from stalwart.dashboard.models import (
     Availability,
     ChainNode,
@@ -183,6 +184,14 @@ class StoreSource:
             series=[TopicSeries(topic=t, counts=c) for t, c in data.topics.items()],
             edges=_edges(data.edges, span),
         )
+
+    async def flows(self, window: float) -> Flows:
+        found: Flows = await self._cached(
+            "trace the flows",
+            ("flows", window),
+            lambda s: flows(s, timedelta(seconds=window)),
+        )
+        return found
 
     async def counts_by_service(self) -> dict[str, dict[str, int]]:
         per_service: dict[str, dict[str, int]] = await self._cached(

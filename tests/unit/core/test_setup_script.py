@@ -42,9 +42,13 @@ def _would_install(out: str) -> list[str]:
 @pytest.mark.parametrize(
     ("purpose", "packages", "extras"),
     [
-        ("run", ["libisal2"], "'.'"),
-        ("test", ["libisal2", "chromium", "b3sum", "prometheus"], "'.[test]'"),
-        ("bench", ["libisal2", "chromium", "b3sum", "prometheus", "par2"], "'.[test,bench]'"),
+        ("run", ["libisal2", "graphviz"], "'.'"),
+        ("test", ["libisal2", "graphviz", "chromium", "b3sum", "prometheus"], "'.[test]'"),
+        (
+            "bench",
+            ["libisal2", "graphviz", "chromium", "b3sum", "prometheus", "par2"],
+            "'.[test,bench]'",
+        ),
     ],
 )
 def test_each_purpose_installs_only_its_own_packages(
@@ -59,7 +63,7 @@ def test_each_purpose_installs_only_its_own_packages(
 
 
 def test_what_is_present_is_not_installed_again(tmp_path: Path) -> None:
-    done = _dry_run(tmp_path, "--dry-run", "test", present=("chromium", "b3sum", "promtool"))
+    done = _dry_run(tmp_path, "--dry-run", "test", present=("chromium", "b3sum", "promtool", "dot"))
     assert _would_install(done.stdout) == ["libisal2"]
 
 

@@ -92,6 +92,18 @@ class Counts:
         """Ids that reached a final state at the service (consumed or not)."""
         return self.consumed + self.other_final
 
+    def effectively_once(self) -> bool:
+        """Every id has one effect and ends consumed; nothing else happened."""
+        got = (
+            self.distinct_effects,
+            self.duplicates,
+            self.consumed,
+            self.non_final,
+            self.other_final,
+            self.missing,
+        )
+        return got == (self.published, 0, self.published, 0, 0, 0)
+
     def complete(self) -> bool:
         """Every id ended, and every consumed one has its effect."""
         return self.ended >= self.published and self.distinct_effects >= self.consumed
@@ -184,15 +196,7 @@ def assert_effectively_once(counts: Counts, scenario: str, seconds: float) -> No
     """Print the counts; every id has one effect and ends consumed, nothing else."""
     line = counts.line(scenario, seconds)
     print(line)
-    got = (
-        counts.distinct_effects,
-        counts.duplicates,
-        counts.consumed,
-        counts.non_final,
-        counts.other_final,
-        counts.missing,
-    )
-    assert got == (counts.published, 0, counts.published, 0, 0, 0), line
+    assert counts.effectively_once(), line
 
 
 class System:

@@ -16,7 +16,7 @@ from typing import Any
 
 import aio_pika
 import pytest
-from harness import Counts, System, assert_effectively_once, rejections, scale, settle
+from harness import Counts, System, rejections, scale, settle
 
 from amqp_support import private_exchange
 
@@ -81,7 +81,9 @@ async def test_duplicates_and_a_too_long_id_from_a_foreign_publisher(
         )
     # ... and the message with the too-long id ends rejected with a reason
     refused = await rejections(postgres_url, service)
+    seconds = time.monotonic() - started
+    print(*(counts.line(name, seconds) for name, counts in found.items()), sep="\n")
     print(f"[too-long id] rejected: {refused}")
     for name, counts in found.items():
-        assert_effectively_once(counts, name, time.monotonic() - started)
+        assert counts.effectively_once(), counts.line(name, seconds)
     assert len(refused) == 1 and refused[0][1], f"not one rejection with a reason: {refused}"

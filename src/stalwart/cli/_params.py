@@ -12,12 +12,14 @@ import math
 from datetime import datetime
 from typing import Final
 
-__all__ = ["MAX_COUNT", "MAX_SECONDS", "duration", "moment", "size"]
+__all__ = ["MAX_COUNT", "MAX_SECONDS", "MIN_RATE", "duration", "moment", "rate", "size"]
 
 MAX_SECONDS: Final = 10 * 365 * 86400.0
 """Ten years: no timeout, lifetime or interval of stalwart is longer."""
 MAX_COUNT: Final = 10**9
 """Beyond any count of messages, rows or items one command handles."""
+MIN_RATE: Final = 10**6
+"""Bytes per second: below it a scrub of one block takes longer than anyone waits."""
 
 
 def duration(text: str | float) -> float:
@@ -39,6 +41,14 @@ def size(text: str) -> int:
     from stalwart.config import parse_size
 
     return parse_size(text)  # its SizeError is a ValueError that says how to write one
+
+
+def rate(text: str) -> int:
+    """``200MB/s`` -> bytes per second, at least :data:`MIN_RATE`."""
+    value = size(text)
+    if value < MIN_RATE:
+        raise ValueError(f"rate {text!r} is under 1MB/s; write e.g. 50MB/s or 200MB/s")
+    return value
 
 
 def moment(text: str) -> datetime:

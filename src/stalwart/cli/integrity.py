@@ -9,7 +9,7 @@ import typer
 
 from stalwart.cli import _integrity_run as act
 from stalwart.cli._common import ConfigOption, fail, handle_errors, run, settings_from
-from stalwart.cli._params import MAX_COUNT, duration, size
+from stalwart.cli._params import MAX_COUNT, duration, rate, size
 from stalwart.config import Settings
 from stalwart.integrity.scrub import ScrubOptions
 from stalwart.integrity.service import build_service
@@ -177,7 +177,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         rate: Annotated[
             int | None,
-            typer.Option(parser=size, metavar="SIZE", help="Read rate limit, e.g. 200MB/s."),
+            typer.Option(parser=rate, metavar="RATE", help="Read rate limit, e.g. 200MB/s."),
         ] = None,
         every: Annotated[
             float | None,

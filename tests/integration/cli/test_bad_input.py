@@ -118,6 +118,7 @@ NAMED = [
     ["token", "issue", "--subject", "qa", "--ttl", "1e400"],
     ["store", "prune", "--older-than", "bogus"],
     ["scrub", "--rate", "fast"],
+    ["scrub", "--rate", "1"],
     ["scrub", "--every", "0"],
     ["catalog", "--limit", "0"],
 ]

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stalwart.cli._common import console, err_console
+from stalwart.redact import redact_url
 
 __all__ = ["ByteBar", "byte_bar", "human", "print_rows", "say"]
 
@@ -99,15 +100,15 @@ def byte_bar(on: Console | None = None) -> Iterator[ByteBar]:
 
 def say(text: str, tag: str = "", style: str = "", *, err: bool = False) -> None:
     """One line, ``tag`` in ``style`` first; never read as markup, since paths and
-    messages may hold brackets."""
-    line = Text.assemble((tag, style), " " if tag else "", text)
+    messages may hold brackets, and with the password of any URL in it masked."""
+    line = Text.assemble((tag, style), " " if tag else "", redact_url(text))
     (err_console if err else console).print(line, highlight=False, soft_wrap=True)
 
 
 def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    return "-" if value is None else str(value)
+    return "-" if value is None else redact_url(str(value))
 
 
 def print_rows(
@@ -115,7 +116,7 @@ def print_rows(
 ) -> None:
     """Rows as a rich table, or as JSON lines' array for scripts."""
     if as_json:
-        console.print_json(json.dumps(list(rows), default=_cell))
+        console.print_json(redact_url(json.dumps(list(rows), default=_cell)))
         return
     table = Table(title=title)
     for column in columns:

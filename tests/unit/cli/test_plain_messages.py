@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from stalwart import cli
 from stalwart.cli import build_app
 from stalwart.cli._common import fail, say
+from stalwart.cli._integrity_view import print_rows
+from stalwart.cli._integrity_view import say as say_integrity
 from stalwart.errors import EX_CONFIG, ConfigError
 from stalwart.redact import redact_url
 
@@ -87,3 +89,15 @@ def test_the_dashboard_names_the_users_table_it_needs(tmp_path: Path) -> None:
     # Then it refuses, naming the table, not "but  is empty"
     assert result.exit_code == EX_CONFIG
     assert "but [dashboard.users] is empty" in result.output
+
+
+def test_integrity_lines_and_cells_mask_the_passwords_of_remote_urls(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a transfer from a remote source whose URL carries a password
+    say_integrity("sftp://ops:s3cret@archive/x.fits -> /data/x.fits", "transferred", "green")
+    for as_json in (False, True):
+        print_rows("repairs", [{"source": "sftp://ops:s3cret@archive/x.fits"}], ["source"], as_json)
+    # Then neither the line, the table nor the JSON shows it
+    out = capsys.readouterr().out
+    assert "s3cret" not in out and out.count("sftp://ops:***@archive/x.fits") == 3

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from stalwart.backoff import Backoff
 from stalwart.bus import Transport, open_bus
 from stalwart.config import Settings
-from stalwart.dashboard import api, pages
+from stalwart.dashboard import api, pages, servicepage
 from stalwart.dashboard.auth import Authenticator
 from stalwart.dashboard.buslink import BusLink
 from stalwart.dashboard.guard import RequestGuard, default_hosts
@@ -130,6 +130,7 @@ def create_app(
     app.state.templates = build_templates()
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(servicepage.router)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
     _handlers(app)
     rules = (

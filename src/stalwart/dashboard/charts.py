@@ -14,7 +14,7 @@ from markupsafe import Markup, escape
 
 from stalwart.dashboard.models import TopicSeries
 
-__all__ = ["PALETTE_SIZE", "line_chart", "service_of", "sparkline"]
+__all__ = ["PALETTE_SIZE", "line_chart", "service_of", "sparkline", "value_chart"]
 
 PALETTE_SIZE = 8
 
@@ -51,10 +51,25 @@ def line_chart(
         length = max(len(s.counts) for s in rest)
         other = [sum(s.counts[i] for s in rest if i < len(s.counts)) for i in range(length)]
         shown.append(TopicSeries(topic="other", counts=other))
+    lines = [(s.topic, [c / bucket for c in s.counts]) for s in shown]
+    return value_chart(lines, bucket, width=width, height=height, title=title, start=start)
+
+
+def value_chart(
+    lines: Sequence[tuple[str, Sequence[float | None]]],
+    bucket: float,
+    *,
+    width: int = 640,
+    height: int = 200,
+    title: str,
+    start: datetime | None = None,
+    empty: str = "no traffic in this window",
+) -> Markup:
+    """Named lines of values per bucket on one axis (a None breaks the line)."""
     pad_l, pad_b, pad_t, pad_r = 44, 18, 10, 8
     plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
-    points = max((len(s.counts) for s in shown), default=0)
-    peak = max((c / bucket for s in shown for c in s.counts), default=0.0)
+    points = max((len(v) for _, v in lines), default=0)
+    peak = max((v for _, vs in lines for v in vs if v is not None), default=0.0)
     scale = _nice(peak)
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
@@ -77,20 +92,20 @@ def line_chart(
                 f'<text class="axis" x="{x:.1f}" y="{height - 4}" text-anchor="{anchor}">'
                 f"{label}</text>"
             )
-    if points < 2 or not shown:
+    if points < 2 or all(v is None for _, vs in lines for v in vs):
         parts.append(
             f'<text class="empty" x="{width / 2}" y="{height / 2}" text-anchor="middle">'
-            "no traffic in this window</text>"
+            f"{escape(empty)}</text>"
         )
-    for index, s in enumerate(shown if points >= 2 else []):
+    for index, (name, values) in enumerate(lines if points >= 2 else []):
         coords = " ".join(
-            f"{pad_l + plot_w * i / (points - 1):.1f},"
-            f"{pad_t + plot_h * (1 - (c / bucket) / scale):.1f}"
-            for i, c in enumerate(s.counts)
+            f"{pad_l + plot_w * i / (points - 1):.1f},{pad_t + plot_h * (1 - v / scale):.1f}"
+            for i, v in enumerate(values)
+            if v is not None
         )
         parts.append(
             f'<polyline class="series s{index % PALETTE_SIZE}" points="{coords}">'
-            f"<title>{escape(s.topic)}</title></polyline>"
+            f"<title>{escape(name)}</title></polyline>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -26,6 +26,7 @@ from stalwart.dashboard.models import (
     active_filters,
 )
 from stalwart.dashboard.panels import PANELS, load_panel
+from stalwart.dashboard.ranges import RANGES, RangeKey, pick
 from stalwart.dashboard.web import csrf_binding, dash, render, require_action, require_read
 from stalwart.envelope import DeliveryState
 from stalwart.errors import StalwartError
@@ -38,9 +39,13 @@ _Read = Depends(require_read)
 
 
 @router.get("/", response_class=HTMLResponse, dependencies=[_Read])
-async def overview_page(request: Request) -> HTMLResponse:
+async def overview_page(
+    request: Request,
+    range: Annotated[RangeKey | None, Query()] = None,
+) -> HTMLResponse:
     state = dash(request)
-    traffic, traffic_error = await views.traffic(state)
+    span = pick(range, state.config.traffic_window, state.config.traffic_bucket)
+    traffic, traffic_error = await views.traffic(state, span)
     data = await views.overview(state, traffic)
     infra = [s.topic for s in traffic.series if views.is_infra(s.topic)] if traffic else []
     inbound: dict[str, float] = {}
@@ -60,6 +65,8 @@ async def overview_page(request: Request) -> HTMLResponse:
         infra_topics=infra,
         inbound=inbound,
         recent=recent.items,
+        span=span,
+        ranges=RANGES.values(),
     )
 
 

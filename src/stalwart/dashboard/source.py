@@ -21,6 +21,7 @@ from stalwart.dashboard.models import (
     ReportItem,
     Traffic,
 )
+from stalwart.dashboard.servicestats import ServiceStats
 
 __all__ = ["DataSource"]
 
@@ -36,6 +37,9 @@ class DataSource(Protocol):
 
     async def flows(self, window: float) -> Flows:
         """(publisher, topic, consumer or "") -> (count, errors) over ``window`` seconds."""
+
+    async def service_stats(self, service: str, window: float, bucket: float) -> ServiceStats:
+        """One service's throughput, latency, failures and depth over ``window`` seconds."""
 
     async def counts_by_state(self) -> dict[str, int]:
         """How many deliveries are in each state."""

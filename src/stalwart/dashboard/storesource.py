@@ -34,6 +34,7 @@ from stalwart.dashboard.models import (
     TopicSeries,
     Traffic,
 )
+from stalwart.dashboard.servicestats import ServiceStats, service_stats
 from stalwart.errors import StoreUnavailable
 from stalwart.store import Store, queries
 
@@ -190,6 +191,14 @@ class StoreSource:
             "trace the flows",
             ("flows", window),
             lambda s: flows(s, timedelta(seconds=window)),
+        )
+        return found
+
+    async def service_stats(self, service: str, window: float, bucket: float) -> ServiceStats:
+        found: ServiceStats = await self._cached(
+            "read the service's deliveries",
+            ("service", service, window, bucket),
+            lambda s: service_stats(s, service, window, bucket),
         )
         return found
 

@@ -23,6 +23,7 @@ from stalwart.dashboard.models import (
     SiteGroup,
     Traffic,
 )
+from stalwart.dashboard.ranges import TimeRange
 from stalwart.dashboard.state import DashboardState
 from stalwart.envelope import utcnow
 from stalwart.errors import StalwartError
@@ -113,12 +114,16 @@ def mark_unverified(state: DashboardState, instances: list[Instance]) -> list[In
     ]
 
 
-async def traffic(state: DashboardState) -> tuple[Traffic | None, str | None]:
+async def traffic(
+    state: DashboardState, span: TimeRange | None = None
+) -> tuple[Traffic | None, str | None]:
+    """Traffic over ``span``, or over the configured window."""
     cfg = state.config
+    window, bucket = (
+        (span.window, span.bucket) if span else (cfg.traffic_window, cfg.traffic_bucket)
+    )
     return await guarded(
-        "the store's traffic statistics",
-        state.source.traffic(cfg.traffic_window, cfg.traffic_bucket),
-        None,
+        "the store's traffic statistics", state.source.traffic(window, bucket), None
     )
 
 

@@ -27,6 +27,8 @@ __all__ = ["ProgramGroup"]
 
 _log = logging.getLogger("stalwart.watchdog")
 
+_ROUTINE = frozenset({EventKind.STARTED, EventKind.HEALTHY, EventKind.SCALED})
+
 
 class ProgramGroup:
     """All members of one program, its probes' check loop and its elastic scaling."""
@@ -86,7 +88,10 @@ class ProgramGroup:
         alarm: bool = False,
     ) -> None:
         if member is not None:
-            member.last_event, member.last_reason = kind.value, reason
+            member.last_event = kind.value
+            # A start or recovery does not replace why it last went wrong (a kill stays).
+            if kind not in _ROUTINE or member.last_reason is None:
+                member.last_reason = reason
         self.watchdog.emit(
             WatchdogEvent(
                 event=kind,

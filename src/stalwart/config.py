@@ -14,6 +14,7 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -307,7 +308,20 @@ def load_settings(
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid settings in {file}: {_one_line(exc)}") from None
+        raise ConfigError(
+            f"invalid settings in {_sources(exc, file, environ)}: {_one_line(exc)}"
+        ) from None
+
+
+def _sources(exc: ValidationError, file: Path, environ: Mapping[str, str]) -> str:
+    """Where the refused values came from: the file, and the variables that override it."""
+    locs = [tuple(str(p) for p in err["loc"]) for err in exc.errors()]
+    variables = [
+        var
+        for var, keys in _ENV_MAP.items()
+        if var in environ and any(loc[: len(keys)] == keys for loc in locs)
+    ]
+    return f"{file} with {', '.join(variables)}" if variables else str(file)
 
 
 def describe_home(settings: Settings) -> str:

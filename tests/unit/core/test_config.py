@@ -93,3 +93,12 @@ def test_a_long_secret_and_a_lower_case_level_are_fine(
 def test_a_size_that_is_no_number_of_bytes_is_refused(text: str) -> None:
     with pytest.raises(SizeError):
         parse_size(text)
+
+
+def test_a_refused_variable_is_named(tmp_path: Path) -> None:
+    # Given an empty file and a bus URL from the environment that names no host
+    (tmp_path / "stalwart.toml").write_text("")
+    env = {"STALWART_BUS_URL": "amqp://"}
+    # When the settings are read, Then the error names the variable, not only the file
+    with pytest.raises(ConfigError, match=r"with STALWART_BUS_URL: bus\.url: .*names no host"):
+        load_settings(tmp_path / "stalwart.toml", env=env)

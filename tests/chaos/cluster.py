@@ -2,12 +2,14 @@
 
 Import ``rabbit_cluster`` into a test module: one cluster per module, booted
 once (its nodes start in parallel, 30-60 s on a busy machine), stopped and
-deleted afterwards whatever happened. A test that takes a node down brings it
-back before it ends (:func:`healthy`), so the next test finds three nodes.
+deleted afterwards whatever happened (``STALWART_KEEP_CLUSTER=1``: stopped,
+its files and logs kept). A test that takes a node down brings it back before
+it ends (:func:`healthy`), so the next test finds three nodes.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,7 +37,8 @@ def rabbit_cluster(
         cluster.up()
         yield cluster
     finally:
-        cluster.destroy()
+        # STALWART_KEEP_CLUSTER=1 keeps the nodes' logs (under the test's tmp dir)
+        cluster.down() if os.environ.get("STALWART_KEEP_CLUSTER") == "1" else cluster.destroy()
 
 
 def healthy(cluster: RabbitCluster, timeout: float = 180.0) -> None:

@@ -17,10 +17,10 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from cluster import healthy, rabbit_cluster
+from effects_app import TOPIC
 from harness import HERE, System, assert_effectively_once, count, eventually, scale, settle
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -29,13 +29,12 @@ from stalwart.bus import QueueSpec, open_bus
 from stalwart.bus._amqp_names import work_queue
 from stalwart.bus.amqp import AmqpTransport
 from stalwart.cli import build_app
-from stalwart.config import load_settings
 from stalwart.dev.rabbitmq import RabbitCluster, RabbitNode
 from stalwart.dev.rabbitmq_config import POLICY_NAME
 from stalwart.envelope import Envelope
 from stalwart.errors import PublishRefused
 from stalwart.ha.events import EventPublisher, ha_topic
-from stalwart.ha.queue_leaders import EVENT, QueueLeaderWatch
+from stalwart.ha.queue_leaders import EVENT, QueueLeaderMove, QueueLeaderWatch
 from stalwart.store.engine import make_engine
 from stalwart.store.schema import messages
 
@@ -43,9 +42,12 @@ pytestmark = pytest.mark.postgres
 
 __all__ = ["rabbit_cluster"]  # the module's fixture
 
-PER_PRODUCER = scale(300, 3000)
-RATE = 25.0  # messages per second per producer: about 12 s of load in the short run
-PARTITION = 20.0  # seconds a partitioned node stays cut off (detection takes ~10-15 s)
+PER_PRODUCER = scale(400, 4000)
+RATE = 25.0  # messages per second per producer: 16 s of load in the short run
+BEFORE = 15  # batches (of 5) each producer has confirmed when the fault comes
+PRODUCERS = ("producer-a", "producer-b")
+QUEUE_STATE = ("list_queues", "name", "type", "leader", "members", "online", "state", "messages")
+PARTITION = float(scale(20, 60))  # seconds a partitioned node stays cut off
 
 
 async def test_quorum_queues_have_a_replica_on_every_node(
@@ -106,6 +108,18 @@ def test_cli_finds_the_cluster_and_prints_its_bus_url(rabbit_cluster: RabbitClus
 # -- node failures under load -------------------------------------------------
 
 
+async def _leading_node(cluster: RabbitCluster, service: str) -> RabbitNode:
+    """Declare ``service``'s queue as its consumers will; the node that leads it."""
+    bus = AmqpTransport(cluster.urls())
+    await bus.start()
+    try:
+        await bus.declare(QueueSpec(name=service, patterns=(TOPIC,)))
+    finally:
+        await bus.close()
+    leader = await asyncio.to_thread(cluster.leader, work_queue("stalwart", service))
+    return cluster.node(leader or "")
+
+
 def _inject(fault: str, node: RabbitNode) -> None:
     {"kill": node.kill, "stop": node.stop, "partition": node.isolate}[fault]()
 
@@ -140,7 +154,18 @@ def _p99(values: list[float]) -> float:
     return ranked[min(len(ranked) - 1, int(len(ranked) * 0.99))] if ranked else 0.0
 
 
-async def _stored_moves(store_url: str, queue: str) -> list[dict[str, object]]:
+async def _watch(watch: QueueLeaderWatch, into: list[QueueLeaderMove]) -> None:
+    """Read the leaders every second (each read takes seconds), keeping the moves."""
+    while True:
+        into += await watch.step()
+        await asyncio.sleep(1.0)
+
+
+async def _moved(moves: list[QueueLeaderMove], victim: RabbitNode) -> bool:
+    return any(move.from_node == victim.node for move in moves)
+
+
+async def _stored(store_url: str, queue: str) -> list[dict[str, object]]:
     engine = make_engine(store_url)
     try:
         async with engine.connect() as conn:
@@ -159,27 +184,26 @@ async def test_leader_node_failure_under_load(
     postgres_url: str,
     make_system: Callable[..., System],
     unique: str,
-    tmp_path: Path,
 ) -> None:
     if fault == "partition" and os.geteuid() != 0:
         pytest.skip("a partition needs root (a blackhole route for the node's address)")
     cluster = rabbit_cluster
     await asyncio.to_thread(healthy, cluster)
-    # Given two consumer processes of an idempotent service and a persister on the cluster
+    # Given a service whose queue is led by the node every process connects to first
     service = f"cluster-{fault}-{unique}"
     queue = work_queue("stalwart", service)
-    system = make_system(cluster.urls(), postgres_url, service)
+    victim = await _leading_node(cluster, service)
+    # And two consumer processes of the (idempotent) service and a persister
+    system = make_system(cluster.urls(first=victim), postgres_url, service)
     await system.prepare()
     await system.consumers(2)
-    victim = cluster.node(await asyncio.to_thread(cluster.leader, queue) or "")
-    # And a watch publishing leader moves (through an outbox: the bus may be failing over)
-    home = load_settings(system.config, env={"STALWART_HOME": str(tmp_path / "watch")})
-    bus = open_bus(home)
+    # And a watch publishing leader moves (again at its next read when the bus refuses)
+    bus = open_bus(system.settings, outbox=False)
     await bus.start()
     watch = QueueLeaderWatch(cluster.leaders, EventPublisher(bus, "test"), prefix=queue)
-    stop_watch = asyncio.Event()
     await watch.step()  # the leaders before the fault
-    watching = asyncio.create_task(watch.run(stop_watch))
+    moves: list[QueueLeaderMove] = []
+    watching = asyncio.create_task(_watch(watch, moves))
     samples: list[tuple[float, int]] = []
     sampling = asyncio.create_task(_sample(postgres_url, service, unique, samples))
     started = time.monotonic()
@@ -195,54 +219,61 @@ async def test_leader_node_failure_under_load(
         ]
         assert len(producers) == 2
         total = 2 * PER_PRODUCER
-        # When the node leading the service's queue fails after a quarter of the effects
-        await system.wait_applied(unique, total, 0.25, 90)
+
+        # When the node leading the service's queue fails while both publish
+        async def publishing() -> bool:
+            return all(len(_publishes(system.log(n))) >= BEFORE for n in PRODUCERS)
+
+        await eventually(publishing, 90, f"{BEFORE} batches from each producer")
         fault_at = time.time()
         await asyncio.to_thread(_inject, fault, victim)
-
-        # Then another node leads the queue
-        async def moved() -> bool:
-            leader = await asyncio.to_thread(cluster.leader, queue, victim)
-            return leader not in (None, victim.node)
-
-        await eventually(moved, 90, f"a new leader of {queue}")
-        moved_after = time.time() - fault_at
         if fault == "partition":
             await asyncio.sleep(max(0.0, fault_at + PARTITION - time.time()))
             victim.heal()
-        for name in ("producer-a", "producer-b"):
-            await system.finished(name, scale(180, 900))
+        try:
+            for name in PRODUCERS:
+                await system.finished(name, scale(180, 900))
+        except AssertionError:
+            print(await asyncio.to_thread(cluster.ctl_any, *QUEUE_STATE))  # why, on failure
+            raise
         # And every message has exactly one effect and ends consumed
         counts = await settle(postgres_url, service, unique, total, scale(120, 600), quiet=2.0)
+        # Then another node leads the queue, and the watch published the move
+        await eventually(
+            lambda: _moved(moves, victim), 90, f"a leader move of {queue} from {victim.node}"
+        )
     finally:
         sampling.cancel()
-        stop_watch.set()
-        await watching
+        watching.cancel()
         await asyncio.to_thread(healthy, cluster)
-    assert_effectively_once(counts, f"cluster {fault}", time.monotonic() - started)
+    try:
+        assert_effectively_once(counts, f"cluster {fault}", time.monotonic() - started)
 
-    # And the leader move was published as an event and stored
-    async def stored() -> bool:
-        moves = await _stored_moves(postgres_url, queue)
-        return any(m["from_node"] == victim.node for m in moves)
+        # And the persister stored that event
+        async def stored() -> bool:
+            return any(m["from_node"] == victim.node for m in await _stored(postgres_url, queue))
 
-    await eventually(stored, 30, f"a stored {ha_topic(EVENT)} event from {victim.node}")
-    await bus.close()
+        await eventually(stored, 60, f"the stored {ha_topic(EVENT)} event (published: {moves})")
+    finally:
+        await bus.close()
     # Measured: how long publishing and consuming stalled, the p99 publish latency
-    batches = [b for name in ("producer-a", "producer-b") for b in _publishes(system.log(name))]
+    batches = [b for name in PRODUCERS for b in _publishes(system.log(name))]
     publish_stall = max(
-        _longest_gap([end for _s, end in _publishes(system.log(n))], fault_at)
-        for n in ("producer-a", "producer-b")
+        _longest_gap([end for _s, end in _publishes(system.log(n))], fault_at) for n in PRODUCERS
     )
     consume_stall = _longest_gap(_progress_times(samples), fault_at)
     window = [e - s for s, e in batches if fault_at - 1 <= s <= fault_at + publish_stall + 5]
+    new_leader = next(m.to_node for m in moves if m.from_node == victim.node)
     print(
-        f"[cluster {fault}] leader {victim.node} moved after {moved_after:.1f}s; "
+        f"[cluster {fault}] leader {victim.node} -> {new_leader}: "
         f"publishing stalled {publish_stall:.1f}s, consuming {consume_stall:.1f}s; "
         f"p99 publish latency during failover {_p99(window) * 1000:.0f} ms "
         f"({len(window)} batches), overall {_p99([e - s for s, e in batches]) * 1000:.0f} ms"
     )
     assert len(batches) == total // 5
+    assert any(start > fault_at for start, _end in batches), "the load ended before the fault"
+    hung = [line for n in PRODUCERS for line in system.log(n).splitlines() if "hung" in line]
+    assert hung == [], "a publish neither returned nor raised"
 
 
 def _progress_times(samples: list[tuple[float, int]]) -> list[float]:

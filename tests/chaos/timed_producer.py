@@ -6,7 +6,8 @@ Publishes ids ``PREFIX-000000`` .. on ``chaos.item`` in batches of 5 at RATE
 messages per second, straight to the broker (no outbox), so that each line
 measures what the cluster gives: a batch the broker did not confirm is
 published again, same ids, until it is (the idempotent consumer keeps one
-effect). Prints ``ok START END ATTEMPTS`` (epoch seconds) per batch, then ``done``.
+effect). Prints ``ok START END ATTEMPTS`` (epoch seconds) per batch, then ``done``;
+``hung`` when a publish neither returned nor raised within a minute.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from stalwart.envelope import Envelope
 from stalwart.errors import StalwartError
 
 BATCH = 5
+HUNG = 60.0  # seconds after which a publish that neither returned nor raised is reported
 
 
 async def main(prefix: str, count: int, rate: float) -> None:
@@ -39,11 +41,13 @@ async def main(prefix: str, count: int, rate: float) -> None:
             while True:
                 attempts += 1
                 try:
-                    await bus.publish(batch)
+                    await asyncio.wait_for(bus.publish(batch), HUNG)
                     break
                 except StalwartError as exc:
                     print(f"retry {time.time():.3f} {exc}", flush=True)
                     await asyncio.sleep(0.1)
+                except TimeoutError:  # publish has timeouts of its own: this is a bug
+                    print(f"hung {time.time():.3f} publish did not return in {HUNG}s", flush=True)
             print(f"ok {begin:.3f} {time.time():.3f} {attempts}", flush=True)
         print("done", flush=True)
     finally:

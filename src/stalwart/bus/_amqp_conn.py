@@ -14,6 +14,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
@@ -31,6 +32,10 @@ log = logging.getLogger("stalwart.bus.amqp")
 
 _BACKOFF_INITIAL = 0.1
 _BACKOFF_CAP = 5.0
+# Seconds between heartbeats unless the URL sets ?heartbeat=N. aiormq's default (60)
+# notices a silent connection (a node cut off by a partition) only after 3 minutes;
+# it gives up after three missed heartbeats.
+_HEARTBEAT = 10
 
 
 def _cancelled() -> bool:
@@ -101,6 +106,8 @@ class Connector:
     async def _connect(self, index: int) -> None:
         url = self._urls[index]
         kwargs: dict[str, Any] = {"timeout": self._connect_timeout}
+        if "heartbeat=" not in urlsplit(url).query:
+            kwargs["heartbeat"] = _HEARTBEAT
         if self._ssl_context is not None:
             kwargs["ssl_context"] = self._ssl_context
         conn = await asyncio.wait_for(

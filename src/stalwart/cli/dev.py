@@ -40,7 +40,7 @@ def _found(root: Path) -> RabbitCluster:
 
 
 async def _watch(cluster: RabbitCluster, settings: Settings, interval: float) -> None:
-    bus = open_bus(settings)
+    bus = open_bus(settings, outbox=False)  # the watch publishes again what the bus refused
     await bus.start()
     try:
         events = EventPublisher(bus, sender="queue-leader-watch")

@@ -308,9 +308,14 @@ class RabbitCluster:
         state = ClusterState.load(root)
         return cls(state) if state is not None else None
 
-    def urls(self, user: str = "stalwart") -> str:
-        """The ``[bus] url`` list: every node, ``user`` with its development password."""
-        return ",".join(node.amqp_url(user, DEV_PASSWORDS[user]) for node in self.nodes)
+    def urls(self, user: str = "stalwart", first: RabbitNode | None = None) -> str:
+        """The ``[bus] url`` list: every node, ``user`` with its development password.
+
+        Clients connect to the first node that answers: ``first`` puts one node
+        at the head of the list.
+        """
+        nodes = sorted(self.nodes, key=lambda node: node is not first)
+        return ",".join(node.amqp_url(user, DEV_PASSWORDS[user]) for node in nodes)
 
     # -- life-cycle ----------------------------------------------------------
 

@@ -44,9 +44,9 @@ JOIN_STEPS: Final = (("stop_app",), ("join_cluster", "{first}"), ("start_app",))
 _SHARED: Final = (
     ("# a node cut off from the majority pauses: clients move to the majority", ""),
     ("cluster_partition_handling", "pause_minority"),
-    ("# peers and clients notice a lost node in seconds, not minutes", ""),
+    ("# peers notice a lost node within 10-15 s, clients within 30 s, not minutes", ""),
     ("net_ticktime", "10"),
-    ("heartbeat", "5"),
+    ("heartbeat", "10"),
     ("# leaders of new quorum queues spread over the nodes", ""),
     ("queue_leader_locator", "balanced"),
 )

@@ -43,7 +43,8 @@ class QueueLeaderMove(BaseModel):
 
 
 class QueueLeaderWatch:
-    """Publishes a :class:`QueueLeaderMove` for every leader change it reads."""
+    """Publishes a :class:`QueueLeaderMove` for every leader change it reads (one the bus
+    does not take is published again at the next read)."""
 
     def __init__(
         self, read: LeaderReader, events: EventPublisher, *, prefix: str = "", interval: float = 2.0
@@ -53,6 +54,7 @@ class QueueLeaderWatch:
         self._prefix = prefix
         self.interval = interval
         self._leaders: dict[str, str] = {}
+        self._unpublished: list[QueueLeaderMove] = []
 
     async def step(self) -> list[QueueLeaderMove]:
         """Read the leaders once; publish and return the moves since the last read."""
@@ -67,8 +69,12 @@ class QueueLeaderWatch:
             if node and queue in self._leaders and self._leaders[queue] != node
         ]
         self._leaders.update({q: n for q, n in now.items() if n})
-        for move in moves:
-            await self._events.publish(EVENT, move)
+        # A move happens when the broker is in trouble: one not published yet is
+        # tried again at the next step, not dropped.
+        self._unpublished += moves
+        self._unpublished = [
+            move for move in self._unpublished if not await self._events.publish(EVENT, move)
+        ]
         return moves
 
     async def run(self, stop: asyncio.Event) -> None:

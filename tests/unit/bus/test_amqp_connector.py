@@ -32,3 +32,25 @@ async def test_a_connection_closed_before_its_callback_reads_as_broker_unavailab
     # Then it hears that the broker is unavailable (which the outbox spools on)
     with pytest.raises(BrokerUnavailable, match="closed the connection"):
         await connector.publish_channel(1.0)
+
+
+@pytest.mark.parametrize(
+    ("url", "heartbeat"),
+    [("amqp://u:p@127.0.0.1:1/", 10), ("amqp://u:p@127.0.0.1:1/?heartbeat=3", None)],
+)
+async def test_heartbeats_every_10s_unless_the_url_says(
+    monkeypatch: pytest.MonkeyPatch, url: str, heartbeat: int | None
+) -> None:
+    # Given aio-pika, whose own default (60 s) notices a silent node after 3 minutes
+    asked: dict[str, Any] = {}
+
+    async def connect(_url: str, **kwargs: Any) -> None:
+        asked.update(kwargs)
+        raise ConnectionError("no broker here")
+
+    monkeypatch.setattr("stalwart.bus._amqp_conn.aio_pika.connect", connect)
+    # When the connector connects
+    with pytest.raises(BrokerUnavailable):
+        await Connector([url], on_connected=_nothing).start()
+    # Then it asks for 10 s heartbeats, unless the URL set its own (aio-pika reads it there)
+    assert asked.get("heartbeat") == heartbeat

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from stalwart.bus import QueueSpec, Transport, open_transport
+from stalwart.envelope import Envelope
+from stalwart.errors import BrokerUnavailable
 from stalwart.ha.events import EventPublisher
 from stalwart.ha.queue_leaders import QueueLeaderWatch, rabbitmqctl_leaders
 
@@ -66,3 +68,31 @@ async def test_a_node_that_does_not_answer_says_which() -> None:
     failing = [["sh", "-c", "echo 'unable to connect to node' >&2; exit 69", "--"]]
     with pytest.raises(RuntimeError, match=r"no node answered list_queues.*unable to connect"):
         await rabbitmqctl_leaders(failing)
+
+
+class _FlakyBus:
+    """A bus that refuses the first publish (the broker failing over), then takes them."""
+
+    def __init__(self) -> None:
+        self.published: list[str] = []
+        self._refuse = True
+
+    async def publish(self, batch: list[Envelope]) -> None:
+        if self._refuse:
+            self._refuse = False
+            raise BrokerUnavailable("failing over")
+        self.published += [env.body["to_node"] for env in batch]
+
+
+async def test_a_move_the_bus_refused_is_published_at_the_next_read() -> None:
+    # Given a move read while the bus refuses publishes
+    bus = _FlakyBus()
+    read = _Leaders({"x.a": "n1@h"}, {"x.a": "n2@h"}, {"x.a": "n2@h"})
+    watch = QueueLeaderWatch(read, EventPublisher(bus, "t@local/1"))  # type: ignore[arg-type]
+    await watch.step()
+    await watch.step()
+    assert bus.published == []
+    # When the watch reads again, with nothing new
+    await watch.step()
+    # Then the earlier move is published now, once
+    assert bus.published == ["n2@h"]

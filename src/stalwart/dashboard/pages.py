@@ -25,7 +25,7 @@ from stalwart.dashboard.models import (
     ReportItem,
     active_filters,
 )
-from stalwart.dashboard.panels import PANELS, load_panel
+from stalwart.dashboard.panels import PANELS, event_subject, load_panel
 from stalwart.dashboard.ranges import RANGES, RangeKey, pick
 from stalwart.dashboard.web import csrf_binding, dash, render, require_action, require_read
 from stalwart.envelope import DeliveryState
@@ -35,6 +35,8 @@ from stalwart.topics import validate_pattern
 __all__ = ["filter_from_query", "router"]
 
 router = APIRouter(include_in_schema=False)
+# Every state always has its tile, trouble first: the layout does not jump.
+_TILES = ("failed", "dead", "rejected", "expired", "received", "sent", "consumed")
 _Read = Depends(require_read)
 
 
@@ -47,7 +49,7 @@ async def overview_page(
     span = pick(range, state.config.traffic_window, state.config.traffic_bucket)
     traffic, traffic_error = await views.traffic(state, span)
     data = await views.overview(state, traffic)
-    infra = [s.topic for s in traffic.series if views.is_infra(s.topic)] if traffic else []
+    series = views.grouped_series(traffic.series) if traffic else []
     inbound: dict[str, float] = {}
     for edge in traffic.edges if traffic else []:
         inbound[edge.target] = inbound.get(edge.target, 0.0) + edge.rate
@@ -62,7 +64,8 @@ async def overview_page(
         overview=data,
         traffic=traffic,
         traffic_error=traffic_error,
-        infra_topics=infra,
+        series=series,
+        states=_TILES,
         inbound=inbound,
         recent=recent.items,
         span=span,
@@ -272,12 +275,15 @@ async def _panel_page(request: Request, slug: str) -> HTMLResponse:
         state.source.list_messages(MessageFilter(topic=spec.events), 50, None),
         MessagePage(items=[]),
     )
+    bodies, _ = await views.guarded(
+        "the store", state.source.bodies([m.id for m in events.items]), {}
+    )
     return render(
         request,
         "panel.html",
         spec=spec,
         panel=panel,
-        events=events.items,
+        events=[(m, *event_subject(bodies.get(m.id))) for m in events.items],
         error=error,
         unverified=state.metrics.events.unverified,
     )

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.config import Settings
 
-__all__ = ["PANELS", "PanelData", "PanelSpec", "load_panel"]
+__all__ = ["PANELS", "PanelData", "PanelSpec", "event_subject", "load_panel"]
 
 _log = logging.getLogger("stalwart.dashboard.panels")
 
@@ -89,6 +89,10 @@ def _cell(key: str, value: Any) -> Any:
         return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
     if isinstance(value, str | int | float | bool) or value is None:
         return value
+    if isinstance(value, list | tuple):
+        return [_cell(key, v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _cell(str(k), v) for k, v in value.items()}
     return str(value)
 
 
@@ -152,6 +156,21 @@ def _sections(data: Any) -> dict[str, list[dict[str, Any]]]:
     if summary:
         out = {"": [_row(summary)], **out}
     return out
+
+
+_SUBJECT_KEYS = ("program", "service", "lease", "name", "object", "replica", "site")
+
+
+def event_subject(body: Any) -> tuple[str | None, str | None]:
+    """What a part's event concerns (``program[instance]``, a service, a lease...) and
+    its reason, read from its body; None for what it does not say."""
+    if not isinstance(body, Mapping):
+        return None, None
+    subject = next((str(body[k]) for k in _SUBJECT_KEYS if body.get(k) not in (None, "")), None)
+    if subject is not None and body.get("instance") is not None:
+        subject += f"[{body['instance']}]"
+    reason = body.get("reason") or body.get("error")
+    return subject, str(reason) if reason not in (None, "") else None
 
 
 async def load_panel(

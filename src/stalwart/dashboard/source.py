@@ -8,7 +8,7 @@ keeps pages and API independent of the store's own result types.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -57,6 +57,9 @@ class DataSource(Protocol):
 
     async def get_message(self, message_id: str) -> MessageDetail | None:
         """Envelope, timeline and causal chain, or None if unknown."""
+
+    async def bodies(self, ids: list[str]) -> dict[str, Any]:
+        """The bodies of these messages, by id (those not found are left out)."""
 
     async def list_reports(
         self, level: str | None, source: str | None, limit: int

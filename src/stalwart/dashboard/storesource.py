@@ -12,6 +12,7 @@ from collections.abc import Hashable
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -37,6 +38,7 @@ from stalwart.dashboard.models import (
 from stalwart.dashboard.servicestats import ServiceStats, service_stats
 from stalwart.errors import StoreUnavailable
 from stalwart.store import Store, queries
+from stalwart.store.schema import messages
 
 __all__ = ["StoreSource", "chain_tree", "instance_of"]
 
@@ -236,7 +238,10 @@ class StoreSource:
         )
         if detail is None:
             return None
-        timeline = sorted(
+        sent = detail.sent
+        # Sent first, whatever the clocks say: every life cycle starts with it.
+        first = TimelineEntry(service=sent.service, state="sent", at=sent.at, instance=sent.sender)
+        later = sorted(
             (
                 TimelineEntry(
                     service=t.service,
@@ -251,6 +256,7 @@ class StoreSource:
             ),
             key=lambda t: (t.at, t.service),
         )
+        timeline = [first, *later]
         deliveries = [
             DeliveryItem(
                 service=d.service,
@@ -268,6 +274,18 @@ class StoreSource:
             timeline=timeline,
             chain=chain_tree(detail),
         )
+
+    async def bodies(self, ids: list[str]) -> dict[str, Any]:
+        if not ids:
+            return {}
+
+        async def read(store: Store) -> dict[str, Any]:
+            query = select(messages.c.id, messages.c.body).where(messages.c.id.in_(ids))
+            async with store.engine.connect() as conn:
+                return {row.id: row.body for row in await conn.execute(query)}
+
+        found: dict[str, Any] = await self._run("read message bodies", read)
+        return found
 
     async def list_reports(
         self, level: str | None, source: str | None, limit: int

@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from stalwart.dashboard.busview import queue_infos
+from stalwart.dashboard.flows import topic_group
 from stalwart.dashboard.models import (
     Availability,
     Instance,
@@ -21,6 +22,7 @@ from stalwart.dashboard.models import (
     ReportItem,
     ServiceGroup,
     SiteGroup,
+    TopicSeries,
     Traffic,
 )
 from stalwart.dashboard.ranges import TimeRange
@@ -32,6 +34,7 @@ from stalwart.topics import matches
 __all__ = [
     "best_status",
     "group_by_site",
+    "grouped_series",
     "guarded",
     "is_infra",
     "log_action",
@@ -103,6 +106,18 @@ def service_status(instances: list[Instance]) -> dict[str, Availability]:
     return {name: best_status(members) for name, members in by_service.items()}
 
 
+def grouped_series(series: list[TopicSeries]) -> list[TopicSeries]:
+    """Traffic per topic without heartbeats and life-cycle batches, reply topics as one."""
+    merged: dict[str, list[int]] = {}
+    for s in series:
+        if is_infra(s.topic):
+            continue
+        into = merged.setdefault(topic_group(s.topic), [0] * len(s.counts))
+        for i, n in enumerate(s.counts[: len(into)]):
+            into[i] += n
+    return [TopicSeries(topic=t, counts=c) for t, c in merged.items()]
+
+
 def mark_unverified(state: DashboardState, instances: list[Instance]) -> list[Instance]:
     """Flag the instances whose latest sys.* message did not carry a valid token."""
     judge = state.metrics.events.unverified
@@ -146,8 +161,10 @@ async def overview(state: DashboardState, traffic_data: Traffic | None = None) -
         traffic_data, e4 = await traffic(state)
     else:
         e4 = None
-    all_rates = traffic_data.rates() if traffic_data else {}
-    rates = {t: r for t, r in all_rates.items() if not is_infra(t)}
+    rates: dict[str, float] = {}
+    for topic, rate in (traffic_data.rates() if traffic_data else {}).items():
+        if not is_infra(topic):
+            rates[topic_group(topic)] = rates.get(topic_group(topic), 0.0) + rate
     bus = state.link.status()
     store_error = "; ".join(e for e in (e1, e2, e3, e4) if e) or None
     return Overview(

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from stalwart.dashboard import charts
+from stalwart.dashboard import charts, humanize
 from stalwart.dashboard.auth import (
     CSRF_COOKIE,
     CSRF_HEADER,
@@ -141,6 +141,8 @@ def build_templates() -> Environment:
     env.globals.update(
         nav=NAV,
         charts=charts,
+        cell=humanize.cell,
+        header=humanize.header,
         ago=_ago,
         pretty=_pretty,
         urlencode=urlencode,

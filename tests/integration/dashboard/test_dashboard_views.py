@@ -86,3 +86,60 @@ async def test_service_page_shows_throughput_latency_failures_and_instances(
     assert (await system.client.get("/services/qa?range=24h")).status_code == 200
     bad = await system.client.get("/services/qa?range=2d")
     assert bad.status_code == 422 and "range" in bad.text
+
+
+async def test_panel_events_say_which_program_and_why(system: System) -> None:
+    # Given a watchdog event about instance 0 of qa
+    event = Envelope.new(
+        "sys.watchdog.exited",
+        {"event": "exited", "program": "qa", "instance": 0, "reason": "killed by SIGKILL"},
+        kind="WatchdogEvent",
+        sender="watchdog@eu/wd1",
+    )
+    await system.publish(event)
+
+    async def listed() -> str | None:
+        page = await system.client.get("/processes")
+        return page.text if event.id in page.text else None
+
+    # When the Processes panel lists it
+    html = await until(listed, what="the Processes panel to list the event")
+    # Then the row names the program instance and the reason, not just the topic
+    row = html[html.index("WatchdogEvent") :][:600]
+    assert "<b>qa[0]</b>" in row and "killed by SIGKILL" in row
+
+
+async def test_overview_tiles_are_stable_and_the_timeline_starts_with_sent(
+    system: System,
+) -> None:
+    # Given qa, which consumes one unit and fails another
+    async with running_service(system, _checker()):
+        ok = Envelope.new("work.unit", {"n": 1}, sender="disp@jao/1")
+        bad = Envelope.new("work.unit", {"n": 2, "poison": True}, sender="disp@jao/1")
+        await system.publish(ok, bad)
+
+        async def shown() -> tuple[str, str] | None:
+            page = await system.client.get(f"/messages/{ok.id}")
+            front = await system.client.get("/")
+            dead = 'class="stat alarm" data-state="dead"' in front.text
+            done = 'data-state="consumed"' in page.text and dead
+            return (page.text, front.text) if done else None
+
+        html, overview = await until(shown, what="the unit consumed and the poison dead")
+    # Then the message's timeline starts with its sending by disp, then qa's states
+    states = re.findall(r'<tr data-state="(\w+)">', html)
+    assert states[0] == "sent" and "consumed" in states[1:]
+    assert "disp@jao/1" in html[html.index('data-state="sent"') :][:400]
+    # And every state has its tile, trouble first, the failed one marked
+    tiles = re.findall(r'<a class="stat( alarm)?" data-state="(\w+)"', overview)
+    assert [s for _, s in tiles] == [
+        "failed",
+        "dead",
+        "rejected",
+        "expired",
+        "received",
+        "sent",
+        "consumed",
+    ]
+    assert dict((s, a) for a, s in tiles)["dead"] == " alarm"
+    assert dict((s, a) for a, s in tiles)["rejected"] == ""

@@ -12,7 +12,16 @@ import math
 from datetime import datetime
 from typing import Final
 
-__all__ = ["MAX_COUNT", "MAX_SECONDS", "MIN_RATE", "duration", "moment", "rate", "size"]
+__all__ = [
+    "MAX_COUNT",
+    "MAX_SECONDS",
+    "MIN_RATE",
+    "duration",
+    "moment",
+    "nonblank",
+    "rate",
+    "size",
+]
 
 MAX_SECONDS: Final = 10 * 365 * 86400.0
 """Ten years: no timeout, lifetime or interval of stalwart is longer."""
@@ -20,6 +29,13 @@ MAX_COUNT: Final = 10**9
 """Beyond any count of messages, rows or items one command handles."""
 MIN_RATE: Final = 10**6
 """Bytes per second: below it a scrub of one block takes longer than anyone waits."""
+
+
+def nonblank(text: str) -> str:
+    """Text that says something: a report, its source, a token's subject."""
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
 
 
 def duration(text: str | float) -> float:

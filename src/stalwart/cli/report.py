@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from stalwart.cli._common import ConfigOption, handle_errors, run, say, settings_from
+from stalwart.cli._params import nonblank
 from stalwart.errors import ConfigError
 from stalwart.messages import ReportLevel
 from stalwart.reporting import report
@@ -28,9 +29,11 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     @handle_errors
     def report_command(
-        text: Annotated[str, typer.Argument(help="What happened, in one line.")],
+        text: Annotated[str, typer.Argument(parser=nonblank, help="What happened, in one line.")],
         level: Annotated[ReportLevel, typer.Option("--level", "-l")] = ReportLevel.INFO,
-        source: Annotated[str, typer.Option("--source", "-s", help="Reporting tool.")] = "batch",
+        source: Annotated[
+            str, typer.Option("--source", "-s", parser=nonblank, help="Reporting tool.")
+        ] = "batch",
         ref: Annotated[list[str] | None, typer.Option("--ref", help="KEY=VALUE (repeat).")] = None,
         config: ConfigOption = None,
     ) -> None:

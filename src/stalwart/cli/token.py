@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from stalwart.cli._common import ConfigOption, handle_errors, say, settings_from
-from stalwart.cli._params import duration
+from stalwart.cli._params import duration, nonblank
 from stalwart.service import TokenAuthority
 
 __all__ = ["register"]
@@ -24,7 +24,9 @@ def register(app: typer.Typer) -> None:
     @token.command()
     @handle_errors
     def issue(
-        subject: Annotated[str, typer.Option("--subject", help="Who the token is for.")],
+        subject: Annotated[
+            str, typer.Option("--subject", parser=nonblank, help="Who the token is for.")
+        ],
         role: Annotated[
             list[str] | None, typer.Option("--role", "-r", help="A role (repeat).")
         ] = None,

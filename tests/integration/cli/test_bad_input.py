@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from cli_commands import annotation, commands_and_params, invocation, leaves
 from stalwart.cli import build_app
+from stalwart.cli._params import nonblank
 from stalwart.errors import EX_CONFIG
 
 USAGE = 2
@@ -42,6 +43,8 @@ MISSING = "{home}/absent/stalwart-test.json"  # under the test's own directory, 
 def _bad_values(param: Any) -> list[str]:
     info = param.type_descriptor.parameter_info
     kind = annotation(param)
+    if getattr(info, "parser", None) is nonblank:
+        return ["", " "]
     if getattr(info, "parser", None) is not None:
         return BAD_PARSED
     if kind is bool:
@@ -119,6 +122,9 @@ NAMED = [
     ["store", "prune", "--older-than", "bogus"],
     ["scrub", "--rate", "fast"],
     ["scrub", "--rate", "1"],
+    ["report", " "],
+    ["report", "--source", "", "calibrated"],
+    ["token", "issue", "--subject", ""],
     ["scrub", "--every", "0"],
     ["catalog", "--limit", "0"],
 ]

@@ -137,7 +137,7 @@ async def api_messages(
 
 
 @router.get(
-    "/messages/{message_id}",
+    "/messages/{message_id:path}",
     response_model=MessageDetail,
     summary="A message, its timeline and causal chain",
     responses={404: {"description": "No such message"}},

@@ -169,7 +169,7 @@ _FILTER_NAMES = (
 )
 
 
-@router.get("/messages/{message_id}", response_class=HTMLResponse, dependencies=[_Read])
+@router.get("/messages/{message_id:path}", response_class=HTMLResponse, dependencies=[_Read])
 async def message_page(request: Request, message_id: str) -> HTMLResponse:
     state = dash(request)
     detail, error = await views.guarded(
@@ -181,19 +181,36 @@ async def message_page(request: Request, message_id: str) -> HTMLResponse:
     )
 
 
+REPORTS_PER_PAGE = 50
+
+
 @router.get("/reports", response_class=HTMLResponse, dependencies=[_Read])
 async def reports_page(
     request: Request,
     level: Literal["", "debug", "info", "warning", "error", "critical"] = "",
     source: Annotated[str, Query(max_length=255)] = "",
+    page: Annotated[int, Query(ge=1, le=200)] = 1,
 ) -> HTMLResponse:
     state = dash(request)
     reports, error = await views.guarded(
         "the store's reports",
-        state.source.list_reports(level or None, source or None, 200),
+        state.source.list_reports(level or None, source or None, page * REPORTS_PER_PAGE + 1),
         list[ReportItem](),
     )
-    return render(request, "reports.html", reports=reports, level=level, source=source, error=error)
+    shown = reports[(page - 1) * REPORTS_PER_PAGE : page * REPORTS_PER_PAGE]
+    more = len(reports) > page * REPORTS_PER_PAGE and page < 200
+    query = {k: v for k, v in (("level", level), ("source", source)) if v}
+    return render(
+        request,
+        "reports.html",
+        reports=shown,
+        level=level,
+        source=source,
+        error=error,
+        page=page,
+        newer=urlencode({**query, "page": page - 1}) if page > 1 else None,
+        older=urlencode({**query, "page": page + 1}) if more else None,
+    )
 
 
 @router.get("/dead-letters", response_class=HTMLResponse, dependencies=[_Read])

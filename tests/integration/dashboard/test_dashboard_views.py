@@ -10,6 +10,7 @@ from dashboard_system import System, running_service
 
 from dashboard_waits import until
 from stalwart.envelope import Envelope
+from stalwart.messages import Report, report_topic
 from stalwart.service import Context, Service
 
 
@@ -143,3 +144,49 @@ async def test_overview_tiles_are_stable_and_the_timeline_starts_with_sent(
     ]
     assert dict((s, a) for a, s in tiles)["dead"] == " alarm"
     assert dict((s, a) for a, s in tiles)["rejected"] == ""
+
+
+async def test_ids_with_any_allowed_character_open_their_own_page(system: System) -> None:
+    # Given messages whose ids hold a slash, a path climb, a query and a percent sign
+    odd = ["a/b", "../../api/bus", "x?y=1#z", "50% done"]
+    await system.publish(*(Envelope.new("odd.ids", {"n": i}, id=i) for i in odd))
+
+    async def stored() -> bool:
+        page = await system.client.get("/messages", params={"topic": "odd.ids"})
+        return page.text.count('class="message"') >= len(odd)
+
+    await until(stored, what="the odd ids in the store")
+    listing = (await system.client.get("/messages", params={"topic": "odd.ids"})).text
+    for message_id in odd:
+        # When its link in the list is followed
+        href = re.search(r'href="(/messages/[^"]+)"[^>]*>' + re.escape(message_id[:13]), listing)
+        assert href is not None, message_id
+        page = await system.client.get(href.group(1).replace("&amp;", "&"))
+        # Then it is that message's page, and the JSON API finds it too
+        assert page.status_code == 200 and "odd.ids" in page.text, message_id
+        api = await system.client.get("/api" + href.group(1))
+        assert api.status_code == 200 and api.json()["envelope"]["id"] == message_id
+
+
+async def test_reports_are_paged_and_a_long_ref_wraps(system: System) -> None:
+    # Given 60 reports, one with a 400-character unbroken ref
+    reports = [
+        Envelope.new(
+            report_topic("info"),
+            Report(level="info", source="scrub", text=f"run {i}", refs={"ref": "x" * 400}),
+            sender="scrub@na/1",
+        )
+        for i in range(60)
+    ]
+    await system.publish(*reports)
+
+    async def all_stored() -> str | None:
+        page = (await system.client.get("/reports", params={"page": 2})).text
+        return page if page.count('class="report"') == 10 else None
+
+    # Then the first page holds 50 with a link to the next, the second the last 10
+    second = await until(all_stored, what="60 reports in the store")
+    first = (await system.client.get("/reports")).text
+    assert first.count('class="report"') == 50 and 'rel="next"' in first
+    assert 'rel="next"' not in second and "← newer" in second
+    assert '<td class="refs">' in first

@@ -10,7 +10,7 @@
     return fetch(url, { headers: { accept: "text/html" }, credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
       .then(function (html) {
-        if (content.dataset.refresh) { content.innerHTML = html; } else { replaceList(html); }
+        if (content.dataset.refresh || content.dataset.live) { content.innerHTML = html; } else { replaceList(html); }
         content.dispatchEvent(new CustomEvent("refreshed"));
       })
       .catch(function () { /* keep the last good view; the next tick retries */ });
@@ -46,27 +46,46 @@
     return node;
   }
 
-  // Live feed: batches of new messages. The overview shows them in a ticker;
-  // the message list refreshes its first page (throttled) when live is on.
+  // Live: one stream per page. The page says what it follows (data-live on
+  // #content, or the message list's own pattern) and refreshes its content,
+  // throttled, when matching messages arrive; the overview also fills its
+  // ticker. The stream reconnects by itself; the dot says how it stands.
   const ticker = document.getElementById("ticker");
   const list = document.querySelector("[data-live-list]");
-  const pattern = ticker ? ticker.dataset.live : (list ? list.dataset.refreshLive : null);
-  if (!pattern || !window.EventSource) { return; }
+  const pattern = (content && content.dataset.live) || (list ? list.dataset.refreshLive : null);
+  function showStatus(state, text) {
+    if (!statusDot) { return; }
+    statusDot.hidden = false;
+    statusDot.className = "live-dot " + state;
+    statusDot.textContent = text;
+  }
+  if (!pattern || !window.EventSource) {
+    if (statusDot) { statusDot.hidden = true; } // nothing streams here: no dot at all
+    return;
+  }
+  const every = content.dataset.liveEvery ? parseInt(content.dataset.liveEvery, 10) : 1000;
   let pending = 0;
   let timer = null;
-  const source = new EventSource("/live?pattern=" + encodeURIComponent(pattern));
-  source.addEventListener("open", function () { statusDot.className = "live-dot on"; });
-  source.addEventListener("error", function () { statusDot.className = "live-dot off"; });
-  source.addEventListener("dropped", function (ev) {
-    const info = JSON.parse(ev.data);
-    const where = document.getElementById("live-dropped");
-    if (where) { where.textContent = info.dropped + " updates skipped (too fast to show)"; }
-    if (document.querySelector("[data-live-list]")) { refresh(); } // reload from the store
-  });
-  source.addEventListener("messages", function (ev) {
+  let wait = 1000;
+
+  function busy() {
+    // Never pull the page from under someone choosing or typing.
+    const active = document.activeElement;
+    if (active && content.contains(active) && /INPUT|SELECT|TEXTAREA|BUTTON/.test(active.tagName)) { return true; }
+    return content.querySelector("input[type=checkbox]:checked") !== null;
+  }
+  function soon() {
+    if (!timer) {
+      timer = window.setTimeout(function () {
+        timer = null; pending = 0;
+        if (!document.hidden && !busy()) { refresh(); }
+      }, every);
+    }
+  }
+  function onMessages(ev) {
     const batch = JSON.parse(ev.data);
     if (ticker) {
-      batch.slice(-30).forEach(function (m) {
+      batch.filter(function (m) { return !m.infra; }).slice(-30).forEach(function (m) {
         const li = document.createElement("li");
         const a = el("a", m.topic);
         a.href = "/messages/" + encodeURIComponent(m.id);
@@ -79,13 +98,37 @@
       while (ticker.children.length > 60) { ticker.removeChild(ticker.lastChild); }
     }
     const toggle = document.getElementById("live-toggle");
-    if (document.querySelector("[data-live-list]") && (!toggle || toggle.checked)) {
+    if (document.querySelector("[data-live-list]")) {
+      if (toggle && !toggle.checked) { return; }
       pending += batch.length;
       const counter = document.getElementById("new-count");
       if (counter) { counter.textContent = pending + " new"; }
-      if (!timer) {
-        timer = window.setTimeout(function () { timer = null; pending = 0; refresh(); }, 1000);
-      }
     }
-  });
+    soon();
+  }
+  function connect() {
+    showStatus("connecting", "connecting");
+    let url = "/live?pattern=" + encodeURIComponent(pattern);
+    if (content.dataset.liveInfra) { url += "&infra=true"; }
+    const source = new EventSource(url);
+    source.addEventListener("open", function () { wait = 1000; showStatus("on", "live"); });
+    source.addEventListener("error", function () {
+      if (source.readyState === EventSource.CLOSED) {
+        // Refused (e.g. too many streams, logged out): retry later, slower each time.
+        showStatus("off", "offline, retrying");
+        window.setTimeout(connect, wait);
+        wait = Math.min(wait * 2, 30000);
+      } else {
+        showStatus("off", "reconnecting");
+      }
+    });
+    source.addEventListener("dropped", function (ev) {
+      const info = JSON.parse(ev.data);
+      const where = document.getElementById("live-dropped");
+      if (where) { where.textContent = info.dropped + " updates skipped (too fast to show)"; }
+      soon(); // reload from the store
+    });
+    source.addEventListener("messages", onMessages);
+  }
+  connect();
 })();

@@ -19,10 +19,10 @@ database cannot be reached; the runtime then retries the message.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -87,8 +87,11 @@ class Claim:
 class Claims:
     """The claims of one service, on the store database."""
 
-    def __init__(self, store_url: str, service: str) -> None:
-        self.engine: AsyncEngine = make_engine(store_url, pool_pre_ping=True)
+    def __init__(self, store_url: str, service: str, *, pool: dict[str, Any] | None = None) -> None:
+        pool = pool or {}
+        # No pre-ping: a connection found broken is discarded when it fails, and
+        # the attempt is retried as "store unavailable".
+        self.engine: AsyncEngine = make_engine(store_url, **pool)
         self._service = service
 
     async def open(self) -> None:
@@ -105,44 +108,66 @@ class Claims:
     async def claim(self, message_id: str, claimer: str, lease: float) -> Claim:
         """Take the claim on ``message_id`` for ``claimer`` (one per delivery attempt)
         unless it is done or held by a live claimer."""
+        return (await self.claim_many([(message_id, claimer)], lease))[0]
 
-        async def take(conn: AsyncConnection) -> Claim:
+    async def claim_many(self, wanted: Sequence[tuple[str, str]], lease: float) -> list[Claim]:
+        """:meth:`claim` for many (message id, claimer) pairs in one transaction.
+
+        A message id asked for twice in one call is claimed for the first
+        claimer; the later ones see it held.
+        """
+        first: dict[str, str] = {}
+        for message_id, claimer in wanted:
+            first.setdefault(message_id, claimer)
+
+        async def take(conn: AsyncConnection) -> list[Claim]:
             now = db_now(conn)
-            dialect = (
-                sa.dialects.postgresql if conn.dialect.name == "postgresql" else sa.dialects.sqlite
-            )
-            insert = dialect.insert(claims).values(
-                service=self._service,
-                message_id=message_id,
-                claimer=claimer,
-                claimed_until=now + lease,
-            )
             current = claims.c
-            statement = insert.on_conflict_do_update(
-                index_elements=["service", "message_id"],
-                set_={
-                    "claimer": insert.excluded.claimer,
-                    "claimed_until": insert.excluded.claimed_until,
-                },
-                where=sa.and_(
-                    current.done_at.is_(None),
-                    current.claimed_until < now,
-                ),
-            ).returning(current.claimer)
-            if (await conn.execute(statement)).first() is not None:
-                return Claim(ClaimState.CLAIMED, claimer)
-            row = (
-                await conn.execute(
-                    sa.select(current.claimer, current.claimed_until - now, current.done_at).where(
-                        self._key(message_id)
+            taken = set()
+            if first:
+                insert = (
+                    _dialect(conn)
+                    .insert(claims)
+                    .values(
+                        [
+                            {
+                                "service": self._service,
+                                "message_id": message_id,
+                                "claimer": claimer,
+                                "claimed_until": now + lease,
+                            }
+                            for message_id, claimer in first.items()
+                        ]
                     )
                 )
-            ).first()
-            if row is None:  # released between the two statements: try again
-                return Claim(ClaimState.HELD, None, 0.0)
-            if row.done_at is not None:
-                return Claim(ClaimState.DONE, row.claimer)
-            return Claim(ClaimState.HELD, row.claimer, max(0.0, float(row[1])))
+                statement = insert.on_conflict_do_update(
+                    index_elements=["service", "message_id"],
+                    set_={
+                        "claimer": insert.excluded.claimer,
+                        "claimed_until": insert.excluded.claimed_until,
+                    },
+                    where=sa.and_(current.done_at.is_(None), current.claimed_until < now),
+                ).returning(current.message_id)
+                taken = set((await conn.execute(statement)).scalars())
+            others: dict[str, Claim] = {}
+            rest = [message_id for message_id in first if message_id not in taken]
+            if rest:
+                query = sa.select(
+                    current.message_id,
+                    current.claimer,
+                    current.claimed_until - now,
+                    current.done_at,
+                ).where(current.service == self._service, current.message_id.in_(rest))
+                for row in await conn.execute(query):
+                    state = ClaimState.DONE if row.done_at is not None else ClaimState.HELD
+                    others[row.message_id] = Claim(state, row.claimer, max(0.0, float(row[2])))
+            return [
+                Claim(ClaimState.CLAIMED, claimer)
+                if message_id in taken and first[message_id] == claimer
+                # Released between the two statements (absent): try again at once.
+                else others.get(message_id, Claim(ClaimState.HELD))
+                for message_id, claimer in wanted
+            ]
 
         return await self._run(take)
 
@@ -162,21 +187,35 @@ class Claims:
 
     async def complete(self, conn: AsyncConnection, message_id: str, claimer: str) -> None:
         """Mark the claim done inside ``conn``'s transaction; ClaimLost if taken over."""
-        statement = (
-            claims.update()
-            .where(self._key(message_id), claims.c.claimer == claimer)
-            .where(claims.c.done_at.is_(None))
-            .values(done_at=db_now(conn))
-        )
         try:
-            updated = (await conn.execute(statement)).rowcount
+            done = await self._complete(conn, [(message_id, claimer)])
         except (SQLAlchemyError, OSError) as exc:
             raise _unavailable(exc) from exc
-        if updated != 1:
-            raise ClaimLost(
-                f"the claim on {message_id} was taken over by another instance "
-                "(its lease had expired); this run's effects are rolled back"
-            )
+        if not done[0]:
+            raise _lost(message_id)
+
+    async def complete_many(self, pairs: Sequence[tuple[str, str]]) -> list[ClaimLost | None]:
+        """Complete many claims in one transaction; ClaimLost for those taken over."""
+
+        async def finish(conn: AsyncConnection) -> list[ClaimLost | None]:
+            done = await self._complete(conn, pairs)
+            return [None if ok else _lost(m) for (m, _), ok in zip(pairs, done, strict=True)]
+
+        return await self._run(finish)
+
+    async def _complete(
+        self, conn: AsyncConnection, pairs: Sequence[tuple[str, str]]
+    ) -> list[bool]:
+        current = claims.c
+        statement = (
+            claims.update()
+            .where(current.service == self._service, current.done_at.is_(None))
+            .where(sa.tuple_(current.message_id, current.claimer).in_(list(pairs)))
+            .values(done_at=db_now(conn))
+            .returning(current.message_id, current.claimer)
+        )
+        completed = {(row[0], row[1]) for row in await conn.execute(statement)}
+        return [pair in completed for pair in pairs]
 
     async def release(self, message_id: str, claimer: str) -> None:
         """Give the claim up after a failed run, so that a retry may claim it at once."""
@@ -218,6 +257,17 @@ class Claims:
                 return await work(conn)
         except (SQLAlchemyError, OSError) as exc:
             raise _unavailable(exc) from exc
+
+
+def _dialect(conn: AsyncConnection) -> Any:
+    return sa.dialects.postgresql if conn.dialect.name == "postgresql" else sa.dialects.sqlite
+
+
+def _lost(message_id: str) -> ClaimLost:
+    return ClaimLost(
+        f"the claim on {message_id} was taken over by another instance "
+        "(its lease had expired); this run's effects are rolled back"
+    )
 
 
 def _is_connection_error(exc: DBAPIError) -> bool:

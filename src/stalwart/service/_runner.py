@@ -37,10 +37,11 @@ from stalwart.envelope import (
 )
 from stalwart.errors import NotAuthorised, RequestTimeout, StalwartError, StoreUnavailable
 from stalwart.messages import Report, ReportLevel, report_topic
+from stalwart.service._batch import GroupCommit
 from stalwart.service._context import Context
 from stalwart.service._control import Reject, Retry
 from stalwart.service._heartbeat import Counters, HeartbeatSender
-from stalwart.service._idempotency import ClaimLost, Claims, ClaimState
+from stalwart.service._idempotency import Claim, ClaimLost, Claims, ClaimState
 from stalwart.service._lifecycle import LifecycleRecorder
 from stalwart.service._security import TokenAuthority
 
@@ -51,6 +52,7 @@ __all__ = ["AckGuard", "Attempt", "Outcome", "ServiceRunner"]
 
 AckGuard = Callable[[], Awaitable[bool]]
 _PRUNE_EVERY = 3600.0
+_WINDOW = 4  # deliveries held per handler slot (see ServiceRunner._window)
 _log = logging.getLogger("stalwart.service")
 
 
@@ -127,7 +129,13 @@ class ServiceRunner:
             token=token,
         )
         self._claims: Claims | None = None
+        self._claim_batch: GroupCommit[tuple[str, str], Claim] | None = None
+        self._complete_batch: GroupCommit[tuple[str, str], ClaimLost | None] | None = None
+        # Handlers run in `concurrency` slots; more deliveries may be held,
+        # so that handlers do not idle while finished ones wait for their final
+        # state to be durable and for their ack.
         self._slots = asyncio.Semaphore(service.concurrency)
+        self._window = asyncio.Semaphore(_WINDOW * service.concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self._consumer: asyncio.Task[None] | None = None
         self._replies: dict[str, asyncio.Future[Envelope]] = {}
@@ -181,6 +189,9 @@ class ServiceRunner:
         await self._lifecycle.close()
         for future in self._replies.values():
             future.cancel()
+        for batch in (self._claim_batch, self._complete_batch):
+            if batch is not None:
+                await batch.close()
         if self._claims is not None:
             await self._claims.close()
         self.stopped.set()
@@ -193,14 +204,14 @@ class ServiceRunner:
         )
 
     async def _consume(self) -> None:
-        deliveries = self._transport.consume(self._spec.name, self.service.concurrency)
+        deliveries = self._transport.consume(self._spec.name, _WINDOW * self.service.concurrency)
         try:
             while True:
-                await self._slots.acquire()
+                await self._window.acquire()
                 try:
                     delivery = await anext(deliveries)
                 except StopAsyncIteration:
-                    self._slots.release()
+                    self._window.release()
                     return
                 task = asyncio.create_task(self._handle(delivery))
                 self._inflight.add(task)
@@ -210,7 +221,7 @@ class ServiceRunner:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        self._slots.release()
+        self._window.release()
         if not task.cancelled() and task.exception() is not None:
             _log.error("handler task crashed", exc_info=task.exception())
 
@@ -244,7 +255,8 @@ class ServiceRunner:
         )
         renewer = asyncio.create_task(self._renew(delivery, attempt))
         try:
-            outcome = await self._outcome(delivery, attempt)
+            async with self._slots:
+                outcome = await self._outcome(delivery, attempt)
             if outcome is None or not await self._may_act():
                 _log.warning("giving %s back: this instance was fenced out", attempt.message_id)
                 await delivery.release()
@@ -307,9 +319,9 @@ class ServiceRunner:
                 return None
         result = await self._run_handler(delivery, handler, envelope, body, attempt)
         if attempt.claimed and not attempt.completed:
-            claims = self._claims_store()
-            async with claims.transaction() as conn:
-                await claims.complete(conn, attempt.message_id, attempt.claimer)
+            lost = await self._batches()[1]((attempt.message_id, attempt.claimer))
+            if lost is not None:
+                raise lost
             attempt.completed = True
         if envelope.reply_to and result is not None:
             await self._reply(envelope, result)
@@ -317,10 +329,10 @@ class ServiceRunner:
 
     async def _claim(self, attempt: Attempt) -> bool:
         """Claim the id, waiting while another live instance holds it; False if done."""
-        claims = self._claims_store()
+        claim_batch = self._batches()[0]
         pace = Backoff(initial=0.05, cap=1.0)
         while True:
-            claim = await claims.claim(attempt.message_id, attempt.claimer, self._spec.lease)
+            claim = await claim_batch((attempt.message_id, attempt.claimer))
             if claim.state is ClaimState.CLAIMED:
                 attempt.claimed = True
                 return True
@@ -418,8 +430,21 @@ class ServiceRunner:
 
     def _claims_store(self) -> Claims:
         if self._claims is None:
-            self._claims = Claims(self.settings.store.url, self.service.name)
+            size = self.service.concurrency
+            pool = {"pool_size": size, "max_overflow": size}
+            self._claims = Claims(self.settings.store.url, self.service.name, pool=pool)
         return self._claims
+
+    def _batches(
+        self,
+    ) -> tuple[GroupCommit[tuple[str, str], Claim], GroupCommit[tuple[str, str], ClaimLost | None]]:
+        """Claims and completions of concurrent handlers, one transaction per batch."""
+        claims = self._claims_store()
+        if self._claim_batch is None or self._complete_batch is None:
+            lease = self._spec.lease
+            self._claim_batch = GroupCommit(lambda pairs: claims.claim_many(pairs, lease))
+            self._complete_batch = GroupCommit(claims.complete_many)
+        return self._claim_batch, self._complete_batch
 
     async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
         """Make the final state durable, then settle: a kill in between loses no state."""

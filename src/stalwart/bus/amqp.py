@@ -283,6 +283,11 @@ class AmqpTransport:
                     "(topic) permissions allow it"
                 ) from None
             if isinstance(result, DeliveryError):
+                # A channel that first published while its queue's leader moved can go on
+                # nacking everything (seen on RabbitMQ 3.10, while new channels are acked):
+                # the next publish opens a fresh one.
+                with contextlib.suppress(*CONNECTION_EXCEPTIONS, RuntimeError):
+                    await channel.close()
                 raise PublishRefused(
                     f"RabbitMQ refused a message ({result}); check the broker's limits and logs"
                 ) from None

@@ -52,7 +52,7 @@ async def _publish_raw(url: str, exchange: str, envelopes: list[dict[str, Any]])
         await connection.close()
 
 
-@pytest.mark.timeout(scale(60, 300))
+@pytest.mark.timeout(scale(150, 600))
 async def test_duplicates_and_a_too_long_id_from_a_foreign_publisher(
     exchange: str,
     rabbitmq_url: str,
@@ -77,7 +77,7 @@ async def test_duplicates_and_a_too_long_id_from_a_foreign_publisher(
     found: dict[str, Counts] = {}
     for name, prefix, sent in (("same id twice", "t", twice), ("after a long id", "g", good)):
         found[name] = await settle(
-            postgres_url, service, f"{unique}-{prefix}", len(sent), scale(30, 120), quiet=2.0
+            postgres_url, service, f"{unique}-{prefix}", len(sent), scale(60, 180), quiet=2.0
         )
     # ... and the message with the too-long id ends rejected with a reason
     refused = await rejections(postgres_url, service)

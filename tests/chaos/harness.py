@@ -21,14 +21,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from effects_app import EFFECTS_DDL, async_url
+from effects_app import EFFECTS_DDL
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from stalwart.bus import open_transport
 from stalwart.config import Settings, load_settings
 from stalwart.ha import status
 from stalwart.ha.replicas import SETTINGS_ENV
+from stalwart.store.engine import make_engine
 from stalwart.store.schema import deliveries
 
 HERE = Path(__file__).parent
@@ -111,7 +111,7 @@ class Counts:
 
 async def count(store_url: str, service: str, prefix: str, published: int) -> Counts:
     """Counts for the ids ``prefix-*`` at ``service``."""
-    engine = create_async_engine(async_url(store_url))
+    engine = make_engine(store_url)
     like = f"{prefix}-%"
     try:
         async with engine.connect() as conn:
@@ -164,7 +164,7 @@ async def count(store_url: str, service: str, prefix: str, published: int) -> Co
 
 async def rejections(store_url: str, service: str) -> list[tuple[str, str | None]]:
     """(message id, reason) of every delivery at ``service`` that ended rejected."""
-    engine = create_async_engine(async_url(store_url))
+    engine = make_engine(store_url)
     query = select(deliveries.c.message_id, deliveries.c.reason).where(
         deliveries.c.service == service, deliveries.c.state == "rejected"
     )
@@ -243,7 +243,7 @@ class System:
 
     async def prepare(self) -> None:
         """Create the effects table, then start the persister and wait for its queue."""
-        engine = create_async_engine(async_url(self.store_url))
+        engine = make_engine(self.store_url)
         try:
             async with engine.begin() as conn:
                 await conn.execute(text(EFFECTS_DDL))
@@ -314,7 +314,7 @@ class System:
 
     async def leader(self) -> int | None:
         """The pid of the replica holding the service's role now, if any."""
-        engine = create_async_engine(async_url(self.store_url))
+        engine = make_engine(self.store_url)
         try:
             for lease in (await status(engine)).leases:
                 if lease.role == f"service.{self.service}" and lease.live and lease.holder:

@@ -98,15 +98,20 @@ def value_chart(
             f"{escape(empty)}</text>"
         )
     for index, (name, values) in enumerate(lines if points >= 2 else []):
-        coords = " ".join(
-            f"{pad_l + plot_w * i / (points - 1):.1f},{pad_t + plot_h * (1 - v / scale):.1f}"
+        xy = [
+            (pad_l + plot_w * i / (points - 1), pad_t + plot_h * (1 - v / scale))
             for i, v in enumerate(values)
             if v is not None
-        )
+        ]
+        coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+        css = f"series s{index % PALETTE_SIZE}"
         parts.append(
-            f'<polyline class="series s{index % PALETTE_SIZE}" points="{coords}">'
-            f"<title>{escape(name)}</title></polyline>"
+            f'<polyline class="{css}" points="{coords}"><title>{escape(name)}</title></polyline>'
         )
+        if len(xy) <= 2:  # a lone point draws no line: mark it
+            parts.extend(
+                f'<circle class="{css} dot" cx="{x:.1f}" cy="{y:.1f}" r="3"/>' for x, y in xy
+            )
     parts.append("</svg>")
     return Markup("".join(parts))
 

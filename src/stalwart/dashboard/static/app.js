@@ -111,7 +111,11 @@
     let url = "/live?pattern=" + encodeURIComponent(pattern);
     if (content.dataset.liveInfra) { url += "&infra=true"; }
     const source = new EventSource(url);
-    source.addEventListener("open", function () { wait = 1000; showStatus("on", "live"); });
+    source.addEventListener("open", function () {
+      wait = 1000;
+      showStatus("on", "live");
+      soon(); // catch up with what happened between rendering (or a break) and now
+    });
     source.addEventListener("error", function () {
       if (source.readyState === EventSource.CLOSED) {
         // Refused (e.g. too many streams, logged out): retry later, slower each time.

@@ -63,6 +63,9 @@ class Outcome:
     state: DeliveryState
     reason: str | None = None
     delay: float | None = None  # for FAILED: None is the queue's backoff
+    # FAILED because the store was away: not the message's fault, so given back
+    # after a pause without counting an attempt (an outage must not kill messages).
+    store_away: bool = False
 
 
 _CONSUMED = Outcome(DeliveryState.CONSUMED)
@@ -135,6 +138,9 @@ class ServiceRunner:
         # so that handlers do not idle while finished ones wait for their final
         # state to be durable and for their ack.
         self._slots = asyncio.Semaphore(service.concurrency)
+        # One pace for every delivery that met the store away: it grows while the
+        # outage lasts and starts over at the first message that succeeds.
+        self._store_pace = Backoff(initial=self._spec.retry_initial, cap=self._spec.retry_max)
         self._window = asyncio.Semaphore(_WINDOW * service.concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self._consumer: asyncio.Task[None] | None = None
@@ -277,7 +283,9 @@ class ServiceRunner:
             return await self._process(delivery, attempt)
         except _Refused as refused:
             return refused.outcome
-        except (StoreUnavailable, ClaimLost) as exc:
+        except StoreUnavailable as exc:
+            return Outcome(DeliveryState.FAILED, str(exc), store_away=True)
+        except ClaimLost as exc:
             return Outcome(DeliveryState.FAILED, str(exc))
         finally:
             if attempt.claimed and not attempt.completed:
@@ -450,10 +458,17 @@ class ServiceRunner:
         """Make the final state durable, then settle: a kill in between loses no state."""
         state, reason = outcome.state, outcome.reason
         if state in (DeliveryState.CONSUMED, DeliveryState.EXPIRED):
+            self._store_pace.reset()
             await self._record_final(delivery, state, reason)
             await delivery.ack()
             if state is DeliveryState.CONSUMED:
                 self.counters.processed += 1
+            return
+        if outcome.store_away:
+            self.counters.failed += 1
+            await self._record_final(delivery, state, reason)
+            await asyncio.sleep(self._store_pace.next())
+            await delivery.release()
             return
         self.counters.failed += 1
         reason = reason or state.value

@@ -41,6 +41,9 @@ from benchmarks.bench_store_queries import _p, _time
 from stalwart.bus import open_transport
 from stalwart.config import Settings
 from stalwart.dashboard import DashboardSettings, create_app
+from stalwart.dashboard.flows import flows
+from stalwart.dashboard.ranges import RANGES
+from stalwart.dashboard.servicestats import service_stats
 from stalwart.dashboard.storesource import StoreSource
 from stalwart.envelope import Envelope, utcnow
 from stalwart.store import Store, queries
@@ -117,6 +120,20 @@ async def _pages(url: str, reps: int) -> None:
         ours = await _time(lambda c=client: c.get("/metrics"), reps)
         theirs = await _time(lambda: queries.counts_by_state(store), reps)
         rows.append(("metrics (warm)", ours, theirs))
+    # The service page and the map, cache cold: each range's own read every time.
+    app = create_app(
+        Settings(), config=cfg, source=StoreSource.of(store, cache_ttl=0.0), transport=transport
+    )
+    async with _client(app) as client:
+        for key, span in RANGES.items():
+            ours = await _time(lambda c=client, k=key: c.get(f"/services/qa?range={k}"), reps)
+            theirs = await _time(
+                lambda w=span.window, b=span.bucket: service_stats(store, "qa", w, b), reps
+            )
+            rows.append((f"service {key} (cold)", ours, theirs))
+        ours = await _time(lambda c=client: c.get("/map"), reps)
+        theirs = await _time(lambda: flows(store, timedelta(minutes=15)), reps)
+        rows.append(("system map (cold)", ours, theirs))
     await transport.close()
     await store.close()
     print(f"\nPages on {url} ({reps} reps each; ms; peer = the store query alone)")

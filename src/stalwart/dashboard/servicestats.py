@@ -1,12 +1,20 @@
 """One service over a time range: throughput, handler latency, failures, attempts and
 queue depth, from its deliveries.
 
-One read: the index ``ix_deliveries_service_state_time`` (service, state,
-message time) seeked once per state for the messages of the range, so the
-cost follows the service's traffic in the range, never the store's size.
+Every read goes through the index ``ix_deliveries_service_state_time``
+(service, state, message time), one seek per state, so the cost follows the
+service's traffic in the range, never the store's size:
+
+- counts per state and bucket (of the message's time), exact, from the index
+  alone;
+- failures by reason, exact, from the few deliveries in a failing state;
+- latency, attempts and when deliveries finished, from a sample of at most
+  about ``SAMPLE`` deliveries picked by the last digit of the message id (in
+  the index, so unpicked rows are never read), scaled back up.
+
 Queue depth over time is worked back from the current backlog (the count
-table) by the arrivals and completions in each bucket; a message older than
-the range that finished in it is not seen, so early points may read low.
+table) by the arrivals and completions of each bucket; a message older than
+the range that finished within it is not seen, so early points may read low.
 """
 
 from __future__ import annotations
@@ -14,24 +22,32 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from stalwart.dashboard.backlog import PENDING_STATES
 from stalwart.envelope import DeliveryState, utcnow
 from stalwart.store import Store
 from stalwart.store.schema import deliveries, delivery_state_counts
+from stalwart.store.stats import _bucket as bucket_index
 
-__all__ = ["ROW_LIMIT", "ServiceStats", "service_stats"]
+__all__ = ["SAMPLE", "ServiceStats", "service_stats"]
 
-ROW_LIMIT = 200_000  # beyond, the range is cut short (the page says so)
-_DONE_AT = ("consumed_at", "dead_at", "expired_at", "rejected_at")
-_FAILED_STATES = ("failed", "dead", "rejected", "expired")
+SAMPLE = 1000
+_DIGITS = "0123456789abcdef"
+_FAILING = (
+    DeliveryState.FAILED,
+    DeliveryState.DEAD,
+    DeliveryState.REJECTED,
+    DeliveryState.EXPIRED,
+)
+_STATES = [s.value for s in DeliveryState]
 
 
 @dataclass
 class ServiceStats:
-    """Per-bucket series (oldest first) and totals over the range."""
+    """Per-bucket series (oldest first, by the message's time) and totals over the range."""
 
     start: datetime
     bucket: float
@@ -45,7 +61,7 @@ class ServiceStats:
     attempts: dict[str, int] = field(default_factory=dict)
     backlog: int = 0
     dead: int = 0
-    truncated: bool = False
+    sampled: int = 1  # 1 in how many deliveries latency, attempts and depth are read from
 
     @property
     def totals(self) -> dict[str, int]:
@@ -61,33 +77,56 @@ async def service_stats(
 ) -> ServiceStats:
     """``service``'s deliveries of messages created in the last ``window`` seconds."""
     count = max(1, int(-(-window // bucket)))
-    end = now or utcnow()
-    start = end - timedelta(seconds=count * bucket)
+    start = (now or utcnow()) - timedelta(seconds=count * bucket)
     d = deliveries.c
-    query = (
-        select(
-            d.message_created_at,
-            d.state,
-            d.received_at,
-            d.attempts,
-            d.reason,
-            d.failed_at,
-            *(d[c] for c in _DONE_AT),
-        )
-        .where(
-            d.service == service,
-            d.state.in_([s.value for s in DeliveryState]),
-            d.message_created_at >= start,
-        )
-        .limit(ROW_LIMIT)
+    in_range = (d.service == service, d.state.in_(_STATES), d.message_created_at >= start)
+    index = bucket_index(store.dialect, d.message_created_at, start, int(bucket)).label("b")
+    counted = select(d.state, index, func.count()).where(*in_range).group_by(d.state, index)
+    failing = (
+        select(d.reason, func.count())
+        .where(d.service == service, d.state.in_([s.value for s in _FAILING]))
+        .where(d.message_created_at >= start)
+        .group_by(d.reason)
     )
-    counts_query = select(delivery_state_counts.c.state, delivery_state_counts.c.n).where(
+    states_now = select(delivery_state_counts.c.state, delivery_state_counts.c.n).where(
         delivery_state_counts.c.service == service
     )
     async with store.engine.connect() as conn:
-        rows = list(await conn.execute(query))
-        states = {state: n for state, n in await conn.execute(counts_query)}
+        # Index only: deliveries per state and bucket of the message's time.
+        arrivals = list(await conn.execute(counted))
+        step = _step(sum(n for _, _, n in arrivals))
+        done_at = func.coalesce(d.consumed_at, d.dead_at, d.expired_at, d.rejected_at)
+        sample_query = select(
+            d.message_created_at, d.received_at, d.consumed_at, done_at.label("done_at"), d.attempts
+        ).where(*in_range)
+        if step > 1:  # the id's last digit is in the index: unpicked rows are never read
+            sample_query = sample_query.where(
+                func.substr(d.message_id, -1).in_(list(_DIGITS[: 16 // step]))
+            )
+        sample = list(await conn.execute(sample_query)) if arrivals else []
+        reasons = [(r or "no reason given", n) for r, n in await conn.execute(failing)]
+        states = {state: n for state, n in await conn.execute(states_now)}
+    return _fold(start, bucket, count, arrivals, sample, step, reasons, states)
 
+
+def _step(total: int) -> int:
+    """Read 1 in ``step`` deliveries (1, 2, 4, 8 or 16) to keep near ``SAMPLE``."""
+    step = 1
+    while step < 16 and total / step > SAMPLE:
+        step *= 2
+    return step
+
+
+def _fold(
+    start: datetime,
+    bucket: float,
+    count: int,
+    arrivals: list[Any],
+    sample: list[Any],
+    step: int,
+    reasons: list[tuple[str, int]],
+    states: dict[str, int],
+) -> ServiceStats:
     def slot(when: datetime | None) -> int | None:
         if when is None:
             return None
@@ -95,26 +134,21 @@ async def service_stats(
         return i if 0 <= i < count else None
 
     arrived, consumed, failed, done = ([0] * count for _ in range(4))
+    for state, b, n in arrivals:
+        if 0 <= (k := int(b)) < count:
+            arrived[k] += n
+            consumed[k] += n if state == DeliveryState.CONSUMED else 0
+            failed[k] += n if state in _FAILING else 0
     latencies: list[list[float]] = [[] for _ in range(count)]
-    reasons: dict[str, int] = {}
     attempts: dict[str, int] = {}
-    for row in rows:
-        if (i := slot(row.message_created_at)) is not None:
-            arrived[i] += 1
-        finished = next((row._mapping[c] for c in _DONE_AT if row._mapping[c] is not None), None)
-        if (i := slot(finished)) is not None:
-            done[i] += 1
-        if row.state == DeliveryState.CONSUMED and (i := slot(row.consumed_at)) is not None:
-            consumed[i] += 1
-            if row.received_at is not None:
-                latencies[i].append((row.consumed_at - row.received_at).total_seconds())
-        if (i := slot(row.failed_at)) is not None:
-            failed[i] += 1
-        if row.state in _FAILED_STATES or row.failed_at is not None:
-            reason = (row.reason or "no reason given").splitlines()[0][:200]
-            reasons[reason] = reasons.get(reason, 0) + 1
+    for row in sample:
+        if (i := slot(row.done_at)) is not None:
+            done[i] += step
+        i = slot(row.consumed_at)
+        if i is not None and row.received_at is not None:
+            latencies[i].append((row.consumed_at - row.received_at).total_seconds())
         key = str(row.attempts) if row.attempts < 4 else "4+"
-        attempts[key] = attempts.get(key, 0) + 1
+        attempts[key] = attempts.get(key, 0) + step
     backlog = sum(states.get(s.value, 0) for s in PENDING_STATES)
     depth = [0] * count
     level = backlog
@@ -130,11 +164,13 @@ async def service_stats(
         latency_p50=[_quantile(v, 0.5) for v in latencies],
         latency_p95=[_quantile(v, 0.95) for v in latencies],
         depth=depth,
-        reasons=sorted(reasons.items(), key=lambda kv: -kv[1])[:10],
+        reasons=sorted(((r.splitlines()[0][:200], n) for r, n in reasons), key=lambda x: -x[1])[
+            :10
+        ],
         attempts=dict(sorted(attempts.items())),
         backlog=backlog,
         dead=states.get(DeliveryState.DEAD.value, 0),
-        truncated=len(rows) >= ROW_LIMIT,
+        sampled=step,
     )
 
 

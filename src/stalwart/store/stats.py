@@ -87,7 +87,7 @@ def _bucket(dialect: str, column: Any, start: datetime, seconds: int) -> ColumnE
     origin = int(start.timestamp())
     if dialect == "postgresql":
         return cast(func.floor((func.extract("epoch", column) - origin) / seconds), Integer)
-    return (cast(func.strftime("%s", column), Integer) - origin) / seconds
+    return (cast(func.strftime("%s", column), Integer) - origin) // seconds
 
 
 async def traffic(

@@ -102,6 +102,9 @@ class Edge(_Model):
     target: str
     count: int
     rate: float
+    recent_rate: float = Field(
+        default=0.0, description="messages per second over the window's last two buckets"
+    )
 
 
 class Traffic(_Model):

@@ -50,9 +50,10 @@ async def overview_page(
     traffic, traffic_error = await views.traffic(state, span)
     data = await views.overview(state, traffic)
     series = views.grouped_series(traffic.series) if traffic else []
+    now_rate = sum(sum(s.counts[-2:]) for s in series) / (2 * traffic.bucket) if traffic else 0.0
     inbound: dict[str, float] = {}
     for edge in traffic.edges if traffic else []:
-        inbound[edge.target] = inbound.get(edge.target, 0.0) + edge.rate
+        inbound[edge.target] = inbound.get(edge.target, 0.0) + edge.recent_rate
     recent = MessagePage(items=[])
     if request.query_params.get("fragment") != "1":  # the ticker is not part of a refresh
         recent, _ = await views.guarded(
@@ -65,6 +66,7 @@ async def overview_page(
         traffic=traffic,
         traffic_error=traffic_error,
         series=series,
+        recent_rate=now_rate,
         states=_TILES,
         inbound=inbound,
         recent=recent.items,

@@ -185,7 +185,7 @@ class StoreSource:
             window=span,
             bucket=float(data.bucket_seconds),
             series=[TopicSeries(topic=t, counts=c) for t, c in data.topics.items()],
-            edges=_edges(data.edges, span),
+            edges=_edges(data.edges, span, float(data.bucket_seconds)),
         )
 
     async def flows(self, window: float) -> Flows:
@@ -314,13 +314,21 @@ class StoreSource:
         self._store = None
 
 
-def _edges(edges: list[queries.Edge], span: float) -> list[Edge]:
-    merged: dict[tuple[str, str], int] = {}
+def _edges(edges: list[queries.Edge], span: float, bucket: float) -> list[Edge]:
+    """Per sender service and target, over the window and over its last two buckets."""
+    merged: dict[tuple[str, str], tuple[int, int]] = {}
     for e in edges:
         key = (service_of(e.source), e.target)
-        merged[key] = merged.get(key, 0) + sum(e.counts)
+        total, recent = merged.get(key, (0, 0))
+        merged[key] = (total + sum(e.counts), recent + sum(e.counts[-2:]))
     return [
-        Edge(source=s, target=t, count=n, rate=n / span if span else 0.0)
-        for (s, t), n in sorted(merged.items())
+        Edge(
+            source=s,
+            target=t,
+            count=n,
+            rate=n / span if span else 0.0,
+            recent_rate=recent / (2 * bucket) if bucket else 0.0,
+        )
+        for (s, t), (n, recent) in sorted(merged.items())
         if n
     ]

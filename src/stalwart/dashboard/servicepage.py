@@ -18,7 +18,9 @@ __all__ = ["router"]
 router = APIRouter(include_in_schema=False)
 
 
-@router.get("/services/{name}", response_class=HTMLResponse, dependencies=[Depends(require_read)])
+@router.get(
+    "/services/{name:path}", response_class=HTMLResponse, dependencies=[Depends(require_read)]
+)
 async def service_page(
     request: Request,
     name: str,

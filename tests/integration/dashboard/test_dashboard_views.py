@@ -190,3 +190,9 @@ async def test_reports_are_paged_and_a_long_ref_wraps(system: System) -> None:
     assert first.count('class="report"') == 50 and 'rel="next"' in first
     assert 'rel="next"' not in second and "← newer" in second
     assert '<td class="refs">' in first
+
+
+async def test_a_forged_sender_name_opens_its_own_service_page(system: System) -> None:
+    # A sender service name is whatever the envelope said: its link stays on its page
+    page = await system.client.get("/services/qa%2F..%2F..%2Fapi%2Fbus")
+    assert page.status_code == 200 and "Service qa/../../api/bus" in page.text

@@ -107,6 +107,41 @@ async def test_fifty_services_no_edge_crosses_a_box_and_no_labels_overlap() -> N
     assert sorted(label for label, _ in placed.clusters) == ["ap", "eu", "us"]
 
 
+def _numbers(text: str) -> list[float]:
+    return [float(v) for v in re.findall(r"-?[0-9.]+", text)]
+
+
+async def test_fifty_services_drawn_no_edge_through_a_box_in_the_svg() -> None:
+    # Given the SVG drawn for 50 services (what the browser shows)
+    graph = _synthetic(50)
+    svg = str(await render(graph))
+    boxes = {
+        name: Box(*(float(v) for v in (x, y, w, h)))
+        for name, x, y, w, h in re.findall(
+            r'data-(?:service|topic)="([^"]+)"><rect x="([0-9.]+)" y="([0-9.]+)" '
+            r'width="([0-9.]+)" height="([0-9.]+)"',
+            svg,
+        )
+    }
+    paths = re.findall(r'd="(M[^"]+)" data-from="([^"]+)" data-to="([^"]+)"', svg)
+    assert len(boxes) == len(graph.nodes) and len(paths) == len(graph.edges)
+    # Then no drawn edge passes through a box other than its two ends
+    crossings = []
+    for d, source, target in paths:
+        spline, _, tip = d.partition(" L")
+        values = _numbers(spline.replace("M", " ").replace("C", " ").replace(",", " "))
+        points = list(zip(values[::2], values[1::2], strict=True))
+        tip_x, tip_y = _numbers(tip.replace(",", " "))
+        drawn = [*_bezier(points), (tip_x, tip_y)]
+        crossings += [
+            (source, target, other)
+            for point in drawn
+            for other, box in boxes.items()
+            if other not in (source, target) and _inside(point, box)
+        ]
+    assert crossings == []
+
+
 async def test_map_svg_links_services_badges_queues_and_colours_failures() -> None:
     graph = _synthetic(6)
     svg = await render(graph)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from stalwart.bus import Transport, open_bus, redact_url
+from stalwart.cli._existing import refuse_missing
 from stalwart.config import Settings
 from stalwart.errors import BrokerUnavailable
 
@@ -13,8 +14,11 @@ __all__ = ["connected"]
 
 
 @asynccontextmanager
-async def connected(settings: Settings) -> AsyncIterator[Transport]:
-    """A started transport for ``settings``, closed on exit."""
+async def connected(settings: Settings, *, reading: bool = False) -> AsyncIterator[Transport]:
+    """A started transport for ``settings``, closed on exit; a command that only
+    reads the bus (``reading``) refuses to create an embedded one."""
+    if reading:
+        refuse_missing(settings, settings.bus.url, "bus")
     transport = open_bus(settings)
     try:
         await transport.start()

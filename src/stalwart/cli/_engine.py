@@ -1,6 +1,6 @@
-"""A store engine for a command that reads the store's tables directly, on the
-newest schema, with the store's own one-line advice when the database cannot
-be reached."""
+"""The store for commands that read it: an engine on the newest schema, the
+store's own one-line advice when the database cannot be reached, and a clear
+refusal where no store exists (instead of creating an empty one)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from stalwart.cli._existing import refuse_missing
+from stalwart.config import Settings
 from stalwart.errors import StoreUnavailable
 from stalwart.redact import redact_url
 from stalwart.store.engine import open_engine
@@ -19,9 +21,10 @@ __all__ = ["store_engine"]
 
 
 @asynccontextmanager
-async def store_engine(url: str, **options: Any) -> AsyncIterator[AsyncEngine]:
+async def store_engine(settings: Settings, url: str, **options: Any) -> AsyncIterator[AsyncEngine]:
     """An engine for ``url`` (migrated if behind), disposed on exit; a connection
     failure is StoreUnavailable."""
+    refuse_missing(settings, url, "store")
     engine = await open_engine(url, **options)
     try:
         yield engine

@@ -35,7 +35,7 @@ async def _queues(transport: Transport, service: str | None) -> list[str]:
 
 
 async def _list(settings: Settings, service: str | None, limit: int) -> list[DeadLetter]:
-    async with connected(settings) as transport:
+    async with connected(settings, reading=True) as transport:
         letters: list[DeadLetter] = []
         for queue in await _queues(transport, service):
             letters.extend(await transport.dead_letters(queue, limit))
@@ -43,7 +43,7 @@ async def _list(settings: Settings, service: str | None, limit: int) -> list[Dea
 
 
 async def _act(settings: Settings, service: str | None, keys: list[str], purge: bool) -> int:
-    async with connected(settings) as transport:
+    async with connected(settings, reading=True) as transport:
         total = 0
         for queue in await _queues(transport, service):
             chosen = keys or None

@@ -35,7 +35,7 @@ def _store_url(settings: Settings) -> str:
 
 
 async def _status(settings: Settings) -> HaStatus:
-    async with store_engine(_store_url(settings)) as engine:
+    async with store_engine(settings, _store_url(settings)) as engine:
         return await status(engine)
 
 
@@ -204,7 +204,7 @@ async def _probe_once(settings: Settings) -> list[tuple[str, str, bool, str, flo
 
 
 async def _step_down(settings: Settings, role: str, wait: float) -> tuple[int | None, str]:
-    async with store_engine(_store_url(settings)) as engine:
+    async with store_engine(settings, _store_url(settings)) as engine:
         token = await request_step_down(engine, role)
         if token is None or wait <= 0:
             return token, ""

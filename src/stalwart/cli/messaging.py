@@ -98,7 +98,7 @@ async def _tail(
     main = asyncio.current_task()
     if main is not None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
-    async with connected(settings) as transport:
+    async with connected(settings, reading=True) as transport:
         await transport.declare(spec)
         deliveries = transport.consume(spec.name, 256)
         try:

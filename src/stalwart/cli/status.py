@@ -11,6 +11,7 @@ from rich.table import Table
 
 from stalwart.cli._columns import Col, WideOption, fit_table, print_table, width_for
 from stalwart.cli._common import ConfigOption, age, console, handle_errors, run, settings_from
+from stalwart.cli._existing import refuse_missing
 from stalwart.config import Settings
 from stalwart.store import Store
 from stalwart.store.queries import ComponentView, components
@@ -22,6 +23,7 @@ _STYLE = {"up": "green", "late": "yellow", "down": "red"}
 
 
 async def _gather(settings: Settings) -> tuple[list[ComponentView], list[ProgramState]]:
+    refuse_missing(settings, settings.store.url, "store")
     async with await Store.open(settings.store.url) as store:
         forget = settings.store.forget_after
         return await components(store, forget_after=forget), await program_states(

@@ -27,6 +27,7 @@ from stalwart.cli._common import (
     say,
     settings_from,
 )
+from stalwart.cli._existing import refuse_missing
 from stalwart.cli._params import MAX_COUNT, moment
 from stalwart.cli._store_render import detail_view, messages_table, reports_table
 from stalwart.config import Settings
@@ -56,7 +57,10 @@ class MessageNotFound(StalwartError):
 
 
 @contextlib.asynccontextmanager
-async def _opened(settings: Settings) -> AsyncIterator[Store]:
+async def _opened(settings: Settings, *, create: bool = False) -> AsyncIterator[Store]:
+    """The store; a command that only reads it refuses to create one (``create``)."""
+    if not create:
+        refuse_missing(settings, settings.store.url, "store")
     store = await Store.open(settings.store.url)
     try:
         yield store
@@ -115,7 +119,7 @@ async def _persist(settings: Settings, options: PersistOptions) -> None:
     transport = open_bus(settings)
     await transport.start()
     try:
-        async with _opened(settings) as store:
+        async with _opened(settings, create=True) as store:
             persister = Persister(transport, store, options)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

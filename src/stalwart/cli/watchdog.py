@@ -22,7 +22,7 @@ __all__ = ["register"]
 
 
 async def _states(settings: Settings) -> list[ProgramState]:
-    async with store_engine(settings.store.url) as engine:
+    async with store_engine(settings, settings.store.url) as engine:
         return await program_states(engine, settings.store.forget_after)
 
 

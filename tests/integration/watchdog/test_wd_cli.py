@@ -147,7 +147,8 @@ async def test_cli_supervises_records_states_and_stops_cleanly(tmp_path: Path) -
             env={**os.environ, "COLUMNS": "200"},
         )
         assert "beater" in shown.stdout and "running" in shown.stdout
-        assert "first heartbeat" in shown.stdout
+        # The first heartbeat makes it healthy without replacing the reason it started
+        assert "healthy: started" in shown.stdout
         program_pid = states[0].pid
         # When it gets SIGTERM
         watchdog.send_signal(signal.SIGTERM)

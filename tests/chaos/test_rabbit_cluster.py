@@ -38,7 +38,8 @@ from stalwart.ha.queue_leaders import EVENT, QueueLeaderMove, QueueLeaderWatch
 from stalwart.store.engine import make_engine
 from stalwart.store.schema import messages
 
-pytestmark = pytest.mark.postgres
+# The first test also waits for the module's cluster to boot (30-60 s, more under load).
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
 
 __all__ = ["rabbit_cluster"]  # the module's fixture
 
@@ -210,15 +211,10 @@ async def test_leader_node_failure_under_load(
     try:
         # And two producer processes publishing at a steady rate
         load = (str(PER_PRODUCER), str(RATE))
-        producers = [
-            system.spawn(
-                f"producer-{p}",
-                [sys.executable, str(HERE / "timed_producer.py"), f"{unique}-{p}", *load],
-            )
-            for p in "ab"
-        ]
-        assert len(producers) == 2
-        total = 2 * PER_PRODUCER
+        for name in PRODUCERS:
+            prefix = f"{unique}-{name[-1]}"
+            system.spawn(name, [sys.executable, str(HERE / "timed_producer.py"), prefix, *load])
+        total = len(PRODUCERS) * PER_PRODUCER
 
         # When the node leading the service's queue fails while both publish
         async def publishing() -> bool:
@@ -267,8 +263,9 @@ async def test_leader_node_failure_under_load(
     print(
         f"[cluster {fault}] leader {victim.node} -> {new_leader}: "
         f"publishing stalled {publish_stall:.1f}s, consuming {consume_stall:.1f}s; "
-        f"p99 publish latency during failover {_p99(window) * 1000:.0f} ms "
-        f"({len(window)} batches), overall {_p99([e - s for s, e in batches]) * 1000:.0f} ms"
+        f"publish latency during failover p99 {_p99(window) * 1000:.0f} ms, max "
+        f"{max(window, default=0) * 1000:.0f} ms ({len(window)} batches); "
+        f"p99 overall {_p99([e - s for s, e in batches]) * 1000:.0f} ms"
     )
     assert len(batches) == total // 5
     assert any(start > fault_at for start, _end in batches), "the load ended before the fault"

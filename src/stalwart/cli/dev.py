@@ -33,7 +33,10 @@ def _root(directory: Path | None, config: Path | None) -> Path:
 
 
 def _found(root: Path) -> RabbitCluster:
-    cluster = RabbitCluster.find(root)
+    try:
+        cluster = RabbitCluster.find(root)
+    except FileNotFoundError as exc:
+        raise fail(f"{exc}; install Debian's rabbitmq-server") from None
     if cluster is None:
         raise fail(f"no cluster under {root}; start one with `stalwart dev cluster up`")
     return cluster

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from stalwart.config import DEFAULT_HOME, Settings
 from stalwart.errors import StalwartError
 
@@ -26,6 +24,8 @@ class NothingHere(StalwartError):
 def refuse_missing(settings: Settings, url: str, what: str) -> None:
     """Raise NothingHere when ``url`` names a SQLite file that does not exist in the
     default home."""
+    from sqlalchemy.engine import make_url  # not on `send`'s import path: start-up time
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         return

@@ -21,6 +21,7 @@ run: $(RUN)
 lint: $(TEST)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/lint-imports
 
 typecheck: $(TEST)
 	$(BIN)/mypy --strict src

@@ -29,13 +29,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stalwart.cli._common import settings_from
-from stalwart.config import Duration, Settings
+from stalwart.config import Duration, Settings, load_settings
 from stalwart.demo.models import SITES
 from stalwart.envelope import utcnow
 from stalwart.errors import StalwartError, exit_status
 from stalwart.integrity.catalog import Catalog
 from stalwart.integrity.manifest import sidecar_paths
+from stalwart.logs import configure_logging
 from stalwart.store import Store
 from stalwart.store.retention import prune
 
@@ -138,7 +138,8 @@ async def _run(settings: Settings) -> None:
 def main() -> int:
     """Sweep until SIGTERM or SIGINT; a bad [demo] table exits 78 (not restarted)."""
     try:
-        settings = settings_from(None)  # logging as every stalwart command configures it
+        settings = load_settings(None)
+        configure_logging(settings)  # as every stalwart process does
         settings.section("demo", DemoSettings)
     except StalwartError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,15 +1,13 @@
 """Panels of other parts (processes, HA, integrity) rendered from whatever they return.
 
-Each panel names a query function, ``module:function``, that the part
-provides and that takes the store's engine (a parameter named ``engine``) or
-the settings: ``watchdog.program_states``, ``ha.status``,
-``integrity.catalog.summary``. Whatever it returns is shown as tables: a
-mapping or dataclass becomes sections (lists are rows, nested mappings are
-one row per key, scalars a summary row), a list is one table; a column of
-numeric samples (e.g. the watchdog's memory and CPU history) becomes a
-sparkline. The dashboard does not import the part's internals: it
-looks the function up by name, so a part that is absent or not configured
-just shows an empty state. Beside it, each panel lists the part's recent
+Each panel calls a public query function of its part, imported like any
+other (so the import graph and mypy see the seam): ``watchdog.program_states``,
+``ha.status``, ``integrity.catalog.summary``. Whatever it returns is shown as
+tables: a mapping or dataclass becomes sections (lists are rows, nested
+mappings are one row per key, scalars a summary row), a list is one table; a
+column of numeric samples (e.g. the watchdog's memory and CPU history)
+becomes a sparkline. A query that fails shows as an empty state with the
+reason, never a broken page. Beside it, each panel lists the part's recent
 events from the store (``sys.<part>.#``), which every part publishes.
 """
 
@@ -17,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib
-import inspect
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -29,8 +25,14 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.config import Settings
+from stalwart.ha import status as ha_status
+from stalwart.integrity.catalog import summary as integrity_summary
+from stalwart.watchdog import program_states
 
-__all__ = ["PANELS", "PanelData", "PanelSpec", "event_subject", "load_panel"]
+__all__ = ["PANELS", "PanelData", "PanelQuery", "PanelSpec", "event_subject", "load_panel"]
+
+# A part's query for its panel: the store's engine and the settings in, anything out.
+PanelQuery = Callable[[AsyncEngine, Settings], Awaitable[Any]]
 
 _log = logging.getLogger("stalwart.dashboard.panels")
 
@@ -41,30 +43,42 @@ class PanelSpec:
 
     slug: str
     title: str
-    function: str
+    query: PanelQuery
     events: str
     help: str
+
+
+async def _processes(engine: AsyncEngine, settings: Settings) -> Any:
+    return await program_states(engine, settings.store.forget_after)
+
+
+async def _ha(engine: AsyncEngine, settings: Settings) -> Any:
+    return await ha_status(engine)
+
+
+async def _integrity(engine: AsyncEngine, settings: Settings) -> Any:
+    return await integrity_summary(engine)
 
 
 PANELS: dict[str, PanelSpec] = {
     "processes": PanelSpec(
         "processes",
         "Processes",
-        "stalwart.watchdog:program_states",
+        _processes,
         "sys.watchdog.#",
         "Programs supervised by `stalwart watchdog`: state, restarts, last reason.",
     ),
     "ha": PanelSpec(
         "ha",
         "HA",
-        "stalwart.ha:status",
+        _ha,
         "sys.ha.#",
         "Leases, fencing tokens, checkpoints and health monitors of critical services.",
     ),
     "integrity": PanelSpec(
         "integrity",
         "Integrity",
-        "stalwart.integrity.catalog:summary",
+        _integrity,
         "sys.integrity.#",
         "Replicas, recent transfers, repairs and scrub runs.",
     ),
@@ -176,29 +190,11 @@ def event_subject(body: Any) -> tuple[str | None, str | None]:
 async def load_panel(
     spec: PanelSpec, settings: Settings, engine: AsyncEngine | None, timeout: float = 5.0
 ) -> PanelData:
-    """Call the part's query function; an absent part or a failure is an empty state."""
-    module_name, _, attr = spec.function.partition(":")
+    """Call the part's query; no store, or a failure, is an empty state with the reason."""
+    if engine is None:
+        return PanelData(title=spec.title, available=False, note="the store is not open")
     try:
-        function = getattr(importlib.import_module(module_name), attr, None)
-    except ImportError:
-        function = None
-    if function is None:
-        return PanelData(
-            title=spec.title,
-            available=False,
-            note=f"{spec.title} is not configured here: {spec.help}",
-        )
-    try:
-        parameters = inspect.signature(function).parameters
-        wants_engine = "engine" in parameters
-        if wants_engine and engine is None:
-            return PanelData(title=spec.title, available=False, note="the store is not open")
-        forget = (
-            {"forget_after": settings.store.forget_after} if "forget_after" in parameters else {}
-        )
-        result = function(engine, **forget) if wants_engine else function(settings)
-        if inspect.isawaitable(result):
-            result = await asyncio.wait_for(result, timeout)
+        result = await asyncio.wait_for(spec.query(engine, settings), timeout)
     except Exception as exc:  # a broken panel must not break the dashboard
         _log.warning("panel %s failed: %s", spec.slug, exc, exc_info=True)
         return PanelData(title=spec.title, available=False, note=f"{spec.title} failed: {exc}")

@@ -325,6 +325,17 @@ class System:
             await engine.dispose()
         return None
 
+    async def new_leader(self, killed: set[int], timeout: float) -> int | None:
+        """The pid of the replica holding the role, once it is none of ``killed``
+        (a killed holder's lease stays live until it runs out)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = await self.leader()
+            if pid is not None and pid not in killed:
+                return pid
+            await asyncio.sleep(0.2)
+        return None
+
     def producer(self, prefix: str, count: int) -> str:
         name = f"producer-{prefix}"
         self.spawn(name, [sys.executable, str(HERE / "producer.py"), prefix, str(count)])

@@ -35,11 +35,16 @@ async def test_processes_killed_mid_run(
 
     # When a consumer (or the active replica) is killed with SIGKILL after a third of the
     # effects and another after two thirds, each replaced by a new process
+    killed: set[int] = set()
     for share in (1 / 3, 2 / 3):
         await system.wait_applied(unique, TOTAL, share, scale(60, 300))
-        pid = alive.pop(0) if victim == "consumer" else await system.leader()
-        assert pid is not None, "no replica holds the service's role"
+        if victim == "consumer":
+            pid: int | None = alive.pop(0)
+        else:
+            pid = await system.new_leader(killed, scale(30, 60))
+        assert pid is not None, "no live replica took the service's role"
         system.kill(pid)
+        killed.add(pid)
         alive.append(spawn())
     await system.finished(producer, scale(60, 300))
     # Then every message has exactly one effect and ends consumed in the store

@@ -20,8 +20,8 @@ from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExcha
 
 from benchmarks._amqp_queue import SERVICE, TOPIC, drop
 from stalwart.bus import QueueSpec
-from stalwart.bus._amqp_names import dlx_exchange, work_queue, work_queue_arguments
 from stalwart.bus.amqp import AmqpTransport
+from stalwart.bus.amqp._names import dlx_exchange, work_queue, work_queue_arguments
 from stalwart.envelope import Envelope, encode
 
 __all__ = ["SERVICE", "TOPIC", "FastStreamPeer", "RawPeer", "StalwartPeer", "drop", "payload"]

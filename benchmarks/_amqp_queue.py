@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import aio_pika
 
-from stalwart.bus._amqp_names import dead_queue, directory_queue, dlx_exchange, work_queue
+from stalwart.bus.amqp._names import dead_queue, directory_queue, dlx_exchange, work_queue
 
 __all__ = ["RECORDER", "SERVICE", "TOPIC", "drop"]
 

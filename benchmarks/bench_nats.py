@@ -36,9 +36,9 @@ import nats
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 
 from stalwart.bus import QueueSpec
-from stalwart.bus._outbox_spool import Spool
 from stalwart.bus.nats import NatsTransport
 from stalwart.bus.outbox import OutboxTransport, destination
+from stalwart.bus.outbox._spool import Spool
 from stalwart.envelope import Envelope, decode, encode
 
 __all__ = ["main"]

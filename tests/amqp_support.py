@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 import aio_pika
 
 from stalwart.bus import Transport
-from stalwart.bus._amqp_names import (
+from stalwart.bus.amqp import AmqpTransport
+from stalwart.bus.amqp._names import (
     dead_queue,
     directory_queue,
     dlx_exchange,
@@ -26,7 +27,6 @@ from stalwart.bus._amqp_names import (
     wait_queue,
     work_queue,
 )
-from stalwart.bus.amqp import AmqpTransport
 
 __all__ = ["TcpProxy", "bodies", "drop_exchange", "private_exchange", "proxy_to", "until"]
 

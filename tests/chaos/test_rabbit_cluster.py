@@ -26,8 +26,8 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from stalwart.bus import QueueSpec, open_bus
-from stalwart.bus._amqp_names import work_queue
 from stalwart.bus.amqp import AmqpTransport
+from stalwart.bus.amqp._names import work_queue
 from stalwart.cli import build_app
 from stalwart.dev.rabbitmq import RabbitCluster, RabbitNode
 from stalwart.dev.rabbitmq_config import POLICY_NAME

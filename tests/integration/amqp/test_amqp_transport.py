@@ -13,8 +13,8 @@ import pytest
 
 from amqp_support import TcpProxy, until
 from stalwart.bus import Delivery, QueueSpec, Transport
-from stalwart.bus._amqp_names import dead_queue, work_queue
 from stalwart.bus.amqp import AmqpTransport
+from stalwart.bus.amqp._names import dead_queue, work_queue
 from stalwart.envelope import Envelope
 from stalwart.errors import BrokerUnavailable, ConfigError, MessageTooLarge, TransportError
 

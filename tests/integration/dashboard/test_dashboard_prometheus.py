@@ -16,7 +16,7 @@ from dashboard_system import System, dashboard_config, running_service, running_
 from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard_waits import until
-from stalwart.bus._outbox_spool import Spool
+from stalwart.bus.outbox._spool import Spool
 from stalwart.config import Settings
 from stalwart.envelope import DeliveryState, Envelope
 from stalwart.ha.lease import Lease

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from stalwart.bus import QueueSpec
-from stalwart.bus._outbox_spool import Spool
 from stalwart.bus.amqp import AmqpTransport
 from stalwart.bus.outbox import destination
+from stalwart.bus.outbox._spool import Spool
 from stalwart.cli import build_app
 from stalwart.envelope import Envelope, encode
 

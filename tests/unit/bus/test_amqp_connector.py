@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from stalwart.bus._amqp_conn import Connector
+from stalwart.bus.amqp._conn import Connector
 from stalwart.errors import BrokerUnavailable
 
 
@@ -48,7 +48,7 @@ async def test_heartbeats_every_10s_unless_the_url_says(
         asked.update(kwargs)
         raise ConnectionError("no broker here")
 
-    monkeypatch.setattr("stalwart.bus._amqp_conn.aio_pika.connect", connect)
+    monkeypatch.setattr("stalwart.bus.amqp._conn.aio_pika.connect", connect)
     # When the connector connects
     with pytest.raises(BrokerUnavailable):
         await Connector([url], on_connected=_nothing).start()

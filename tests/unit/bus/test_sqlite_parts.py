@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from stalwart.bus import QueueSpec, _sqlite_writer
-from stalwart.bus import _sqlite_ops as ops
-from stalwart.bus._sqlite_schema import connect, db_path_from_url
-from stalwart.bus._sqlite_wake import WakeHub
-from stalwart.bus._sqlite_writer import GroupWriter, Op, Touched
+from stalwart.bus import QueueSpec
+from stalwart.bus.sqlite import _ops as ops
+from stalwart.bus.sqlite import _writer as _sqlite_writer
+from stalwart.bus.sqlite._schema import connect, db_path_from_url
+from stalwart.bus.sqlite._wake import WakeHub
+from stalwart.bus.sqlite._writer import GroupWriter, Op, Touched
 from stalwart.errors import BrokerUnavailable, ConfigError
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from stalwart.bus import QueueSpec, open_transport
-from stalwart.bus._outbox_spool import Spool, SpoolError
 from stalwart.bus.amqp import AmqpTransport
 from stalwart.bus.outbox import OutboxTransport, destination, spool_status
+from stalwart.bus.outbox._spool import Spool, SpoolError
 from stalwart.envelope import Envelope, encode
 from stalwart.errors import BrokerUnavailable, MessageTooLarge, TransportClosed
 

@@ -18,8 +18,8 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, DeliveryMode
 
-from stalwart.bus._amqp_channels import temporary_channel
 from stalwart.bus._transport import QueueSpec
+from stalwart.bus.amqp._channels import temporary_channel
 
 __all__ = ["Directory"]
 

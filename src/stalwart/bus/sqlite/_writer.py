@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar
 
-from stalwart.bus._sqlite_schema import BUSY_TIMEOUT
+from stalwart.bus.sqlite._schema import BUSY_TIMEOUT
 from stalwart.errors import BrokerUnavailable, TransportClosed
 
 __all__ = ["GroupWriter", "Op", "Touched"]

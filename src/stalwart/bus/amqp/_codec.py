@@ -15,8 +15,8 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
 
-from stalwart.bus._amqp_names import ATTEMPT_HEADER
 from stalwart.bus._transport import Encoded, within_limit
+from stalwart.bus.amqp._names import ATTEMPT_HEADER
 from stalwart.envelope import Envelope, decode, encode, utcnow
 from stalwart.errors import DecodeError
 

@@ -21,9 +21,9 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from stalwart.backoff import Backoff
-from stalwart.bus._amqp_channels import open_channel
 from stalwart.bus._factory import redact_url
 from stalwart.bus._tasks import cancel_and_wait
+from stalwart.bus.amqp._channels import open_channel
 from stalwart.errors import BrokerUnavailable, TransportClosed
 
 __all__ = ["Connector", "split_urls"]

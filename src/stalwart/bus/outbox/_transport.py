@@ -1,19 +1,4 @@
-"""Store-and-forward outbox: publishing goes on while the broker is away.
-
-:class:`OutboxTransport` wraps any transport. When the inner transport cannot
-confirm a batch (down, blocked, timed out), the batch is written to a local
-durable SQLite spool (fsynced) and ``publish`` returns: the messages are
-durable on this host. A forwarder task drains the spool in order, with
-backoff, once the broker is back; a spool left by a process that exited is
-forwarded when the next process starts on it. Everything else delegates.
-
-Order: while anything waits in the spool, new batches are spooled behind it,
-so a process's messages reach the broker in the order it published them.
-
-Destination: every spooled message records the bus it was meant for
-(:func:`destination`), and an outbox forwards only its own bus's messages,
-however many buses share the spool file.
-"""
+"""The :class:`OutboxTransport` (the package docstring describes it)."""
 
 from __future__ import annotations
 
@@ -28,8 +13,6 @@ from typing import Literal
 
 from stalwart.backoff import Backoff
 from stalwart.bus._factory import redact_url
-from stalwart.bus._outbox_spool import Spool, SpooledRow, SpoolError, SpoolStatus
-from stalwart.bus._sqlite_schema import db_path_from_url
 from stalwart.bus._tasks import cancel_and_wait
 from stalwart.bus._transport import (
     DeadLetter,
@@ -40,6 +23,8 @@ from stalwart.bus._transport import (
     Transport,
     within_limit,
 )
+from stalwart.bus.outbox._spool import Spool, SpooledRow, SpoolError, SpoolStatus
+from stalwart.bus.sqlite._schema import db_path_from_url
 from stalwart.envelope import DEFAULT_MAX_SIZE, Envelope, decode, encode, looks_encoded
 from stalwart.errors import (
     BrokerUnavailable,

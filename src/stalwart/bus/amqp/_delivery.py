@@ -22,8 +22,8 @@ from typing import Any
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
 
-from stalwart.bus._amqp_codec import decode_incoming
 from stalwart.bus._transport import QueueSpec, backoff_delay
+from stalwart.bus.amqp._codec import decode_incoming
 from stalwart.envelope import Envelope
 from stalwart.errors import DecodeError
 

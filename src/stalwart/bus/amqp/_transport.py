@@ -1,13 +1,4 @@
-"""The ``amqp://`` transport: RabbitMQ through aio-pika.
-
-Layout (see ``docs/wire-format.md`` and ``_amqp_names``): one topic
-exchange, a durable queue per service (quorum by default) bound to its
-patterns, delay queues for retries, a dead-letter exchange and a per-service
-dead-letter queue. Publishing waits for publisher confirms of the whole
-batch. A lost connection is re-established (failing over between the nodes
-of a comma-separated URL list) and the declared queues and consumers are
-replayed before publishing resumes.
-"""
+"""The :class:`AmqpTransport` (the package docstring describes the backend)."""
 
 from __future__ import annotations
 
@@ -30,13 +21,14 @@ from aio_pika.exceptions import (
 )
 from aiormq.exceptions import ChannelAccessRefused
 
-from stalwart.bus import _amqp_admin
-from stalwart.bus._amqp_channels import find_queue, gate, open_channel, temporary_channel
-from stalwart.bus._amqp_codec import copy_message, encoded_message, to_message
-from stalwart.bus._amqp_conn import Connector, split_urls
-from stalwart.bus._amqp_delivery import AmqpDelivery, Consumer
-from stalwart.bus._amqp_directory import Directory
-from stalwart.bus._amqp_names import (
+from stalwart.bus._transport import DeadLetter, Delivery, Encoded, QueueSpec, QueueStats
+from stalwart.bus.amqp import _admin
+from stalwart.bus.amqp._channels import find_queue, gate, open_channel, temporary_channel
+from stalwart.bus.amqp._codec import copy_message, encoded_message, to_message
+from stalwart.bus.amqp._conn import Connector, split_urls
+from stalwart.bus.amqp._delivery import AmqpDelivery, Consumer
+from stalwart.bus.amqp._directory import Directory
+from stalwart.bus.amqp._names import (
     ATTEMPT_HEADER,
     DEAD_KEY_HEADER,
     DIED_AT_HEADER,
@@ -54,7 +46,6 @@ from stalwart.bus._amqp_names import (
     work_queue,
     work_queue_arguments,
 )
-from stalwart.bus._transport import DeadLetter, Delivery, Encoded, QueueSpec, QueueStats
 from stalwart.envelope import DEFAULT_MAX_SIZE, Envelope, utcnow
 from stalwart.errors import (
     BrokerUnavailable,
@@ -471,13 +462,13 @@ class AmqpTransport:
             raise BrokerUnavailable(f"reading the queue directory failed: {exc}") from None
 
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
-        return await self._admin(_amqp_admin.browse_dead, queue, limit)
+        return await self._admin(_admin.browse_dead, queue, limit)
 
     async def requeue_dead(self, queue: str, keys: Sequence[str] | None = None) -> int:
-        return await self._admin(_amqp_admin.requeue_dead, queue, keys)
+        return await self._admin(_admin.requeue_dead, queue, keys)
 
     async def purge_dead(self, queue: str, keys: Sequence[str] | None = None) -> int:
-        return await self._admin(_amqp_admin.purge_dead, queue, keys)
+        return await self._admin(_admin.purge_dead, queue, keys)
 
     async def _admin(
         self,

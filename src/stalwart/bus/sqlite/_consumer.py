@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any, Final, TypeVar
 
-from stalwart.bus import _sqlite_ops as ops
-from stalwart.bus._sqlite_batch import TurnBatcher
-from stalwart.bus._sqlite_writer import Op
 from stalwart.bus._transport import QueueSpec, backoff_delay
+from stalwart.bus.sqlite import _ops as ops
+from stalwart.bus.sqlite._batch import TurnBatcher
+from stalwart.bus.sqlite._writer import Op
 from stalwart.envelope import Envelope, decode
 from stalwart.errors import BrokerUnavailable, DecodeError, TransportClosed, TransportError
 

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from stalwart.bus._sqlite_writer import Op
+from stalwart.bus.sqlite._writer import Op
 
 __all__ = ["TurnBatcher"]
 

@@ -22,9 +22,10 @@ from aio_pika.abc import (
     AbstractQueue,
 )
 
-from stalwart.bus._amqp_channels import find_queue, temporary_channel
-from stalwart.bus._amqp_codec import copy_message, header_int
-from stalwart.bus._amqp_names import (
+from stalwart.bus._transport import DeadLetter
+from stalwart.bus.amqp._channels import find_queue, temporary_channel
+from stalwart.bus.amqp._codec import copy_message, header_int
+from stalwart.bus.amqp._names import (
     ATTEMPT_HEADER,
     DEAD_KEY_HEADER,
     DIED_AT_HEADER,
@@ -34,7 +35,6 @@ from stalwart.bus._amqp_names import (
     dead_queue,
     work_queue,
 )
-from stalwart.bus._transport import DeadLetter
 from stalwart.envelope import decode
 from stalwart.errors import DecodeError
 

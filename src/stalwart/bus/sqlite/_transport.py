@@ -1,16 +1,4 @@
-"""The embedded durable bus: one SQLite file (WAL) shared by the processes of a host.
-
-``sqlite:///path/bus.db`` needs no server. Publishes are routed at publish
-time by the queues' bindings (AMQP topic semantics) and copied into every
-matching queue; consumers of one queue compete for its rows through leases.
-Every write of a process goes through one group-commit thread, so concurrent
-publishes and acks share a transaction and an fsync. With ``durability="full"``
-(the default) ``publish`` returns once the commit is on disk
-(``synchronous=FULL``); ``"normal"`` is faster and weaker: a power loss (not a
-process crash) may lose the last commits. Claims, acks and lease changes
-commit without waiting for the disk: a power loss can only undo them, making a
-message come back, never lose it. See ``docs/embedded-bus.md``.
-"""
+"""The :class:`SqliteTransport` (the package docstring describes the backend)."""
 
 from __future__ import annotations
 
@@ -27,13 +15,13 @@ from typing import Any, Final, Literal, TypeVar
 
 import psutil
 
-from stalwart.bus import _sqlite_ops as ops
-from stalwart.bus._sqlite_batch import TurnBatcher
-from stalwart.bus._sqlite_consumer import SqliteConsumer, SqliteDelivery
-from stalwart.bus._sqlite_schema import connect, db_path_from_url
-from stalwart.bus._sqlite_wake import WakeHub
-from stalwart.bus._sqlite_writer import GroupWriter, Op, Touched
 from stalwart.bus._transport import DeadLetter, Encoded, QueueSpec, QueueStats, within_limit
+from stalwart.bus.sqlite import _ops as ops
+from stalwart.bus.sqlite._batch import TurnBatcher
+from stalwart.bus.sqlite._consumer import SqliteConsumer, SqliteDelivery
+from stalwart.bus.sqlite._schema import connect, db_path_from_url
+from stalwart.bus.sqlite._wake import WakeHub
+from stalwart.bus.sqlite._writer import GroupWriter, Op, Touched
 from stalwart.envelope import DEFAULT_MAX_SIZE, Envelope, decode, encode
 from stalwart.errors import BrokerUnavailable, ConfigError, DecodeError, TransportClosed
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from stalwart.service import Context, Service
 
-qa = Service("qa", site="eu", heartbeat_interval=0.5, max_attempts=2)
+qa = Service("qa", site="eu", heartbeat_interval=1.0, max_attempts=2)
 
 
 @qa.handler("work.qa.#")

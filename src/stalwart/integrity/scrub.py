@@ -46,17 +46,23 @@ class TokenBucket:
         rate: float | None,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.rate = rate or 0.0
         self._clock = clock
-        self._sleep = sleep
+        # Waits end early on interrupt(): a slow rate must not keep a stopped scrub.
+        self._interrupted = threading.Event()
+        self._sleep = sleep or self._interrupted.wait
         self._tokens = self.rate
         self._stamp = clock()
         self._lock = threading.Lock()
 
+    def interrupt(self) -> None:
+        """End any wait now, and wait no more (the run is stopping)."""
+        self._interrupted.set()
+
     def take(self, n: int) -> None:
-        if self.rate <= 0 or n <= 0:
+        if self.rate <= 0 or n <= 0 or self._interrupted.is_set():
             return
         with self._lock:
             now = self._clock()
@@ -129,7 +135,8 @@ class _Run:
         self.catalog = catalog
         self.recorder = recorder
         self.opts = opts
-        self.progress = TokenBucket(opts.rate).wrap(progress)
+        self.bucket = TokenBucket(opts.rate)
+        self.progress = self.bucket.wrap(progress)
 
     async def _other_good(self, name: str) -> Row | None:
         for row in await self.catalog.replicas(None, name=name):
@@ -238,6 +245,11 @@ def _walk(root: Path, home: Path | None) -> list[str]:
     return [str(p) for p in data_files(root, home)]
 
 
+async def _interrupt_on(stop: asyncio.Event, bucket: TokenBucket) -> None:
+    await stop.wait()
+    bucket.interrupt()
+
+
 async def scrub_site(
     catalog: Catalog,
     recorder: Recorder,
@@ -254,6 +266,7 @@ async def scrub_site(
     run = _Run(catalog, recorder, options, progress)
     run_id, cursor, counts = await catalog.scrub_begin(options.site)
     report = ScrubReport(run_id, counts, resumed=cursor is not None)
+    watcher = asyncio.create_task(_interrupt_on(stop, run.bucket)) if stop else None
     try:
         while True:
             rows = await catalog.replicas(options.site, after=cursor, limit=options.batch)
@@ -273,6 +286,9 @@ async def scrub_site(
     except BaseException:
         await asyncio.shield(catalog.scrub_progress(run_id, cursor, counts, "interrupted"))
         raise
+    finally:
+        if watcher is not None:
+            watcher.cancel()
     await catalog.scrub_progress(run_id, cursor, counts, "done")
     await recorder.emit(
         IntegrityEvent(

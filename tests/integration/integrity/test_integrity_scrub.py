@@ -183,6 +183,25 @@ def test_token_bucket_paces_reads() -> None:
     assert sum(slept) == pytest.approx(2.0)
 
 
+def test_an_interrupted_bucket_ends_its_wait_at_once() -> None:
+    # Given a bucket so slow that one block waits for days, taken in a worker thread
+    import threading
+    import time
+
+    bucket = TokenBucket(1)
+    worker = threading.Thread(target=bucket.take, args=(10**6,))
+    started = time.monotonic()
+    worker.start()
+    time.sleep(0.2)
+    # When the run is stopped
+    bucket.interrupt()
+    worker.join(timeout=5)
+    # Then the wait ends at once, and later takes do not wait
+    assert not worker.is_alive()
+    bucket.take(10**6)
+    assert time.monotonic() - started < 5
+
+
 async def test_scrub_with_the_catalog_on_postgresql(
     settings, publisher, make_file, postgres_url, tmp_path: Path
 ) -> None:

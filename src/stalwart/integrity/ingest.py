@@ -32,6 +32,8 @@ __all__ = ["DEFAULT_BLOCK_SIZE", "IngestOptions", "Ingested", "ingest_file"]
 
 DEFAULT_BLOCK_SIZE: Final = 4 * 1024 * 1024
 _ALIGN: Final = 4096  # blocks stay page multiples (memory maps, direct reads)
+# A stripe of data and parity blocks is held in memory by each worker.
+MAX_BLOCK_SIZE: Final = 256 * 1024 * 1024
 
 
 class IngestOptions(BaseModel):
@@ -39,7 +41,7 @@ class IngestOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    block_size: int = Field(default=DEFAULT_BLOCK_SIZE, ge=_ALIGN)  # a page at least
+    block_size: int = Field(default=DEFAULT_BLOCK_SIZE, ge=_ALIGN, le=MAX_BLOCK_SIZE)
     data_blocks: int = Field(default=10, ge=1, le=200)
     parity_blocks: int = Field(default=2, ge=0, le=55)
     algorithm: str = DEFAULT_FILE_ALGORITHM

@@ -43,6 +43,7 @@ def test_table_becomes_ingest_and_transfer_options(tmp_path: Path) -> None:
         ('[integrity]\nblock_size = "big"\n', "cannot read size"),
         ("[integrity]\nparity_blocks = 99\n", "invalid \\[integrity\\] settings"),
         ("[integrity]\nbogus = 1\n", "invalid \\[integrity\\] settings"),
+        ('[integrity]\nblock_size = "100TiB"\n', "invalid \\[integrity\\] settings"),
     ],
 )
 def test_bad_table_is_a_config_error(tmp_path: Path, table: str, message: str) -> None:

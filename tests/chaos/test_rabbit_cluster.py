@@ -48,7 +48,7 @@ RATE = 25.0  # messages per second per producer: 16 s of load in the short run
 BEFORE = 15  # batches (of 5) each producer has confirmed when the fault comes
 PRODUCERS = ("producer-a", "producer-b")
 QUEUE_STATE = ("list_queues", "name", "type", "leader", "members", "online", "state", "messages")
-PARTITION = float(scale(12, 60))  # seconds a partitioned node stays cut off
+PARTITION = float(scale(20, 60))  # seconds a partitioned node stays cut off
 
 
 async def test_quorum_queues_have_a_replica_on_every_node(

@@ -105,13 +105,9 @@ class Claims:
     def _key(self, message_id: str) -> sa.ColumnElement[bool]:
         return sa.and_(claims.c.service == self._service, claims.c.message_id == message_id)
 
-    async def claim(self, message_id: str, claimer: str, lease: float) -> Claim:
-        """Take the claim on ``message_id`` for ``claimer`` (one per delivery attempt)
-        unless it is done or held by a live claimer."""
-        return (await self.claim_many([(message_id, claimer)], lease))[0]
-
     async def claim_many(self, wanted: Sequence[tuple[str, str]], lease: float) -> list[Claim]:
-        """:meth:`claim` for many (message id, claimer) pairs in one transaction.
+        """Take the claim on each message id for its claimer (one per delivery attempt)
+        unless it is done or held by a live claimer, all in one transaction.
 
         A message id asked for twice in one call is claimed for the first
         claimer; the later ones see it held.

@@ -327,7 +327,7 @@ class ServiceRunner:
                 return None
         result = await self._run_handler(delivery, handler, envelope, body, attempt)
         if attempt.claimed and not attempt.completed:
-            lost = await self._batches()[1]((attempt.message_id, attempt.claimer))
+            lost = await self._completed_together()((attempt.message_id, attempt.claimer))
             if lost is not None:
                 raise lost
             attempt.completed = True
@@ -337,7 +337,7 @@ class ServiceRunner:
 
     async def _claim(self, attempt: Attempt) -> bool:
         """Claim the id, waiting while another live instance holds it; False if done."""
-        claim_batch = self._batches()[0]
+        claim_batch = self._claimed_together()
         pace = Backoff(initial=0.05, cap=1.0)
         while True:
             claim = await claim_batch((attempt.message_id, attempt.claimer))
@@ -443,16 +443,18 @@ class ServiceRunner:
             self._claims = Claims(self.settings.store.url, self.service.name, pool=pool)
         return self._claims
 
-    def _batches(
-        self,
-    ) -> tuple[GroupCommit[tuple[str, str], Claim], GroupCommit[tuple[str, str], ClaimLost | None]]:
-        """Claims and completions of concurrent handlers, one transaction per batch."""
-        claims = self._claims_store()
-        if self._claim_batch is None or self._complete_batch is None:
-            lease = self._spec.lease
+    def _claimed_together(self) -> GroupCommit[tuple[str, str], Claim]:
+        """Claims of concurrent handlers, one transaction per batch."""
+        if self._claim_batch is None:
+            claims, lease = self._claims_store(), self._spec.lease
             self._claim_batch = GroupCommit(lambda pairs: claims.claim_many(pairs, lease))
-            self._complete_batch = GroupCommit(claims.complete_many)
-        return self._claim_batch, self._complete_batch
+        return self._claim_batch
+
+    def _completed_together(self) -> GroupCommit[tuple[str, str], ClaimLost | None]:
+        """Completions of concurrent handlers, one transaction per batch."""
+        if self._complete_batch is None:
+            self._complete_batch = GroupCommit(self._claims_store().complete_many)
+        return self._complete_batch
 
     async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
         """Make the final state durable, then settle: a kill in between loses no state."""

@@ -359,14 +359,16 @@ async def test_done_claims_are_pruned_after_the_retention_only(
     await claims.open()
     try:
         for message_id in ("old", "open"):
-            assert (await claims.claim(message_id, "me/1", 30.0)).state is ClaimState.CLAIMED
+            assert (await claims.claim_many([(message_id, "me/1")], 30.0))[
+                0
+            ].state is ClaimState.CLAIMED
         async with claims.transaction() as conn:
             await claims.complete(conn, "old", "me/1")
         await asyncio.sleep(0.05)
         assert await claims.prune(older_than=3600.0) == 0
         assert await claims.prune(older_than=0.01) == 1  # only the done one
-        assert (await claims.claim("old", "me/2", 30.0)).state is ClaimState.CLAIMED
-        assert (await claims.claim("open", "me/2", 30.0)).state is ClaimState.HELD
+        assert (await claims.claim_many([("old", "me/2")], 30.0))[0].state is ClaimState.CLAIMED
+        assert (await claims.claim_many([("open", "me/2")], 30.0))[0].state is ClaimState.HELD
     finally:
         await claims.close()
 

@@ -1,14 +1,14 @@
 """The queues the RabbitMQ benchmarks use, and how to drop them after a run.
 
 Only core dependencies here, so that a benchmark's child process runs
-without the benchmark extras (FastStream, persist-queue).
+without the benchmark extras (FastStream, persist-queue). The queue names
+are imported inside :func:`drop`: the effectively-once child imports this
+module while running an older tree, whose bus has another layout.
 """
 
 from __future__ import annotations
 
 import aio_pika
-
-from stalwart.bus.amqp._names import dead_queue, directory_queue, dlx_exchange, work_queue
 
 __all__ = ["RECORDER", "SERVICE", "TOPIC", "drop"]
 
@@ -19,6 +19,8 @@ RECORDER = "bench-recorder"  # stands for the persister's queue: bound to every 
 
 async def drop(url: str, exchange: str, services: tuple[str, ...] = (SERVICE,)) -> None:
     """Delete ``exchange``, its dead-letter exchange and the ``services``' queues."""
+    from stalwart.bus.amqp._names import dead_queue, directory_queue, dlx_exchange, work_queue
+
     connection = await aio_pika.connect(url)
     try:
         channel = await connection.channel()

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page, async_playwright
 
-from dashboard_waits import until
 from stalwart.bus import Transport, open_transport
 from stalwart.config import Settings
 from stalwart.dashboard import serve_dashboard
 from stalwart.dashboard.auth import hash_password
 from stalwart.store import Persister, PersistOptions, Store
+from waiting import until
 
 ROOT = Path(__file__).resolve().parents[3]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -58,7 +58,7 @@ class LiveSystem:
         async def declared() -> bool:
             return name in await self.transport.queues()
 
-        await until(declared, what=f"queue {name!r}")
+        await until(declared, 30, f"queue {name!r}")
 
 
 @contextlib.asynccontextmanager

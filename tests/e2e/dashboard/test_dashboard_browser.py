@@ -9,9 +9,9 @@ import pytest
 from dashboard_e2e import PASSWORD, browser, child_service, live_system, shot
 from playwright.async_api import Locator, Page, expect
 
-from dashboard_waits import until
 from stalwart.envelope import Envelope
 from stalwart.messages import Report, report_topic
+from waiting import until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -61,7 +61,7 @@ async def test_filter_messages_open_detail_and_chain(tmp_path: Path, chromium_pa
                 await page.goto(system.url + "/messages?topic=work.verdict")
                 return await page.locator("tr.message").count() >= 3
 
-            await until(verdicts, what="three verdicts in the store")
+            await until(verdicts, 30, "three verdicts in the store")
             # When filtering the list by topic
             await page.goto(system.url + "/messages")
             await page.fill('input[name="topic"]', "work.qa.*")
@@ -97,7 +97,7 @@ async def test_login_and_retry_a_dead_letter(tmp_path: Path, chromium_path: str)
             async def dead() -> bool:
                 return (await system.transport.queue_stats("qa")).dead == 1
 
-            await until(dead, timeout=20, what="the poison message to be dead-lettered")
+            await until(dead, 20, "the poison message to be dead-lettered")
             await page.goto(system.url + "/dead-letters")
             await expect(page.locator("tr.dead-letter")).to_have_count(1)
             await expect(page.locator("tr.dead-letter")).to_contain_text("poison")
@@ -127,7 +127,7 @@ async def test_login_and_retry_a_dead_letter(tmp_path: Path, chromium_path: str)
                 timeline = (await detail.json())["timeline"]
                 return sum(1 for t in timeline if t["state"] == "dead") >= 2
 
-            await until(retried, timeout=20, what="the retried message to be tried again")
+            await until(retried, 20, "the retried message to be tried again")
 
 
 async def test_markup_in_messages_renders_as_text(tmp_path: Path, chromium_path: str) -> None:
@@ -146,7 +146,7 @@ async def test_markup_in_messages_renders_as_text(tmp_path: Path, chromium_path:
             r = await page.request.get(f"{system.url}/api/messages/{env.id}")
             return r.ok
 
-        await until(stored, what="the message in the store")
+        await until(stored, 30, "the message in the store")
         # When viewing it everywhere it appears
         for path, shown in (
             ("/", evil),
@@ -182,7 +182,7 @@ async def test_every_view_renders_on_a_laptop_and_a_wall_screen(
         async def settled() -> bool:
             return (await system.transport.queue_stats("qa")).dead == 1
 
-        await until(settled, timeout=20, what="the dead letter")
+        await until(settled, 20, "the dead letter")
         laptop = await b.new_page(viewport={"width": 1280, "height": 800})
         # When each view is opened, Then it shows its content (no error page)
         for path, name, text in (

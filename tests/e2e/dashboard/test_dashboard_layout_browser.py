@@ -10,9 +10,9 @@ import pytest
 from dashboard_e2e import LiveSystem, browser, child_service, live_system
 from playwright.async_api import Browser, Page, expect
 
-from dashboard_waits import until
 from stalwart.envelope import Envelope
 from stalwart.messages import Report, report_topic
+from waiting import until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -64,7 +64,7 @@ async def _fill(system: LiveSystem) -> Envelope:
     async def settled() -> bool:
         return (await system.transport.queue_stats("qa")).dead == 1
 
-    await until(settled, timeout=30, what="the dead letter")
+    await until(settled, 30, "the dead letter")
     return units[0]
 
 
@@ -139,7 +139,7 @@ async def test_pages_follow_their_stream_and_odd_ids_open_their_own_page(
             response = await page.goto(system.url + f"/messages/{poison.id}")
             return response is not None and response.status == 200
 
-        await until(stored, what="the poison unit in the store")
+        await until(stored, 30, "the poison unit in the store")
         await page.evaluate("window.notReloaded = true")
         # Then, without a reload, its timeline grows to its dead letter, sent first
         timeline = page.locator("table.timeline tr[data-state]")
@@ -169,7 +169,7 @@ async def test_pages_follow_their_stream_and_odd_ids_open_their_own_page(
             await page.goto(system.url + "/messages?topic=odd.ids")
             return await page.locator("tr.message").count() == len(ODD_IDS)
 
-        await until(listed, what="the odd ids in the list")
+        await until(listed, 30, "the odd ids in the list")
         # Then each opens its own detail page, not another route
         for message_id in ODD_IDS:
             await _open_odd(page, system, message_id)

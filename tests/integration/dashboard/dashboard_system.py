@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from dashboard_waits import until
 from stalwart.bus import Transport, open_transport
 from stalwart.config import Settings
 from stalwart.dashboard import DashboardSettings, create_app
@@ -24,6 +23,7 @@ from stalwart.dashboard.storesource import StoreSource
 from stalwart.envelope import Envelope
 from stalwart.service import Service, ServiceRunner
 from stalwart.store import Persister, PersistOptions, Store
+from waiting import until
 
 _log = logging.getLogger("tests.dashboard")
 PASSWORD = "correct horse battery staple"
@@ -47,7 +47,7 @@ class System:
         async def found() -> bool:
             return await self.source.get_message(message_id) is not None
 
-        await until(found, what=f"message {message_id} in the store")
+        await until(found, 30, f"message {message_id} in the store")
 
     async def login(self, user: str = "ops", password: str = PASSWORD) -> httpx.Response:
         page = await self.client.get("/login")

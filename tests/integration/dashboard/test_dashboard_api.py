@@ -16,7 +16,6 @@ from dashboard_system import (
     running_system,
 )
 
-from dashboard_waits import until
 from stalwart.config import Settings
 from stalwart.dashboard import create_app
 from stalwart.dashboard.storesource import StoreSource
@@ -24,6 +23,7 @@ from stalwart.envelope import Envelope, utcnow
 from stalwart.messages import Report, report_topic
 from stalwart.service import Context, Service
 from stalwart.store import Store
+from waiting import until
 
 
 def _qa(name: str = "qa", fail: bool = False) -> Service:
@@ -58,7 +58,7 @@ async def test_overview_shows_a_running_service_its_queue_and_rates(system: Syst
             return data if ok else None
 
         # When the overview is asked
-        data = await until(consumed, what="the overview to show qa's work")
+        data = await until(consumed, 30, "the overview to show qa's work")
         # Then qa is up at eu, its queue is listed, and the topic has a rate
         (svc,) = [s for s in data["sites"][0]["services"] if s["name"] == "qa"]
         assert svc["status"] == "up" and svc["instances"][0]["status"] == "up"
@@ -85,7 +85,7 @@ async def test_every_message_filter_selects_exactly_its_messages(system: System)
             page = await _json(system.client, "/api/messages", service="qa", state="consumed")
             return a.id in [m["id"] for m in page["items"]]
 
-        await until(consumed, what="qa to consume work.alpha")
+        await until(consumed, 30, "qa to consume work.alpha")
 
     async def ids(**params: Any) -> set[str]:
         page = await _json(system.client, "/api/messages", limit=100, **params)
@@ -143,7 +143,7 @@ async def test_detail_has_timeline_chain_and_never_the_token(system: System) -> 
             done = detail and {t["state"] for t in detail["timeline"]} >= {"consumed"}
             return detail if done and detail["chain"]["children"] else None
 
-        detail = await until(with_chain, what="the verdict in the chain")
+        detail = await until(with_chain, 30, "the verdict in the chain")
     # Then the envelope is shown with the token masked, with qa's states and the verdict
     assert detail["envelope"]["token"] == "***"
     assert {t["state"] for t in detail["timeline"] if t["service"] == "qa"} >= {"consumed"}
@@ -171,7 +171,7 @@ async def test_reports_filter_by_minimum_level_and_source(system: System) -> Non
     async def three() -> bool:
         return len(await _json(system.client, "/api/reports")) >= 3
 
-    await until(three, what="three reports")
+    await until(three, 30, "three reports")
     errors = await _json(system.client, "/api/reports", level="warning")
     assert {r["text"] for r in errors} == {"disk full", "slow disk"}
     ingest = await _json(system.client, "/api/reports", source="ingest")
@@ -189,7 +189,7 @@ async def test_dead_letter_actions_need_a_login_and_a_csrf_token(system: System)
             items = await _json(system.client, "/api/dead-letters", queue="broken")
             return items or None
 
-        (letter,) = await until(dead, what="a dead letter")
+        (letter,) = await until(dead, 30, "a dead letter")
         assert "cannot process <this>" in letter["reason"]
         url = "/api/dead-letters/broken/retry"
         # When retrying without logging in, Then 401
@@ -207,7 +207,7 @@ async def test_dead_letter_actions_need_a_login_and_a_csrf_token(system: System)
             "count": 1,
             "by": "ops",
         }
-        (again,) = await until(dead, what="the retried message to die again")
+        (again,) = await until(dead, 30, "the retried message to die again")
         assert again["envelope"]["id"] == letter["envelope"]["id"]
         # And purging removes it for good
         purge = await system.client.post(
@@ -284,7 +284,7 @@ async def test_metrics_expose_states_queues_heartbeats_and_lag(system: System) -
             text = (await system.client.get("/metrics")).text
             return text if 'stalwart_deliveries{state="consumed"} 1' in text else None
 
-        text = await until(scraped, what="consumed deliveries in /metrics")
+        text = await until(scraped, 30, "consumed deliveries in /metrics")
     for name in (
         'stalwart_queue_depth{queue="qa",status="ready"}',
         'stalwart_dead_letters{queue="qa"}',
@@ -316,7 +316,7 @@ async def test_the_dead_letter_form_needs_a_login_and_its_token(system: System) 
         async def dead() -> Any:
             return await _json(system.client, "/api/dead-letters", queue="broken") or None
 
-        (letter,) = await until(dead, what="a dead letter")
+        (letter,) = await until(dead, 30, "a dead letter")
         form = {"queue": "broken", "action": "purge", "key": letter["key"], "csrf_token": "x"}
         # When posting the form anonymously, Then the browser is sent to log in
         anonymous = await system.client.post("/dead-letters", data=form)
@@ -391,7 +391,7 @@ async def test_an_unreachable_bus_degrades_to_history_only(sqlite_store_url: str
                 async def tried_again() -> bool:
                     return bool((await client.get("/api/bus")).json()["attempts"] >= 3)
 
-                await until(tried_again, timeout=10, what="more tries of the bus")
+                await until(tried_again, 10, "more tries of the bus")
             # When the dashboard closes while it is still trying, Then it stops at once
             closing = time.monotonic()
         assert time.monotonic() - closing < 2.0

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from dashboard_system import dashboard_config, logged_in_csrf, running_service, running_system
 
-from dashboard_waits import until
 from stalwart.envelope import Envelope
 from stalwart.service import Context, Service
+from waiting import until
 
 
 @pytest.mark.postgres
@@ -54,7 +54,7 @@ async def test_dead_letters_retry_over_rabbitmq(
             r = await system.client.get("/api/dead-letters", params={"queue": name})
             return r.json() if r.status_code == 200 and r.json() else None
 
-        (letter,) = await until(dead, what="a dead letter on RabbitMQ")
+        (letter,) = await until(dead, 30, "a dead letter on RabbitMQ")
         token = await logged_in_csrf(system)
         # When purging it through the API, Then RabbitMQ's dead-letter queue is empty
         done = await system.client.post(

@@ -20,11 +20,11 @@ import pytest
 from dashboard_system import free_port
 
 from amqp_support import TcpProxy, private_exchange, proxy_to
-from dashboard_waits import until
 from stalwart.bus.amqp import AmqpTransport
 from stalwart.config import Settings
 from stalwart.dashboard import serve_dashboard
 from stalwart.envelope import Envelope
+from waiting import until
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -131,7 +131,7 @@ async def test_a_bus_down_at_start_is_reached_once_it_is_up_and_the_live_feed_st
                 status = await bus_status(client)
                 return bool(status["reachable"] and status["live"])
 
-            await until(on_the_bus, timeout=10, what="the dashboard back on the bus")
+            await until(on_the_bus, 10, "the dashboard back on the bus")
             status = await bus_status(client)
             assert status["since"] is None and status["error"] is None
             assert (await client.get("/api/queues")).status_code == 200
@@ -153,7 +153,7 @@ async def test_a_bus_lost_after_start_comes_back_on_the_live_feed_by_itself(
         async def live() -> bool:
             return bool((await bus_status(client))["live"])
 
-        await until(live, timeout=15, what="the live feed subscribed")
+        await until(live, 15, "the live feed subscribed")
         async with client.stream("GET", "/live", params={"pattern": "work.*"}) as stream:
             ids = live_ids(stream.aiter_lines())
             # When every connection to RabbitMQ drops, and RabbitMQ is back a moment later
@@ -164,7 +164,7 @@ async def test_a_bus_lost_after_start_comes_back_on_the_live_feed_by_itself(
                 return status["reachable"] is False and "connection was lost" in status["error"]
 
             # Then meanwhile the dashboard says the bus is unreachable
-            await until(unreachable, timeout=10, what="the lost bus reported")
+            await until(unreachable, 10, "the lost bus reported")
             bus.proxy.restore()
             # And messages published after that reach the same live stream again
             sent: set[str] = set()

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from dashboard_system import free_port
 
-from dashboard_waits import until
 from stalwart.dashboard.auth import verify_password
 from stalwart.errors import EX_CONFIG
+from waiting import until
 
 pytestmark = pytest.mark.slow
 STALWART = str(Path(sys.executable).with_name("stalwart"))

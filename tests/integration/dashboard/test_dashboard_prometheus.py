@@ -15,12 +15,12 @@ import pytest
 from dashboard_system import System, dashboard_config, running_service, running_system
 from prometheus_client.parser import text_string_to_metric_families
 
-from dashboard_waits import until
 from stalwart.bus.outbox._spool import Spool
 from stalwart.config import Settings
 from stalwart.envelope import DeliveryState, Envelope
 from stalwart.ha.lease import Lease
 from stalwart.service import Context, Service
+from waiting import until
 
 DOCS = Path(__file__).parents[3] / "docs"
 RULES = DOCS / "prometheus-rules.yml"
@@ -89,7 +89,7 @@ async def _scrape_after_traffic(system: System) -> str:
             stored = _value(s, "stalwart_deliveries", state="consumed") >= 1
             return text if done and dead and stored else None
 
-        return await until(scraped, what="processed and dead counts in /metrics")
+        return await until(scraped, 30, "processed and dead counts in /metrics")
 
 
 @needs_promtool
@@ -197,7 +197,7 @@ async def test_a_stuck_handler_shows_as_the_age_of_the_oldest_unfinished(system:
             return age or None
 
         try:
-            assert await until(aged, what="a backlog age for stuck") > 0
+            assert await until(aged, 30, "a backlog age for stuck") > 0
         finally:
             release.set()
 

@@ -19,7 +19,6 @@ from dashboard_system import (
     running_system,
 )
 
-from dashboard_waits import until
 from stalwart.config import Settings
 from stalwart.dashboard import create_app
 from stalwart.dashboard.auth import SESSION_COOKIE, hash_password
@@ -27,6 +26,7 @@ from stalwart.envelope import Envelope, utcnow
 from stalwart.errors import EX_CONFIG
 from stalwart.messages import Heartbeat, heartbeat_topic
 from stalwart.service import Context, Service, ServiceRunner, TokenAuthority
+from waiting import until
 
 PURGE = "/api/dead-letters/nope/purge"  # no such queue: 404 once CSRF and origin pass
 LOGIN_FOR_READS = dashboard_config(login_for_reads=True)
@@ -253,7 +253,7 @@ async def test_heartbeats_without_a_valid_token_are_marked(
                 found = (await system.client.get("/api/components")).json()
                 return found if len(found) == 2 else None
 
-            instances = {i["instance"]: i for i in await until(both, what="two instances")}
+            instances = {i["instance"]: i for i in await until(both, 30, "two instances")}
             # Then only the forged one is marked, on the API, the page and /metrics
             assert instances["forged-1"]["unverified"] is True
             assert instances[runner.instance]["unverified"] is False

@@ -8,10 +8,10 @@ from typing import Any
 
 from dashboard_system import System, running_service
 
-from dashboard_waits import until
 from stalwart.envelope import Envelope
 from stalwart.messages import Report, report_topic
 from stalwart.service import Context, Service
+from waiting import until
 
 
 def _checker(fail_on: str = "poison") -> Service:
@@ -41,7 +41,7 @@ async def test_map_shows_publisher_topic_and_consumer_left_to_right(system: Syst
             return page.text if ok and 'class="edge bad"' in page.text else None
 
         # When the map is drawn
-        html = await until(drawn, what="the map to show the flow disp -> work.unit -> qa")
+        html = await until(drawn, 30, "the map to show the flow disp -> work.unit -> qa")
     # Then publisher, topic and consumer are boxes, in that order left to right
     xs = {
         name: float(x)
@@ -71,7 +71,7 @@ async def test_service_page_shows_throughput_latency_failures_and_instances(
             return page.text if "cannot process this unit" in page.text else None
 
         # When its page is opened for the last 15 minutes
-        html = await until(shown, what="qa's page to show its failures")
+        html = await until(shown, 30, "qa's page to show its failures")
     # Then the failures are counted and grouped by reason, its instance is listed,
     # the three charts are drawn and the range is marked
     assert re.search(r'alarm"><span>failed</span><b>2</b>', html)
@@ -104,7 +104,7 @@ async def test_panel_events_say_which_program_and_why(system: System) -> None:
         return page.text if event.id in page.text else None
 
     # When the Processes panel lists it
-    html = await until(listed, what="the Processes panel to list the event")
+    html = await until(listed, 30, "the Processes panel to list the event")
     # Then the row names the program instance and the reason, not just the topic
     row = html[html.index("WatchdogEvent") :][:600]
     assert "<b>qa[0]</b>" in row and "killed by SIGKILL" in row
@@ -126,7 +126,7 @@ async def test_overview_tiles_are_stable_and_the_timeline_starts_with_sent(
             done = 'data-state="consumed"' in page.text and dead
             return (page.text, front.text) if done else None
 
-        html, overview = await until(shown, what="the unit consumed and the poison dead")
+        html, overview = await until(shown, 30, "the unit consumed and the poison dead")
     # Then the message's timeline starts with its sending by disp, then qa's states
     states = re.findall(r'<tr data-state="(\w+)">', html)
     assert states[0] == "sent" and "consumed" in states[1:]
@@ -155,7 +155,7 @@ async def test_ids_with_any_allowed_character_open_their_own_page(system: System
         page = await system.client.get("/messages", params={"topic": "odd.ids"})
         return page.text.count('class="message"') >= len(odd)
 
-    await until(stored, what="the odd ids in the store")
+    await until(stored, 30, "the odd ids in the store")
     listing = (await system.client.get("/messages", params={"topic": "odd.ids"})).text
     for message_id in odd:
         # When its link in the list is followed
@@ -185,7 +185,7 @@ async def test_reports_are_paged_and_a_long_ref_wraps(system: System) -> None:
         return page if page.count('class="report"') == 10 else None
 
     # Then the first page holds 50 with a link to the next, the second the last 10
-    second = await until(all_stored, what="60 reports in the store")
+    second = await until(all_stored, 30, "60 reports in the store")
     first = (await system.client.get("/reports")).text
     assert first.count('class="report"') == 50 and 'rel="next"' in first
     assert 'rel="next"' not in second and "← newer" in second

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,19 +27,7 @@ from stalwart.bus.amqp._names import (
     work_queue,
 )
 
-__all__ = ["TcpProxy", "bodies", "drop_exchange", "private_exchange", "proxy_to", "until"]
-
-
-async def until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0) -> bool:
-    """Poll ``check`` with a short sleep until it holds or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result if isinstance(result, bool) else await result:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(0.1)
+__all__ = ["TcpProxy", "bodies", "drop_exchange", "private_exchange", "proxy_to"]
 
 
 async def bodies(bus: Transport, queue: str, count: int, timeout: float = 10.0) -> list[Any]:

@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from amqp_support import private_exchange, until
+from amqp_support import private_exchange
 from stalwart.bus import QueueSpec
 from stalwart.bus.amqp import AmqpTransport
 from stalwart.cli import build_app
 from stalwart.config import load_settings
 from stalwart.envelope import Envelope
 from stalwart.service import Context, Service, ServiceRunner
+from waiting import until
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.chaos]
 
@@ -108,12 +109,14 @@ async def test_a_poison_message_is_dead_lettered_and_dlq_retry_brings_it_back(
     try:
         await transport.publish([Envelope.new("poison.x", "bad")])
 
-        async def dead() -> bool:
-            return (await transport.queue_stats(name)).dead == 1
-
         # When every attempt fails
         # Then after the third it sits in the dead-letter queue with the handler's error
-        assert await until(dead, 30.0)
+        await until(
+            lambda: transport.queue_stats(name),
+            30.0,
+            "one dead letter",
+            accept=lambda s: s.dead == 1,
+        )
         assert attempts == [1, 2, 3]
         (letter,) = await transport.dead_letters(name)
         assert "cannot digest this" in letter.reason

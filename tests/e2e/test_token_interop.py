@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from amqp_support import private_exchange, until
+from amqp_support import private_exchange
 from stalwart.bus.amqp import AmqpTransport
 from stalwart.config import SecuritySettings, load_settings
 from stalwart.service import Context, Service, ServiceRunner, TokenAuthority
+from waiting import until
 
 CLIENT = Path(__file__).with_name("token_client.py")
 DOC = Path(__file__).parents[2] / "docs" / "wire-format.md"
@@ -105,10 +106,13 @@ async def test_a_foreign_client_signs_by_the_doc_and_each_missing_claim_is_refus
         sent = json.loads(result.stdout)
         ids: dict[str, str] = sent["ids"]
 
-        async def settled() -> bool:
-            return bool(accepted) and len(await transport.dead_letters(name)) >= len(REFUSED)
+        async def seen() -> tuple[list[Any], list[Any]]:
+            return list(accepted), await transport.dead_letters(name)
 
-        assert await until(settled, 30.0), (accepted, await transport.dead_letters(name))
+        def accepted_and_dead(seen: tuple[list[Any], list[Any]]) -> bool:
+            return bool(seen[0]) and len(seen[1]) >= len(REFUSED)
+
+        await until(seen, 30.0, "the accepted and the refused messages", accept=accepted_and_dead)
         letters = await transport.dead_letters(name)
     finally:
         await runner.stop(grace=5.0)

@@ -11,12 +11,13 @@ from collections.abc import Awaitable, Callable
 import aio_pika
 import pytest
 
-from amqp_support import TcpProxy, until
+from amqp_support import TcpProxy
 from stalwart.bus import Delivery, QueueSpec, Transport
 from stalwart.bus.amqp import AmqpTransport
 from stalwart.bus.amqp._names import dead_queue, work_queue
 from stalwart.envelope import Envelope
 from stalwart.errors import BrokerUnavailable, ConfigError, MessageTooLarge, TransportError
+from waiting import until
 
 Make = Callable[..., Awaitable[AmqpTransport]]
 
@@ -116,11 +117,10 @@ async def test_an_expired_message_is_visible_in_the_dead_letter_queue(make_bus: 
     # When a message with a 100 ms TTL is published and not consumed in time
     await bus.publish([Envelope.new("t.x", "late", ttl=0.1)])
 
-    async def died() -> bool:
-        return (await bus.queue_stats("ttl")).dead == 1
-
     # Then the broker dead-letters it with reason "expired" rather than dropping it
-    assert await until(died)
+    await until(
+        lambda: bus.queue_stats("ttl"), 10.0, "one dead letter", accept=lambda s: s.dead == 1
+    )
     (dead,) = await bus.dead_letters("ttl")
     assert dead.reason == "broker: expired"
     assert dead.envelope is not None and dead.envelope.body == "late"
@@ -192,16 +192,16 @@ async def test_a_consumer_survives_a_lost_connection(
     task = asyncio.create_task(consume())
     try:
         await publisher.publish([Envelope.new("s.x", "before")])
-        assert await until(lambda: got == ["before"])
+        await until(lambda: got, 10.0, "'before' consumed", accept=lambda g: g == ["before"])
         # When the connection is cut, messages are published meanwhile, and it comes back
         proxy.cut()
         await publisher.publish([Envelope.new("s.x", "during")])
         await asyncio.sleep(0.3)
         proxy.restore()
         # Then the consumer is restored by itself and gets what was published meanwhile
-        assert await until(lambda: "during" in got, timeout=20.0)
+        await until(lambda: got, 20.0, "'during' after the cut", accept=lambda g: "during" in g)
         await publisher.publish([Envelope.new("s.x", "after")])
-        assert await until(lambda: "after" in got, timeout=10.0)
+        await until(lambda: got, 10.0, "'after' consumed", accept=lambda g: "after" in g)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -10,12 +10,13 @@ import nats
 import pytest
 from nats.js.api import StreamConfig
 
-from amqp_support import bodies, until
+from amqp_support import bodies
 from stalwart.bus import QueueSpec
 from stalwart.bus.nats import NatsTransport
 from stalwart.envelope import Envelope
 from stalwart.errors import BrokerUnavailable, ConfigError
 from tcp_proxy import TcpProxy
+from waiting import until
 
 Make = Callable[..., Awaitable[NatsTransport]]
 
@@ -30,10 +31,9 @@ async def test_an_expired_message_is_dead_lettered_on_delivery(make_bus: Make) -
     # Then only the fresh one is handed out, and the late one is a dead letter saying why
     assert await bodies(bus, "ttl", 1) == ["fresh"]
 
-    async def died() -> bool:
-        return (await bus.queue_stats("ttl")).dead == 1
-
-    assert await until(died)
+    await until(
+        lambda: bus.queue_stats("ttl"), 10.0, "one dead letter", accept=lambda s: s.dead == 1
+    )
     (dead,) = await bus.dead_letters("ttl")
     assert dead.reason.startswith("expired")
     assert dead.envelope is not None and dead.envelope.body == "late"
@@ -53,11 +53,13 @@ async def test_overlapping_patterns_of_one_service_deliver_one_copy(make_bus: Ma
         await delivery.ack()
     assert sorted(d.envelope.topic for d in got if d.envelope) == sorted(topics[:4])
 
-    async def drained() -> bool:  # the copies no filter of it owns are acknowledged unseen
-        stats = await bus.queue_stats("both")
-        return (stats.ready, stats.inflight) == (0, 0)
-
-    assert await until(drained)
+    # the copies no filter of it owns are acknowledged unseen
+    await until(
+        lambda: bus.queue_stats("both"),
+        10.0,
+        "nothing ready or in flight",
+        accept=lambda s: (s.ready, s.inflight) == (0, 0),
+    )
     await iterator.aclose()  # type: ignore[attr-defined]
 
 
@@ -107,9 +109,9 @@ async def test_a_server_list_skips_a_dead_server_and_survives_an_outage(
     await bus.publish([Envelope.new("o.x", "before")])
     # When the connection is cut and comes back
     await proxy.cut()
-    assert await until(lambda: not bus.connected, 5.0)
+    await until(lambda: not bus.connected, 5.0, "the bus to notice the cut")
     await proxy.restore()
-    assert await until(lambda: bus.connected, 15.0)
+    await until(lambda: bus.connected, 15.0, "the bus to reconnect")
     # Then publishing and consuming go on, nothing lost
     await bus.publish([Envelope.new("o.x", "after")])
     assert await bodies(bus, "outage", 2, timeout=15.0) == ["before", "after"]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from stalwart.bus.amqp._conn import Connector
+from stalwart.bus.amqp._conn import Connector, _ClosedWhenConnectFails
 from stalwart.errors import BrokerUnavailable
 
 
@@ -54,3 +54,26 @@ async def test_heartbeats_every_10s_unless_the_url_says(
         await Connector([url], on_connected=_nothing).start()
     # Then it asks for 10 s heartbeats, unless the URL set its own (aio-pika reads it there)
     assert asked.get("heartbeat") == heartbeat
+
+
+async def test_a_connection_that_cannot_connect_is_closed_not_left_to_the_collector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a broker that refuses every connection, and a record of the connections made
+    made: list[Any] = []
+
+    class Recorded(_ClosedWhenConnectFails):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    async def refuse(*_: Any, **__: Any) -> None:
+        raise ConnectionError("refused")
+
+    monkeypatch.setattr("stalwart.bus.amqp._conn._ClosedWhenConnectFails", Recorded)
+    monkeypatch.setattr("aio_pika.connection.UnderlayConnection.connect", refuse)
+    # When the connector tries to connect
+    with pytest.raises(BrokerUnavailable):
+        await Connector(["amqp://u:p@127.0.0.1:1/"], on_connected=_nothing).start()
+    # Then the connection it made is closed, so aio-pika's __del__ has no close() to schedule
+    assert len(made) == 1 and made[0].is_closed

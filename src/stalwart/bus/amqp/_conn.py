@@ -38,6 +38,23 @@ _BACKOFF_CAP = 5.0
 _HEARTBEAT = 10
 
 
+class _ClosedWhenConnectFails(aio_pika.Connection):
+    """aio-pika's connection, closed at once when connecting fails.
+
+    aio-pika leaves a connection that failed to connect open; its ``__del__``
+    then schedules ``close()`` on whatever loop is current, and when the
+    garbage collector runs while that loop is not running the close is never
+    awaited (``RuntimeWarning: coroutine 'Connection.close' was never awaited``).
+    """
+
+    async def connect(self, timeout: float | None = None) -> None:
+        try:
+            await super().connect(timeout)
+        except BaseException:
+            await self.close()
+            raise
+
+
 def _cancelled() -> bool:
     """True when the current task has been asked to stop (keep that request alive)."""
     task = asyncio.current_task()
@@ -111,7 +128,8 @@ class Connector:
         if self._ssl_context is not None:
             kwargs["ssl_context"] = self._ssl_context
         conn = await asyncio.wait_for(
-            aio_pika.connect(url, **kwargs), timeout=self._connect_timeout + 1.0
+            aio_pika.connect(url, connection_class=_ClosedWhenConnectFails, **kwargs),
+            timeout=self._connect_timeout + 1.0,
         )
         try:
             self._publish_channel = await open_channel(conn, confirms=True)

@@ -76,7 +76,7 @@ class MemoryBus:
             self.drained.clear()
             self._queue.put_nowait(envelope)
 
-    async def publish(self, batch: Sequence[Envelope]) -> None:
+    async def publish(self, batch: Sequence[Envelope], *, sync: bool = True) -> None:
         self.publish_now(batch)
 
     def settled(self) -> None:

@@ -108,7 +108,7 @@ class _Transport:
     async def declare(self, queue: QueueSpec) -> None:
         return None
 
-    async def publish(self, batch: Sequence[Envelope]) -> None:
+    async def publish(self, batch: Sequence[Envelope], *, sync: bool = True) -> None:
         return None
 
     async def consume(self, queue: str, prefetch: int) -> AsyncIterator[_Delivery]:

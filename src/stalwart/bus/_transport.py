@@ -16,7 +16,7 @@ envelope over the size limit (nothing of that batch is published).
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, Protocol, runtime_checkable
@@ -29,6 +29,7 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "Encoded",
+    "Pipelined",
     "QueueSpec",
     "QueueStats",
     "Transport",
@@ -172,8 +173,16 @@ class Transport(Protocol):
     async def declare(self, queue: QueueSpec) -> None:
         """Create (or update the bindings of) a service's queue and its dead-letter queue."""
 
-    async def publish(self, batch: Sequence[Envelope]) -> None:
-        """Route and store every envelope durably; return only when all are durable."""
+    async def publish(self, batch: Sequence[Envelope], *, sync: bool = True) -> None:
+        """Route and store every envelope durably; return only when all are durable.
+
+        ``sync=False`` is for a batch that only has to be recorded before what
+        this transport does next (a final state before its ack): a backend that
+        keeps publishes and settlements in one ordered log (the embedded bus)
+        may then skip the disk flush, since a power loss can undo the batch
+        only together with everything that followed it. A crash of the process
+        still loses nothing. Network brokers confirm every publish either way.
+        """
 
     async def publish_encoded(self, batch: Sequence[Encoded]) -> None:
         """:meth:`publish` for envelopes already encoded (an outbox's spool): their
@@ -202,3 +211,20 @@ class Transport(Protocol):
 
     async def purge_dead(self, queue: str, keys: Sequence[str] | None = None) -> int:
         """Delete dead letters (all, or those with ``keys``); returns how many."""
+
+
+@runtime_checkable
+class Pipelined(Protocol):
+    """A transport that can keep several batches' confirms in flight, in order.
+
+    What an outbox draining its spool wants: with one batch at a time it would
+    wait a broker round trip between batches, while a publisher of its own can
+    have many publishes in flight. RabbitMQ and NATS implement it.
+    """
+
+    async def send_encoded(self, batch: Sequence[Encoded]) -> Awaitable[None]:
+        """Send every message of ``batch`` in order and return once they are queued on
+        the connection, before the broker confirms: batches sent one after another
+        reach the broker in that order. Await the result for the confirms; it raises
+        as :meth:`Transport.publish_encoded` does (``publish_encoded`` is the two
+        steps in one). Hand the result to ``asyncio.ensure_future`` or await it."""

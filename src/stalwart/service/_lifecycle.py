@@ -116,7 +116,7 @@ class LifecycleRecorder:
                 token=self._token,
             )
             try:
-                await self._transport.publish([envelope])
+                await self._transport.publish([envelope], sync=False)  # ordered before our acks
             except Exception as exc:
                 delay = pace.next()
                 _log.warning(

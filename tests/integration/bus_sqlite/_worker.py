@@ -41,13 +41,13 @@ async def _consume(url: str, queue: str, out: str, hold: bool, prefetch: int) ->
         await bus.close()
 
 
-async def _produce(url: str, topic: str, out: str, count: int) -> None:
+async def _produce(url: str, topic: str, out: str, count: int, sync: bool) -> None:
     bus = open_transport(url)
     await bus.start()
     try:
         _line(out, "READY")
         for n in range(count):
-            await bus.publish([Envelope.new(topic, n)])
+            await bus.publish([Envelope.new(topic, n)], sync=sync)
             _line(out, str(n))
     finally:
         await bus.close()
@@ -59,7 +59,7 @@ def main(argv: list[str]) -> None:
         prefetch = int(argv[argv.index("--prefetch") + 1]) if "--prefetch" in argv else 10
         asyncio.run(_consume(url, name, out, "--hold" in argv, prefetch))
     else:
-        asyncio.run(_produce(url, name, out, int(argv[4])))
+        asyncio.run(_produce(url, name, out, int(argv[4]), sync="--unsynced" not in argv))
 
 
 if __name__ == "__main__":

@@ -79,14 +79,15 @@ async def test_kill_9_mid_message_redelivers_to_the_other_consumer(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("flag", [[], ["--unsynced"]], ids=["synced", "unsynced"])
 async def test_killing_every_process_loses_nothing_published(
-    sqlite_bus_url: str, tmp_path: Path, spawn: Spawn
+    sqlite_bus_url: str, tmp_path: Path, spawn: Spawn, flag: list[str]
 ) -> None:
-    # Given a producer process and a consumer process running on one bus
+    # Given a producer process (publishing with or without fsync) and a consumer
     bus = await _bus(sqlite_bus_url, QueueSpec("crashy", ("c.#",), lease=1.0))
     await bus.close()
     sent, got = tmp_path / "sent.out", tmp_path / "got.out"
-    producer = spawn("produce", sqlite_bus_url, "c.x", str(sent), "100000")
+    producer = spawn("produce", sqlite_bus_url, "c.x", str(sent), "100000", *flag)
     consumer = spawn("consume", sqlite_bus_url, "crashy", str(got))
     await asyncio.to_thread(wait_for_lines, sent, lambda ls: len(ls) > 300)
     # When both are killed with SIGKILL mid-stream

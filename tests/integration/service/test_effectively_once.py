@@ -191,8 +191,8 @@ class _Spy:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def publish(self, batch: Sequence[Envelope]) -> None:
-        await self.inner.publish(batch)
+    async def publish(self, batch: Sequence[Envelope], *, sync: bool = True) -> None:
+        await self.inner.publish(batch, sync=sync)
         for envelope in batch:
             if envelope.topic == LIFECYCLE_TOPIC:
                 for t in LifecycleBatch.model_validate(envelope.body).transitions:

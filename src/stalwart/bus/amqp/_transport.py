@@ -290,32 +290,45 @@ class AmqpTransport:
             if isinstance(result, BaseException):
                 raise BrokerUnavailable(f"publishing to {self.url} failed: {result}") from None
 
-    async def publish(self, batch: Sequence[Envelope]) -> None:
+    async def publish(self, batch: Sequence[Envelope], *, sync: bool = True) -> None:
         if self._closed:
             raise TransportClosed("the amqp transport is closed; open a new one")
         await self._send([(to_message(e, self.max_message_size), e.topic) for e in batch])
 
     async def publish_encoded(self, batch: Sequence[Encoded]) -> None:
+        await (await self.send_encoded(batch))
+
+    async def send_encoded(self, batch: Sequence[Encoded]) -> Awaitable[None]:
+        """Publish ``batch`` without waiting for the confirms; await the result for them
+        (see :class:`~stalwart.bus._transport.Pipelined`)."""
         if self._closed:
             raise TransportClosed("the amqp transport is closed; open a new one")
-        await self._send([(encoded_message(r, self.max_message_size), r.topic) for r in batch])
+        return await self._dispatch(
+            [(encoded_message(r, self.max_message_size), r.topic) for r in batch]
+        )
 
     async def _send(self, messages: list[tuple[aio_pika.Message, str]]) -> None:
         """Publish ``(message, routing key)`` pairs and wait for every confirm."""
+        await (await self._dispatch(messages))
+
+    async def _dispatch(self, messages: list[tuple[aio_pika.Message, str]]) -> Awaitable[None]:
+        """Start publishing ``(message, routing key)`` pairs, in order; the result waits
+        for every confirm. The publishes are tasks, started in the order made, and the
+        channel takes them in the order they start (as within one batch)."""
         if not messages:
-            return
+            return _nothing()
         await self._conn()
         channel = await self._connector.publish_channel(self.confirm_timeout)
         exchange = await self._exchange_on(channel, self.exchange)
-        await self._confirmed(
-            channel,
-            [
+        sends = [
+            asyncio.ensure_future(
                 exchange.publish(
                     message, routing_key=topic, mandatory=False, timeout=self.confirm_timeout
                 )
-                for message, topic in messages
-            ],
-        )
+            )
+            for message, topic in messages
+        ]
+        return self._confirmed(channel, sends)
 
     async def _settle_copy(
         self, delivery: AmqpDelivery, delay: float | None, reason: str, attempt: int
@@ -486,3 +499,7 @@ class AmqpTransport:
             ) from None
         except CONNECTION_EXCEPTIONS as exc:
             raise BrokerUnavailable(f"dead-letter operation on {queue} failed: {exc}") from None
+
+
+async def _nothing() -> None:
+    """The confirms of an empty batch."""

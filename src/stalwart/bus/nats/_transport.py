@@ -311,15 +311,20 @@ class NatsTransport:
 
     # -- publishing --------------------------------------------------------
 
-    async def publish(self, batch: Sequence[Envelope]) -> None:
+    async def publish(self, batch: Sequence[Envelope], *, sync: bool = True) -> None:
         self._need()
         rows = [self._row(env.topic, encode(env, self.max_message_size), env) for env in batch]
-        await self._send(rows)
+        await (await self._send(rows))
 
     async def publish_encoded(self, batch: Sequence[Encoded]) -> None:
+        await (await self.send_encoded(batch))
+
+    async def send_encoded(self, batch: Sequence[Encoded]) -> Awaitable[None]:
+        """Publish ``batch`` without waiting for JetStream's acks; await the result for
+        them (see :class:`~stalwart.bus._transport.Pipelined`)."""
         self._need()
         limit = self.max_message_size
-        await self._send(
+        return await self._send(
             [
                 (
                     topic_subject(self.namespace, row.topic),
@@ -336,31 +341,42 @@ class NatsTransport:
             headers[ATTEMPT_HEADER] = str(envelope.attempt)
         return topic_subject(self.namespace, topic), data, headers
 
-    async def _send(self, rows: Sequence[Row]) -> None:
-        """Publish every row and wait for all of JetStream's acks."""
+    async def _send(self, rows: Sequence[Row]) -> Awaitable[None]:
+        """Publish every row, in order; the result waits for all of JetStream's acks.
+        ``publish_timeout`` bounds both steps together."""
         js = self._need()
-        if not rows:
-            return
+        deadline = asyncio.get_running_loop().time() + self.publish_timeout
         futures: list[asyncio.Future[Any]] = []
         try:
-            async with asyncio.timeout(self.publish_timeout):
+            async with asyncio.timeout_at(deadline):
                 for subject, data, headers in rows:
                     futures.append(await js.publish_async(subject, data, headers=headers))
+        except BaseException as exc:
+            for future in futures:
+                future.cancel()
+            if isinstance(exc, MaxPayloadError):
+                raise PublishRefused(
+                    f"a message is over the NATS server's max_payload at {self.url}; raise "
+                    "max_payload on the servers or lower bus.max_message_size"
+                ) from None
+            if isinstance(exc, TimeoutError):
+                raise self._no_ack() from None
+            if isinstance(exc, _UNAVAILABLE):
+                raise BrokerUnavailable(f"publishing to {self.url} failed: {exc}") from None
+            raise
+        return self._acked(futures, deadline)
+
+    async def _acked(self, futures: list[asyncio.Future[Any]], deadline: float) -> None:
+        """Wait for the acks of one :meth:`_send`; translate the first failure."""
+        if not futures:
+            return
+        try:
+            async with asyncio.timeout_at(deadline):
                 results = await asyncio.gather(*futures, return_exceptions=True)
-        except MaxPayloadError:
-            raise PublishRefused(
-                f"a message is over the NATS server's max_payload at {self.url}; raise "
-                "max_payload on the servers or lower bus.max_message_size"
-            ) from None
         except TimeoutError:
             for future in futures:
                 future.cancel()
-            raise BrokerUnavailable(
-                f"NATS at {self.url} did not acknowledge within {self.publish_timeout:.1f}s "
-                "(down, no JetStream quorum, or overloaded)"
-            ) from None
-        except _UNAVAILABLE as exc:
-            raise BrokerUnavailable(f"publishing to {self.url} failed: {exc}") from None
+            raise self._no_ack() from None
         for result in results:
             if isinstance(result, APIError):
                 raise PublishRefused(
@@ -368,6 +384,12 @@ class NatsTransport:
                 ) from None
             if isinstance(result, BaseException):
                 raise BrokerUnavailable(f"publishing to {self.url} failed: {result}") from None
+
+    def _no_ack(self) -> BrokerUnavailable:
+        return BrokerUnavailable(
+            f"NATS at {self.url} did not acknowledge within {self.publish_timeout:.1f}s "
+            "(down, no JetStream quorum, or overloaded)"
+        )
 
     async def _copy(self, delivery: NatsDelivery, dead: bool, reason: str, attempt: int) -> None:
         """Publish the dead-letter copy, or the copy back on the direct subject."""
@@ -387,7 +409,7 @@ class NatsTransport:
             headers[REASON_HEADER] = reason[:1000]
             headers[QUEUE_HEADER] = spec.name
             headers[DIED_AT_HEADER] = utcnow().isoformat()
-        await self._send([(subject, delivery.raw, headers)])
+        await (await self._send([(subject, delivery.raw, headers)]))
 
     # -- consuming ---------------------------------------------------------
 

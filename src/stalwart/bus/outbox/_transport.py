@@ -18,11 +18,13 @@ from stalwart.bus._transport import (
     DeadLetter,
     Delivery,
     Encoded,
+    Pipelined,
     QueueSpec,
     QueueStats,
     Transport,
     within_limit,
 )
+from stalwart.bus.outbox._pipeline import Pipeline
 from stalwart.bus.outbox._spool import Spool, SpooledRow, SpoolError, SpoolStatus
 from stalwart.bus.sqlite._schema import db_path_from_url
 from stalwart.envelope import DEFAULT_MAX_SIZE, Envelope, decode, encode, looks_encoded
@@ -40,6 +42,9 @@ __all__ = ["OutboxTransport", "SpoolError", "SpoolStatus", "destination", "spool
 log = logging.getLogger("stalwart.bus.outbox")
 
 Progress = Callable[[int, int], None]  # (forwarded so far, pending at start)
+# Batches sent while the confirms of earlier ones are awaited: enough to cover the
+# broker's round trip, few enough that a failure sends little again.
+_WINDOW = 0
 
 
 def destination(url: str) -> str:
@@ -115,9 +120,8 @@ class OutboxTransport:
         self._drained = asyncio.Event()
         self._forwarder: asyncio.Task[None] | None = None
         self._claimed_until = 0.0  # loop time until which this process holds the forwarder lease
-        self._forwarded = 0  # spool seq of the last row forwarded (its removal may be under way)
-        self._next_rows: asyncio.Future[list[SpooledRow]] | None = None  # read ahead
-        self._removal: asyncio.Future[None] | None = None  # removal of the last batch sent
+        self._pipeline: Pipeline | None = None  # what is sent, confirmed, removed
+        self._forwarding = asyncio.Lock()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -143,6 +147,9 @@ class OutboxTransport:
         self._spool = await asyncio.to_thread(
             Spool, self.spool_path, self._durability, bus=self.bus
         )
+        self._pipeline = Pipeline(
+            self._spool, self._send, window=_WINDOW, read=self._batch_size * 4
+        )
         # Publish directly unless older messages wait (they must go first).
         self._spooling = await asyncio.to_thread(self._spool.pending) > 0
         with contextlib.suppress(BrokerUnavailable):
@@ -162,8 +169,10 @@ class OutboxTransport:
             with contextlib.suppress(BrokerUnavailable, PublishRefused, TimeoutError):
                 await self.flush(timeout=self._publish_timeout)
         self._closed = True
+        if self._pipeline is not None:
+            await self._pipeline.removed()  # confirmed rows must not go out again
+            self._pipeline = None
         if self._spool is not None:
-            await self._settle_removal(self._spool)
             spool, self._spool = self._spool, None
             await asyncio.to_thread(spool.release, self._owner)
             await asyncio.to_thread(spool.close)
@@ -189,8 +198,9 @@ class OutboxTransport:
 
     # -- publishing --------------------------------------------------------
 
-    async def publish(self, batch: Sequence[Envelope]) -> None:
-        """Publish through the broker, or spool durably when it cannot confirm."""
+    async def publish(self, batch: Sequence[Envelope], *, sync: bool = True) -> None:
+        """Publish through the broker, or spool durably when it cannot confirm (either way:
+        the broker's confirm, or the spool's fsync, is what makes the next step safe)."""
         rows = [Encoded(env.id, env.topic, encode(env, self._max_size)) for env in batch]
         await self.publish_encoded(rows)
 
@@ -235,11 +245,14 @@ class OutboxTransport:
         return adopted
 
     async def flush(self, timeout: float, progress: Progress | None = None) -> int:
-        """Forward everything spooled now; returns how many were forwarded.
+        """Forward everything spooled now; returns how many this process forwarded
+        meanwhile (the background forwarder takes turns with it).
 
         Raises BrokerUnavailable when the spool is not empty after ``timeout``.
         """
         spool = self._need_spool()
+        pipeline = self._need_pipeline()
+        confirmed_before = pipeline.confirmed
         total = await asyncio.to_thread(spool.pending)
         forwarded = 0
         loop = asyncio.get_running_loop()
@@ -253,73 +266,77 @@ class OutboxTransport:
                     f"{timeout:.0f}s ({problem}); start the broker and run it again"
                 )
             try:
-                moved = await self._forward_chunk(spool)
+                more = await self._forward_chunk(spool)
             except (BrokerUnavailable, PublishRefused, TimeoutError) as exc:
                 problem = str(exc) or type(exc).__name__
                 await asyncio.sleep(max(0.0, min(backoff.next(), deadline - loop.time())))
                 continue
-            if moved is None:
+            forwarded = pipeline.confirmed - confirmed_before
+            if not more:
                 return forwarded
-            forwarded += moved
             if progress is not None:
                 progress(forwarded, max(total, forwarded))
 
     # -- forwarding --------------------------------------------------------
 
-    async def _forward_chunk(self, spool: Spool) -> int | None:
-        """Forward the oldest rows; None when the spool is empty (or owned elsewhere: 0).
+    async def _forward_chunk(self, spool: Spool) -> bool:
+        """Send the oldest rows; False once the spool is empty and all is confirmed.
 
-        Pipelined: while a batch is sent, the next one is read and the previous
-        one's removal from the spool (an fsync) runs.
+        Pipelined (see :mod:`stalwart.bus.outbox._pipeline`): the spool is read ahead,
+        several batches' confirms are awaited at once and confirmed rows are removed
+        in the background.
         """
+        pipeline = self._need_pipeline()
+        async with self._forwarding:  # flush() and the forwarder task take turns
+            try:
+                return await self._forward_step(spool, pipeline)
+            except BaseException:
+                pipeline.abandon()
+                raise
+
+    async def _forward_step(self, spool: Spool, pipeline: Pipeline) -> bool:
         loop = asyncio.get_running_loop()
         if loop.time() > self._claimed_until - self._lease / 2:  # renew at half-life only
             if not await asyncio.to_thread(spool.claim, self._owner, self._lease):
-                await self._settle_removal(spool)
-                self._forwarded = 0  # another process forwards now
-                self._drop_read_ahead()
+                await pipeline.settle()
+                pipeline.restart()  # another process forwards now
                 await asyncio.sleep(min(self._poll, 0.5))
-                return 0
+                return True
             self._claimed_until = loop.time() + self._lease
-        ahead, self._next_rows = self._next_rows, None
-        if ahead is not None:
-            rows = await ahead
-        else:
-            rows = await asyncio.to_thread(spool.head, self._batch_size, self._forwarded)
+        rows = await pipeline.rows()
         if not rows:
-            await self._settle_removal(spool)
-            self._forwarded = 0
+            if await pipeline.settle():
+                return True  # the spool is read again: rows may have come meanwhile
+            pipeline.restart()
             async with self._order:
                 if not await asyncio.to_thread(spool.pending):
                     self._spooling = False
                     self._drained.set()
                     await asyncio.to_thread(spool.release, self._owner)
                     self._claimed_until = 0.0
-                    return None
-            return 0
-        outgoing = [
-            Encoded(row.id, row.topic, row.data)
-            if looks_encoded(row.data)
-            else await self._decoded(spool, row)
-            for row in rows
-        ]
-        batch = [row for row in outgoing if row is not None]
-        # The next batch is read while this one is sent.
-        self._next_rows = asyncio.ensure_future(
-            asyncio.to_thread(spool.head, self._batch_size, rows[-1].seq)
-        )
-        try:
+                    return False
+            return True
+        for start in range(0, len(rows), self._batch_size):
+            part = rows[start : start + self._batch_size]
+            outgoing = [
+                Encoded(row.id, row.topic, row.data)
+                if looks_encoded(row.data)
+                else await self._decoded(spool, row)
+                for row in part
+            ]
             await self._ensure_inner()
-            await self.inner.publish_encoded(batch)
-        except BaseException:
-            self._drop_read_ahead()
-            raise
-        self._forwarded = rows[-1].seq
-        await self._settle_removal(spool)
-        self._removal = asyncio.ensure_future(
-            asyncio.to_thread(spool.remove_range, rows[0].seq, rows[-1].seq)
-        )
-        return len(batch)
+            await pipeline.send(part, [row for row in outgoing if row is not None])
+        return True
+
+    async def _send(self, batch: Sequence[Encoded]) -> asyncio.Future[None]:
+        """Put ``batch`` on the wire in order; the future of its confirms. A transport
+        that cannot keep confirms in flight publishes it whole, one batch at a time."""
+        if isinstance(self.inner, Pipelined):
+            return asyncio.ensure_future(await self.inner.send_encoded(batch))
+        await self.inner.publish_encoded(batch)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
     async def _decoded(self, spool: Spool, row: SpooledRow) -> Encoded | None:
         """A row not shaped as encode() writes them (an older stalwart's, a damaged one),
@@ -338,31 +355,19 @@ class OutboxTransport:
             await asyncio.to_thread(spool.quarantine, row.seq, str(exc))
             return None
 
-    async def _settle_removal(self, spool: Spool) -> None:
-        """Wait for the removal of the last forwarded batch; if it failed, read the spool
-        again from its start (those rows go out again: at least once, never lost)."""
-        removal, self._removal = self._removal, None
-        if removal is None:
-            return
-        try:
-            await removal
-        except Exception as exc:
-            log.error("outbox: removing forwarded rows from %s failed: %s", spool.path, exc)
-            self._forwarded = 0
-            self._drop_read_ahead()
-
-    def _drop_read_ahead(self) -> None:
-        """Forget the batch read ahead (the spool will be read again from ``_forwarded``)."""
-        ahead, self._next_rows = self._next_rows, None
-        if ahead is not None:
-            ahead.cancel()
+    def _need_pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            raise TransportClosed(
+                "the outbox transport is not started or is closed; await transport.start()"
+            )
+        return self._pipeline
 
     async def _forward_forever(self) -> None:
         spool = self._need_spool()
         backoff = self._new_backoff()
         while True:
             try:
-                moved = await self._forward_chunk(spool)
+                more = await self._forward_chunk(spool)
             except (BrokerUnavailable, PublishRefused, TimeoutError) as exc:
                 pause = backoff.next()
                 log.info("outbox forwarding paused %.2fs: %s", pause, exc)
@@ -373,7 +378,7 @@ class OutboxTransport:
                 await asyncio.sleep(backoff.cap)
                 continue
             backoff.reset()
-            if moved is None:
+            if not more:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll)

@@ -8,7 +8,7 @@ import logging
 import os
 import random
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Final, Literal, TypeVar
@@ -62,9 +62,8 @@ class SqliteTransport:
         self._ephemeral: set[str] = set()
         self._janitor: asyncio.Task[None] | None = None
         self._state: Literal["new", "open", "closed"] = "new"
-        self._publishes: TurnBatcher[list[tuple[str, bytes]], int] = TurnBatcher(
-            self._submit, lambda batches: partial(ops.publish, router=self._router, batches=batches)
-        )
+        self._publishes = self._publish_batcher(self._submit)
+        self._unsynced_publishes = self._publish_batcher(self._submit_light)
 
     def __repr__(self) -> str:
         return f"SqliteTransport({self.url!r}, durability={self.durability!r})"
@@ -178,12 +177,22 @@ class SqliteTransport:
             self._ephemeral.add(queue.name)
         await writer.submit(partial(ops.declare, spec=queue, owner=owner))
 
-    async def publish(self, batch: Sequence[Envelope]) -> None:
+    def _publish_batcher(
+        self, submit: Callable[[Op[list[int]]], asyncio.Future[list[int]]]
+    ) -> TurnBatcher[list[tuple[str, bytes]], int]:
+        """Publishes of one loop turn, submitted as one writer operation."""
+        return TurnBatcher(
+            submit, lambda batches: partial(ops.publish, router=self._router, batches=batches)
+        )
+
+    async def publish(self, batch: Sequence[Envelope], *, sync: bool = True) -> None:
+        """``sync=False`` commits without fsync: the WAL keeps commits in order, so a
+        power loss undoes such a batch only together with every later commit."""
         self._check_open()
         limit = self.max_message_size
         items = [(envelope.topic, encode(envelope, limit)) for envelope in batch]
         if items:
-            await self._publishes.add(items)
+            await (self._publishes if sync else self._unsynced_publishes).add(items)
 
     async def publish_encoded(self, batch: Sequence[Encoded]) -> None:
         self._check_open()

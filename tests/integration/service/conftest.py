@@ -4,8 +4,7 @@ settings pointing at a temporary home, and a recorder of lifecycle transitions."
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from stalwart.bus import QueueSpec, Transport
 from stalwart.config import Settings, load_settings
 from stalwart.envelope import DeliveryState
 from stalwart.messages import LIFECYCLE_TOPIC, LifecycleBatch
+from waiting import until
 
 
 @pytest.fixture
@@ -48,15 +48,21 @@ class Lifecycle:
         raise AssertionError(f"{message_id} never reached {state}")
 
     async def wait(
-        self, message_id: str, service: str, state: DeliveryState, timeout: float = 10.0
+        self,
+        message_id: str,
+        service: str,
+        state: DeliveryState,
+        timeout: float = 10.0,
+        count: int = 1,
     ) -> None:
-        deadline = time.monotonic() + timeout
-        while state not in self.of(message_id, service):
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{message_id}@{service} never reached {state}: {self.of(message_id, service)}"
-                )
-            await asyncio.sleep(0.02)
+        """Wait until ``message_id`` reached ``state`` at ``service`` ``count`` times."""
+        await until(
+            lambda: self.of(message_id, service),
+            timeout,
+            f"{message_id}@{service} to reach {state} {count} time(s)",
+            accept=lambda states: states.count(state) >= count,
+            interval=0.02,
+        )
 
 
 @pytest.fixture
@@ -78,20 +84,3 @@ async def lifecycle(bus: Transport, unique: str) -> AsyncIterator[Lifecycle]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-
-Until = Callable[..., Awaitable[None]]
-
-
-@pytest.fixture
-def until() -> Until:
-    """``await until(predicate, timeout, what)``: poll until it holds or fail."""
-
-    async def wait(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what or predicate}")
-            await asyncio.sleep(0.02)
-
-    return wait

@@ -15,6 +15,7 @@ from stalwart.config import Settings
 from stalwart.envelope import DeliveryState, Envelope, undecodable_id
 from stalwart.errors import RequestTimeout
 from stalwart.service import Context, Reject, Retry, Service, ServiceRunner, TokenAuthority
+from waiting import until
 
 S = DeliveryState
 
@@ -189,7 +190,7 @@ async def test_idempotent_handler_runs_once_per_message_id(bus, settings, unique
         await bus.publish([env])
         await lifecycle.wait(env.id, svc.name, S.CONSUMED)
         await bus.publish([env])  # a redelivery of the same message id
-        await until_count(lifecycle, env.id, svc.name, S.CONSUMED, 2)
+        await lifecycle.wait(env.id, svc.name, S.CONSUMED, count=2)
         assert calls == [env.id]
         assert (
             "duplicate"
@@ -197,14 +198,6 @@ async def test_idempotent_handler_runs_once_per_message_id(bus, settings, unique
         )
     finally:
         await runner.stop(grace=1.0)
-
-
-async def until_count(lifecycle, mid: str, svc: str, state: DeliveryState, n: int) -> None:
-    for _ in range(500):
-        if lifecycle.of(mid, svc).count(state) >= n:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{state} seen {lifecycle.of(mid, svc).count(state)} times, wanted {n}")
 
 
 async def test_roles_are_enforced_before_the_handler(bus, settings, unique, lifecycle) -> None:
@@ -246,7 +239,7 @@ async def test_roles_are_enforced_before_the_handler(bus, settings, unique, life
         await runner.stop(grace=1.0)
 
 
-async def test_heartbeats_carry_counters(running, bus, unique, until) -> None:
+async def test_heartbeats_carry_counters(running, bus, unique) -> None:
     from stalwart.bus import QueueSpec
     from stalwart.messages import Heartbeat, heartbeat_topic
 
@@ -266,7 +259,9 @@ async def test_heartbeats_carry_counters(running, bus, unique, until) -> None:
 
     task = asyncio.create_task(take())
     try:
-        await until(lambda: any(b.processed >= 1 for b in beats), 5.0, "a heartbeat")
+        await until(
+            lambda: beats, 5.0, "a heartbeat", accept=lambda bs: any(b.processed >= 1 for b in bs)
+        )
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -44,7 +44,7 @@ log = logging.getLogger("stalwart.bus.outbox")
 Progress = Callable[[int, int], None]  # (forwarded so far, pending at start)
 # Batches sent while the confirms of earlier ones are awaited: enough to cover the
 # broker's round trip, few enough that a failure sends little again.
-_WINDOW = 0
+_WINDOW = 4
 
 
 def destination(url: str) -> str:
@@ -148,7 +148,7 @@ class OutboxTransport:
             Spool, self.spool_path, self._durability, bus=self.bus
         )
         self._pipeline = Pipeline(
-            self._spool, self._send, window=_WINDOW, read=self._batch_size * 4
+            self._spool, self._send, window=_WINDOW, read=self._batch_size * _WINDOW
         )
         # Publish directly unless older messages wait (they must go first).
         self._spooling = await asyncio.to_thread(self._spool.pending) > 0

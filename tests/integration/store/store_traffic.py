@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 from hypothesis import HealthCheck, settings
@@ -66,15 +66,6 @@ async def running(persister: Persister) -> AsyncIterator[asyncio.Task[None]]:
     finally:
         persister.stop()
         await asyncio.wait_for(task, 30.0)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    """Poll ``check`` with a short sleep until it holds or ``timeout`` passes."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.05)
 
 
 async def count(store: Store, *where: object) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
-from store_traffic import Traffic, count, eventually, put_raw, running
+from store_traffic import Traffic, count, put_raw, running
 
 from stalwart.bus import Transport
 from stalwart.envelope import DeliveryState, Transition, encode
@@ -11,6 +11,7 @@ from stalwart.store import PERSIST_QUEUE, Persister, PersistOptions, Store
 from stalwart.store._rows import printable
 from stalwart.store.queries import ReportView, list_reports
 from stalwart.store.schema import deliveries, messages, transitions
+from waiting import until
 
 _FAST = PersistOptions(batch_size=200, batch_interval=0.02, prefetch=400)
 _SURROGATE = "surrogate-placeholder"  # becomes a JSON "\ud800" in the raw bytes
@@ -67,7 +68,7 @@ async def test_one_bad_transition_keeps_the_other_499_of_its_batch(
         async def settled() -> bool:
             return await _drained(bus) and await count(store, messages.c.id == canary.id) == 1
 
-        await eventually(settled)
+        await until(settled, 30.0, "the canary stored, the queue drained")
     # Then the 499 good transitions and the canary's are stored and merged
     assert await _transition_count(store, [e.id for e in good]) == (499, 499)
     assert await _transition_count(store, [canary.id]) == (1, 1)
@@ -102,7 +103,7 @@ async def test_a_long_id_alone_is_reported_and_its_batch_acknowledged(
         async def settled() -> bool:
             return await _drained(bus) and await count(store, messages.c.id == batch.id) == 1
 
-        await eventually(settled)
+        await until(settled, 30.0, "the batch stored, the queue drained")
     # Then the good transition is stored; where the database refuses the id
     # (PostgreSQL) a report names it, and the batch itself is acknowledged
     async with store.engine.connect() as conn:
@@ -133,7 +134,7 @@ async def test_a_message_whose_only_row_is_refused_is_dead_lettered_alone(
         async def settled() -> bool:
             return len(await bus.dead_letters(PERSIST_QUEUE)) == 1 and await _drained(bus)
 
-        await eventually(settled)
+        await until(settled, 30.0, "one dead letter, the queue drained")
     # Then the neighbours are stored, the bad one is dead-lettered with the
     # database's reason, and a report names it
     assert await count(store) == 20

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from sqlalchemy import func, select
-from store_traffic import Traffic, count, eventually, put_raw, running
+from store_traffic import Traffic, count, put_raw, running
 
 from stalwart.bus import Transport
 from stalwart.envelope import Envelope
@@ -14,6 +14,7 @@ from stalwart.store import PERSIST_QUEUE, Persister, PersistOptions, Store
 from stalwart.store._rows import Rows
 from stalwart.store.queries import list_reports
 from stalwart.store.schema import deliveries, messages
+from waiting import until
 
 _FAST = PersistOptions(batch_size=200, batch_interval=0.02, prefetch=400)
 
@@ -42,7 +43,7 @@ async def test_every_message_and_state_is_persisted_and_acked(
             stats = await bus.queue_stats(PERSIST_QUEUE)
             return await count(store) == 600 and stats.ready == 0 and stats.inflight == 0
 
-        await eventually(done)
+        await until(done, 30.0, "600 messages stored and the persist queue drained")
     async with store.engine.connect() as conn:
         states = (
             await conn.execute(select(deliveries.c.state, func.count()).group_by("state"))
@@ -61,10 +62,10 @@ async def test_a_redelivered_message_changes_nothing(
     await persister.declare()
     async with running(persister):
         await bus.publish([env, consumed])
-        await eventually(lambda: _drained(bus))
+        await until(lambda: _drained(bus), 30.0, "the persist queue to drain")
         # When the same message and an older state for it are published again
         await bus.publish([env, consumed, traffic.lifecycle(traffic.step(env, "qa", "received"))])
-        await eventually(lambda: _drained(bus))
+        await until(lambda: _drained(bus), 30.0, "the persist queue to drain again")
     # Then the message is stored once and its state did not move back
     assert await count(store, messages.c.id == env.id) == 1
     async with store.engine.connect() as conn:
@@ -91,7 +92,7 @@ async def test_an_invalid_system_body_is_stored_and_dead_lettered(
         async def dead_lettered() -> bool:
             return len(await bus.dead_letters(PERSIST_QUEUE)) == 1 and await _drained(bus)
 
-        await eventually(dead_lettered)
+        await until(dead_lettered, 30.0, "the malformed body dead-lettered, the queue drained")
     # Then both are stored as messages and the bad one is dead-lettered with the reason
     assert await count(store) == 2
     (letter,) = await bus.dead_letters(PERSIST_QUEUE)
@@ -111,17 +112,15 @@ async def test_stopping_while_the_store_is_down_acks_nothing(
         async with running(persister):
             # When messages arrive and the writes keep failing
             await bus.publish([traffic.message() for _ in range(5)])
-            await eventually(lambda: _retried(persister))
+            await until(
+                lambda: persister.stats.retries, 30.0, "two retries", accept=lambda n: n >= 2
+            )
     finally:
         await broken.close()
     # Then nothing was acknowledged: all 5 are still on the bus for the next run
     stats = await bus.queue_stats(PERSIST_QUEUE)
     assert stats.ready + stats.inflight == 5
     assert persister.stats.persisted == 0
-
-
-async def _retried(persister: Persister) -> bool:
-    return persister.stats.retries >= 2
 
 
 async def test_undecodable_bytes_are_reported_and_dead_lettered_without_stopping(
@@ -139,7 +138,7 @@ async def test_undecodable_bytes_are_reported_and_dead_lettered_without_stopping
         async def settled() -> bool:
             return len(await bus.dead_letters(PERSIST_QUEUE)) == 1 and await _drained(bus)
 
-        await eventually(settled)
+        await until(settled, 30.0, "the bytes dead-lettered, the queue drained")
     # Then the bytes are dead-lettered with the decode error, an error report says so,
     # and the good message is stored
     (letter,) = await bus.dead_letters(PERSIST_QUEUE)
@@ -168,17 +167,15 @@ async def test_while_a_batch_commits_the_next_one_grows_instead_of_queueing(
     await persister.declare()
     async with running(persister):
         await bus.publish([traffic.message()])
-        await eventually(lambda: _true(bool(sizes)))
+        await until(lambda: sizes, 30.0, "the first batch to be held")
         # When three groups arrive, many batch intervals apart, while it is held
         for _ in range(3):
             await bus.publish([traffic.message() for _ in range(20)])
             await asyncio.sleep(5 * _FAST.batch_interval)
         await asyncio.sleep(0.3)
         released.set()
-        await eventually(lambda: _true(persister.stats.persisted == 61))
+        await until(
+            lambda: persister.stats.persisted, 30.0, "61 persisted", accept=lambda n: n == 61
+        )
     # Then they went in as one batch after it, not as one small batch per interval
     assert sizes == [1, 60]
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from store_traffic import Traffic, eventually, put_raw, running
+from store_traffic import Traffic, put_raw, running
 from typer.testing import CliRunner
 
 from stalwart.bus import Transport
@@ -16,6 +16,7 @@ from stalwart.envelope import decode, message_id_of
 from stalwart.errors import DecodeError
 from stalwart.store import PERSIST_QUEUE, Persister, PersistOptions, Store
 from stalwart.store.queries import MessageFilter, get_message, list_messages
+from waiting import until
 
 _FAST = PersistOptions(batch_size=50, batch_interval=0.02, prefetch=100)
 _CLAIMING = {
@@ -64,7 +65,7 @@ async def test_undecodable_input_is_listed_under_the_id_services_use(
             letters = await bus.dead_letters(PERSIST_QUEUE)
             return len(letters) == 3 and stats.ready == stats.inflight == 0
 
-        await eventually(settled)
+        await until(settled, 30.0, "three dead letters, the queue drained")
     # Then each is a message of kind Undecodable, under the claimed id when it is
     # valid and raw-<hash> otherwise, and the bytes stay whole in the dead letters
     ids = {raw: _id_of(raw) for raw in (claiming, too_long, junk)}

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from store_traffic import count, eventually, running
+from store_traffic import count, running
 
 from stalwart.bus import Transport
 from stalwart.config import load_settings
@@ -15,6 +15,7 @@ from stalwart.service import Context, Reject, Service, ServiceRunner
 from stalwart.store import Persister, PersistOptions, Store
 from stalwart.store.queries import MessageFilter, components, get_message, list_messages
 from stalwart.store.schema import deliveries, messages
+from waiting import until
 
 
 def _service() -> Service:
@@ -57,7 +58,7 @@ async def test_a_services_work_is_persisted_with_states_chain_and_heartbeats(
                     and any(c.availability == "up" for c in await components(store))
                 )
 
-            await eventually(recorded)
+            await until(recorded, 30.0, "both states, the verdict and qa's component")
     finally:
         await runner.stop(grace=1.0)
     # Then the good one's detail shows its timeline and the message it caused

@@ -1,8 +1,8 @@
 """The pace of retries against a service that is away: exponential, capped, jittered.
 
 Used wherever a component waits for the broker to come back (the amqp
-connector's reconnects, the outbox's forwarder, the dashboard's bus link and
-live feed). Jitter keeps the many processes that lost the broker together
+connector's reconnects, the outbox's forwarder, the bus link that keeps the
+watchdog and the dashboard on the bus, the dashboard's live feed). Jitter keeps the many processes that lost the broker together
 from retrying in step and hitting it at the same instant when it returns.
 """
 

@@ -1,11 +1,14 @@
 """The bus: one transport contract, several backends, and the outbox.
 
 Public face: :func:`open_transport`, :class:`Transport`, :class:`Delivery`,
-:class:`QueueSpec` and friends. Backends live in ``sqlite``, ``amqp`` and ``nats``;
-``outbox`` wraps any of them with a local store-and-forward spool.
+:class:`QueueSpec` and friends, and :class:`BusLink` (a long-lived
+component's connection, kept while the bus comes and goes). Backends live in
+``sqlite``, ``amqp`` and ``nats``; ``outbox`` wraps any of them with a local
+store-and-forward spool.
 """
 
 from stalwart.bus._factory import open_transport, redact_url
+from stalwart.bus._link import BusLink
 from stalwart.bus._open import open_bus
 from stalwart.bus._transport import (
     DeadLetter,
@@ -18,6 +21,7 @@ from stalwart.bus._transport import (
 )
 
 __all__ = [
+    "BusLink",
     "DeadLetter",
     "Delivery",
     "Encoded",

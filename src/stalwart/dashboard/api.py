@@ -176,7 +176,7 @@ def bus_or_503(state: DashboardState) -> Transport:
 
 @router.get("/bus", response_model=BusStatus, summary="Whether the dashboard is on the bus")
 async def api_bus(request: Request) -> BusStatus:
-    return _state(request).link.status()
+    return _state(request).bus_status()
 
 
 @router.get("/queues", response_model=list[QueueInfo], summary="Queue depths and dead letters")

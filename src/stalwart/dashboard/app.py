@@ -14,11 +14,10 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from stalwart.backoff import Backoff
-from stalwart.bus import Transport, open_bus
+from stalwart.bus import BusLink, Transport, open_bus
 from stalwart.config import Settings
 from stalwart.dashboard import api, pages, servicepage
 from stalwart.dashboard.auth import Authenticator
-from stalwart.dashboard.buslink import BusLink
 from stalwart.dashboard.guard import RequestGuard, default_hosts
 from stalwart.dashboard.live import LiveHub
 from stalwart.dashboard.metrics import DashboardMetrics
@@ -79,30 +78,30 @@ def create_app(
             settings.store.url, cache_ttl=cfg.cache_ttl, forget_after=settings.store.forget_after
         )
         owned.append(source)
+    link = BusLink(
+        transport or open_bus(settings, outbox=False),  # the dashboard never publishes
+        start=transport is None,
+        backoff=Backoff(cfg.bus_retry_initial, cfg.bus_retry_max),
+        name="dashboard-bus",
+    )
     if transport is None:
-        transport = open_bus(settings, outbox=False)  # the dashboard never publishes
-        owned.append(transport)
+        owned.append(link.transport)
     hub = LiveHub(
-        transport,
+        link.transport,
         queue_size=cfg.live_queue,
         batch_interval=cfg.live_batch_interval,
         per_client=cfg.live_per_client,
     )
     metrics = DashboardMetrics(TokenAuthority(settings.security))
     hub.observers.append(metrics.events.observe)
+    link.on_up(hub.start)
     state = DashboardState(
         settings=settings,
         config=cfg,
         auth=Authenticator(cfg.users, cfg.secret, cfg.session_ttl),
         source=source,
-        transport=transport,
         hub=hub,
-        link=BusLink(
-            transport,
-            hub,
-            start_transport=transport in owned,
-            backoff=Backoff(cfg.bus_retry_initial, cfg.bus_retry_max),
-        ),
+        link=link,
         metrics=metrics,
         login_for_reads=login_for_reads,
         owned=owned,

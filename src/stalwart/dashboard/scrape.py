@@ -52,7 +52,7 @@ async def refresh(state: DashboardState) -> None:
     metrics.set_services(per_service, oldest)
     metrics.set_queues(queues)
     metrics.set_instances(comps)
-    metrics.set_bus(state.link.status().reachable)
+    metrics.set_bus(state.link.reachable)
     metrics.set_lag(state.hub.newest, newest.items[0].created_at if newest.items else None)
     metrics.set_leaders(await _leaders(engine))
     metrics.set_outbox(*await _outbox(state.settings.bus.outbox), time.time())

@@ -165,7 +165,7 @@ async def overview(state: DashboardState, traffic_data: Traffic | None = None) -
     for topic, rate in (traffic_data.rates() if traffic_data else {}).items():
         if not is_infra(topic):
             rates[topic_group(topic)] = rates.get(topic_group(topic), 0.0) + rate
-    bus = state.link.status()
+    bus = state.bus_status()
     store_error = "; ".join(e for e in (e1, e2, e3, e4) if e) or None
     return Overview(
         generated_at=utcnow(),

@@ -12,21 +12,24 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import psutil
+from pydantic import ValidationError
 
-from stalwart.bus import QueueStats, Transport, open_bus, open_transport
+from stalwart.backoff import Backoff
+from stalwart.bus import BusLink, QueueSpec, QueueStats, Transport, open_bus, open_transport
 from stalwart.config import Settings
-from stalwart.envelope import default_sender, utcnow
-from stalwart.messages import Heartbeat
+from stalwart.envelope import Envelope, default_sender, utcnow
+from stalwart.messages import HEARTBEAT_PREFIX, Heartbeat
 from stalwart.store.engine import make_engine
 from stalwart.watchdog._disk import watch_disk
 from stalwart.watchdog._guard import Guardian
-from stalwart.watchdog._link import BusLink
 from stalwart.watchdog._store import ProgramState, StateWriter
 from stalwart.watchdog.beat import BeatServer
 from stalwart.watchdog.config import WatchdogSettings
@@ -69,11 +72,7 @@ class Watchdog:
         if isinstance(bus, str):
             url = bus
             bus = lambda: open_transport(url)  # noqa: E731
-        self._bus = (
-            BusLink(bus, on_heartbeat=self._on_heartbeat, max_pending=settings.max_pending_events)
-            if bus is not None
-            else None
-        )
+        self._bus = self._link(bus(), settings.max_pending_events) if bus is not None else None
         self._engine = make_engine(store_url) if store_url else None
         self._writer = (
             StateWriter(self._engine, self.host, self.name, settings.state_interval)
@@ -113,7 +112,7 @@ class Watchdog:
         self._guardian = Guardian()
         await self._beats.start()
         if self._bus is not None:
-            await self._bus.start()
+            await self._bus.open(wait=False)  # supervision never waits on the bus
         if self._writer is not None:
             await self._writer.start()
         for program in self.settings.programs:
@@ -138,7 +137,9 @@ class Watchdog:
         await asyncio.gather(*(g.stop("watchdog stopping") for g in self.groups.values()))
         self.reap()
         if self._bus is not None:
-            await self._bus.close()
+            await self._bus.close(flush_timeout=3.0)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._bus.transport.close(), timeout=15.0)
         if self._writer is not None:
             await self._writer.close()
         if self._engine is not None:
@@ -219,7 +220,23 @@ class Watchdog:
             return
         member.beat(progress)
 
-    def _on_heartbeat(self, beat: Heartbeat) -> None:
+    def _link(self, transport: Transport, max_pending: int) -> BusLink:
+        """Events out (kept while the bus is away) and this host's service heartbeats in."""
+        link = BusLink(
+            transport, backoff=Backoff(0.5, 30.0), max_pending=max_pending, name="watchdog-bus"
+        )
+        host = re.sub(r"[^a-z0-9_-]", "-", self.host.lower())
+        queue = f"watchdog-{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        beats = QueueSpec(queue, (f"{HEARTBEAT_PREFIX}.#",), max_attempts=1, ephemeral=True)
+        link.subscribe(beats, self._on_heartbeat)
+        return link
+
+    def _on_heartbeat(self, envelope: Envelope) -> None:
+        try:
+            beat = Heartbeat.model_validate(envelope.body)
+        except ValidationError as exc:
+            _log.warning("ignored malformed heartbeat %s: %s", envelope.id, exc)
+            return
         if beat.host != self.host or beat.stopping:
             return
         for group in self.groups.values():

@@ -1,5 +1,5 @@
 """stalwart over NATS JetStream against raw nats-py, same durability; and the
-outbox's drain rate over NATS with and without decoding spooled messages.
+outbox's drain rate over NATS against the transport's own publish rate.
 
 Both contenders publish 1 KiB messages to a file-backed stream with interest
 retention (one replica, the server's default sync) through one durable pull
@@ -10,14 +10,13 @@ published, until all are acknowledged one by one. The raw side pulls in
 batches of 256 with nats-py's ``fetch``.
 
 Outbox drain: ``--messages`` envelopes spooled, then forwarded by
-``OutboxTransport.flush`` in its batches of 200: as it does now (the spooled
-bytes published as they are) and as it did before (each row decoded to an
-envelope and encoded again; the two in alternating order), against
-stalwart's own publish rate in batches of 200. Prints the medians of
-``--runs`` runs: rates, and this process's CPU time per message (a figure
-that other load on the machine disturbs far less than rates), with ratios.
+``OutboxTransport.flush`` in its batches of 200, against stalwart's own
+publish rate in batches of 200 to the same stream (the two in alternating
+order). Prints the medians of ``--runs`` runs: rates, and this process's CPU
+time per message (a figure that other load on the machine disturbs far less
+than rates), with ratios. ``--drain-only`` measures the drain and its bar only.
 
-Run: ``.venv/bin/python -m benchmarks.bench_nats [--messages N] [--runs R]``
+Run: ``.venv/bin/python -m benchmarks.bench_nats [--messages N] [--runs R] [--drain-only]``
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from stalwart.bus import QueueSpec
 from stalwart.bus.nats import NatsTransport
 from stalwart.bus.outbox import OutboxTransport, destination
 from stalwart.bus.outbox._spool import Spool
-from stalwart.envelope import Envelope, decode, encode
+from stalwart.envelope import Envelope, encode
 
 __all__ = ["main"]
 
@@ -178,53 +177,44 @@ async def _raw_run(messages: int, batch: int) -> Figures:
         await nc.close()
 
 
-class _Redecoding:
-    """An inner transport that decodes and re-encodes spooled bytes: the outbox before."""
-
-    def __init__(self, inner: NatsTransport) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
-
-    async def publish_encoded(self, batch: Sequence[tuple[str, str, bytes]]) -> None:
-        await self.inner.publish([decode(data) for _, _, data in batch])
-
-
-async def _drain_run(messages: int, folder: Path, first_redecoding: bool) -> list[float]:
-    """Rate and CPU per message of: publish in batches of 200, the drain as it is,
-    the drain decoding each row (in the order ``first_redecoding`` says)."""
+async def _drain_run(messages: int, folder: Path, drain_first: bool) -> list[float]:
+    """Rate and CPU per message of: publish in batches of 200, and the outbox's drain
+    of as many spooled envelopes (in the order ``drain_first`` says)."""
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     bus = NatsTransport(_URL, exchange=namespace)
     await bus.start()
     try:
         await bus.declare(QueueSpec("svc", (_TOPIC,)))
         await _publish(bus, _envelopes(500), _DRAIN_BATCH)  # warm up the new stream
-        envelopes = _envelopes(messages)
-        timer = _Timer(messages)
-        await _publish(bus, envelopes, _DRAIN_BATCH)
-        figures = {"publish": timer.stop()}
-        for redecode in (first_redecoding, not first_redecoding):
-            path = folder / f"{namespace}-{redecode}.db"
-            spool = Spool(path, bus=destination(bus.url))
-            spool.append([(e.id, e.topic, encode(e)) for e in _envelopes(messages)])
-            spool.close()
-            inner = NatsTransport(_URL, exchange=namespace)
-            outbox = OutboxTransport(
-                _Redecoding(inner) if redecode else inner,  # type: ignore[arg-type]
-                path,
-                forward=False,
-                batch_size=_DRAIN_BATCH,
-            )
-            await outbox.start()
-            timer = _Timer(messages)
-            assert await outbox.flush(timeout=300.0) == messages
-            figures["decoding" if redecode else "drain"] = timer.stop()
-            await outbox.close()
-        return [x for key in ("publish", "drain", "decoding") for x in figures[key]]
+        figures = {}
+        for drain in (drain_first, not drain_first):
+            if drain:
+                figures["drain"] = await _drain(messages, folder / f"{namespace}.db", namespace)
+            else:
+                envelopes = _envelopes(messages)
+                timer = _Timer(messages)
+                await _publish(bus, envelopes, _DRAIN_BATCH)
+                figures["publish"] = timer.stop()
+        return [x for key in ("publish", "drain") for x in figures[key]]
     finally:
         await bus.close()
         await _drop(namespace)
+
+
+async def _drain(messages: int, path: Path, namespace: str) -> tuple[float, float]:
+    """``messages`` envelopes spooled at ``path``, forwarded by a new outbox's flush
+    (in its batches of 200, the default)."""
+    inner = NatsTransport(_URL, exchange=namespace)
+    spool = Spool(path, bus=destination(inner.url))
+    spool.append([(e.id, e.topic, encode(e)) for e in _envelopes(messages)])
+    spool.close()
+    outbox = OutboxTransport(inner, path, forward=False, batch_size=_DRAIN_BATCH)
+    await outbox.start()
+    timer = _Timer(messages)
+    assert await outbox.flush(timeout=300.0) == messages
+    figures = timer.stop()
+    await outbox.close()
+    return figures
 
 
 async def _wait(check: object, timeout: float) -> None:
@@ -244,47 +234,49 @@ async def _drop(namespace: str) -> None:
         await nc.close()
 
 
-async def _bench(messages: int, runs: int, batch: int) -> None:
+async def _bench(messages: int, runs: int, batch: int, drain_only: bool) -> None:
     ours: list[Figures] = []
     raw: list[Figures] = []
     drains: list[list[float]] = []
     with tempfile.TemporaryDirectory() as folder:
-        for run in range(runs):  # interleaved, so that machine load hits both alike
-            ours.append(await _stalwart_run(messages, batch))
-            raw.append(await _raw_run(messages, batch))
+        for run in range(runs):  # interleaved, so that machine load hits all alike
+            line = f"run {run + 1}:"
+            if not drain_only:
+                ours.append(await _stalwart_run(messages, batch))
+                raw.append(await _raw_run(messages, batch))
+                line += (
+                    f" stalwart publish {ours[-1][0]:6.0f}/s e2e {ours[-1][2]:6.0f}/s"
+                    f" | raw publish {raw[-1][0]:6.0f}/s e2e {raw[-1][2]:6.0f}/s |"
+                )
             drains.append(await _drain_run(messages, Path(folder), run % 2 == 1))
             print(
-                f"run {run + 1}: stalwart publish {ours[-1][0]:6.0f}/s e2e {ours[-1][2]:6.0f}/s"
-                f" | raw publish {raw[-1][0]:6.0f}/s e2e {raw[-1][2]:6.0f}/s"
-                f" | drain {drains[-1][2]:6.0f}/s, decoding {drains[-1][4]:6.0f}/s,"
-                f" publish {drains[-1][0]:6.0f}/s",
-                flush=True,
+                f"{line} drain {drains[-1][2]:6.0f}/s, publish {drains[-1][0]:6.0f}/s", flush=True
             )
-    o, r, d = (
-        [statistics.median(row[i] for row in rows) for i in range(len(rows[0]))]
-        for rows in (ours, raw, drains)
-    )
+    d = _medians(drains)
     print(f"\n{messages} x 1 KiB, file stream R1, interest retention; medians of {runs} runs")
     print("                 rate/s   client CPU us/msg")
-    for name, rate, cpu in (
-        ("stalwart publish", o[0], o[1]),
-        ("raw publish", r[0], r[1]),
-        ("stalwart e2e", o[2], o[3]),
-        ("raw e2e", r[2], r[3]),
-        ("publish by 200", d[0], d[1]),
-        ("outbox drain", d[2], d[3]),
-        ("drain decoding", d[4], d[5]),
-    ):
+    rows = [("publish by 200", d[0], d[1]), ("outbox drain", d[2], d[3])]
+    if not drain_only:
+        o, r = _medians(ours), _medians(raw)
+        rows[:0] = [
+            ("stalwart publish", o[0], o[1]),
+            ("raw publish", r[0], r[1]),
+            ("stalwart e2e", o[2], o[3]),
+            ("raw e2e", r[2], r[3]),
+        ]
+    for name, rate, cpu in rows:
         print(f"{name:<16} {rate:7.0f}   {cpu:7.1f}")
-    print(
-        f"stalwart/raw: publish {o[0] / r[0]:.0%} (CPU {r[1] / o[1]:.0%}), "
-        f"end to end {o[2] / r[2]:.0%} (CPU {r[3] / o[3]:.0%})"
-    )
-    print(
-        f"outbox drain / publish: {d[2] / d[0]:.0%} (CPU {d[1] / d[3]:.0%}); "
-        f"decoding each row: {d[4] / d[0]:.0%} (CPU {d[1] / d[5]:.0%})"
-    )
+    if not drain_only:
+        print(
+            f"stalwart/raw: publish {o[0] / r[0]:.0%} (CPU {r[1] / o[1]:.0%}), "
+            f"end to end {o[2] / r[2]:.0%} (CPU {r[3] / o[3]:.0%})"
+        )
+    print(f"outbox drain / publish: {d[2] / d[0]:.0%} (CPU {d[1] / d[3]:.0%})")
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def _medians(rows: Sequence[Sequence[float]]) -> list[float]:
+    return [statistics.median(row[i] for row in rows) for i in range(len(rows[0]))]
 
 
 def main() -> None:
@@ -292,8 +284,11 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument(
+        "--drain-only", action="store_true", help="only the outbox drain against publish"
+    )
     args = parser.parse_args()
-    asyncio.run(_bench(args.messages, args.runs, args.batch))
+    asyncio.run(_bench(args.messages, args.runs, args.batch, args.drain_only))
 
 
 if __name__ == "__main__":

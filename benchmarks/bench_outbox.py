@@ -1,11 +1,14 @@
-"""The outbox's drain rate after an outage, against a persist-queue spool.
+"""The outbox's drain rate after an outage, against RabbitMQ's own publish rate
+and a persist-queue spool.
 
-Both contenders store 1 KiB messages on local disk while RabbitMQ is
+Both spools store 1 KiB messages on local disk while RabbitMQ is
 unreachable (batches of 100, one durable transaction per batch), then, once
 the broker is back, forward everything in order with publisher confirms to
 a quorum queue. The peer is persist-queue's ``SQLiteQueue`` (PyPI
 persist-queue) drained by an aio-pika publisher in batches of the same size
 as the outbox's, each batch removed from the spool only after its confirms.
+In the same run, the bar: stalwart's ``AmqpTransport.publish`` of the same
+envelopes in batches of the outbox's size, to the same kind of queue.
 Medians of ``--runs`` runs of spool rate and drain rate, and the ratios.
 
 Run: ``.venv/bin/python -m benchmarks.bench_outbox [--messages N] [--runs R]``
@@ -96,6 +99,26 @@ async def _outbox_run(messages: int, folder: Path) -> tuple[float, float]:
         await drop(_URL, exchange)
 
 
+async def _publish_run(messages: int) -> float:
+    """The transport's own publish rate: batches of the drain's size, confirmed."""
+    exchange = f"bench-publish-{uuid.uuid4().hex[:8]}"
+    await _declare_target(exchange)
+    bus = AmqpTransport(_URL, exchange=exchange)
+    await bus.start()
+    try:
+        body = payload()
+        envelopes = [Envelope.new(TOPIC, body) for _ in range(messages)]
+        started = time.perf_counter()
+        for start in range(0, messages, _DRAIN_BATCH):
+            await bus.publish(envelopes[start : start + _DRAIN_BATCH])
+        rate = messages / (time.perf_counter() - started)
+        assert (await bus.queue_stats(SERVICE)).ready == messages, "publish lost messages"
+        return rate
+    finally:
+        await bus.close()
+        await drop(_URL, exchange)
+
+
 async def _persist_queue_run(messages: int, folder: Path) -> tuple[float, float]:
     exchange = f"bench-pq-{uuid.uuid4().hex[:8]}"
     await _declare_target(exchange)
@@ -154,9 +177,12 @@ def _get_batch(queue: SQLiteQueue, limit: int) -> list[bytes]:
 
 async def _bench(messages: int, runs: int) -> None:
     results: dict[str, list[tuple[float, float]]] = {"outbox": [], "persist-queue": []}
+    publish: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-outbox-") as tmp:
         folder = Path(tmp)
         for run in range(runs):
+            publish.append(await _publish_run(messages))
+            print(f"run {run + 1} {'publish':>13}: {publish[-1]:8.0f}/s", flush=True)
             for name, contender in (("outbox", _outbox_run), ("persist-queue", _persist_queue_run)):
                 spool_rate, drain_rate = await contender(messages, folder)
                 results[name].append((spool_rate, drain_rate))
@@ -172,10 +198,14 @@ async def _bench(messages: int, runs: int) -> None:
     print(f"\n{messages} x 1 KiB spooled during an outage, then drained; medians of {runs} runs")
     for name, (spool_rate, drain_rate) in medians.items():
         print(f"{name:>13}: spool {spool_rate:8.0f}/s  drain {drain_rate:8.0f}/s")
+    bar = statistics.median(publish)
+    print(f"{'publish':>13}: {bar:8.0f}/s (AmqpTransport, batches of {_DRAIN_BATCH})")
     ours, theirs = medians["outbox"], medians["persist-queue"]
     print(
         f"outbox / persist-queue: spool {ours[0] / theirs[0]:.2f}, drain {ours[1] / theirs[1]:.2f}"
     )
+    print(f"outbox drain / publish: {ours[1] / bar:.2f}")
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def main() -> None:

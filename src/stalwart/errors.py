@@ -73,7 +73,8 @@ class MessageTooLarge(StalwartError):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(
             f"message is {size} bytes, over the limit of {limit} bytes; store large data as a "
-            "file (see `stalwart ingest`) and send its path, or raise bus.max_message_size"
+            "file (see `stalwart integrity ingest`) and send its path, or raise "
+            "bus.max_message_size"
         )
         self.size = size
         self.limit = limit

@@ -1,7 +1,7 @@
 """A whole stalwart system in real processes, and the fault suite's counts.
 
 :class:`System` writes one ``stalwart.toml`` and starts, as separate
-processes: the persistence subscriber (``stalwart persist``), consumers of the
+processes: the persistence subscriber (``stalwart store persist``), consumers of the
 effects service (``stalwart run effects_app:svc``, or HA replicas with
 ``python -m stalwart.ha``) and producers (``producer.py``). Each process has
 its own home (its own outbox). ``close()`` kills whatever is still running.
@@ -249,7 +249,9 @@ class System:
                 await conn.execute(text(EFFECTS_DDL))
         finally:
             await engine.dispose()
-        self.spawn("persister", [STALWART, "persist", "--lease", "3", "--batch-size", "500"])
+        self.spawn(
+            "persister", [STALWART, "store", "persist", "--lease", "3", "--batch-size", "500"]
+        )
         await self.wait_queue("stalwart-persist")
 
     async def wait_queue(self, queue: str, timeout: float = 60.0) -> None:

@@ -1,5 +1,6 @@
 """The ``stalwart`` command. Each command group lives in its own module; this
-module only knows their names and one-line help, from :data:`COMMANDS`.
+module only knows their names, one-line help and tree, from :data:`COMMANDS`,
+and turns every command's errors into one line and an exit status.
 
 A command's module is imported when that command runs (or shows its own
 help), never before: ``stalwart --help`` imports no command module, a batch
@@ -28,50 +29,67 @@ _HELP: Final = (
 
 
 class Entry(NamedTuple):
-    """Where a command is registered, and its help's opening words for the command list."""
+    """Where a command is registered, its help's opening words, and whether it is a
+    group of subcommands that does nothing bare (listed apart in ``stalwart --help``)."""
 
     module: str
     summary: str
+    group: bool = False
 
 
+# The tree a newcomer can guess: what an operator types every day is a short
+# verb at the top; each part's administration is a group named after the part
+# (docs/architecture.md, "The command line").
 # command name -> module of stalwart.cli that registers it, and the start of its help
 COMMANDS: Final = {
     "up": Entry("up", "Run the whole system on this host"),
+    "run": Entry("services", "Run a service until SIGTERM/SIGINT, then stop gracefully."),
+    "status": Entry("status", "Services and instances (up / late / down from heartbeats)"),
     "send": Entry("messaging", "Publish one message; returns once it is durable"),
     "tail": Entry("messaging", "Follow messages live, one line each"),
     "report": Entry("report", "Publish a report on sys.report.<level>"),
-    "run": Entry("services", "Run a service until SIGTERM/SIGINT, then stop gracefully."),
-    "status": Entry("status", "Services and instances (up / late / down from heartbeats)"),
-    "dlq": Entry("dlq", "Dead letters: list, show, retry, purge."),
-    "token": Entry("token", "Signed tokens (JWT)."),
-    "watchdog": Entry("watchdog", "Supervise programs: restart crashed, hung, slow"),
-    "beat": Entry("watchdog", "Tell the watchdog this program is alive"),
-    "dashboard": Entry("dashboard", "The web dashboard"),
-    "ingest": Entry("integrity", "Create each file's manifest and parity"),
-    "verify": Entry("integrity", "Check files against their manifests"),
-    "transfer": Entry("integrity", "Copy a file, verify it on the destination's disk"),
-    "transfer-service": Entry("integrity", "Serve verified-transfer requests for a site"),
-    "scrub": Entry("integrity", "Re-verify every replica of a site"),
-    "catalog": Entry("integrity", "Query the integrity catalog"),
     "messages": Entry("store", "List stored messages, newest first"),
     "show": Entry("store", "Show one message"),
     "reports": Entry("store", "List reports from batch tools and services"),
-    "persist": Entry("store", "Run the persistence subscriber"),
-    "db": Entry("store", "The message store's schema."),
-    "store": Entry("store", "Message store upkeep."),
-    "outbox": Entry("outbox", "The local store-and-forward spool."),
-    "ha": Entry("ha", "High availability: leases, checkpoints, health monitors."),
-    "dev": Entry("dev", "Local stand-ins for production infrastructure."),
+    "dashboard": Entry("dashboard", "The web dashboard"),
+    "watchdog": Entry("watchdog", "Supervise programs: restart crashed, hung, slow"),
+    "dlq": Entry("dlq", "Dead letters: list, show, retry, purge.", group=True),
+    "integrity": Entry(
+        "integrity", "Data integrity: ingest, verify, transfer, serve, scrub, catalog.", group=True
+    ),
+    "store": Entry("store", "The message store: persist, upgrade, prune.", group=True),
+    "outbox": Entry("outbox", "The local store-and-forward spool.", group=True),
+    "ha": Entry("ha", "High availability: leases, checkpoints, health monitors.", group=True),
+    "token": Entry("token", "Signed tokens (JWT).", group=True),
+    "dev": Entry("dev", "Local stand-ins for production infrastructure.", group=True),
 }
 
 
 def build_app(modules: Iterable[str] | None = None) -> typer.Typer:
     """The Typer app with the commands of ``modules`` (default: all of them), eagerly."""
-    app = _root_app(None)
+    app = _root_app(_RootGroup)
     wanted = modules if modules is not None else (entry.module for entry in COMMANDS.values())
     for module in dict.fromkeys(wanted):
         importlib.import_module(f"stalwart.cli.{module}").register(app)
     return app
+
+
+class _RootGroup(typer.core.TyperGroup):
+    """The root group: handles every command's errors, in one place.
+
+    A StalwartError or an OSError a command did not expect is one line on
+    stderr and exit status 1 (78 for a ConfigError); Ctrl-C is exit status 130.
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (StalwartError, OSError) as exc:
+            from stalwart.cli._common import error_exit
+
+            raise error_exit(exc) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
 
 
 class _Commands(Mapping[str, Any]):
@@ -93,8 +111,8 @@ class _Commands(Mapping[str, Any]):
         return len(COMMANDS)
 
 
-class _LazyGroup(typer.core.TyperGroup):
-    """The root group: lists commands from the table, loads only the one invoked."""
+class _LazyGroup(_RootGroup):
+    """The root as run from the shell: lists commands from the table, loads only the one invoked."""
 
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
@@ -105,8 +123,11 @@ class _LazyGroup(typer.core.TyperGroup):
         super(typer.core.TyperGroup, self).format_help(ctx, formatter)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
-        with formatter.section("Commands"):
-            formatter.write_dl([(name, entry.summary) for name, entry in COMMANDS.items()])
+        for title, group in (("Commands", False), ("Command groups", True)):
+            with formatter.section(title):
+                formatter.write_dl(
+                    [(name, e.summary) for name, e in COMMANDS.items() if e.group is group]
+                )
 
 
 def _print_version(value: bool) -> None:
@@ -122,7 +143,7 @@ def lazy_app() -> typer.Typer:
     return _root_app(_LazyGroup)
 
 
-def _root_app(cls: type[typer.core.TyperGroup] | None) -> typer.Typer:
+def _root_app(cls: type[_RootGroup]) -> typer.Typer:
     app = typer.Typer(
         name="stalwart",
         cls=cls,
@@ -150,9 +171,4 @@ def _root_app(cls: type[typer.core.TyperGroup] | None) -> typer.Typer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        lazy_app()(argv, prog_name="stalwart")
-    except (StalwartError, OSError) as exc:  # from a command without handle_errors: one line
-        from stalwart.cli._common import error_exit
-
-        raise SystemExit(error_exit(exc).exit_code) from None
+    lazy_app()(argv, prog_name="stalwart")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,13 +23,11 @@ __all__ = [
     "err_console",
     "error_exit",
     "fail",
-    "handle_errors",
     "run",
     "say",
     "settings_from",
 ]
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 console = Console()
@@ -88,21 +85,6 @@ def error_exit(exc: StalwartError | OSError) -> typer.Exit:
         return fail(str(exc), exit_status(exc))
     where = f"{exc.filename}: " if exc.filename else ""
     return fail(f"{where}{exc.strerror or exc or type(exc).__name__}")
-
-
-def handle_errors(func: Callable[P, T]) -> Callable[P, T]:
-    """Errors of ``func`` as one line (:func:`error_exit`); Ctrl-C as exit status 130."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return func(*args, **kwargs)
-        except (StalwartError, OSError) as exc:
-            raise error_exit(exc) from None
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -284,7 +284,7 @@ async def catalog(
 ) -> None:
     """One catalog table, filtered by site and name glob where the table has them."""
     if what == "files" and site is not None:
-        raise fail("catalog files has no site; use `stalwart catalog replicas --site S`")
+        raise fail("catalog files has no site; use `stalwart integrity catalog replicas --site S`")
     if what == "scrubs" and match is not None:
         raise fail("catalog scrubs has no names; filter them with --site")
     check_home(settings, "read")

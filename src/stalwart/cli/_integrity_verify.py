@@ -1,4 +1,4 @@
-"""``stalwart verify``: files, directories or a site's replicas, each on the
+"""``stalwart integrity verify``: files, directories or a site's replicas, each on the
 replica the catalog has it as, with a hint for what stays damaged."""
 
 from __future__ import annotations
@@ -62,16 +62,19 @@ async def _hint(
     if state in ("ok", "repaired"):
         return None
     if state == "unverified":
-        return f"`stalwart ingest {path}` records its checksums and parity"
+        return f"`stalwart integrity ingest {path}` records its checksums and parity"
     if state == "corrupt" and not repair:
         if report.manifest is not None:
-            return f"`stalwart verify {path} --repair` repairs it from its parity"
+            return f"`stalwart integrity verify {path} --repair` repairs it from its parity"
         if checked.catalogued:
-            return f"`stalwart verify {path} --repair` rebuilds its manifest if the data is intact"
+            return (
+                f"`stalwart integrity verify {path} --repair` rebuilds its manifest"
+                " if the data is intact"
+            )
     if report.manifest is None and not checked.catalogued and state != "missing":
         return (
             "its manifest is damaged and the catalog has no digest to check the data "
-            f"against: if the data is trusted, `stalwart ingest {path}` makes a new one"
+            f"against: if the data is trusted, `stalwart integrity ingest {path}` makes a new one"
         )
     others = []
     if catalog is not None and at.name is not None:
@@ -83,12 +86,12 @@ async def _hint(
     what = "missing" if state == "missing" else "still damaged"
     if others and checked.catalogued:
         return (
-            f"{what}: `stalwart scrub --site {at.site}` repairs it from the replica at "
+            f"{what}: `stalwart integrity scrub --site {at.site}` repairs it from the replica at "
             f"{others[0]['site']} ({others[0]['path']})"
         )
     if others:
         good = others[0]["path"]
-        return f"{what}: `stalwart transfer {good} {path}` copies a good replica over it"
+        return f"{what}: `stalwart integrity transfer {good} {path}` copies a good replica over it"
     return f"{what}, and no good replica elsewhere is catalogued: restore it from a backup"
 
 
@@ -116,7 +119,7 @@ async def verify(
     if not as_json and any(r["site"] is None for r in rows):
         say(
             "a path with no site is not a catalogued replica: its result is not recorded "
-            "(`stalwart ingest` registers a file)",
+            "(`stalwart integrity ingest` registers a file)",
             *NOTE,
             err=True,
         )

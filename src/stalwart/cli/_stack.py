@@ -93,7 +93,7 @@ def data_dirs(settings: Settings) -> list[Path]:
 
 def stack(settings: Settings, *, demo_workflow: bool, dashboard: bool) -> WatchdogSettings:
     """The watchdog table that runs the whole system, plus the user's own programs."""
-    programs = [_program("persist", [_PY, "-m", "stalwart", "persist"])]
+    programs = [_program("persist", [_PY, "-m", "stalwart", "store", "persist"])]
     if dashboard:
         command = [_PY, "-m", "stalwart", "dashboard", "--url-file", str(url_file(settings.home))]
         programs.append(_program(PROGRAM, command))

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from stalwart.cli._common import ConfigOption, handle_errors, run, say, settings_from
+from stalwart.cli._common import ConfigOption, run, say, settings_from
 from stalwart.config import Settings
 from stalwart.dashboard import DEFAULT_BIND, serve_dashboard
 from stalwart.dashboard.auth import hash_password
@@ -47,7 +47,6 @@ async def _serve(settings: Settings, bind: str | None, url_file: Path | None) ->
 
 
 @_group.callback()
-@handle_errors
 def dashboard(
     ctx: typer.Context,
     bind: Annotated[
@@ -79,7 +78,6 @@ def dashboard(
 
 
 @_group.command("hash-password")
-@handle_errors
 def hash_password_command(
     user: Annotated[str, typer.Option("--user", "-u", help="User name for the TOML line.")] = "ops",
     stdin: Annotated[

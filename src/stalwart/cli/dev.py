@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from stalwart.bus import open_bus
-from stalwart.cli._common import ConfigOption, console, fail, handle_errors, run, say, settings_from
+from stalwart.cli._common import ConfigOption, console, fail, run, say, settings_from
 from stalwart.config import Settings
 from stalwart.dev.rabbitmq import RabbitCluster
 from stalwart.ha.events import EventPublisher
@@ -67,7 +67,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(dev, name="dev")
 
     @cluster.command("up")
-    @handle_errors
     def up(directory: DirOption = None, config: ConfigOption = None) -> None:
         """Start the cluster (created on first use) and print the bus url to use.
 
@@ -91,7 +90,6 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"(foreign publishers: user `client`, refused sys.*: {found.urls('client')})")
 
     @cluster.command("down")
-    @handle_errors
     def down(
         purge: Annotated[
             bool, typer.Option("--purge", help="Also delete the nodes' data and the state.")
@@ -112,7 +110,6 @@ def register(app: typer.Typer) -> None:
         say(f"cluster under {root} {'deleted' if purge else 'stopped'}")
 
     @cluster.command("status")
-    @handle_errors
     def status(directory: DirOption = None, config: ConfigOption = None) -> None:
         """Each node: its name, AMQP address, process and whether it answers.
 
@@ -135,7 +132,6 @@ def register(app: typer.Typer) -> None:
         console.print(table)
 
     @cluster.command("watch")
-    @handle_errors
     def watch(
         interval: Annotated[
             float, typer.Option(min=0.5, max=3600, help="Seconds between two reads.")

@@ -12,7 +12,7 @@ from rich.table import Table
 from stalwart.bus import DeadLetter, Transport
 from stalwart.cli._bus import connected
 from stalwart.cli._columns import Col, WideOption, fit_table, print_table, width_for
-from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
+from stalwart.cli._common import ConfigOption, console, run, settings_from
 from stalwart.config import Settings
 from stalwart.errors import StalwartError
 
@@ -112,7 +112,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(dlq, name="dlq")
 
     @dlq.command("list")
-    @handle_errors
     def list_(
         service: ServiceOption = None,
         limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 100,
@@ -137,7 +136,6 @@ def register(app: typer.Typer) -> None:
             console.print("no dead letters")
 
     @dlq.command()
-    @handle_errors
     def show(key: str, service: ServiceOption = None, config: ConfigOption = None) -> None:
         """Show one dead letter whole (token masked).
 
@@ -150,7 +148,6 @@ def register(app: typer.Typer) -> None:
         raise StalwartError(f"no dead letter {key!r}; see `stalwart dlq list`")
 
     @dlq.command()
-    @handle_errors
     def retry(
         keys: Annotated[list[str] | None, typer.Argument(help="Keys (default: all).")] = None,
         service: ServiceOption = None,
@@ -164,7 +161,6 @@ def register(app: typer.Typer) -> None:
         console.print(f"requeued {count} dead letter(s)")
 
     @dlq.command()
-    @handle_errors
     def purge(
         keys: Annotated[list[str] | None, typer.Argument(help="Keys (default: all).")] = None,
         service: ServiceOption = None,

@@ -15,7 +15,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from stalwart.bus import Transport, open_bus, redact_url
 from stalwart.cli._columns import Col, WideOption, fit_table, print_table, width_for
-from stalwart.cli._common import ConfigOption, console, handle_errors, run, say, settings_from
+from stalwart.cli._common import ConfigOption, console, run, say, settings_from
 from stalwart.cli._engine import store_engine
 from stalwart.config import Settings
 from stalwart.envelope import default_sender
@@ -231,7 +231,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="ha")
 
     @group.command("status")
-    @handle_errors
     def status_command(
         config: ConfigOption = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
@@ -248,7 +247,6 @@ def register(app: typer.Typer) -> None:
             _print_status(shown, width_for(wide))
 
     @group.command("monitor")
-    @handle_errors
     def monitor_command(
         config: ConfigOption = None,
         once: Annotated[
@@ -283,7 +281,6 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
     @group.command("step-down")
-    @handle_errors
     def step_down_command(
         role: Annotated[str, typer.Argument(help="The role, e.g. service.dispatcher.")],
         config: ConfigOption = None,

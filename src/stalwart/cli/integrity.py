@@ -1,4 +1,4 @@
-"""``stalwart ingest|verify|transfer|scrub|catalog|transfer-service``: data integrity."""
+"""``stalwart integrity ingest|verify|transfer|serve|scrub|catalog``: data integrity."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from stalwart.cli import _integrity_run as act
-from stalwart.cli._common import ConfigOption, fail, handle_errors, run, settings_from
+from stalwart.cli._common import ConfigOption, fail, run, settings_from
 from stalwart.cli._params import MAX_COUNT, duration, rate, size
 from stalwart.config import Settings
 from stalwart.integrity.scrub import ScrubOptions
@@ -29,8 +29,16 @@ def _loaded(config: Path | None) -> tuple[Settings, IntegritySettings]:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("ingest")
-    @handle_errors
+    group = typer.Typer(
+        help="Data integrity: ingest, verify, transfer, serve, scrub, catalog.\n\n"
+        "Files get a manifest and parity once (ingest); every copy is then checked"
+        " against them (verify, transfer, scrub) and recorded in the catalog.\n\n"
+        "Example: stalwart integrity ingest products/ --site eu",
+        no_args_is_help=True,
+    )
+    app.add_typer(group, name="integrity")
+
+    @group.command("ingest")
     def ingest_cmd(
         files: Annotated[
             list[Path],
@@ -70,7 +78,7 @@ def register(app: typer.Typer) -> None:
 
         A file the catalog has with another digest is refused unless --force.
 
-        Example: stalwart ingest products/ --site eu --also md5
+        Example: stalwart integrity ingest products/ --site eu --also md5
         """
         if name and len(files) > 1:
             raise fail("--name applies to one file; ingest files one by one to name them")
@@ -89,8 +97,7 @@ def register(app: typer.Typer) -> None:
         if refused:
             raise typer.Exit(1)
 
-    @app.command("verify")
-    @handle_errors
+    @group.command("verify")
     def verify_cmd(
         paths: Annotated[
             list[Path] | None,
@@ -117,7 +124,7 @@ def register(app: typer.Typer) -> None:
 
         Exits 1 when anything is still damaged.
 
-        Example: stalwart verify /archive/eu/uid_A001.fits --repair
+        Example: stalwart integrity verify /archive/eu/uid_A001.fits --repair
         """
         settings, isettings = _loaded(config)
         store = parity_store or isettings.parity_store
@@ -127,8 +134,7 @@ def register(app: typer.Typer) -> None:
         if bad:
             raise typer.Exit(1)
 
-    @app.command("transfer")
-    @handle_errors
+    @group.command("transfer")
     def transfer_cmd(
         src: Annotated[str, typer.Argument(help="Source path or fsspec URL.")],
         dst: Annotated[
@@ -151,7 +157,7 @@ def register(app: typer.Typer) -> None:
 
         A source the catalog knows as corrupt or missing is refused.
 
-        Example: stalwart transfer /archive/jao/uid_A001.fits /archive/eu/ --site eu --checksum
+        Example: stalwart integrity transfer /archive/jao/A001.fits /archive/eu/ -s eu --checksum
         """
         settings, isettings = _loaded(config)
         run(
@@ -167,8 +173,7 @@ def register(app: typer.Typer) -> None:
             )
         )
 
-    @app.command("scrub")
-    @handle_errors
+    @group.command("scrub")
     def scrub_cmd(
         site: SiteOption = None,
         root: Annotated[
@@ -193,7 +198,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Re-verify every replica of a site (resumable, rate-limited), repair, report dark/missing.
 
-        Example: stalwart scrub --site eu --rate 200MB/s --every 1d --spread 0.1
+        Example: stalwart integrity scrub --site eu --rate 200MB/s --every 1d --spread 0.1
         """
         settings, isettings = _loaded(config)
         site_name = site or settings.site
@@ -210,8 +215,7 @@ def register(app: typer.Typer) -> None:
         if code:
             raise typer.Exit(code)
 
-    @app.command("catalog")
-    @handle_errors
+    @group.command("catalog")
     def catalog_cmd(
         what: Annotated[
             str, typer.Argument(help="files | replicas | transfers | repairs | scrubs")
@@ -231,15 +235,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Query the integrity catalog: files, replicas per site, transfers, repairs, scrub runs.
 
-        Example: stalwart catalog replicas --site eu --name 'uid_A001*' --json
+        Example: stalwart integrity catalog replicas --site eu --name 'uid_A001*' --json
         """
         if what not in act.COLUMNS:
             raise fail(f"unknown catalog table {what!r}: use one of {', '.join(act.COLUMNS)}")
         run(act.catalog(settings_from(config), what, site, name, limit, as_json))
 
-    @app.command("transfer-service")
-    @handle_errors
-    def transfer_service_cmd(
+    @group.command("serve")
+    def serve_cmd(
         site: SiteOption = None,
         concurrency: Annotated[int, typer.Option(min=1, max=256, help="Transfers at once.")] = 2,
         chaos: Annotated[
@@ -250,7 +253,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve verified-transfer requests for a site from the bus (integrity.transfer.<site>).
 
-        Example: stalwart transfer-service --site eu
+        Example: stalwart integrity serve --site eu
         """
         settings = settings_from(config)
         service = build_service(site or settings.site, concurrency=concurrency, chaos=chaos)

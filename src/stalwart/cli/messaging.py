@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from stalwart.bus import QueueSpec
 from stalwart.cli._bus import connected
-from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
+from stalwart.cli._common import ConfigOption, console, run, settings_from
 from stalwart.cli._params import MAX_COUNT, duration
 from stalwart.config import Settings
 from stalwart.envelope import DeliveryState, Envelope, default_sender
@@ -121,7 +121,6 @@ async def _tail(
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    @handle_errors
     def send(
         topic: Annotated[str, typer.Argument(help="Dotted topic, e.g. pipeline.process.jao")],
         kind: Annotated[
@@ -171,7 +170,6 @@ def register(app: typer.Typer) -> None:
         console.print(envelope.id, highlight=False)
 
     @app.command()
-    @handle_errors
     def tail(
         patterns: Annotated[
             list[str] | None, typer.Argument(help="Topic patterns (default #).")

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from stalwart.bus import open_bus, redact_url
 from stalwart.bus.outbox import OutboxTransport, SpoolStatus, destination, spool_status
-from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
+from stalwart.cli._common import ConfigOption, console, run, settings_from
 from stalwart.config import Settings
 
 __all__ = ["register"]
@@ -64,7 +64,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(outbox, name="outbox")
 
     @outbox.command("status")
-    @handle_errors
     def status(config: ConfigOption = None) -> None:
         """Show how many messages wait in the outbox for each bus, their size and the oldest.
 
@@ -97,7 +96,6 @@ def register(app: typer.Typer) -> None:
             )
 
     @outbox.command("flush")
-    @handle_errors
     def flush(
         timeout: Annotated[
             float,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from stalwart.cli._common import ConfigOption, handle_errors, run, say, settings_from
+from stalwart.cli._common import ConfigOption, run, say, settings_from
 from stalwart.cli._params import nonblank
 from stalwart.errors import ConfigError
 from stalwart.messages import ReportLevel
@@ -27,7 +27,6 @@ def _refs(pairs: list[str]) -> dict[str, str]:
 
 def register(app: typer.Typer) -> None:
     @app.command("report")
-    @handle_errors
     def report_command(
         text: Annotated[str, typer.Argument(parser=nonblank, help="What happened, in one line.")],
         level: Annotated[ReportLevel, typer.Option("--level", "-l")] = ReportLevel.INFO,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from stalwart.cli._common import ConfigOption, handle_errors, run, settings_from
+from stalwart.cli._common import ConfigOption, run, settings_from
 from stalwart.config import Settings
 from stalwart.ha import run_ha
 from stalwart.service import Service, load_service, serve_many
@@ -21,7 +21,6 @@ async def _serve(service: Service, instances: int, settings: Settings) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command("run")
-    @handle_errors
     def run_service(
         target: Annotated[str, typer.Argument(help="MODULE:SERVICE, e.g. mypkg.qa:service")],
         replicas: Annotated[

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from stalwart.cli._columns import Col, WideOption, fit_table, print_table, width_for
-from stalwart.cli._common import ConfigOption, age, console, handle_errors, run, settings_from
+from stalwart.cli._common import ConfigOption, age, console, run, settings_from
 from stalwart.cli._existing import refuse_missing
 from stalwart.config import Settings
 from stalwart.store import Store
@@ -96,7 +96,6 @@ def _programs_table(programs: list[ProgramState], width: int | None) -> Table:
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    @handle_errors
     def status(
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
         wide: WideOption = False,
@@ -106,7 +105,7 @@ def register(app: typer.Typer) -> None:
 
         Late: no heartbeat for 2 intervals; down: none for 5; gone for longer than
         [store] forget_after (24h): not shown. Reads the store, so the persistence
-        subscriber (`stalwart persist`, started by `stalwart up`) must run.
+        subscriber (`stalwart store persist`, started by `stalwart up`) must run.
 
         Example: stalwart status --json
         """
@@ -136,7 +135,7 @@ def register(app: typer.Typer) -> None:
         if not views and not programs:
             console.print(
                 "nothing known yet: start services (`stalwart up`) and the persistence "
-                "subscriber (`stalwart persist`)"
+                "subscriber (`stalwart store persist`)"
             )
             return
         width = width_for(wide)

@@ -1,4 +1,4 @@
-"""Store commands: messages, show, reports, persist, db upgrade, store prune."""
+"""Store commands: messages, show, reports; store persist, store upgrade, store prune."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from stalwart.cli._common import (
     ConfigOption,
     age,
     console,
-    handle_errors,
     run,
     say,
     settings_from,
@@ -107,7 +106,7 @@ async def _show(settings: Settings, message_id: str, as_json: bool, width: int |
     if detail is None:
         raise MessageNotFound(
             f"no message {message_id!r} in the store; list ids with `stalwart messages`"
-            " (is `stalwart persist` running?)"
+            " (is `stalwart store persist` running?)"
         )
     if as_json:
         _print_json(detail.model_dump(mode="json"))
@@ -191,13 +190,15 @@ async def _prune(settings: Settings, before: datetime, export: Path | None, batc
 
 
 def register(app: typer.Typer) -> None:
-    db_app = typer.Typer(help="The message store's schema.\n\nExample: stalwart db upgrade")
-    store_app = typer.Typer(help="Message store upkeep.\n\nExample: stalwart store prune -o 90d")
-    app.add_typer(db_app, name="db")
+    store_app = typer.Typer(
+        help="The message store: persist, upgrade, prune.\n\n"
+        "Reading it is everyday work (stalwart messages, show, reports); keeping it is here.\n\n"
+        "Example: stalwart store prune --older-than 90d",
+        no_args_is_help=True,
+    )
     app.add_typer(store_app, name="store")
 
     @app.command()
-    @handle_errors
     def messages(
         config: ConfigOption = None,
         topic: Annotated[str | None, typer.Option(help="AMQP pattern: * one word, # any.")] = None,
@@ -256,7 +257,6 @@ def register(app: typer.Typer) -> None:
         run(_messages(settings, filters, limit, after, as_json, width_for(wide)))
 
     @app.command()
-    @handle_errors
     def show(
         message_id: Annotated[
             str, typer.Argument(help="The message id, or its end as `tail` prints it.")
@@ -277,7 +277,6 @@ def register(app: typer.Typer) -> None:
         run(_show(settings_from(config), message_id, as_json, width_for(wide)))
 
     @app.command()
-    @handle_errors
     def reports(
         config: ConfigOption = None,
         level: Annotated[
@@ -308,8 +307,7 @@ def register(app: typer.Typer) -> None:
 
         run(body())
 
-    @app.command()
-    @handle_errors
+    @store_app.command("persist")
     def persist(
         config: ConfigOption = None,
         batch_size: Annotated[
@@ -330,7 +328,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the persistence subscriber: every message and state into the store.
 
-        Example: stalwart persist --config stalwart.toml
+        Example: stalwart store persist --config stalwart.toml
         """
         options = PersistOptions(
             batch_size=batch_size,
@@ -340,21 +338,19 @@ def register(app: typer.Typer) -> None:
         )
         run(_persist(settings_from(config), options))
 
-    @db_app.command("upgrade")
-    @handle_errors
-    def db_upgrade(
+    @store_app.command("upgrade")
+    def store_upgrade(
         config: ConfigOption = None,
         revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
     ) -> None:
         """Create or migrate the store's tables to the newest schema.
 
-        Example: stalwart db upgrade -c stalwart.toml
+        Example: stalwart store upgrade -c stalwart.toml
         """
         reached = run(_upgrade(settings_from(config), revision))
         say(f"store schema at revision {reached}")
 
     @store_app.command("prune")
-    @handle_errors
     def store_prune(
         older_than: Annotated[
             datetime,
@@ -371,7 +367,7 @@ def register(app: typer.Typer) -> None:
         ] = 5000,
     ) -> None:
         """Delete messages (with their states) and reports older than a given age,
-        forget instances and programs gone for longer than [store] forget_after,
+        forget instances and programs gone for longer than the store.forget_after setting,
         and prune the parts' history by its own retention (docs/store.md).
 
         Example: stalwart store prune --older-than 90d --export old.jsonl.gz

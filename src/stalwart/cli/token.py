@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from stalwart.cli._common import ConfigOption, handle_errors, say, settings_from
+from stalwart.cli._common import ConfigOption, say, settings_from
 from stalwart.cli._params import duration, nonblank
 from stalwart.service import TokenAuthority
 
@@ -22,7 +22,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(token, name="token")
 
     @token.command()
-    @handle_errors
     def issue(
         subject: Annotated[
             str, typer.Option("--subject", parser=nonblank, help="Who the token is for.")

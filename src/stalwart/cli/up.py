@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from stalwart.bus import Transport, open_bus, redact_url
-from stalwart.cli._common import ConfigOption, console, handle_errors, run, settings_from
+from stalwart.cli._common import ConfigOption, console, run, settings_from
 from stalwart.cli._dashboard_watch import DashboardWatch
 from stalwart.cli._params import MAX_COUNT
 from stalwart.cli._stack import stack
@@ -105,7 +105,6 @@ async def _up(
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    @handle_errors
     def up(
         demo: Annotated[
             bool,

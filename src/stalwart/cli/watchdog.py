@@ -1,4 +1,4 @@
-"""``stalwart watchdog``, ``stalwart watchdog status`` and ``stalwart beat``."""
+"""``stalwart watchdog``, ``stalwart watchdog status`` and ``stalwart watchdog beat``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from stalwart.cli._columns import Col, WideOption, fit_table, print_table, width_for
-from stalwart.cli._common import ConfigOption, age, console, handle_errors, run, settings_from
+from stalwart.cli._common import ConfigOption, age, console, run, settings_from
 from stalwart.cli._engine import store_engine
 from stalwart.config import Settings
 from stalwart.watchdog import ProgramState, program_states, send_beat
@@ -84,7 +84,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="watchdog")
 
     @group.callback(invoke_without_command=True)
-    @handle_errors
     def watchdog(ctx: typer.Context, config: ConfigOption = None) -> None:
         """Supervise the programs of [watchdog] in stalwart.toml until SIGTERM/SIGINT.
 
@@ -95,7 +94,6 @@ def register(app: typer.Typer) -> None:
         run(serve(settings_from(config)))
 
     @group.command("status")
-    @handle_errors
     def status(
         config: ConfigOption = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
@@ -117,8 +115,7 @@ def register(app: typer.Typer) -> None:
             return
         print_table(_table(states, width_for(wide)))
 
-    @app.command("beat")
-    @handle_errors
+    @group.command("beat")
     def beat(
         progress: Annotated[
             int | None,
@@ -138,7 +135,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Tell the watchdog this program is alive (and how far it got).
 
-        Example: stalwart beat --progress 42
+        Example: stalwart watchdog beat --progress 42
         """
         send_beat(
             progress,

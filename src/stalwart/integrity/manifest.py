@@ -149,7 +149,8 @@ def load_manifest(path: Path) -> Manifest:
         raw = path.read_bytes()
     except OSError as exc:
         raise ManifestDamaged(
-            f"cannot read manifest {path}: {exc.strerror}; run `stalwart ingest` on the file"
+            f"cannot read manifest {path}: {exc.strerror}; "
+            "run `stalwart integrity ingest` on the file"
         ) from None
     return parse_manifest(raw, str(path))
 

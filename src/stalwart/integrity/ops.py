@@ -311,9 +311,10 @@ async def refuse_known_bad(catalog: Catalog, src: str) -> None:
             found = f": {row['detail']}" if row["detail"] else ""
             raise IntegrityError(
                 f"source {src} is catalogued {row['state']} at {row['site']}{found}; not "
-                f"transferred. Repair it first (`stalwart verify {src} --repair`, or "
-                f"`stalwart scrub --site {row['site']}`), or transfer from another replica "
-                f"(`stalwart catalog replicas --name {row['name']}`)"
+                f"transferred. Repair it first (`stalwart integrity verify {src} --repair`, or "
+                f"`stalwart integrity scrub --site {row['site']}`), or transfer from another "
+                "replica "
+                f"(`stalwart integrity catalog replicas --name {row['name']}`)"
             )
 
 

@@ -7,7 +7,7 @@ replies (when the request has ``reply_to``) with a :class:`TransferReply`.
 A transfer that fails every attempt replies ``outcome="failed"`` rather
 than being retried by the bus: the transfer already retried with backoff.
 
-Run it with ``stalwart transfer-service --site eu``, or name it as a
+Run it with ``stalwart integrity serve --site eu``, or name it as a
 ``module:attribute`` target (``stalwart run``, ``[[services]]`` of
 ``stalwart up``): ``stalwart.integrity.service:transfer_eu`` is the service
 of site ``eu``, built when it is looked up.

@@ -135,7 +135,7 @@ def source_manifest(src: Channel) -> Manifest | None:
     except ManifestDamaged as exc:
         raise IntegrityError(
             f"source manifest of {src.url} is damaged ({exc}); verify the source with "
-            "`stalwart verify` and re-ingest it from a good copy"
+            "`stalwart integrity verify` and re-ingest it from a good copy"
         ) from None
 
 
@@ -406,7 +406,7 @@ class _Transfer:
             raise TransferFailed(
                 f"transfer {self.src.url} -> {self.dst.url} failed verification after "
                 f"{self.result.attempts} attempt(s): {self.result.problems[-1]}; check the "
-                "source with `stalwart verify` and the destination disk",
+                "source with `stalwart integrity verify` and the destination disk",
                 self.result,
             )
         except _SourceDamaged as bad:
@@ -414,8 +414,8 @@ class _Transfer:
             raise TransferFailed(
                 f"source {self.src.url} is damaged: block(s) {ranges(bad.blocks)} differ from "
                 "its manifest beyond its parity, on every read; not retransmitted. Repair the "
-                f"source first (`stalwart verify {self.src.url} --repair`) or transfer from "
-                "another replica (`stalwart catalog replicas`)",
+                f"source first (`stalwart integrity verify {self.src.url} --repair`) or "
+                "transfer from another replica (`stalwart integrity catalog replicas`)",
                 self.result,
             ) from None
         except OSError as exc:

@@ -1,4 +1,5 @@
-"""Run the store's Alembic migrations programmatically (``stalwart db upgrade``, ``Store.open``)."""
+"""Run the store's Alembic migrations programmatically (``stalwart store upgrade``,
+``Store.open``)."""
 
 from __future__ import annotations
 

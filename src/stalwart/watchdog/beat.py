@@ -12,7 +12,7 @@ From a shell::
     echo "$STALWART_PROGRAM $STALWART_INSTANCE 42" | \\
         socat - "UNIX-SENDTO:$STALWART_WATCHDOG_SOCKET"
 
-or ``stalwart beat --progress 42``; from C, ``sendto()`` on an
+or ``stalwart watchdog beat --progress 42``; from C, ``sendto()`` on an
 ``AF_UNIX``/``SOCK_DGRAM`` socket.
 """
 

@@ -50,7 +50,7 @@ def _exe() -> str:
 @pytest.fixture
 def service(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
-        [_exe(), "transfer-service", "--site", "eu"],
+        [_exe(), "integrity", "serve", "--site", "eu"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -98,7 +98,7 @@ def test_transfer_service_process_serves_and_stops_gracefully(
     src.parent.mkdir()
     data = os.urandom(BLOCK * 10 + 99)
     src.write_bytes(data)
-    assert "ingested" in _stalwart(env, "ingest", str(src), "--site", "jao")
+    assert "ingested" in _stalwart(env, "integrity", "ingest", str(src), "--site", "jao")
     # When the eu transfer service process is asked over the bus to fetch it
     dst = tmp_path / "eu" / "uid_A001.bin"
     reply = asyncio.run(_request(home, TransferRequest(src=str(src), dst=str(dst)), unique))
@@ -106,8 +106,10 @@ def test_transfer_service_process_serves_and_stops_gracefully(
     assert reply.outcome == "transferred" and reply.site == "eu", reply
     assert dst.read_bytes() == data
     # And the command line sees the replica at eu and verifies it
-    assert '"state": "ok"' in _stalwart(env, "catalog", "replicas", "--site", "eu", "--json")
-    assert "ok" in _stalwart(env, "verify", "--site", "eu")
+    assert '"state": "ok"' in _stalwart(
+        env, "integrity", "catalog", "replicas", "--site", "eu", "--json"
+    )
+    assert "ok" in _stalwart(env, "integrity", "verify", "--site", "eu")
     # And SIGTERM stops the service cleanly
     service.send_signal(signal.SIGTERM)
     assert service.wait(timeout=30) == 0, service.stdout.read() if service.stdout else ""
@@ -132,10 +134,10 @@ def test_scheduled_scrub_says_when_it_runs_next_and_stops_on_sigterm(
     src = tmp_path / "jao" / "f.bin"
     src.parent.mkdir()
     src.write_bytes(os.urandom(BLOCK * 5))
-    _stalwart(env, "ingest", str(src), "--site", "jao")
+    _stalwart(env, "integrity", "ingest", str(src), "--site", "jao")
     # When jao is scrubbed every hour
     proc = subprocess.Popen(
-        [_exe(), "scrub", "--site", "jao", "--every", "1h", "--spread", "0"],
+        [_exe(), "integrity", "scrub", "--site", "jao", "--every", "1h", "--spread", "0"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

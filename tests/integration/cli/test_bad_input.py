@@ -107,9 +107,9 @@ def test_a_bad_value_is_a_usage_error_naming_the_option(
 NAMED = [
     ["send", "a.b", "--json", "{}", "--ttl", "-5"],
     ["send", "a.b", "--file", "/nonexistent.json"],
-    ["ingest", "--data", "-1", "{file}"],
-    ["ingest", "--parity", "-2", "{file}"],
-    ["ingest", "--block-size", "huge", "{file}"],
+    ["integrity", "ingest", "--data", "-1", "{file}"],
+    ["integrity", "ingest", "--parity", "-2", "{file}"],
+    ["integrity", "ingest", "--block-size", "huge", "{file}"],
     ["reports", "--level", "bogus"],
     ["reports", "--since", "yesterday"],
     ["messages", "--state", "bogus"],
@@ -120,13 +120,13 @@ NAMED = [
     ["token", "issue", "--subject", "qa", "--ttl", "nan"],
     ["token", "issue", "--subject", "qa", "--ttl", "1e400"],
     ["store", "prune", "--older-than", "bogus"],
-    ["scrub", "--rate", "fast"],
-    ["scrub", "--rate", "1"],
+    ["integrity", "scrub", "--rate", "fast"],
+    ["integrity", "scrub", "--rate", "1"],
     ["report", " "],
     ["report", "--source", "", "calibrated"],
     ["token", "issue", "--subject", ""],
-    ["scrub", "--every", "0"],
-    ["catalog", "--limit", "0"],
+    ["integrity", "scrub", "--every", "0"],
+    ["integrity", "catalog", "--limit", "0"],
 ]
 
 
@@ -205,7 +205,7 @@ def test_a_config_file_that_is_not_one_is_a_configuration_error(
 
 # Values only the command can judge: still one line, and a failure.
 RUNTIME = [
-    (["db", "upgrade", "--revision", "bogus"], "revision"),
+    (["store", "upgrade", "--revision", "bogus"], "revision"),
     (["show", "no-such-id"], "no message"),
     (["send", "Bad Topic", "--json", "{}"], "bad word"),
     (["send", "a.b", "--json", "{not json"], "not valid JSON"),
@@ -215,9 +215,9 @@ RUNTIME = [
     (["run", "stalwart.demo.services:nothing"], "nothing"),
     (["dashboard", "--bind", "nonsense"], "host:port"),
     (["dashboard", "--bind", "127.0.0.1:99999"], "host:port"),
-    (["ingest", "--name", "x", "{file}", "{file}"], "one file"),
-    (["ingest", "--algorithm", "rot13", "{file}"], "rot13"),
-    (["transfer", "/nonexistent/src.dat", "{home}/dst.dat"], "src.dat"),
+    (["integrity", "ingest", "--name", "x", "{file}", "{file}"], "one file"),
+    (["integrity", "ingest", "--algorithm", "rot13", "{file}"], "rot13"),
+    (["integrity", "transfer", "/nonexistent/src.dat", "{home}/dst.dat"], "src.dat"),
 ]
 
 

@@ -21,8 +21,8 @@ app = build_app(["integrity"])
 
 
 def cli(config: Path, *args: str, code: int = 0) -> str:
-    """Run an integrity command with ``config``; its output, once its exit status is ``code``."""
-    result = runner.invoke(app, [*args, "--config", str(config)])
+    """``stalwart integrity ARGS`` with ``config``: its output, once its status is ``code``."""
+    result = runner.invoke(app, ["integrity", *args, "--config", str(config)])
     assert result.exit_code == code, result.output
     return result.output
 

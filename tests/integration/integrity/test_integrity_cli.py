@@ -59,7 +59,7 @@ def test_commands_work_and_say_so_without_a_bus(tmp_path: Path, make_file) -> No
     )
     path, _ = make_file("x")
     # When a file is ingested, Then it works, and the user is told events were not sent
-    result = runner.invoke(app, ["ingest", str(path), "--config", str(config)])
+    result = runner.invoke(app, ["integrity", "ingest", str(path), "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "ingested" in result.output
     assert "events will not be published: bus unreachable" in result.output
@@ -83,16 +83,22 @@ def test_commands_work_and_say_so_without_a_bus(tmp_path: Path, make_file) -> No
 def test_bad_input_is_one_clear_line(config_file: Path, tmp_path: Path, args, message) -> None:
     (tmp_path / "x").write_bytes(b"x")
     result = runner.invoke(
-        app, [*[str(tmp_path / a) if a == "x" else a for a in args], "--config", str(config_file)]
+        app,
+        [
+            "integrity",
+            *[str(tmp_path / a) if a == "x" else a for a in args],
+            "-c",
+            str(config_file),
+        ],
     )
     assert result.exit_code != 0
     assert message in result.output
 
 
 def test_every_command_has_help_with_an_example() -> None:
-    for command in ("ingest", "verify", "transfer", "scrub", "catalog", "transfer-service"):
-        result = runner.invoke(app, [command, "--help"])
-        assert result.exit_code == 0 and "Example: stalwart" in result.output
+    for command in ("ingest", "verify", "transfer", "scrub", "catalog", "serve"):
+        result = runner.invoke(app, ["integrity", command, "--help"])
+        assert result.exit_code == 0 and f"Example: stalwart integrity {command}" in result.output
 
 
 def test_scrub_exits_zero_once_a_missing_file_is_restored(

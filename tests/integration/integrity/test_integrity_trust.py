@@ -72,7 +72,9 @@ def test_unchanged_content_is_re_ingested_quietly(config_file: Path, make_file) 
 
 def test_ingest_with_an_unknown_digest_leaves_nothing(config_file: Path, make_file) -> None:
     path, _ = make_file("jao")
-    result = runner.invoke(app, ["ingest", str(path), "--also", "foo", "-c", str(config_file)])
+    result = runner.invoke(
+        app, ["integrity", "ingest", str(path), "--also", "foo", "-c", str(config_file)]
+    )
     assert result.exit_code != 0 and "unknown digest algorithm 'foo'" in result.output
     assert sorted(p.name for p in path.parent.iterdir()) == ["f.bin"]
 
@@ -87,7 +89,7 @@ def test_verify_of_a_file_never_ingested_says_so(config_file: Path, make_file) -
     rows = cli_json(config_file, "verify", str(path), code=1)
     assert rows[0]["state"] == "unverified" and rows[0]["site"] is None
     assert rows[0]["problems"] == "no manifest: never ingested, or its manifest was lost"
-    assert rows[0]["hint"] == f"`stalwart ingest {path}` records its checksums and parity"
+    assert rows[0]["hint"] == f"`stalwart integrity ingest {path}` records its checksums and parity"
 
 
 def test_verify_repair_rebuilds_a_lost_manifest_of_intact_data(
@@ -119,7 +121,7 @@ def test_a_damaged_manifest_the_catalog_cannot_check_is_left_to_the_operator(
     # When repaired there, Then nothing is rebuilt, and the hint says what would do it
     rows = cli_json(tmp_path / "two.toml", "verify", str(path), "--repair", code=1)
     assert rows[0]["state"] == "corrupt" and rows[0]["manifest_rebuilt"] is False
-    assert rows[0]["hint"].endswith(f"`stalwart ingest {path}` makes a new one")
+    assert rows[0]["hint"].endswith(f"`stalwart integrity ingest {path}` makes a new one")
 
 
 def test_verify_of_a_catalogued_replica_gone_from_disk(config_file: Path, make_file) -> None:
@@ -140,7 +142,7 @@ def test_damage_beyond_parity_says_how_to_repair_it(
     # When verify --repair cannot repair it
     out = cli(config_file, "verify", str(copy), "--repair", code=1)
     # Then it says which command repairs it from the other replica
-    assert f"stalwart scrub --site eu` repairs it from the replica at jao ({path})" in out
+    assert f"stalwart integrity scrub --site eu` repairs it from the replica at jao ({path})" in out
     # And that command does
     assert "repaired 1" in cli(config_file, "scrub", "--site", "eu")
     assert copy.read_bytes() == data
@@ -217,7 +219,7 @@ def test_the_default_home_is_named_with_how_it_was_chosen(tmp_path: Path, monkey
     for var in ("STALWART_CONFIG", "STALWART_HOME", "STALWART_STORE_URL"):
         monkeypatch.delenv(var, raising=False)
     # When the catalog is asked for, Then the answer says which home and why
-    result = runner.invoke(app, ["catalog"])
+    result = runner.invoke(app, ["integrity", "catalog"])
     assert result.exit_code == 1
     assert (
         f"stalwart home {tmp_path / '.stalwart'} (the default: .stalwart in the working directory"

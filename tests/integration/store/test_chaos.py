@@ -127,7 +127,17 @@ async def test_a_postgresql_restart_mid_stream_loses_nothing(
 def _start_subscriber(config: Path) -> subprocess.Popen[bytes]:
     stalwart = Path(sys.executable).with_name("stalwart")
     return subprocess.Popen(
-        [str(stalwart), "persist", "-c", str(config), "--lease", "3", "--batch-size", "500"],
+        [
+            str(stalwart),
+            "store",
+            "persist",
+            "-c",
+            str(config),
+            "--lease",
+            "3",
+            "--batch-size",
+            "500",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

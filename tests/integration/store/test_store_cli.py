@@ -55,7 +55,7 @@ def _seed(config: Path, traffic: Traffic) -> tuple[Envelope, Envelope]:
 
 def test_commands_answer_from_the_store(config: Path, traffic: Traffic, tmp_path: Path) -> None:
     # Given a migrated store with a small causal chain, an old message and a report
-    code, out = _invoke("db", "upgrade", "-c", str(config))
+    code, out = _invoke("store", "upgrade", "-c", str(config))
     assert code == 0 and f"revision {head_revision()}" in out
     cause, effect = _seed(config, traffic)
 
@@ -81,7 +81,7 @@ def test_commands_answer_from_the_store(config: Path, traffic: Traffic, tmp_path
 
 def test_bad_input_fails_on_one_line_with_what_to_do(config: Path) -> None:
     # Given a store; When asking for an unknown id, a bad time and a forged cursor
-    assert _invoke("db", "upgrade", "-c", str(config))[0] == 0
+    assert _invoke("store", "upgrade", "-c", str(config))[0] == 0
     code, out = _invoke("show", "no-such-id", "-c", str(config))
     assert code == 1 and "stalwart messages" in out
     code, out = _invoke("messages", "-c", str(config), "--since", "yesterday")
@@ -93,7 +93,7 @@ def test_bad_input_fails_on_one_line_with_what_to_do(config: Path) -> None:
 
 def test_messages_by_delivery_history(config: Path, traffic: Traffic) -> None:
     # Given a store whose effect message went dead at qa on its first attempt
-    assert _invoke("db", "upgrade", "-c", str(config))[0] == 0
+    assert _invoke("store", "upgrade", "-c", str(config))[0] == 0
     _, effect = _seed(config, traffic)
 
     def ids(*filters: str) -> list[str]:
@@ -115,7 +115,7 @@ def test_messages_by_delivery_history(config: Path, traffic: Traffic) -> None:
 
 def test_show_takes_the_short_id_tail_prints(config: Path, traffic: Traffic) -> None:
     # Given a store holding a cause and its effect, made within the same minute
-    assert _invoke("db", "upgrade", "-c", str(config))[0] == 0
+    assert _invoke("store", "upgrade", "-c", str(config))[0] == 0
     cause, effect = _seed(config, traffic)
     # When showing the effect by the end of its id; Then it is shown
     code, out = _invoke("show", effect.id[-8:], "-c", str(config), "--json")

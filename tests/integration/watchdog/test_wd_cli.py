@@ -104,9 +104,9 @@ async def test_kill_9_of_the_watchdog_leaves_no_orphans(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 async def test_cli_supervises_records_states_and_stops_cleanly(tmp_path: Path) -> None:
-    # Given a shell program that beats once with `stalwart beat`, under `stalwart watchdog`
+    # Given a shell program that beats once with `stalwart watchdog beat`, under `stalwart watchdog`
     beater = tmp_path / "beater.sh"
-    beater.write_text(f"#!/bin/sh\n{STALWART} beat --progress 1\nexec sleep 600\n")
+    beater.write_text(f"#!/bin/sh\n{STALWART} watchdog beat --progress 1\nexec sleep 600\n")
     beater.chmod(0o755)
     config = _config(
         tmp_path,
@@ -166,9 +166,9 @@ async def test_cli_supervises_records_states_and_stops_cleanly(tmp_path: Path) -
 def test_beat_without_a_watchdog_fails_with_advice(tmp_path: Path) -> None:
     # Given no watchdog environment
     env = {k: v for k, v in os.environ.items() if not k.startswith("STALWART_")}
-    # When `stalwart beat` runs
+    # When `stalwart watchdog beat` runs
     result = subprocess.run(
-        [STALWART, "beat", "--progress", "3"],
+        [STALWART, "watchdog", "beat", "--progress", "3"],
         capture_output=True,
         text=True,
         env=env,

@@ -47,6 +47,24 @@ def test_each_command_lives_in_the_module_the_table_names(name: str) -> None:
     assert _is_group(command) and name in command.commands
 
 
+def test_the_table_says_which_commands_are_groups(root: Any) -> None:
+    # `stalwart --help` lists groups (that do nothing bare) apart from commands
+    wrong = {
+        name: entry.group
+        for name, entry in COMMANDS.items()
+        if entry.group
+        != (_is_group(root.commands[name]) and not root.commands[name].invoke_without_command)
+    }
+    assert wrong == {}
+
+
+def test_help_lists_commands_before_groups() -> None:
+    result = CliRunner().invoke(lazy_app(), ["--help"], env={"COLUMNS": "200"})
+    commands, groups = result.output.split("Command groups:")
+    assert "integrity" in groups and "store" in groups and "integrity" not in commands
+    assert "messages" in commands and "messages" not in groups
+
+
 def test_every_command_has_help_with_an_example(root: Any) -> None:
     missing = [
         path

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from stalwart import cli
@@ -61,22 +60,29 @@ def test_every_url_password_in_a_text_is_masked(text: str, shown: str) -> None:
     assert redact_url(text) == shown
 
 
-def test_main_turns_an_error_no_command_caught_into_one_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("error", "code", "said"),
+    [
+        (ConfigError("set [bus] url to a broker"), EX_CONFIG, "error: set [bus] url to a broker\n"),
+        (FileNotFoundError(2, "No such file", "/x.toml"), 1, "error: /x.toml: No such file\n"),
+        (KeyboardInterrupt(), 130, ""),
+    ],
+)
+def test_the_root_turns_any_commands_error_into_one_line(
+    error: BaseException, code: int, said: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Given a command that lets a configuration error escape
-    app = typer.Typer()
+    # Given a command that lets an error escape (no command handles its own)
+    app = cli.build_app([])
 
     @app.command()
     def broken() -> None:
-        raise ConfigError("set [bus] url to a broker")
+        raise error
 
-    monkeypatch.setattr(cli, "lazy_app", lambda: app)
-    # When the stalwart command runs it, Then one line and status 78, no traceback
+    # When the stalwart command runs it, Then one line and its status, no traceback
     with pytest.raises(SystemExit) as stopped:
-        cli.main([])
-    assert stopped.value.code == EX_CONFIG
-    assert capsys.readouterr().err == "error: set [bus] url to a broker\n"
+        app(["broken"], prog_name="stalwart")
+    assert stopped.value.code == code
+    assert capsys.readouterr().err == said
 
 
 def test_the_dashboard_names_the_users_table_it_needs(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ def test_newer_version_is_refused(make_file, options: IngestOptions) -> None:
 
 
 def test_missing_manifest_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(ManifestDamaged, match="stalwart ingest"):
+    with pytest.raises(ManifestDamaged, match="stalwart integrity ingest"):
         load_manifest(tmp_path / "nothing.stw-manifest.json")
 
 

@@ -16,7 +16,7 @@ from stalwart.store.schema import registered
 
 _connection = context.config.attributes.get("connection")
 if _connection is None:
-    raise ConfigError("run store migrations with `stalwart db upgrade`, not the alembic command")
+    raise ConfigError("run store migrations with `stalwart store upgrade`, not the alembic command")
 context.configure(
     connection=_connection, target_metadata=list(registered().values()), render_as_batch=True
 )

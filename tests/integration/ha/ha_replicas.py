@@ -20,6 +20,7 @@ from stalwart.config import Settings
 from stalwart.envelope import Envelope
 from stalwart.ha import status
 from stalwart.ha.replicas import SETTINGS_ENV
+from waiting import until
 
 HERE = Path(__file__).parent
 
@@ -70,7 +71,7 @@ class Replicas:
         async def imported() -> bool:
             return all((self.workdir / f"imported-{p.pid}").exists() for p in self.procs)
 
-        await wait_for(imported, timeout, "every replica to start")
+        await until(imported, timeout, "every replica to start")
 
     def close(self) -> None:
         for proc in self.procs:
@@ -164,7 +165,7 @@ async def publisher(bus_url: str, queue: str) -> Transport:
     async def declared() -> bool:
         return queue in await transport.queues()
 
-    await wait_for(declared, 20.0, f"queue {queue} to be declared")
+    await until(declared, 20.0, f"queue {queue} to be declared")
     return transport
 
 

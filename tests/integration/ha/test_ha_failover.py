@@ -22,7 +22,6 @@ from ha_replicas import (
     make_settings,
     pause_outside_writes,
     publisher,
-    wait_for,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stalwart.envelope import Envelope
 from stalwart.ha import latest_checkpoint
 from stalwart.store.engine import open_engine
+from waiting import until
 
 pytestmark = [pytest.mark.slow]
 
@@ -57,7 +57,7 @@ async def test_kill_9_fails_over_within_lease_plus_one_second(
         replicas.spawn()
         replicas.spawn()
         await replicas.ready()
-        first = await wait_for(lambda: live_holder(engine, replicas.role), 30.0, "an active")
+        first = await until(lambda: live_holder(engine, replicas.role), 30.0, "an active")
         bus = await publisher(bus_url, name)
         try:
             # And a stream of messages being processed by the active one
@@ -68,7 +68,7 @@ async def test_kill_9_fails_over_within_lease_plus_one_second(
             async def some_done() -> bool:
                 return len(await effects(engine)) >= 10
 
-            await wait_for(some_done, 30.0, "the first effects")
+            await until(some_done, 30.0, "the first effects")
             # When the active replica is killed with SIGKILL
             killed_at = time.time()
             os.kill(first[0], signal.SIGKILL)
@@ -77,7 +77,7 @@ async def test_kill_9_fails_over_within_lease_plus_one_second(
                 found = await live_holder(engine, replicas.role)
                 return found if found and found[0] != first[0] else None
 
-            pid, token, acquired_at = await wait_for(successor, LEASE + 5.0, "a successor")
+            pid, token, acquired_at = await until(successor, LEASE + 5.0, "a successor")
             # Then a standby takes over within the lease + 1 s, with a newer token
             assert acquired_at - killed_at <= LEASE + 1.0, replicas.logs()
             assert token > first[1]
@@ -86,7 +86,7 @@ async def test_kill_9_fails_over_within_lease_plus_one_second(
             async def all_done() -> bool:
                 return len(await effects(engine)) >= total
 
-            await wait_for(all_done, 60.0, "every effect")
+            await until(all_done, 60.0, "every effect")
         finally:
             await bus.close()
         done = await effects(engine)
@@ -114,7 +114,7 @@ async def test_sigstop_past_the_lease_then_sigcont_is_fenced_out(
         replicas.spawn()
         replicas.spawn()
         await replicas.ready()
-        first = await wait_for(lambda: live_holder(engine, replicas.role), 30.0, "an active")
+        first = await until(lambda: live_holder(engine, replicas.role), 30.0, "an active")
         bus = await publisher(bus_url, name)
         try:
             await bus.publish([Envelope.new("ha.app.item", {"n": 7}, kind="Item")])
@@ -122,7 +122,7 @@ async def test_sigstop_past_the_lease_then_sigcont_is_fenced_out(
             async def started() -> bool:
                 return (tmp_path / f"started-7-{first[0]}").exists()
 
-            await wait_for(started, 20.0, "the handler to start")
+            await until(started, 20.0, "the handler to start")
             # When the active one is paused past its lease
             sqlite_files = [tmp_path / "bus.db"]
             if store_url.startswith("sqlite:"):
@@ -134,13 +134,13 @@ async def test_sigstop_past_the_lease_then_sigcont_is_fenced_out(
                     found = await live_holder(engine, replicas.role)
                     return found if found and found[0] != first[0] else None
 
-                second = await wait_for(successor, LEASE + 5.0, "a successor")
+                second = await until(successor, LEASE + 5.0, "a successor")
 
                 # And the successor processes the message it was working on
                 async def done_by_successor() -> bool:
                     return (tmp_path / f"done-7-{second[0]}").exists()
 
-                await wait_for(done_by_successor, 30.0, "the successor's effect")
+                await until(done_by_successor, 30.0, "the successor's effect")
             finally:
                 # Then, resumed, it is fenced out: its late write raises FencedOut
                 os.kill(first[0], signal.SIGCONT)
@@ -148,7 +148,7 @@ async def test_sigstop_past_the_lease_then_sigcont_is_fenced_out(
             async def fenced() -> bool:
                 return (tmp_path / f"fenced-{first[0]}").exists()
 
-            await wait_for(fenced, 20.0, "the resumed replica to be fenced out")
+            await until(fenced, 20.0, "the resumed replica to be fenced out")
         finally:
             await bus.close()
         # And the effect happened once, by the successor, which still holds the role

@@ -16,15 +16,15 @@ from stalwart.ha._schema import checkpoints, leases
 from stalwart.ha.checkpoint import latest_checkpoint, save_checkpoint
 from stalwart.ha.lease import Lease, fenced_write, request_step_down
 from stalwart.store.engine import make_engine
+from waiting import until
 
 TTL = 1.0
 
 
 async def _wait_until_acquired(lease: Lease, deadline: float) -> float:
+    """Seconds until ``lease`` could be acquired, trying every 50 ms for ``deadline`` s."""
     start = time.monotonic()
-    while not await lease.acquire():
-        assert time.monotonic() - start < deadline, "lease was never acquired"
-        await asyncio.sleep(0.05)
+    await until(lease.acquire, deadline, f"{lease.holder} to acquire the lease")
     return time.monotonic() - start
 
 

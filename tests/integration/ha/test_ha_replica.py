@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ha_replicas import HERE, drain, effects, live_holder, make_settings, publisher, wait_for
+from ha_replicas import HERE, drain, effects, live_holder, make_settings, publisher
 
 from stalwart.bus import QueueSpec
 from stalwart.envelope import Envelope
@@ -18,6 +18,7 @@ from stalwart.errors import FencedOut, StalwartError
 from stalwart.ha import HaReplica, checkpoint, restored_state, run_ha, status
 from stalwart.service import Context, Service
 from stalwart.store.engine import open_engine
+from waiting import until
 
 
 def _counter(name: str) -> Service:
@@ -42,20 +43,20 @@ async def test_step_down_hands_over_with_the_checkpoint(tmp_path: Path, unique: 
     try:
         # Given two replicas: one active, one standing by
         await a.start()
-        await wait_for(_active(a), 10.0, "a to be active")
+        await until(_active(a), 10.0, "a to be active")
         await b.start()
         assert not b.active.is_set()
         # When the active one processes messages
         await bus.publish([Envelope.new("ha.count.add", {"n": n}) for n in (1, 2, 3)])
-        await wait_for(_state_is(a, {"total": 6}), 15.0, "a to count to 6")
+        await until(_state_is(a, {"total": 6}), 15.0, "a to count to 6")
         # And steps down
         await a.step_down()
         # Then the standby becomes active with the last checkpoint restored
-        await wait_for(_active(b), 10.0, "b to take over")
+        await until(_active(b), 10.0, "b to take over")
         assert b.state == {"total": 6}
         assert (b.version, b.token) == (3, 2)
         await bus.publish([Envelope.new("ha.count.add", {"n": 4})])
-        await wait_for(_state_is(b, {"total": 10}), 15.0, "b to count on")
+        await until(_state_is(b, {"total": 10}), 15.0, "b to count on")
         # And the deposed replica's checkpoint is refused
         with pytest.raises(FencedOut):
             await a.checkpoint({"total": -1})
@@ -120,7 +121,7 @@ async def test_run_ha_supervises_replica_processes(
     # Given run_ha with two replicas
     supervisor = asyncio.create_task(run_ha("ha_app:svc", settings, 2, stop=stop))
     try:
-        first = await wait_for(lambda: live_holder(engine, f"service.{name}"), 30.0, "active")
+        first = await until(lambda: live_holder(engine, f"service.{name}"), 30.0, "active")
         bus = await publisher(bus_url, name)
         await bus.publish([Envelope.new("ha.app.item", {"n": n}, kind="Item") for n in range(5)])
         await bus.close()
@@ -131,18 +132,18 @@ async def test_run_ha_supervises_replica_processes(
             found = await live_holder(engine, f"service.{name}")
             return found if found and found[0] != first[0] else None
 
-        await wait_for(successor, 10.0, "a successor")
+        await until(successor, 10.0, "a successor")
 
         # Then the work completes and the killed replica is replaced
         async def all_done() -> bool:
             return len(await effects(engine)) == 5
 
-        await wait_for(all_done, 30.0, "every effect")
+        await until(all_done, 30.0, "every effect")
 
         async def replaced() -> bool:
             return sum(n.startswith("imported-") for n in os.listdir(tmp_path)) >= 3
 
-        await wait_for(replaced, 30.0, "the killed replica to be restarted")
+        await until(replaced, 30.0, "the killed replica to be restarted")
     finally:
         # And stopping run_ha stops every child
         stop.set()
@@ -186,7 +187,7 @@ async def test_ha_monitor_command_repairs_and_stops_on_sigterm(tmp_path: Path) -
                 "healthy",
             ]
 
-        await wait_for(repaired, 30.0, "the monitor to repair the service", interval=0.2)
+        await until(repaired, 30.0, "the monitor to repair the service", interval=0.2)
         assert flag.exists()
         # And SIGTERM stops it cleanly
         proc.send_signal(signal.SIGTERM)
@@ -233,7 +234,7 @@ async def test_stalwart_run_ha_serves_and_stops_gracefully(tmp_path: Path, uniqu
     engine = await open_engine(store_url)
     role = f"service.{name}"
     try:
-        await wait_for(lambda: live_holder(engine, role), 30.0, "an active replica")
+        await until(lambda: live_holder(engine, role), 30.0, "an active replica")
         # When messages arrive
         bus = await publisher(bus_url, name)
         await bus.publish([Envelope.new("ha.app.item", {"n": n}, kind="Item") for n in range(3)])
@@ -243,7 +244,7 @@ async def test_stalwart_run_ha_serves_and_stops_gracefully(tmp_path: Path, uniqu
             return len(await effects(engine)) == 3
 
         # Then the active replica processes them
-        await wait_for(all_done, 30.0, "every effect")
+        await until(all_done, 30.0, "every effect")
         # And SIGTERM stops every replica, which releases the role
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.wait_for(proc.communicate(), 30.0)

@@ -37,6 +37,7 @@ __all__ = [
     "conditions",
     "decode_cursor",
     "encode_cursor",
+    "index_range",
     "pattern_regex",
     "scan_first",
 ]
@@ -98,6 +99,28 @@ def _sender(sender: str, scan: bool) -> ColumnElement[bool]:
         head: ColumnElement[str] = func.substr(messages.c.sender, 1, len(prefix))
         return head == prefix
     return _prefix_range(messages.c.sender, prefix)
+
+
+def index_range(f: MessageFilter) -> ColumnElement[bool] | None:
+    """The index range that bounds a topic pattern's or a sender prefix's matches, if any.
+
+    A pattern with a literal prefix (``sys.ha.#``) matches only topics in that
+    prefix's range of ``ix_messages_topic``, as ``service@site`` matches only
+    the range of its prefix in ``ix_messages_sender``: counting the range's
+    first entries says cheaply whether few messages can match.
+    """
+    if f.topic:
+        words = validate_pattern(f.topic).split(".")
+        literal_words = []
+        for word in words:
+            if word in ("*", "#"):
+                break
+            literal_words.append(word)
+        if literal_words and len(literal_words) < len(words):
+            return _prefix_range(messages.c.topic, ".".join(literal_words))
+    if f.sender and "/" not in f.sender:
+        return _prefix_range(messages.c.sender, f.sender + ("/" if "@" in f.sender else "@"))
+    return None
 
 
 def _fts_query(words: str) -> str:

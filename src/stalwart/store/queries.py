@@ -22,6 +22,7 @@ from stalwart.store._filters import (
     conditions,
     encode_cursor,
     in_delivery_time,
+    index_range,
     scan_first,
 )
 from stalwart.store._models import (
@@ -48,6 +49,7 @@ from stalwart.store.stats import components, counts_by_state, list_reports, traf
 
 __all__ = [
     "DOWN_AFTER_INTERVALS",
+    "FEW_IN_RANGE",
     "LATE_AFTER_INTERVALS",
     "MAX_CHAIN_DEPTH",
     "MAX_CHAIN_NODES",
@@ -86,6 +88,11 @@ MAX_CHAIN_NODES: Final = 500
 # Newest messages walked, in turn, before falling back to the filters' indexes
 # (see list_messages).
 SCAN_WINDOWS: tuple[int, ...] = (2_000, 20_000)
+# A topic or sender prefix whose index range holds fewer entries than this is
+# read through that index (its rows sorted) instead of walking the newest
+# messages: the walk would read whole windows for nothing when few or none match
+# (a part's events, ``sys.ha.#``, on a store of pipeline traffic).
+FEW_IN_RANGE = 2_000
 # The same for full-text search on SQLite, whose matches are usually sparser.
 TEXT_WINDOWS: tuple[int, ...] = (2_000, 20_000, 200_000)
 
@@ -147,6 +154,19 @@ async def _scan(
     query = select(*_SUMMARY_COLUMNS).where(*scan).order_by(*order).limit(limit + 1)
     found = list(await conn.execute(query))
     return found if len(found) > limit or bound is None else None
+
+
+async def _few_in_range(conn: AsyncConnection, f: MessageFilter) -> bool:
+    """True when ``f``'s index range holds fewer than :data:`FEW_IN_RANGE` messages.
+
+    Reads at most that many index entries, whatever the store's size.
+    """
+    bound = index_range(f)
+    if bound is None:
+        return False
+    first = select(messages.c.id).where(bound).limit(FEW_IN_RANGE).subquery()
+    found = await conn.scalar(select(func.count()).select_from(first))
+    return int(found or 0) < FEW_IN_RANGE
 
 
 async def _text_scan(
@@ -248,7 +268,7 @@ async def list_messages(
         rows: list[Any] | None = None
         if in_delivery_time(f):
             rows = await _delivery_time_page(conn, store.dialect, f, after, keyset, limit)
-        elif scan_first(f, store.dialect):
+        elif scan_first(f, store.dialect) and not await _few_in_range(conn, f):
             for window in SCAN_WINDOWS:
                 rows = await _scan(conn, store.dialect, f, keyset, window, limit)
                 if rows is not None:

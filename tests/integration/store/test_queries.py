@@ -75,10 +75,15 @@ async def scene(store: Store, traffic: Traffic) -> dict[str, Envelope]:
     return envs
 
 
-@pytest.fixture(params=[(2_000, 20_000), (1,)], ids=["scan-plan", "index-plan"])
+@pytest.fixture(
+    params=[((2_000, 20_000), 0), ((1,), queries.FEW_IN_RANGE)], ids=["scan-plan", "index-plan"]
+)
 def plan(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both query plans: walking the newest messages, and (window 1) the filters' indexes."""
-    monkeypatch.setattr(queries, "SCAN_WINDOWS", request.param)
+    """Both query plans: walking the newest messages (even when few are in a prefix's
+    index range), and (window 1) the filters' indexes."""
+    windows, few = request.param
+    monkeypatch.setattr(queries, "SCAN_WINDOWS", windows)
+    monkeypatch.setattr(queries, "FEW_IN_RANGE", few)
 
 
 @pytest.mark.usefixtures("plan")
@@ -113,6 +118,21 @@ async def test_every_filter_selects_exactly_its_messages(
     assert await _ids(store, since=t0 + timedelta(seconds=2)) == want("cde")
     assert await _ids(store, until=t0 + timedelta(seconds=2)) == want("ab")
     assert len(await _ids(store, topic="sys.#")) == 2  # the lifecycle batch and the heartbeat
+
+
+async def test_a_prefix_with_few_messages_is_read_through_its_index(
+    store: Store, scene: dict[str, Envelope], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given topic and sender prefixes that few stored messages fall under (a part's
+    # events, sys.ha.#, on a store of pipeline traffic), and a store never walked
+    async def walk(*args: object) -> None:
+        raise AssertionError("the newest messages were walked for a prefix few match")
+
+    monkeypatch.setattr(queries, "_scan", walk)
+    # When listing them; Then they come from the prefix's index range, exactly
+    assert await _ids(store, topic="qa.#") == [scene["c"].id]
+    assert await _ids(store, topic="sys.ha.#") == []
+    assert await _ids(store, sender="qa@eu") == [scene["e"].id]
 
 
 @pytest.mark.usefixtures("plan")

@@ -1,0 +1,58 @@
+"""The fault schedule is a function of the seed, and strikes with every kind asked for."""
+
+from __future__ import annotations
+
+import pytest
+
+from stalwart.chaos.campaign import targets_for
+from stalwart.chaos.schedule import FaultKind, plan
+
+_PROGRAMS = ["delivery", "dispatcher", "leaker", "persist", "pipeline-eu", "pipeline-jao", "qa"]
+_TARGETS = {
+    **targets_for(_PROGRAMS, ["eu", "jao"]),
+    FaultKind.WAN_CUT: ["jao", "eu", "na", "ea"],
+    FaultKind.BROKER_NODE_LOSS: ["rabbit-1", "rabbit-2"],
+    FaultKind.BROKER_PARTITION: ["rabbit-1"],
+    FaultKind.POSTGRES_RESTART: ["store"],
+}
+
+
+def test_the_same_seed_gives_the_same_schedule() -> None:
+    first = plan(42, 180.0, list(FaultKind), _TARGETS)
+    assert plan(42, 180.0, list(FaultKind), _TARGETS) == first
+    assert plan(43, 180.0, list(FaultKind), _TARGETS) != first
+
+
+def test_every_kind_strikes_at_least_once_in_its_own_slot() -> None:
+    for seed in range(20):
+        schedule = plan(seed, 60.0, list(FaultKind), _TARGETS)
+        assert {fault.kind for fault in schedule} == set(FaultKind)
+        for fault in schedule:
+            assert fault.target in _TARGETS[fault.kind]
+        ends = [fault.at + fault.hold for fault in schedule]
+        starts = [fault.at for fault in schedule[1:]]
+        assert all(end <= start for end, start in zip(ends, starts, strict=False))
+        assert ends[-1] <= 60.0
+
+
+def test_the_process_faults_can_strike_the_watchdog_and_the_ha_leader() -> None:
+    targets = targets_for(_PROGRAMS, [])
+    assert {"watchdog", "ha-leader", "persist"} <= set(targets[FaultKind.KILL])
+    assert "leaker" not in targets[FaultKind.STOP]
+    assert targets[FaultKind.LEAK] == ["leaker"]
+    assert targets[FaultKind.SLOW_PIPELINE] == ["pipeline-eu", "pipeline-jao"]
+    assert FaultKind.DISK_FULL not in targets
+
+
+@pytest.mark.parametrize(
+    ("kinds", "targets", "message"),
+    [
+        ([], _TARGETS, "no fault kinds"),
+        ([FaultKind.DISK_FULL], {FaultKind.DISK_FULL: []}, "has no target"),
+    ],
+)
+def test_a_schedule_that_cannot_strike_is_refused(
+    kinds: list[FaultKind], targets: dict[FaultKind, list[str]], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        plan(1, 60.0, kinds, targets)

@@ -53,6 +53,7 @@ COMMANDS: Final = {
     "reports": Entry("store", "List reports from batch tools and services"),
     "dashboard": Entry("dashboard", "The web dashboard"),
     "watchdog": Entry("watchdog", "Supervise programs: restart crashed, hung, slow"),
+    "chaos": Entry("chaos", "Strike the demo with a seeded fault campaign, check invariants"),
     "dlq": Entry("dlq", "Dead letters: list, show, retry, purge.", group=True),
     "integrity": Entry(
         "integrity", "Data integrity: ingest, verify, transfer, serve, scrub, catalog.", group=True

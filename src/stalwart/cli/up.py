@@ -18,9 +18,7 @@ from stalwart.cli._dashboard_watch import DashboardWatch
 from stalwart.cli._params import MAX_COUNT
 from stalwart.cli._stack import stack
 from stalwart.config import Settings
-from stalwart.demo import services as demo
-from stalwart.demo.source import feed
-from stalwart.errors import StalwartError
+from stalwart.errors import ConfigError, StalwartError
 from stalwart.watchdog import Watchdog
 
 __all__ = ["register"]
@@ -41,10 +39,13 @@ async def _wait_for_queues(transport: Transport, queues: set[str], timeout: floa
 
 
 async def _feed(settings: Settings, units: int | None, interval: float) -> None:
+    from stalwart.demo import services  # built on demand: `up` without --demo needs none
+    from stalwart.demo.source import feed
+
     transport = open_bus(settings)
     await transport.start()
     try:
-        await _wait_for_queues(transport, {service.name for service in demo.ALL}, 300.0)
+        await _wait_for_queues(transport, {service.name for service in services.ALL}, 300.0)
         await feed(transport, units=units, interval=interval, site=settings.site)
     finally:
         await transport.close()
@@ -122,12 +123,27 @@ def register(app: typer.Typer) -> None:
             float, typer.Option(min=0.0, max=86_400.0, help="Demo: seconds between units.")
         ] = 2.0,
         config: ConfigOption = None,
+        chaos: Annotated[
+            bool,
+            typer.Option(
+                "--chaos",
+                help="With --demo: run `stalwart chaos` instead (a 3-minute seeded fault "
+                "campaign against a private demo, report in ./chaos-report).",
+            ),
+        ] = False,
     ) -> None:
         """Run the whole system on this host: persistence, dashboard and services,
         each a process under the watchdog. Embedded defaults under ./.stalwart/.
 
         Example: stalwart up --demo
         """
+        if chaos:
+            if not demo:
+                raise ConfigError("--chaos strikes the demo: use `stalwart up --demo --chaos`")
+            from stalwart.cli.chaos import campaign
+
+            campaign(None, 180.0, Path("chaos-report"), max(interval, 0.1))
+            return
         settings = settings_from(config)
         Path(settings.home).mkdir(parents=True, exist_ok=True)
         run(_up(settings, demo, dashboard, units, interval))

@@ -110,11 +110,14 @@ class Claims:
         unless it is done or held by a live claimer, all in one transaction.
 
         A message id asked for twice in one call is claimed for the first
-        claimer; the later ones see it held.
+        claimer; the later ones see it held. Rows are written in id order: an
+        upsert locks every conflicting row, and two instances locking shared
+        ids in different orders would deadlock.
         """
         first: dict[str, str] = {}
         for message_id, claimer in wanted:
             first.setdefault(message_id, claimer)
+        first = dict(sorted(first.items()))
 
         async def take(conn: AsyncConnection) -> list[Claim]:
             now = db_now(conn)
@@ -248,11 +251,19 @@ class Claims:
         return await self._run(forget)
 
     async def _run(self, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
-        try:
-            async with self.engine.begin() as conn:
-                return await work(conn)
-        except (SQLAlchemyError, OSError) as exc:
-            raise _unavailable(exc) from exc
+        """``work`` in one transaction, run again at once when PostgreSQL aborted it
+        for a conflict with another transaction (deadlock, serialization)."""
+        for tries_left in reversed(range(_CONFLICT_TRIES)):
+            try:
+                async with self.engine.begin() as conn:
+                    return await work(conn)
+            except DBAPIError as exc:
+                if tries_left and _is_conflict(exc):
+                    continue
+                raise _unavailable(exc) from exc
+            except (SQLAlchemyError, OSError) as exc:
+                raise _unavailable(exc) from exc
+        raise AssertionError("unreachable: the last try raises or returns")
 
 
 def _dialect(conn: AsyncConnection) -> Any:
@@ -279,6 +290,13 @@ def _is_connection_error(exc: DBAPIError) -> bool:
 # SQLSTATE classes: connection exception, insufficient resources, operator
 # intervention (admin shutdown, cannot connect now).
 _AWAY = frozenset({"08", "53", "57"})
+_CONFLICT_TRIES = 5
+
+
+def _is_conflict(exc: DBAPIError) -> bool:
+    """Aborted for another transaction's sake (SQLSTATE class 40): worth running again."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("40")
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:

@@ -373,6 +373,65 @@ async def test_done_claims_are_pruned_after_the_retention_only(
         await claims.close()
 
 
+async def test_instances_claiming_shared_ids_in_opposite_orders_never_fail(
+    bus: Transport, store_url: str
+) -> None:
+    from stalwart.service._idempotency import Claims, ClaimState
+
+    # Given two instances whose batches hold the same ids, one in reverse order
+    # (an upsert locks every row it conflicts with: unordered, they deadlock)
+    first, second = Claims(store_url, "order-test"), Claims(store_url, "order-test")
+    await first.open()
+    try:
+        for round_ in range(20):
+            ids = [f"r{round_}-{n:02d}" for n in range(30)]
+            # When both claim at once
+            got = await asyncio.gather(
+                first.claim_many([(m, "first/1") for m in ids], 30.0),
+                second.claim_many([(m, "second/1") for m in reversed(ids)], 30.0),
+            )
+            # Then neither raises, and each id is claimed by exactly one of them
+            claimed = [c.state is ClaimState.CLAIMED for batch in got for c in batch]
+            assert sum(claimed) == len(ids)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_transaction_aborted_for_a_conflict_is_run_again() -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from stalwart.errors import StoreUnavailable
+    from stalwart.service._idempotency import Claims
+
+    class Aborted(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            super().__init__(f"aborted ({sqlstate})")
+            self.sqlstate = sqlstate
+
+    claims = Claims("sqlite+aiosqlite:///:memory:", "conflict-test")
+    tries: list[int] = []
+
+    async def work(sqlstate: str, fails: int) -> str:
+        tries.append(1)
+        if len(tries) <= fails:
+            raise DBAPIError("UPDATE ...", None, Aborted(sqlstate))
+        return "done"
+
+    try:
+        # Given work that PostgreSQL aborts twice for a deadlock (SQLSTATE 40P01)
+        # When it is run, Then it is run again until it commits
+        assert await claims._run(lambda conn: work("40P01", 2)) == "done"
+        assert len(tries) == 3
+        # And an error of another class is not retried: the store is away
+        tries.clear()
+        with pytest.raises(StoreUnavailable, match="08006"):
+            await claims._run(lambda conn: work("08006", 1))
+        assert len(tries) == 1
+    finally:
+        await claims.close()
+
+
 async def test_a_too_long_id_is_rejected_under_a_storable_id_and_the_next_ones_pass(
     bus: Transport, settings: Settings, unique: str, lifecycle, started
 ) -> None:

@@ -5,12 +5,15 @@ NOTHING``; deliveries are upserted with the forward-only join of
 :func:`stalwart.store._rows.fold_transition`, done in SQL; components keep
 the newest heartbeat. Applying the same batch twice changes nothing.
 
-On PostgreSQL, messages and transitions go in by binary ``COPY`` straight
-into their tables when none of them is stored yet (the usual case); else,
-and for deliveries always, by ``COPY`` into a session's temporary staging
-table, then ``INSERT ... SELECT`` from it with the same conflict handling.
-The few components and reports go in by ``INSERT ... SELECT * FROM
-unnest(...)``.
+On PostgreSQL, rows not stored yet go in by binary ``COPY`` straight into
+their tables: messages and transitions when none of the batch's is stored
+(the usual case), deliveries that no earlier batch stored (a query on their
+keys tells them apart). The others go by ``COPY`` into a session's temporary
+staging table, then ``INSERT ... SELECT`` from it with the same conflict
+handling (for deliveries, the forward-only merge). The few components and
+reports go in by ``INSERT ... SELECT ... FROM unnest(...)``. Every statement
+is a SQLAlchemy construct, compiled once per dialect and driver; rows are
+passed to the driver as tuples, without SQLAlchemy's per-row processing.
 """
 
 from __future__ import annotations
@@ -19,12 +22,29 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, Dialect, String, Table, and_, case, func, or_
+from sqlalchemy import (
+    ARRAY,
+    Column,
+    ColumnElement,
+    Dialect,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.schema import CreateTable
 from sqlalchemy.types import TypeEngine
 
 from stalwart.store._rows import JsonText, Row, Rows
@@ -55,8 +75,8 @@ def _greatest(dialect: str, a: Any, b: Any) -> ColumnElement[Any]:
     return func.max(func.coalesce(a, b), func.coalesce(b, a))
 
 
-def _delivery_upsert(dialect: str) -> Any:
-    stmt = _insert_for(dialect)(deliveries)
+def _delivery_upsert(stmt: Any, dialect: str) -> Any:
+    """``stmt`` (an insert into deliveries) merging forward-only into a stored row."""
     new, old = stmt.excluded, deliveries.c
     wins = or_(
         new.state_rank > old.state_rank,
@@ -74,8 +94,8 @@ def _delivery_upsert(dialect: str) -> Any:
     return stmt.on_conflict_do_update(index_elements=["message_id", "service"], set_=updates)
 
 
-def _component_upsert(dialect: str) -> Any:
-    stmt = _insert_for(dialect)(components)
+def _component_upsert(stmt: Any, dialect: str) -> Any:
+    """``stmt`` (an insert into components) keeping the newest heartbeat."""
     keys = {"service", "instance"}
     return stmt.on_conflict_do_update(
         index_elements=["service", "instance"],
@@ -86,6 +106,7 @@ def _component_upsert(dialect: str) -> Any:
 
 _JSON_COLUMNS = frozenset({"headers", "body", "refs", "patterns"})
 _TIME_COLUMNS = frozenset(c.name for t in _TABLES for c in t.c if isinstance(c.type, UtcDateTime))
+_BY_NAME = {t.name: t for t in _TABLES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,35 +119,50 @@ class _Compiled:
     time_at: tuple[int, ...]
 
 
-_STATEMENTS: dict[str, Callable[[str], Any]] = {
-    "messages": lambda d: _insert_for(d)(messages).on_conflict_do_nothing(),
-    "transitions": lambda d: _insert_for(d)(transitions).on_conflict_do_nothing(),
+_CONFLICT: dict[str, Callable[[Any, str], Any]] = {
+    "messages": lambda stmt, _: stmt.on_conflict_do_nothing(),
+    "transitions": lambda stmt, _: stmt.on_conflict_do_nothing(),
     "deliveries": _delivery_upsert,
     "components": _component_upsert,
-    "reports": lambda d: _insert_for(d)(reports).on_conflict_do_nothing(),
+    "reports": lambda stmt, _: stmt.on_conflict_do_nothing(),
 }
-_cache: dict[tuple[int, str], _Compiled] = {}
+
+# Compiled SQL by (dialect, driver, kind, table): the same text for every engine
+# of one dialect and driver, so it is compiled once per process.
+_cache: dict[tuple[str, str, str, str], Any] = {}
+
+
+def _cached(dialect: Dialect, kind: str, name: str, make: Callable[[], Any]) -> Any:
+    key = (dialect.name, dialect.driver, kind, name)
+    found = _cache.get(key)
+    if found is None:
+        found = _cache[key] = make()
+    return found
 
 
 def _compiled(dialect: Dialect, name: str) -> _Compiled:
-    """The statement compiled once per dialect, with its parameters' order."""
-    key = (id(dialect), name)
-    found = _cache.get(key)
-    if found is None:
-        compiled = _STATEMENTS[name](dialect.name).compile(dialect=dialect)
+    """Table ``name``'s ``INSERT ... VALUES ... ON CONFLICT``, with its parameters' order."""
+
+    def make() -> _Compiled:
+        table = _BY_NAME[name]
+        stmt = _CONFLICT[name](_insert_for(dialect.name)(table), dialect.name)
+        compiled = stmt.compile(dialect=dialect)
         keys = tuple(compiled.positiontup or ())
-        found = _Compiled(
+        return _Compiled(
             str(compiled),
             keys,
             tuple(i for i, k in enumerate(keys) if k in _JSON_COLUMNS),
             tuple(i for i, k in enumerate(keys) if k in _TIME_COLUMNS),
         )
-        _cache[key] = found
+
+    found: _Compiled = _cached(dialect, "values", name, make)
     return found
 
 
 def _utc(value: datetime) -> datetime:
     """Aware UTC; a naive time is taken as UTC (as everywhere in stalwart)."""
+    if value.tzinfo is UTC:
+        return value
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -152,9 +188,10 @@ def driver_values(
     statement = _compiled(dialect, name)
     to_time = _sqlite_time if dialect.name == "sqlite" else _utc
     keys, json_at, time_at = statement.keys, statement.json_at, statement.time_at
+    pick = itemgetter(*keys)
     params = []
     for row in rows:
-        values = [row[k] for k in keys]
+        values = list(pick(row))
         for i in json_at:
             if values[i] is not None:
                 values[i] = _json(values[i])
@@ -171,8 +208,11 @@ async def _execute(conn: AsyncConnection, name: str, rows: Sequence[Row]) -> Non
     _, params = driver_values(conn.dialect, name, rows)
     if conn.dialect.name != "postgresql":
         await conn.exec_driver_sql(statement.sql, params)
-    elif name in _STAGED:
-        await _copy_then_insert(conn, name, statement, params)
+    elif name == "deliveries":
+        await _merge_deliveries(conn, statement, params)
+    elif name in _APPEND_ONLY:
+        if not await _copy_new_rows(conn, name, statement, params):
+            await _copy_then_insert(conn, name, statement, params)
     else:
         # One array per column and ``unnest``: one statement, one round trip and
         # one prepared plan per table, whatever the batch size.
@@ -180,15 +220,58 @@ async def _execute(conn: AsyncConnection, name: str, rows: Sequence[Row]) -> Non
         await conn.exec_driver_sql(_unnest(conn.dialect, name, statement), columns)
 
 
-# The tables of every lifecycle batch; their rows go through a staging table.
-_STAGED = frozenset({"messages", "transitions", "deliveries"})
+# Insert-only tables: a batch goes straight in by COPY unless a row is already there.
+_APPEND_ONLY = frozenset({"messages", "transitions"})
+_UNIQUE_VIOLATION = "23505"
+
+
+async def _merge_deliveries(
+    conn: AsyncConnection, statement: _Compiled, params: list[tuple[Any, ...]]
+) -> None:
+    """Deliveries not stored yet go straight in by COPY; the others are merged forward-only.
+
+    The batch has already folded each delivery's transitions into one row, so
+    only a delivery stored by an earlier batch needs the merge (the upsert
+    through the staging table). Asking which ones are stored costs an index
+    probe per delivery and spares the rest the staging table and the upsert.
+    Should another writer store one of the new ones meanwhile, the COPY fails
+    on the key, is taken back, and the whole batch goes through the merge.
+    Both parts keep the batch's key order (the order rows are locked in).
+    """
+    at = statement.keys.index("message_id"), statement.keys.index("service")
+    result = await conn.execute(
+        _STORED_DELIVERIES,
+        {"ids": [p[at[0]] for p in params], "services": [p[at[1]] for p in params]},
+    )
+    stored = {(message_id, service) for message_id, service in result}
+    new = [p for p in params if (p[at[0]], p[at[1]]) not in stored]
+    merged = [p for p in params if (p[at[0]], p[at[1]]) in stored]
+    if new and not await _copy_new_rows(conn, "deliveries", statement, new):
+        merged = params
+    if merged:
+        await _copy_then_insert(conn, "deliveries", statement, merged)
+
+
+def _stored_deliveries() -> Any:
+    """Which of the keys in the arrays ``ids`` and ``services`` are in ``deliveries``."""
+    keys = (
+        func.unnest(bindparam("ids", type_=ARRAY(Text)), bindparam("services", type_=ARRAY(Text)))
+        .table_valued("message_id", "service")
+        .render_derived()
+    )
+    d = deliveries.c
+    on = and_(d.message_id == keys.c.message_id, d.service == keys.c.service)
+    return select(d.message_id, d.service).join_from(deliveries, keys, on)
+
+
+_STORED_DELIVERIES = _stored_deliveries()
 
 
 async def _copy_then_insert(
     conn: AsyncConnection, name: str, statement: _Compiled, params: list[tuple[Any, ...]]
 ) -> None:
-    """Binary ``COPY`` into ``stalwart_stage_<name>``, then insert from it with ``statement``
-    (insert-only tables first try :func:`_copy_new_rows`).
+    """Binary ``COPY`` into ``stalwart_stage_<name>``, then insert from it with the
+    table's conflict handling.
 
     COPY costs the client and the server less than binding one array per
     column. The staging table has the target's column types, so a value too
@@ -197,20 +280,13 @@ async def _copy_then_insert(
     goes through SQLAlchemy first, which also opens the transaction the COPY
     then runs in.
     """
-    if name in _APPEND_ONLY and await _copy_new_rows(conn, name, statement, params):
-        return
-    stage = f"stalwart_stage_{name}"
-    await conn.exec_driver_sql(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {name}) ON COMMIT DELETE ROWS"
-    )
+    create, insert = _staged(conn.dialect, name, statement)
+    await conn.exec_driver_sql(create)
     driver = await _driver(conn)
-    await driver.copy_records_to_table(stage, records=params, columns=list(statement.keys))
-    await conn.exec_driver_sql(_from_stage(conn.dialect, name, statement))
-
-
-# Insert-only tables: a batch goes straight in by COPY unless a row is already there.
-_APPEND_ONLY = frozenset({"messages", "transitions"})
-_UNIQUE_VIOLATION = "23505"
+    await driver.copy_records_to_table(
+        _stage_name(name), records=params, columns=list(statement.keys)
+    )
+    await conn.exec_driver_sql(insert)
 
 
 async def _copy_new_rows(
@@ -220,8 +296,8 @@ async def _copy_new_rows(
 
     A row already stored (a redelivered batch, a message forwarded twice) makes
     the COPY fail on the table's key; the savepoint takes the attempt back and
-    the caller goes through the staging table, whose insert skips such rows.
-    Usually every row is new, and this saves writing the batch twice.
+    the caller goes through the staging table, whose insert skips or merges
+    such rows. Usually every row is new, and this saves writing the batch twice.
     """
     await conn.exec_driver_sql("SAVEPOINT stalwart_copy")
     driver = await _driver(conn)
@@ -243,53 +319,67 @@ async def _driver(conn: AsyncConnection) -> Any:
     return driver
 
 
-_from_stage_cache: dict[tuple[int, str], str] = {}
+def _stage_name(name: str) -> str:
+    return f"stalwart_stage_{name}"
 
 
-def _from_stage(dialect: Dialect, name: str, statement: _Compiled) -> str:
-    """``statement`` reading its staging table's rows.
+def _staged(dialect: Dialect, name: str, statement: _Compiled) -> tuple[str, str]:
+    """``CREATE TEMPORARY TABLE IF NOT EXISTS`` the staging table of ``name``, and the
+    insert of its rows into ``name`` with the table's conflict handling.
 
     A sequential scan of a temporary table filled in one go returns them in
     the order they were copied, so deliveries keep their sorted lock order.
     """
-    key = (id(dialect), name)
-    found = _from_stage_cache.get(key)
-    if found is None:
-        head, _, rest = statement.sql.partition(" VALUES (")
-        _, _, tail = rest.partition(") ON CONFLICT")
-        columns = ", ".join(statement.keys)
-        found = f"{head} SELECT {columns} FROM stalwart_stage_{name} ON CONFLICT{tail}"
-        _from_stage_cache[key] = found
+
+    def make() -> tuple[str, str]:
+        table = _BY_NAME[name]
+        stage = Table(
+            _stage_name(name),
+            MetaData(),
+            *(Column(k, table.c[k].type, nullable=table.c[k].nullable) for k in statement.keys),
+            prefixes=["TEMPORARY"],
+            postgresql_on_commit="DELETE ROWS",
+        )
+        rows = select(*(stage.c[k] for k in statement.keys))
+        insert = _CONFLICT[name](
+            _insert_for(dialect.name)(table).from_select(statement.keys, rows), dialect.name
+        )
+        create = CreateTable(stage, if_not_exists=True)
+        return str(create.compile(dialect=dialect)), str(insert.compile(dialect=dialect))
+
+    found: tuple[str, str] = _cached(dialect, "staged", name, make)
     return found
 
 
-_unnest_cache: dict[tuple[int, str], str] = {}
-
-
-def _array_type(column_type: TypeEngine[Any], dialect: Dialect) -> str:
+def _array_type(column_type: TypeEngine[Any]) -> TypeEngine[Any]:
     """The element type of a parameter array: plain ``text`` for strings.
 
     An explicit cast to ``varchar(n)`` would silently truncate a value that is
     too long; from ``text`` the column's own assignment cast refuses it, as a
     ``VALUES`` insert does.
     """
-    if isinstance(column_type, String):
-        return "text"
-    return column_type.compile(dialect=dialect)
+    return Text() if isinstance(column_type, String) else column_type
 
 
 def _unnest(dialect: Dialect, name: str, statement: _Compiled) -> str:
-    """``INSERT ... SELECT * FROM unnest($1::type[], ...) ON CONFLICT ...`` for ``statement``."""
-    key = (id(dialect), name)
-    found = _unnest_cache.get(key)
-    if found is None:
-        table = next(t for t in _TABLES if t.name == name)
-        types = [_array_type(table.c[k].type, dialect) for k in statement.keys]
-        arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
-        head, _, rest = statement.sql.partition(" VALUES (")
-        _, _, tail = rest.partition(") ON CONFLICT")
-        found = f"{head} SELECT * FROM unnest({arrays}) ON CONFLICT{tail}"
-        _unnest_cache[key] = found
+    """``INSERT ... SELECT ... FROM unnest($1::type[], ...) ON CONFLICT ...`` for ``name``."""
+
+    def make() -> str:
+        table = _BY_NAME[name]
+        arrays = [
+            bindparam(f"a{i}", type_=ARRAY(_array_type(table.c[k].type)))
+            for i, k in enumerate(statement.keys)
+        ]
+        rows = func.unnest(*arrays).table_valued(*statement.keys).render_derived()
+        insert = _CONFLICT[name](
+            _insert_for(dialect.name)(table).from_select(
+                statement.keys, select(*(rows.c[k] for k in statement.keys))
+            ),
+            dialect.name,
+        )
+        return str(insert.compile(dialect=dialect))
+
+    found: str = _cached(dialect, "unnest", name, make)
     return found
 
 

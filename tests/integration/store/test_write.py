@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -10,6 +11,8 @@ from store_traffic import Traffic
 from stalwart.envelope import Envelope, utcnow
 from stalwart.messages import Heartbeat, Report, ReportLevel, heartbeat_topic, report_topic
 from stalwart.store import Store
+from stalwart.store._rows import build_rows
+from stalwart.store._writer import write_rows
 from stalwart.store.schema import components, deliveries, messages, reports, transitions
 
 
@@ -108,6 +111,27 @@ async def test_a_batch_with_many_transitions_of_one_delivery_merges_in_one_go(
     # Then the merged state is dead with its reason
     row = await _delivery(store, env.id, "qa")
     assert (row["state"], row["attempts"], row["reason"]) == ("dead", 3, "no")
+
+
+async def test_a_delivery_another_writer_stores_meanwhile_is_merged_not_refused(
+    store: Store, traffic: Traffic
+) -> None:
+    # Given another writer's open transaction that has just stored a new delivery
+    env = traffic.message()
+    t0 = utcnow()
+    received = traffic.lifecycle(traffic.step(env, "qa", "received", t0))
+    consumed = traffic.lifecycle(traffic.step(env, "qa", "consumed", t0 + timedelta(seconds=1)))
+    async with store.engine.begin() as other:
+        await write_rows(other, build_rows([(received, 100)]))
+        # When a batch with the same delivery's next state is written meanwhile
+        racing = asyncio.create_task(store.write([consumed]))
+        await asyncio.sleep(0.5)
+        assert not racing.done()  # it waits for the other transaction
+    await asyncio.wait_for(racing, 30)
+    # Then the two are merged forward-only: the batch is not refused
+    row = await _delivery(store, env.id, "qa")
+    assert row["state"] == "consumed"
+    assert row["received_at"] is not None and row["consumed_at"] is not None
 
 
 async def test_heartbeats_keep_the_newest_per_instance(store: Store) -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
+from waiting import until_sync
 
 __all__ = ["Spawn", "acked", "read_lines", "wait_for_lines"]
 
@@ -25,16 +24,9 @@ def wait_for_lines(
     path: Path, done: Callable[[list[str]], bool], timeout: float = 30.0
 ) -> list[str]:
     """Poll ``path`` until ``done(lines)``; fail with what was there after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines = read_lines(path)
-        if done(lines):
-            return lines
-        time.sleep(0.05)
-    lines = read_lines(path)
-    if not done(lines):
-        pytest.fail(f"{path.name} did not reach the expected state in {timeout} s: {lines[-5:]}")
-    return lines
+    return until_sync(
+        lambda: read_lines(path), timeout, f"{path.name} to reach the expected state", accept=done
+    )
 
 
 def acked(lines: list[str]) -> list[int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from integrity_support import BLOCK
 from stalwart.bus import QueueSpec, Transport
 from stalwart.config import Settings, load_settings
 from stalwart.integrity.catalog import Catalog
+from waiting import until
 
 
 @pytest.fixture
@@ -58,11 +58,13 @@ class Events:
         return [body for topic, body in self.seen if topic == f"sys.integrity.{kind}"]
 
     async def wait(self, kind: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while len(self.of(kind)) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"expected {count} {kind} event(s), saw {self.seen}")
-            await asyncio.sleep(0.02)
+        await until(
+            lambda: self.seen,
+            timeout,
+            f"{count} {kind} event(s)",
+            accept=lambda _: len(self.of(kind)) >= count,
+            interval=0.02,
+        )
         return self.of(kind)
 
 

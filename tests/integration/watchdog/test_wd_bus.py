@@ -16,6 +16,7 @@ from wd_support import program
 
 from stalwart.bus import QueueSpec, Transport, open_transport
 from stalwart.envelope import Envelope
+from waiting import until
 
 pytest.importorskip("stalwart.bus.sqlite")
 
@@ -71,15 +72,6 @@ async def _collect(transport: Transport, queue: str, into: list[Envelope]) -> No
         await delivery.ack()
 
 
-async def _until(check: Any, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        await asyncio.sleep(0.1)
-
-
 @pytest.mark.slow
 async def test_elastic_group_scales_with_backlog_and_loses_nothing(
     tmp_path: Path, sqlite_bus_url: str, bus: Transport, supervise: Any, unique: str
@@ -118,14 +110,24 @@ async def test_elastic_group_scales_with_backlog_and_loses_nothing(
         # Then it scales back down gracefully, and every message was processed
         assert down.evidence["backlog"] <= 40
         out = tmp_path / f"{name}.out"
-        await _until(lambda: len(set(out.read_text().split())) == 300, 30.0, "all processed")
+        await until(
+            lambda: len(set(out.read_text().split())),
+            30.0,
+            "all 300 items processed",
+            accept=lambda n: n == 300,
+        )
         done = {int(n) for n in out.read_text().split()}
         assert done == set(range(300))
         stopped = await events.wait(lambda e: e.event == "stopped" and e.program == "elastic", 10)
         assert stopped.reason == "scaled down"
         assert not events.of("exited", "elastic")
         # And the decisions went onto the bus
-        await _until(lambda: any(e.topic == "sys.watchdog.scaled" for e in tap), 10.0, "on bus")
+        await until(
+            lambda: [e.topic for e in tap],
+            10.0,
+            "sys.watchdog.scaled on the bus",
+            accept=lambda topics: "sys.watchdog.scaled" in topics,
+        )
     finally:
         collector.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 from wd_support import BEAT, program, script, wait_for_path
+
+from waiting import until
 
 
 @pytest.mark.parametrize(
@@ -184,13 +186,13 @@ async def test_systemd_gets_ready_and_watchdog_pings(
         # When the watchdog runs for a while
         await supervise(program("idle", ["sleep", "60"]))
         got: list[bytes] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10.0
-        while got.count(b"WATCHDOG=1") < 2 and loop.time() < deadline:
-            try:
+
+        def heard() -> list[bytes]:
+            with contextlib.suppress(BlockingIOError):
                 got.append(systemd.recv(256))
-            except BlockingIOError:
-                await asyncio.sleep(0.05)
+            return got
+
+        await until(heard, 10.0, "two WATCHDOG=1", accept=lambda g: g.count(b"WATCHDOG=1") >= 2)
         # Then systemd heard READY=1 first, then WATCHDOG=1 every half interval
         assert got[0].startswith(b"READY=1")
         assert got.count(b"WATCHDOG=1") >= 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from wd_support import program
 
 from stalwart.store.engine import open_engine
 from stalwart.watchdog import ProgramState, program_states
+from waiting import until
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 
@@ -19,15 +19,13 @@ SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 async def _wait_states(url: str, check: Any, timeout: float = 15.0) -> list[ProgramState]:
     engine = await open_engine(url)
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            states = await program_states(engine)
-            if check(states):
-                return states
-            if loop.time() > deadline:
-                raise AssertionError(f"states never matched: {states}")
-            await asyncio.sleep(0.1)
+        return await until(
+            lambda: program_states(engine),
+            timeout,
+            "the program states to match",
+            accept=check,
+            interval=0.1,
+        )
     finally:
         await engine.dispose()
 

@@ -88,6 +88,7 @@ async def test_a_message_whose_consumers_keep_dying_is_dead_lettered(
         await _next(stalled.consume("poison", 1))
         stalled._state = "closed"  # vanish without releasing anything
         await stalled._writer.stop()  # type: ignore[union-attr]
+        stalled._hub.close()  # a killed process's sockets close with it
         await asyncio.sleep(0.4)
     # Then the next claim moves it to the dead letters instead of delivering it again
     deliveries = bus.consume("poison", 1)

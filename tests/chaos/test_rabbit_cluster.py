@@ -33,8 +33,9 @@ from stalwart.dev.rabbitmq import RabbitCluster, RabbitNode
 from stalwart.dev.rabbitmq_config import POLICY_NAME
 from stalwart.envelope import Envelope
 from stalwart.errors import PublishRefused
-from stalwart.ha.events import EventPublisher, ha_topic
-from stalwart.ha.queue_leaders import EVENT, QueueLeaderMove, QueueLeaderWatch
+from stalwart.events import QueueLeaderMove
+from stalwart.ha.queue_leaders import QueueLeaderWatch
+from stalwart.service import EventPublisher
 from stalwart.store.engine import make_engine
 from stalwart.store.schema import messages
 
@@ -42,6 +43,8 @@ from stalwart.store.schema import messages
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
 
 __all__ = ["rabbit_cluster"]  # the module's fixture
+
+LEADER_TOPIC = QueueLeaderMove(queue="q", from_node="a", to_node="b").topic
 
 PER_PRODUCER = scale(400, 4000)
 RATE = 25.0  # messages per second per producer: 16 s of load in the short run
@@ -170,7 +173,7 @@ async def _stored(store_url: str, queue: str) -> list[dict[str, object]]:
     engine = make_engine(store_url)
     try:
         async with engine.connect() as conn:
-            query = select(messages.c.body).where(messages.c.topic == ha_topic(EVENT))
+            query = select(messages.c.body).where(messages.c.topic == LEADER_TOPIC)
             rows = await conn.execute(query)
             return [dict(r[0]) for r in rows if dict(r[0]).get("queue") == queue]
     finally:
@@ -249,7 +252,7 @@ async def test_leader_node_failure_under_load(
         async def stored() -> bool:
             return any(m["from_node"] == victim.node for m in await _stored(postgres_url, queue))
 
-        await eventually(stored, 60, f"the stored {ha_topic(EVENT)} event (published: {moves})")
+        await eventually(stored, 60, f"the stored {LEADER_TOPIC} event (published: {moves})")
     finally:
         await bus.close()
     # Measured: how long publishing and consuming stalled, the p99 publish latency

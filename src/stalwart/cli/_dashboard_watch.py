@@ -12,7 +12,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from stalwart.watchdog import EventKind, WatchdogEvent
+from stalwart.events import WatchdogEvent, WatchdogKind
 
 __all__ = ["DashboardWatch", "url_file"]
 
@@ -33,7 +33,7 @@ class DashboardWatch:
         self._failure: str | None = None
 
     def on_event(self, event: WatchdogEvent) -> None:
-        if event.program == PROGRAM and event.event == EventKind.FATAL:
+        if event.program == PROGRAM and event.event == WatchdogKind.FATAL:
             self._failure = (
                 f"exit code {event.evidence.get('exit_code')}, a configuration error: see "
                 "its error above, fix it and run `stalwart up` again"

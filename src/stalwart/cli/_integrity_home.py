@@ -16,7 +16,7 @@ from stalwart.cli._integrity_view import say
 from stalwart.config import Settings, describe_home
 from stalwart.integrity import ops
 from stalwart.integrity.catalog import Catalog, local_database
-from stalwart.integrity.events import EventPublisher
+from stalwart.service import EventPublisher
 
 __all__ = ["NOTE", "check_home", "recording"]
 
@@ -49,7 +49,7 @@ async def recording(settings: Settings, site: str) -> AsyncIterator[tuple[ops.Re
     """Catalog + event publisher for one command; says so when the bus is unreachable."""
     opened = await Catalog.open(settings.store.url)
     try:
-        async with EventPublisher.for_settings(settings, site) as events:
+        async with EventPublisher.for_settings(settings, "integrity", site) as events:
             if events.unavailable:
                 say(
                     f"{events.unavailable}: sys.integrity events are not published; "

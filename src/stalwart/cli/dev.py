@@ -13,8 +13,8 @@ from stalwart.bus import open_bus
 from stalwart.cli._common import ConfigOption, console, fail, run, say, settings_from
 from stalwart.config import Settings
 from stalwart.dev.rabbitmq import RabbitCluster
-from stalwart.ha.events import EventPublisher
 from stalwart.ha.queue_leaders import QueueLeaderWatch
+from stalwart.service import EventPublisher
 
 __all__ = ["register"]
 

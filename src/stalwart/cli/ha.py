@@ -21,8 +21,8 @@ from stalwart.config import Settings
 from stalwart.envelope import default_sender
 from stalwart.errors import StalwartError
 from stalwart.ha import HaSettings, HaStatus, HealthMonitors, request_step_down, status
-from stalwart.ha.events import EventPublisher
 from stalwart.ha.probes import probe
+from stalwart.service import EventPublisher
 from stalwart.store.engine import make_engine
 
 __all__ = ["register"]

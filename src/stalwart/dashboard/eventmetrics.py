@@ -17,19 +17,29 @@ from datetime import datetime
 from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic import ValidationError
 
 from stalwart.dashboard.labels import LabelCap, topic_label
 from stalwart.envelope import DeliveryState, Envelope
 from stalwart.errors import NotAuthorised
-from stalwart.integrity.events import EventKind as IntegrityKind
+from stalwart.events import (
+    FAMILIES,
+    Failover,
+    HaKind,
+    IntegrityEvent,
+    IntegrityKind,
+    LeaseEvent,
+    SysEvent,
+    WatchdogEvent,
+    WatchdogKind,
+    decode_event,
+)
 from stalwart.messages import LifecycleBatch
 from stalwart.service import TokenAuthority
 
 __all__ = ["SIGNED_FAMILIES", "SYSTEM_FAMILIES", "EventMetrics"]
 
 # sys.* topics whose publishers must be stalwart's own parts, by family.
-SYSTEM_FAMILIES = ("heartbeat", "lifecycle", "watchdog", "ha", "integrity")
+SYSTEM_FAMILIES = ("heartbeat", "lifecycle", *FAMILIES)
 # The families whose publishers sign with their token; HA and integrity do not yet.
 SIGNED_FAMILIES = ("heartbeat", "lifecycle", "watchdog")
 _FINAL = frozenset(
@@ -131,9 +141,9 @@ class EventMetrics:
         try:
             if family == "lifecycle":
                 self._lifecycle(LifecycleBatch.model_validate(envelope.body))
-            elif isinstance(envelope.body, dict):
-                self._event(topic, envelope.body)
-        except ValidationError:
+            elif family in FAMILIES:
+                self._event(decode_event(topic, envelope.body))
+        except ValueError:  # pydantic's ValidationError is one
             pass  # a malformed system message: counted by topic, nothing else
 
     def _check_token(self, envelope: Envelope, family: str) -> None:
@@ -172,15 +182,12 @@ class EventMetrics:
                 seconds = (t.at - started).total_seconds()
                 self.handler.labels(service=service).observe(max(0.0, seconds))
 
-    def _event(self, topic: str, body: dict[str, object]) -> None:
-        name = str(body.get("program") or body.get("role") or body.get("monitor") or "")
-        if topic == "sys.watchdog.restarted" and name:
-            self.restarts.labels(program=self.name_cap(name)).inc()
-        elif topic == "sys.ha.acquired" and name:
-            self.leader_changes.labels(role=self.name_cap(name)).inc()
-        elif topic == "sys.ha.failover" and name:
-            self.failovers.labels(monitor=self.name_cap(name)).inc()
-        elif topic.startswith("sys.integrity."):
-            event = topic.removeprefix("sys.integrity.")
-            if event in IntegrityKind.__members__.values():
-                self.integrity.labels(event=event).inc()
+    def _event(self, event: SysEvent) -> None:
+        if isinstance(event, WatchdogEvent) and event.event is WatchdogKind.RESTARTED:
+            self.restarts.labels(program=self.name_cap(event.program)).inc()
+        elif isinstance(event, LeaseEvent) and event.event is HaKind.ACQUIRED:
+            self.leader_changes.labels(role=self.name_cap(event.role)).inc()
+        elif isinstance(event, Failover):
+            self.failovers.labels(monitor=self.name_cap(event.monitor)).inc()
+        elif isinstance(event, IntegrityEvent):
+            self.integrity.labels(event=event.event.value).inc()

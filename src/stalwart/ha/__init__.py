@@ -9,7 +9,6 @@ the database's clock), :func:`save_checkpoint` / :func:`latest_checkpoint`,
 
 from stalwart.ha.checkpoint import Checkpoint, latest_checkpoint, save_checkpoint
 from stalwart.ha.config import HaSettings, MonitorSettings
-from stalwart.ha.events import Failover, LeaseEvent, MonitorTransition
 from stalwart.ha.health import HealthMonitors, HealthState, Monitor
 from stalwart.ha.keeper import LeaseChange, LeaseKeeper
 from stalwart.ha.lease import Lease, fenced_write, request_step_down
@@ -19,7 +18,6 @@ from stalwart.ha.status import HaStatus, ReplicaStatus, active_url, status
 
 __all__ = [
     "Checkpoint",
-    "Failover",
     "HaReplica",
     "HaRunner",
     "HaSettings",
@@ -28,11 +26,9 @@ __all__ = [
     "HealthState",
     "Lease",
     "LeaseChange",
-    "LeaseEvent",
     "LeaseKeeper",
     "Monitor",
     "MonitorSettings",
-    "MonitorTransition",
     "ReplicaStatus",
     "active_url",
     "checkpoint",

@@ -20,10 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.bus import redact_url
 from stalwart.errors import StalwartError
+from stalwart.events import Failover, MonitorTransition
 from stalwart.ha._monitor_store import load_monitor, save_transition
 from stalwart.ha.config import MonitorSettings
-from stalwart.ha.events import EventPublisher, Failover, MonitorTransition
 from stalwart.ha.strategies import Outcome, ProbeFn, default_probe, fail_over, recover
+from stalwart.service import EventPublisher
 
 __all__ = ["HealthMonitors", "HealthState", "Monitor", "check_transition"]
 
@@ -119,7 +120,7 @@ class Monitor:
                 from_url=redact_url(previous),
                 to_url=redact_url(outcome.url),
             )
-            await self._events.publish("failover", body)
+            await self._events.publish(body)
         else:
             await self._move(HealthState.HEALTHY, outcome.reason)
 
@@ -149,7 +150,7 @@ class Monitor:
             reason=reason,
             url=redact_url(self.url),
         )
-        await self._events.publish("monitor", body)
+        await self._events.publish(body)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Probe every ``interval`` (faster while suspect) until ``stop``."""

@@ -14,32 +14,16 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
-from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from stalwart.events import QueueLeaderMove
+from stalwart.service import EventPublisher
 
-from stalwart.envelope import utcnow
-from stalwart.ha.events import EventPublisher
+__all__ = ["LeaderReader", "QueueLeaderWatch", "rabbitmqctl_leaders"]
 
-__all__ = ["EVENT", "LeaderReader", "QueueLeaderMove", "QueueLeaderWatch", "rabbitmqctl_leaders"]
-
-EVENT: Final = "queue-leader"
 _log = logging.getLogger("stalwart.ha.queue_leaders")
 
 LeaderReader = Callable[[], Awaitable[Mapping[str, str]]]
 """Returns ``{queue: leader node}``; raises OSError or RuntimeError when it cannot read."""
-
-
-class QueueLeaderMove(BaseModel):
-    """Quorum queue ``queue`` is led by ``to_node`` now, no longer by ``from_node``."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    queue: str
-    from_node: str
-    to_node: str
-    at: datetime = Field(default_factory=utcnow)
 
 
 class QueueLeaderWatch:
@@ -73,7 +57,7 @@ class QueueLeaderWatch:
         # tried again at the next step, not dropped.
         self._unpublished += moves
         self._unpublished = [
-            move for move in self._unpublished if not await self._events.publish(EVENT, move)
+            move for move in self._unpublished if not await self._events.publish(move)
         ]
         return moves
 

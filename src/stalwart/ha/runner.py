@@ -31,12 +31,12 @@ from stalwart.bus import Transport, open_bus
 from stalwart.config import Settings
 from stalwart.envelope import default_sender
 from stalwart.errors import FencedOut, StalwartError
+from stalwart.events import HaKind, LeaseEvent, LeaseKind
 from stalwart.ha.checkpoint import latest_checkpoint, save_checkpoint
 from stalwart.ha.config import HaSettings
-from stalwart.ha.events import EventPublisher, LeaseEvent, LeaseEventName
 from stalwart.ha.keeper import LeaseChange, LeaseKeeper
 from stalwart.ha.lease import Lease
-from stalwart.service import Service, ServiceRunner
+from stalwart.service import EventPublisher, Service, ServiceRunner
 from stalwart.store.engine import make_engine
 
 __all__ = ["HaReplica", "checkpoint", "current_replica", "fenced", "restored_state"]
@@ -116,7 +116,6 @@ class HaReplica:
         self.state: Any = None
         self.version: int | None = None
         self.active = asyncio.Event()
-        self.activations = 0
 
     @property
     def token(self) -> int | None:
@@ -152,7 +151,7 @@ class HaReplica:
         await self._stop_runner(self.service.grace)
         await self._keeper.stop(release=True)
         if token is not None:
-            await self._emit("stepped-down", token, detail="replica stopped")
+            await self._emit(HaKind.STEPPED_DOWN, token, detail="replica stopped")
         if self._own_transport and self._transport is not None:
             await self._transport.close()
             self._transport = None
@@ -179,7 +178,7 @@ class HaReplica:
                 await self.lease.release(token)
         except (StalwartError, TimeoutError) as exc:
             _log.warning("role=%s release failed, the lease will expire: %s", self.role, exc)
-        await self._emit("stepped-down", token, detail="step-down requested")
+        await self._emit(HaKind.STEPPED_DOWN, token, detail="step-down requested")
 
     # -- what handlers call ---------------------------------------------------
 
@@ -219,13 +218,13 @@ class HaReplica:
 
     async def _fenced(self, token: int | None, detail: str) -> None:
         self.lease.forget()  # acks stop now; the keeper reports the loss on its next wake
-        await self._emit("fenced", token, detail=detail)
+        await self._emit(HaKind.FENCED, token, detail=detail)
 
     # -- internals --------------------------------------------------------
 
     async def _emit(
         self,
-        event: LeaseEventName,
+        event: LeaseKind,
         token: int | None,
         *,
         version: int | None = None,
@@ -239,7 +238,8 @@ class HaReplica:
             version=version,
             detail=detail,
         )
-        await self._events.publish(event, body)
+        _log.info("role=%s event=%s token=%s %s", self.role, event.value, token, detail)
+        await self._events.publish(body)
 
     async def _loop(self) -> None:
         _current.set(self)
@@ -253,14 +253,14 @@ class HaReplica:
                 await self._deactivate(change)
 
     async def _activate(self, change: LeaseChange) -> None:
-        await self._emit("acquired", change.token)
+        await self._emit(HaKind.ACQUIRED, change.token)
         try:
             saved = await latest_checkpoint(self.engine, self.role)
             self.state = saved.state if saved else None
             self.version = saved.version if saved else None
             if saved is not None:
                 await self._emit(
-                    "restored",
+                    HaKind.RESTORED,
                     change.token,
                     version=saved.version,
                     detail=f"checkpoint written under token {saved.token}",
@@ -276,7 +276,6 @@ class HaReplica:
             _log.error("role=%s could not become active, stepping down: %r", self.role, exc)
             await self.step_down()
             return
-        self.activations += 1
         self.active.set()
         _log.info("role=%s active token=%d version=%s", self.role, change.token, self.version)
 
@@ -289,9 +288,9 @@ class HaReplica:
                 released = await self.lease.release(change.token)
         if released:
             self._keeper.hold_off(self.ha.lease)
-            await self._emit("stepped-down", change.token, detail=change.reason)
+            await self._emit(HaKind.STEPPED_DOWN, change.token, detail=change.reason)
         else:
-            await self._emit("lost", change.token, detail=change.reason)
+            await self._emit(HaKind.LOST, change.token, detail=change.reason)
 
     async def _stop_runner(self, grace: float) -> None:
         self.active.clear()

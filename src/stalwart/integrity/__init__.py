@@ -8,7 +8,6 @@ Scrubbing: :func:`scrub_site`. The transfer service: :mod:`.service`.
 """
 
 from stalwart.integrity.catalog import Catalog, summary
-from stalwart.integrity.events import EventKind, EventPublisher, IntegrityEvent, event_topic
 from stalwart.integrity.ingest import IngestOptions, ingest_file
 from stalwart.integrity.manifest import Manifest, ManifestDamaged, load_manifest
 from stalwart.integrity.repair import RepairResult, repair_file
@@ -24,10 +23,7 @@ from stalwart.integrity.verify import VerifyReport, verify_file
 
 __all__ = [
     "Catalog",
-    "EventKind",
-    "EventPublisher",
     "IngestOptions",
-    "IntegrityEvent",
     "IntegritySettings",
     "Manifest",
     "ManifestDamaged",
@@ -38,7 +34,6 @@ __all__ = [
     "TransferOptions",
     "TransferResult",
     "VerifyReport",
-    "event_topic",
     "ingest_file",
     "integrity_settings",
     "load_manifest",

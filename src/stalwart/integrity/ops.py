@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stalwart.errors import IntegrityError
+from stalwart.events import IntegrityEvent, IntegrityKind
 from stalwart.integrity._pass import Progress
 from stalwart.integrity.catalog import Catalog, Row
 from stalwart.integrity.channels import Channel
-from stalwart.integrity.events import EventKind, IntegrityEvent
 from stalwart.integrity.ingest import Ingested, IngestOptions, ingest_file
 from stalwart.integrity.manifest import Manifest, sidecar_paths
 from stalwart.integrity.rebuild import rebuild_manifest
@@ -113,7 +113,7 @@ async def ingest(
         )
     await recorder.emit(
         IntegrityEvent(
-            event=EventKind.INGESTED,
+            event=IntegrityKind.INGESTED,
             site=recorder.site,
             name=m.name,
             path=str(path),
@@ -173,7 +173,6 @@ async def _rebuild(
         manifest=manifest,
         size=manifest.size,
         digest_ok=True,
-        parity_checked=manifest.parity is not None,
         bytes_read=manifest.size,
     )
     read = checked.bytes_read + manifest.size
@@ -236,10 +235,10 @@ async def verify(
     if checked.state == "unverified":
         return checked  # nothing was verified: nothing to announce
     kind = {
-        "ok": EventKind.VERIFIED,
-        "repaired": EventKind.REPAIRED,
-        "missing": EventKind.MISSING,
-    }.get(checked.state, EventKind.CORRUPT)
+        "ok": IntegrityKind.VERIFIED,
+        "repaired": IntegrityKind.REPAIRED,
+        "missing": IntegrityKind.MISSING,
+    }.get(checked.state, IntegrityKind.CORRUPT)
     fixed = checked.repair
     await recorder.emit(
         IntegrityEvent(
@@ -382,7 +381,7 @@ async def transfer(
             )
     await recorder.emit(
         IntegrityEvent(
-            event=EventKind(result.outcome),
+            event=IntegrityKind(result.outcome),
             site=recorder.site,
             name=name,
             src=result.src,

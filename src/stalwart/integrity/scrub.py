@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stalwart.errors import IntegrityError
+from stalwart.events import IntegrityEvent, IntegrityKind
 from stalwart.integrity._pass import Progress
 from stalwart.integrity.catalog import Catalog, Row, ScrubCounts
 from stalwart.integrity.channels import Channel
-from stalwart.integrity.events import EventKind, IntegrityEvent
 from stalwart.integrity.ops import Recorder, transfer, verify
 from stalwart.integrity.repair import Fetch
 from stalwart.integrity.transfer import TransferFailed, TransferOptions
@@ -168,7 +168,7 @@ class _Run:
             await self.catalog.set_replica(name, self.opts.site, str(path), "missing")
             await self.recorder.emit(
                 IntegrityEvent(
-                    event=EventKind.MISSING,
+                    event=IntegrityKind.MISSING,
                     site=self.opts.site,
                     name=name,
                     path=str(path),
@@ -233,7 +233,7 @@ class _Run:
         for path in report.dark:
             await self.recorder.emit(
                 IntegrityEvent(
-                    event=EventKind.DARK,
+                    event=IntegrityKind.DARK,
                     site=self.opts.site,
                     path=path,
                     detail="on disk under the site root but not in the catalog",
@@ -292,7 +292,7 @@ async def scrub_site(
     await catalog.scrub_progress(run_id, cursor, counts, "done")
     await recorder.emit(
         IntegrityEvent(
-            event=EventKind.SCRUBBED,
+            event=IntegrityKind.SCRUBBED,
             site=options.site,
             bytes_moved=0,
             detail=(

@@ -21,12 +21,12 @@ import random
 from pydantic import BaseModel, ConfigDict
 
 from stalwart.errors import ConfigError, IntegrityError
+from stalwart.events import IntegrityEvent, IntegrityKind
 from stalwart.integrity import ops
-from stalwart.integrity.catalog import Catalog
 from stalwart.integrity.channels import Channel, open_channel
-from stalwart.integrity.events import EventKind, IntegrityEvent, event_topic
 from stalwart.integrity.faults import FaultyChannel, random_faults
 from stalwart.integrity.settings import integrity_settings
+from stalwart.integrity.shared import shared_catalog
 from stalwart.integrity.transfer import (
     TransferFailed,
     TransferFigures,
@@ -116,36 +116,33 @@ def build_service(
         loop = asyncio.get_running_loop()
 
         async def emit(event: IntegrityEvent) -> None:
-            await ctx.publish(event_topic(event.event), event)
+            await ctx.publish(event.topic, event)
 
         def progress(n: int) -> None:
             loop.call_soon_threadsafe(ctx.progress, n)
 
-        catalog = await Catalog.open(ctx.settings.store.url)
+        catalog = await shared_catalog(ctx.settings.store.url)
+        recorder = ops.Recorder(site=site, catalog=catalog, emit=emit)
+        options = integrity_settings(ctx.settings).transfer_options()
         try:
-            recorder = ops.Recorder(site=site, catalog=catalog, emit=emit)
-            options = integrity_settings(ctx.settings).transfer_options()
-            try:
-                dst = await asyncio.to_thread(destination, body)
-                result = await ops.transfer(body.src, dst, recorder, options, progress=progress)
-            except TransferFailed as exc:
-                return TransferReply.of(site, exc.result, str(exc))
-            except IntegrityError as exc:  # e.g. no such source: nothing to retry
-                await emit(
-                    IntegrityEvent(
-                        event=EventKind.FAILED,
-                        site=site,
-                        src=body.src,
-                        dst=body.dst,
-                        detail=str(exc),
-                    )
+            dst = await asyncio.to_thread(destination, body)
+            result = await ops.transfer(body.src, dst, recorder, options, progress=progress)
+        except TransferFailed as exc:
+            return TransferReply.of(site, exc.result, str(exc))
+        except IntegrityError as exc:  # e.g. no such source: nothing to retry
+            await emit(
+                IntegrityEvent(
+                    event=IntegrityKind.FAILED,
+                    site=site,
+                    src=body.src,
+                    dst=body.dst,
+                    detail=str(exc),
                 )
-                return TransferReply(
-                    src=body.src, dst=body.dst, site=site, outcome="failed", error=str(exc)
-                )
-            return TransferReply.of(site, result)
-        finally:
-            await catalog.close()
+            )
+            return TransferReply(
+                src=body.src, dst=body.dst, site=site, outcome="failed", error=str(exc)
+            )
+        return TransferReply.of(site, result)
 
     return svc
 

@@ -28,6 +28,7 @@ from typing import BinaryIO
 from pydantic import BaseModel, ConfigDict, Field
 
 from stalwart.errors import IntegrityError
+from stalwart.events import IntegrityKind
 from stalwart.integrity._pass import PassResult, Progress, stream_pass
 from stalwart.integrity._readback import ReadBack
 from stalwart.integrity.channels import Channel, open_channel
@@ -104,7 +105,7 @@ class TransferFigures(BaseModel):
 
     src: str
     dst: str
-    outcome: str = "failed"  # transferred | repaired | refetched | retransmitted | failed
+    outcome: str = "failed"  # an IntegrityKind: transferred, (re)fetched, repaired, failed, ...
     bytes_moved: int = 0
     bytes_refetched: int = 0
     bytes_retransmitted: int = 0
@@ -292,7 +293,6 @@ class _Transfer:
         report.extra_bytes = max(report.size - manifest.size, 0)
         report.bad_blocks = sorted(set(report.bad_blocks) | set(transit_bad))
         if manifest.parity is not None and landed is not None and landed.parity is not None:
-            report.parity_checked = True
             report.bad_parity = _mismatches(manifest.parity.digests, landed.parity)
         elif manifest.parity is not None and self.parity_part.local is not None:
             verify_parity(self.parity_part.local, manifest, report)
@@ -430,13 +430,14 @@ class _Transfer:
                 self.cleanup()
 
     def _outcome(self) -> str:
+        """The ``sys.integrity`` event this transfer ends with (the costliest remedy)."""
         if self.result.attempts > 1:
-            return "retransmitted"
+            return IntegrityKind.RETRANSMITTED.value
         if self.result.blocks_refetched:
-            return "refetched"
+            return IntegrityKind.REFETCHED.value
         if self.result.blocks_repaired or self.result.problems:
-            return "repaired"
-        return "transferred"
+            return IntegrityKind.REPAIRED.value
+        return IntegrityKind.TRANSFERRED.value
 
 
 def resolve_destination(src: str | Channel, dst: str) -> str:

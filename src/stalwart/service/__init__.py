@@ -3,6 +3,7 @@ request/reply, idempotency and token checks on any bus transport."""
 
 from stalwart.service._context import Context
 from stalwart.service._control import Reject, Retry
+from stalwart.service._events import EventPublisher
 from stalwart.service._loader import load_service
 from stalwart.service._process import serve_many
 from stalwart.service._runner import AckGuard, ServiceRunner
@@ -12,6 +13,7 @@ from stalwart.service._service import Handler, Service
 __all__ = [
     "AckGuard",
     "Context",
+    "EventPublisher",
     "Handler",
     "Reject",
     "Retry",

@@ -1,10 +1,10 @@
 """The watchdog: supervises programs, detects crashed, hung, slow and runaway ones,
 halts and restarts them, and reports everything on ``sys.watchdog.*``.
 
-Public face: :class:`Watchdog`, the settings models, :class:`WatchdogEvent`,
-:func:`program_states` (for ``stalwart watchdog status`` and the dashboard),
-:func:`forget_programs` (for ``stalwart store prune``) and :func:`send_beat`
-(for programs that beat from Python).
+Public face: :class:`Watchdog`, the settings models, :func:`program_states`
+(for ``stalwart watchdog status`` and the dashboard), :func:`forget_programs`
+(for ``stalwart store prune``) and :func:`send_beat` (for programs that beat
+from Python). Its events' bodies are :class:`stalwart.events.WatchdogEvent`.
 """
 
 from stalwart.watchdog._store import ProgramState, forget_programs, program_states
@@ -15,19 +15,15 @@ from stalwart.watchdog.config import (
     ProgramSettings,
     WatchdogSettings,
 )
-from stalwart.watchdog.events import EventKind, WatchdogEvent, event_topic
 from stalwart.watchdog.supervisor import Watchdog
 
 __all__ = [
     "BackoffSettings",
-    "EventKind",
     "IntensitySettings",
     "ProgramSettings",
     "ProgramState",
     "Watchdog",
-    "WatchdogEvent",
     "WatchdogSettings",
-    "event_topic",
     "forget_programs",
     "program_states",
     "send_beat",

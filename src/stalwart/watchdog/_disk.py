@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from stalwart.watchdog.events import EventKind, WatchdogEvent
+from stalwart.events import WatchdogEvent, WatchdogKind
 from stalwart.watchdog.probes import DiskProbe
 
 __all__ = ["DISK_PROGRAM", "watch_disk"]
@@ -36,20 +36,22 @@ async def watch_disk(probe: DiskProbe, emit: Callable[[WatchdogEvent], None], na
             last = announced.get(where)
             if verdict is not None and (last is None or now - last >= settings.repeat):
                 announced[where] = now
-                emit(_event(EventKind.DISK_LOW, verdict.reason, verdict.evidence, name))
+                emit(_event(WatchdogKind.DISK_LOW, verdict.reason, verdict.evidence, name))
             elif verdict is None and last is not None:
                 del announced[where]
                 reason = f"free space back above the limits on the disk of {where}"
-                emit(_event(EventKind.DISK_OK, reason, {}, name))
+                emit(_event(WatchdogKind.DISK_OK, reason, {}, name))
         await asyncio.sleep(settings.interval)
 
 
-def _event(kind: EventKind, reason: str, evidence: dict[str, object], name: str) -> WatchdogEvent:
+def _event(
+    kind: WatchdogKind, reason: str, evidence: dict[str, object], name: str
+) -> WatchdogEvent:
     return WatchdogEvent(
         event=kind,
         program=DISK_PROGRAM,
         reason=reason,
         evidence=evidence,
         watchdog=name,
-        alarm=kind is EventKind.DISK_LOW,
+        alarm=kind is WatchdogKind.DISK_LOW,
     )

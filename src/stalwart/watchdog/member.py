@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from stalwart.envelope import utcnow
-from stalwart.watchdog.events import EventKind
+from stalwart.events import WatchdogKind
 from stalwart.watchdog.probes import HeartbeatProbe, ResourceProbe, Verdict
 from stalwart.watchdog.process import Child, ExitStatus, spawn, stop_tree
 from stalwart.watchdog.restart import Backoff, Intensity
@@ -124,7 +124,7 @@ class Member:
 
     def _mark_healthy(self, reason: str) -> None:
         self._healthy = True
-        self.group.emit(EventKind.HEALTHY, self, reason)
+        self.group.emit(WatchdogKind.HEALTHY, self, reason)
 
     def _set(self, state: str) -> None:
         self.state = state
@@ -157,7 +157,7 @@ class Member:
             self.child = await spawn(self.program, self.index, self.group.child_env(self))
         except OSError as exc:
             reason = f"cannot start {self.program.command[0]!r}: {exc}"
-            self.group.emit(EventKind.EXITED, self, reason, {"error": str(exc)})
+            self.group.emit(WatchdogKind.EXITED, self, reason, {"error": str(exc)})
             return reason, {"error": str(exc)}, True
         child = self.child
         self.group.adopt(child.pgid)
@@ -170,9 +170,9 @@ class Member:
         self._set("running")
         if self.restarts:
             evidence = {"restarts": self.restarts, **self._decision}
-            self.group.emit(EventKind.RESTARTED, self, previous, evidence)
+            self.group.emit(WatchdogKind.RESTARTED, self, previous, evidence)
         else:
-            self.group.emit(EventKind.STARTED, self, "started")
+            self.group.emit(WatchdogKind.STARTED, self, "started")
         interrupt = self._interrupt
         waiters: set[asyncio.Future[Any]] = {child.exited, interrupt}
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -182,7 +182,7 @@ class Member:
         if isinstance(cause, str):
             await self._halt(child, self._stop_reason, graceful=True)
             return None
-        self.group.emit(EventKind(cause.kind), self, cause.reason, cause.evidence)
+        self.group.emit(WatchdogKind(cause.kind), self, cause.reason, cause.evidence)
         await self._halt(child, cause.reason, graceful=False)
         return cause.reason, cause.evidence, True
 
@@ -195,7 +195,7 @@ class Member:
             "ran_for": round((child.exited_at or time.monotonic()) - child.started, 3),
         }
         reason = status.describe()
-        self.group.emit(EventKind.EXITED, self, reason, evidence)
+        self.group.emit(WatchdogKind.EXITED, self, reason, evidence)
         if child.tree():  # leftovers of the dead leader must not linger
             await stop_tree(child, self.program.signal, min(self.program.stop_grace, 1.0))
         self.group.release(child.pgid)
@@ -218,15 +218,15 @@ class Member:
         }
         if graceful:
             self._set("stopped")
-            self.group.emit(EventKind.STOPPED, self, reason or "stopped", evidence)
+            self.group.emit(WatchdogKind.STOPPED, self, reason or "stopped", evidence)
         else:
-            self.group.emit(EventKind.HALTED, self, reason, evidence)
+            self.group.emit(WatchdogKind.HALTED, self, reason, evidence)
 
     def _refused(self, reason: str, evidence: dict[str, Any]) -> None:
         """The program refused its configuration: a restart would only refuse it again."""
         self._set("fatal")
         self.group.emit(
-            EventKind.FATAL,
+            WatchdogKind.FATAL,
             self,
             f"{reason}: a configuration error, not restarted; fix what its output says "
             "(stalwart.toml, the command line, a port in use), then restart the watchdog",
@@ -245,7 +245,7 @@ class Member:
             limit = self.program.intensity
             self._set("fatal")
             self.group.emit(
-                EventKind.FATAL,
+                WatchdogKind.FATAL,
                 self,
                 f"{self.intensity.count(decided)} restarts within {limit.within:g} s "
                 f"(max_restarts {limit.max_restarts}); last failure: {reason}",
@@ -257,7 +257,7 @@ class Member:
         decision = self.group.decide(self, delay)
         if decision.action == "degrade":
             self._set("degraded")
-            self.group.emit(EventKind.DEGRADED, self, decision.reason, {"failure": reason})
+            self.group.emit(WatchdogKind.DEGRADED, self, decision.reason, {"failure": reason})
             return False
         self.intensity.record(decided)
         self.restarts += 1
@@ -282,7 +282,7 @@ class Member:
             await asyncio.wait_for(self._stop.wait(), timeout=delay)
         if self._stop.is_set():
             self._set("stopped")
-            self.group.emit(EventKind.STOPPED, self, self._stop_reason or "stopped")
+            self.group.emit(WatchdogKind.STOPPED, self, self._stop_reason or "stopped")
             return False
         return True
 

@@ -14,9 +14,9 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from stalwart.events import WatchdogEvent, WatchdogKind
 from stalwart.watchdog.beat import ENV_INSTANCE, ENV_PROGRAM, ENV_SOCKET
 from stalwart.watchdog.config import ProgramSettings
-from stalwart.watchdog.events import EventKind, WatchdogEvent
 from stalwart.watchdog.groups import Decision, Scaler, member_failure
 from stalwart.watchdog.member import Member
 
@@ -27,7 +27,7 @@ __all__ = ["ProgramGroup"]
 
 _log = logging.getLogger("stalwart.watchdog")
 
-_ROUTINE = frozenset({EventKind.STARTED, EventKind.HEALTHY, EventKind.SCALED})
+_ROUTINE = frozenset({WatchdogKind.STARTED, WatchdogKind.HEALTHY, WatchdogKind.SCALED})
 
 
 class ProgramGroup:
@@ -80,7 +80,7 @@ class ProgramGroup:
 
     def emit(
         self,
-        kind: EventKind,
+        kind: WatchdogKind,
         member: Member | None,
         reason: str,
         evidence: dict[str, object] | None = None,
@@ -167,7 +167,7 @@ class ProgramGroup:
             f"backlog {stats.ready} on {self.program.service}: {len(live)} -> {target} members "
             f"(target {self.program.target_backlog_per_replica} per member)"
         )
-        self.emit(EventKind.SCALED, None, reason, evidence)
+        self.emit(WatchdogKind.SCALED, None, reason, evidence)
         for _ in range(target - len(live)):
             self._add()
         for member in sorted(live, key=lambda m: m.index, reverse=True)[

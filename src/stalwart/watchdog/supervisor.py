@@ -26,6 +26,7 @@ from stalwart.backoff import Backoff
 from stalwart.bus import BusLink, QueueSpec, QueueStats, Transport, open_bus, open_transport
 from stalwart.config import Settings
 from stalwart.envelope import Envelope, default_sender, utcnow
+from stalwart.events import WatchdogEvent, WatchdogKind, event_envelope
 from stalwart.messages import HEARTBEAT_PREFIX, Heartbeat
 from stalwart.store.engine import make_engine
 from stalwart.watchdog._disk import watch_disk
@@ -33,7 +34,6 @@ from stalwart.watchdog._guard import Guardian
 from stalwart.watchdog._store import ProgramState, StateWriter
 from stalwart.watchdog.beat import BeatServer
 from stalwart.watchdog.config import WatchdogSettings
-from stalwart.watchdog.events import EventKind, WatchdogEvent, event_envelope
 from stalwart.watchdog.member import Member
 from stalwart.watchdog.probes import DiskProbe
 from stalwart.watchdog.process import become_subreaper, reap_orphans
@@ -286,12 +286,12 @@ async def serve(settings: Settings) -> None:
 
 _ALARMING = frozenset(
     {
-        EventKind.LATE,
-        EventKind.SLOW,
-        EventKind.RUNAWAY,
-        EventKind.FATAL,
-        EventKind.EXITED,
-        EventKind.DISK_LOW,
+        WatchdogKind.LATE,
+        WatchdogKind.SLOW,
+        WatchdogKind.RUNAWAY,
+        WatchdogKind.FATAL,
+        WatchdogKind.EXITED,
+        WatchdogKind.DISK_LOW,
     }
 )
 

@@ -19,7 +19,7 @@ from ha_replicas import drain, wait_for
 
 from stalwart.bus import QueueSpec, open_transport
 from stalwart.ha import HealthState, Lease, LeaseKeeper, Monitor, MonitorSettings, status
-from stalwart.ha.events import EventPublisher
+from stalwart.service import EventPublisher
 from stalwart.store.engine import make_engine
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]

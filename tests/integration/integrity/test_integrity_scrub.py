@@ -14,16 +14,16 @@ from integrity_support import BLOCK, damage
 from stalwart.config import Settings
 from stalwart.integrity import ops
 from stalwart.integrity.catalog import Catalog
-from stalwart.integrity.events import EventPublisher
 from stalwart.integrity.manifest import MANIFEST_SUFFIX, PARITY_SUFFIX
 from stalwart.integrity.scrub import ScrubOptions, TokenBucket, scrub_forever, scrub_site
 from stalwart.integrity.settings import integrity_settings
 from stalwart.integrity.verify import verify_file
+from stalwart.service import EventPublisher
 
 
 @pytest.fixture
 async def publisher(settings: Settings) -> AsyncIterator[EventPublisher]:
-    async with EventPublisher.for_settings(settings) as pub:
+    async with EventPublisher.for_settings(settings, "integrity") as pub:
         yield pub
 
 

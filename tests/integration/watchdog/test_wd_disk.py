@@ -10,10 +10,10 @@ from wd_support import Recorder
 
 from stalwart.cli._stack import stack
 from stalwart.config import load_settings
+from stalwart.events import event_envelope
 from stalwart.watchdog import Watchdog, WatchdogSettings
 from stalwart.watchdog._disk import watch_disk
 from stalwart.watchdog.config import DiskSettings
-from stalwart.watchdog.events import event_envelope
 from stalwart.watchdog.probes import DiskProbe
 
 

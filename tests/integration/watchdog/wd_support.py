@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stalwart.watchdog import ProgramSettings, WatchdogEvent
+from stalwart.events import WatchdogEvent
+from stalwart.watchdog import ProgramSettings
 
 PY = sys.executable
 

@@ -11,9 +11,9 @@ from stalwart.dashboard.labels import OTHER
 from stalwart.dashboard.metrics import DashboardMetrics
 from stalwart.dashboard.models import Availability, Instance
 from stalwart.envelope import DeliveryState, Envelope, Transition, utcnow
+from stalwart.events import WatchdogEvent, WatchdogKind, event_envelope
 from stalwart.messages import LifecycleBatch
 from stalwart.service import TokenAuthority
-from stalwart.watchdog.events import EventKind, WatchdogEvent, event_envelope
 
 SECRET = "k" * 16 + "0123456789abcdef"
 
@@ -150,7 +150,7 @@ def test_without_a_key_nothing_is_judged() -> None:
 def test_watchdog_events_signed_with_its_token_are_verified() -> None:
     authority = TokenAuthority(SecuritySettings(secret=SECRET))
     metrics = DashboardMetrics(authority)
-    event = WatchdogEvent(event=EventKind.RESTARTED, program="pipeline")
+    event = WatchdogEvent(event=WatchdogKind.RESTARTED, program="pipeline")
     token = authority.issue("watchdog", [], ttl=60)
     metrics.events.observe(event_envelope(event, "watchdog@eu/1", token))
     metrics.events.observe(event_envelope(event, "watchdog@eu/2"))

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stalwart.bus import QueueSpec, Transport, open_transport
 from stalwart.envelope import Envelope
 from stalwart.ha import HealthMonitors, HealthState, Monitor, MonitorSettings, active_url, status
-from stalwart.ha.events import EventPublisher
 from stalwart.ha.health import check_transition
+from stalwart.service import EventPublisher
 from stalwart.store.engine import make_engine
 
 H, S, R, F = (

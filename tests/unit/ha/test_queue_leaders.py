@@ -10,8 +10,8 @@ import pytest
 from stalwart.bus import QueueSpec, Transport, open_transport
 from stalwart.envelope import Envelope
 from stalwart.errors import BrokerUnavailable
-from stalwart.ha.events import EventPublisher
 from stalwart.ha.queue_leaders import QueueLeaderWatch, rabbitmqctl_leaders
+from stalwart.service import EventPublisher
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from stalwart.errors import ConfigError
+from stalwart.events import WatchdogEvent, WatchdogKind, event_envelope
 from stalwart.watchdog.beat import BeatError, BeatServer, format_beat, parse_beat, send_beat
-from stalwart.watchdog.events import EventKind, WatchdogEvent, event_envelope
 from stalwart.watchdog.sdnotify import Notifier
 
 
@@ -76,7 +76,7 @@ def test_sd_notify_sends_ready_and_watchdog_at_half_the_interval(tmp_path: Path)
 
 
 def test_events_travel_on_their_topic_and_fatal_is_an_alarm() -> None:
-    event = WatchdogEvent(event=EventKind.FATAL, program="qa", reason="x", alarm=True)
+    event = WatchdogEvent(event=WatchdogKind.FATAL, program="qa", reason="x", alarm=True)
     envelope = event_envelope(event, "watchdog@local/1")
     assert envelope.topic == "sys.watchdog.fatal"
     assert envelope.kind == "WatchdogEvent" and envelope.headers == {"alarm": "true"}

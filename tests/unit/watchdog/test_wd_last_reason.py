@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from stalwart.events import WatchdogEvent, WatchdogKind
 from stalwart.watchdog.config import ProgramSettings
-from stalwart.watchdog.events import EventKind, WatchdogEvent
 from stalwart.watchdog.member import Member
 from stalwart.watchdog.program_group import ProgramGroup
 
@@ -28,16 +28,16 @@ def test_a_kill_stays_the_last_reason_after_restart_and_first_heartbeat() -> Non
     watchdog = _Watchdog()
     group = ProgramGroup(ProgramSettings(name="qa", command=["x"]), cast(Any, watchdog))
     member = Member(group, 0)
-    group.emit(EventKind.STARTED, member, "started")
+    group.emit(WatchdogKind.STARTED, member, "started")
     assert member.last_reason == "started"  # nothing went wrong yet: the start is the reason
-    group.emit(EventKind.EXITED, member, "killed by SIGKILL after 3.0 s")
-    group.emit(EventKind.STARTED, member, "restarted")
-    group.emit(EventKind.HEALTHY, member, "first heartbeat")
+    group.emit(WatchdogKind.EXITED, member, "killed by SIGKILL after 3.0 s")
+    group.emit(WatchdogKind.STARTED, member, "restarted")
+    group.emit(WatchdogKind.HEALTHY, member, "first heartbeat")
     # Then the last event is the recovery, but the last reason is still the kill
     assert member.last_event == "healthy"
     assert member.last_reason == "killed by SIGKILL after 3.0 s"
     # And every event still carries its own reason
     assert [e.reason for e in watchdog.events][-1] == "first heartbeat"
     # When it goes wrong again, Then that becomes the last reason
-    group.emit(EventKind.LATE, member, "no heartbeat for 10 s")
+    group.emit(WatchdogKind.LATE, member, "no heartbeat for 10 s")
     assert member.last_reason == "no heartbeat for 10 s"

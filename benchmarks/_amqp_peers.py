@@ -16,7 +16,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
-from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit import (
+    Channel,
+    ExchangeType,
+    QueueType,
+    RabbitBroker,
+    RabbitExchange,
+    RabbitQueue,
+)
 
 from benchmarks._amqp_queue import SERVICE, TOPIC, drop
 from stalwart.bus import QueueSpec
@@ -199,6 +206,9 @@ class FastStreamPeer:
         exchange = await self.publisher.declare_exchange(self.exchange)
         queue = await self.publisher.declare_queue(self.queue)
         await queue.bind(exchange, routing_key=TOPIC)
+        # The consuming side's connection is open before any timing, as for the others.
+        self.consumer = RabbitBroker(self.url, logger=None)
+        await self.consumer.connect()
 
     async def publish(self, n: int, batch: int) -> None:
         for start in range(0, n, batch):
@@ -219,34 +229,42 @@ class FastStreamPeer:
     async def consume(self, n: int) -> None:
         self._target, self._seen = n, 0
         self._done.clear()
-        consumer = RabbitBroker(self.url, logger=None)
 
-        @consumer.subscriber(self.queue, self.exchange)
         async def handle(body: Any) -> None:
             self._seen += 1
             if self._seen >= self._target:
                 self._done.set()
 
-        await consumer.start()
+        subscriber = self._subscriber()
+        subscriber(handle)
+        await subscriber.start()
         try:
             await asyncio.wait_for(self._done.wait(), 60.0)
         finally:
-            await consumer.stop()
+            await subscriber.stop()
+
+    def _subscriber(self) -> Any:
+        """A subscriber on the consumer broker, connected in setup() as the others are,
+        with their prefetch (its own channel, as stalwart's consumer has)."""
+        return self.consumer.subscriber(
+            self.queue, self.exchange, channel=Channel(prefetch_count=PREFETCH)
+        )
 
     async def round_trips(self, trips: int) -> list[float]:
         arrived = asyncio.Event()
-        consumer = RabbitBroker(self.url, logger=None)
 
-        @consumer.subscriber(self.queue, self.exchange)
         async def handle(body: Any) -> None:
             arrived.set()
 
+        subscriber = self._subscriber()
+        subscriber(handle)
+
         async def listen() -> None:
-            await consumer.start()
+            await subscriber.start()
             try:
                 await asyncio.Event().wait()  # until cancelled
             finally:
-                await consumer.stop()
+                await subscriber.stop()
 
         async def send() -> None:
             await self.publisher.publish(
@@ -256,8 +274,9 @@ class FastStreamPeer:
         return await _timed_trips(trips, listen, send, arrived)
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.publisher.stop()
+        for broker in (self.consumer, self.publisher):
+            with contextlib.suppress(Exception):
+                await broker.stop()
         await drop(self.url, self.exchange_name)
 
 

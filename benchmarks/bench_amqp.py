@@ -3,9 +3,12 @@
 Every contender uses a quorum queue bound to a topic exchange, persistent
 1 KiB messages and publisher confirms (batches of ``--batch`` publishes in
 flight, each awaited for its confirm), and consumes with prefetch 256 and
-one ack per message. Per run it measures publish throughput, consume
-throughput and the latency of single messages (confirmed publish to arrival
-at an already running consumer); it prints the median of ``--runs`` runs and stalwart's ratios.
+one ack per message, on a connection opened before the clock starts (the
+timed consume starts a consumer on it: stalwart's ``consume``, aio-pika's
+``queue.iterator()``, FastStream's subscriber). Per run it measures publish
+throughput, consume throughput and the latency of single messages
+(confirmed publish to arrival at an already running consumer); it prints
+the median of ``--runs`` runs and stalwart's ratios.
 
 Run: ``.venv/bin/python -m benchmarks.bench_amqp [--messages N] [--runs R]``
 """

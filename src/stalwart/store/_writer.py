@@ -299,16 +299,14 @@ async def _copy_new_rows(
     the caller goes through the staging table, whose insert skips or merges
     such rows. Usually every row is new, and this saves writing the batch twice.
     """
-    await conn.exec_driver_sql("SAVEPOINT stalwart_copy")
     driver = await _driver(conn)
     try:
-        await driver.copy_records_to_table(name, records=params, columns=list(statement.keys))
+        async with conn.begin_nested():
+            await driver.copy_records_to_table(name, records=params, columns=list(statement.keys))
     except Exception as exc:
         if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
             raise
-        await conn.exec_driver_sql("ROLLBACK TO SAVEPOINT stalwart_copy")
         return False
-    await conn.exec_driver_sql("RELEASE SAVEPOINT stalwart_copy")
     return True
 
 

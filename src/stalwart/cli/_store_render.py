@@ -181,7 +181,7 @@ def _chain(detail: MessageDetail, wide: bool) -> Tree:
         parent = parent.add(_label(ancestor, current, wide))
 
     def add(node: ChainNode, into: Tree) -> None:
-        branch = into.add(_label(node.message, current, wide))
+        branch = into.add(_label(node, current, wide))
         for child in node.children:
             add(child, branch)
 

@@ -20,12 +20,12 @@ from stalwart.dashboard.models import (
     BusStatus,
     DeadLetterItem,
     Instance,
-    MessageDetail,
+    MessageView,
     MessageFilter,
     MessagePage,
     Overview,
     QueueInfo,
-    ReportItem,
+    ReportView,
     Traffic,
 )
 from stalwart.dashboard.panels import PANELS, PanelData, load_panel
@@ -138,13 +138,13 @@ async def api_messages(
 
 @router.get(
     "/messages/{message_id:path}",
-    response_model=MessageDetail,
+    response_model=MessageView,
     summary="A message, its timeline and causal chain",
     responses={404: {"description": "No such message"}},
 )
 async def api_message(
     request: Request, message_id: Annotated[str, Path(min_length=1, max_length=64)]
-) -> MessageDetail:
+) -> MessageView:
     try:
         detail = await _state(request).source.get_message(message_id)
     except StalwartError as exc:
@@ -154,13 +154,13 @@ async def api_message(
     return detail
 
 
-@router.get("/reports", response_model=list[ReportItem], summary="Reports from batch tools")
+@router.get("/reports", response_model=list[ReportView], summary="Reports from batch tools")
 async def api_reports(
     request: Request,
     level: Literal["debug", "info", "warning", "error", "critical"] | None = None,
     source: _Text = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[ReportItem]:
+) -> list[ReportView]:
     try:
         return await _state(request).source.list_reports(level, source or None, limit)
     except StalwartError as exc:

@@ -1,54 +1,60 @@
 """What the dashboard shows, as typed models: the JSON API's schema and the pages' data.
 
-The store's query results are converted into these in :mod:`.storesource`,
-so the pages, the API and the charts depend on one small vocabulary. The
-message filter is the store's own :class:`~stalwart.store.queries.MessageFilter`.
+Message lists, a message's deliveries, timeline and causal chain, traffic and
+reports are the store's read models (:mod:`stalwart.store.queries`), served as
+they are and re-exported here; the message filter is the store's own
+:class:`~stalwart.store.queries.MessageFilter`. Defined here is only what the
+store does not know: instances as the pages group them, the bus and its
+queues, and the pages' compositions (:class:`MessageView`, :class:`Overview`).
 """
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stalwart.store.queries import MessageFilter
+from stalwart.store.queries import (
+    Availability,
+    ChainNode,
+    DeliverySummary,
+    Edge,
+    MessageFilter,
+    MessagePage,
+    MessageSummary,
+    ReportView,
+    TopicSeries,
+    Traffic,
+    TransitionView,
+)
 
 __all__ = [
     "Availability",
     "BusStatus",
     "ChainNode",
     "DeadLetterItem",
-    "DeliveryItem",
+    "DeliverySummary",
     "Edge",
     "Instance",
-    "MessageDetail",
     "MessageFilter",
     "MessagePage",
     "MessageSummary",
+    "MessageView",
     "Overview",
     "QueueInfo",
-    "ReportItem",
+    "ReportView",
     "ServiceGroup",
     "SiteGroup",
-    "TimelineEntry",
     "TopicSeries",
     "Traffic",
+    "TransitionView",
     "active_filters",
 ]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True)
-
-
-class Availability(enum.StrEnum):
-    """From heartbeats: ``up`` (recent), ``late`` (overdue), ``down`` (gone or stopped)."""
-
-    UP = "up"
-    LATE = "late"
-    DOWN = "down"
 
 
 class Instance(_Model):
@@ -88,39 +94,6 @@ class SiteGroup(_Model):
     services: list[ServiceGroup]
 
 
-class TopicSeries(_Model):
-    """Messages per bucket for one topic, oldest first."""
-
-    topic: str
-    counts: list[int]
-
-
-class Edge(_Model):
-    """Messages from one sending service to one consuming service in the window."""
-
-    source: str
-    target: str
-    count: int
-    rate: float
-    recent_rate: float = Field(
-        default=0.0, description="messages per second over the window's last two buckets"
-    )
-
-
-class Traffic(_Model):
-    """Traffic over ``window`` seconds in buckets of ``bucket`` seconds."""
-
-    start: datetime
-    window: float
-    bucket: float
-    series: list[TopicSeries]
-    edges: list[Edge]
-
-    def rates(self) -> dict[str, float]:
-        """Average messages per second per topic over the window."""
-        return {s.topic: sum(s.counts) / self.window for s in self.series}
-
-
 def active_filters(filters: MessageFilter) -> dict[str, str]:
     """The filters that are set, as the message page's query parameters."""
     out: dict[str, str] = {}
@@ -131,71 +104,14 @@ def active_filters(filters: MessageFilter) -> dict[str, str]:
     return out
 
 
-class MessageSummary(_Model):
-    id: str
-    topic: str
-    kind: str
-    sender: str
-    created_at: datetime
-    correlation_id: str | None = None
-    causation_id: str | None = None
-    states: dict[str, str] = Field(default_factory=dict)
-
-
-class MessagePage(_Model):
-    """One page of the list and the cursor of the next (None at the end)."""
-
-    items: list[MessageSummary]
-    next_cursor: str | None = None
-
-
-class TimelineEntry(_Model):
-    service: str
-    state: str
-    at: datetime
-    reason: str | None = None
-    attempt: int | None = None
-    instance: str | None = None
-
-
-class DeliveryItem(_Model):
-    """Where a message stands at one service: its merged state and the last reason."""
-
-    service: str
-    state: str
-    attempts: int
-    last_at: datetime
-    reason: str | None = None
-    instance: str | None = None
-
-
-class ChainNode(_Model):
-    """A message in a causal chain and the messages it caused."""
-
-    id: str
-    topic: str
-    kind: str
-    sender: str | None = None
-    created_at: datetime | None = None
-    children: list[ChainNode] = Field(default_factory=list)
-
-
-class MessageDetail(_Model):
-    """Envelope (token redacted), per-service timeline, causal chain from its root."""
+class MessageView(_Model):
+    """A message's page: envelope (token redacted), where it stands at each service,
+    its timeline from ``sent`` and its causal chain from the root."""
 
     envelope: dict[str, Any]
-    deliveries: list[DeliveryItem] = Field(default_factory=list)
-    timeline: list[TimelineEntry]
+    deliveries: list[DeliverySummary] = Field(default_factory=list)
+    timeline: list[TransitionView]
     chain: ChainNode | None = None
-
-
-class ReportItem(_Model):
-    level: str
-    source: str
-    text: str
-    at: datetime
-    refs: dict[str, str] = Field(default_factory=dict)
-    host: str | None = None
 
 
 class QueueInfo(_Model):
@@ -236,7 +152,7 @@ class Overview(_Model):
     counts_by_state: dict[str, int]
     rates: dict[str, float]
     queues: list[QueueInfo]
-    reports: list[ReportItem]
+    reports: list[ReportView]
     bus: BusStatus | None = None
     bus_error: str | None = None
     store_error: str | None = None

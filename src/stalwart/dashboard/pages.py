@@ -22,7 +22,7 @@ from stalwart.dashboard.models import (
     MessageFilter,
     MessagePage,
     QueueInfo,
-    ReportItem,
+    ReportView,
     active_filters,
 )
 from stalwart.dashboard.panels import PANELS, event_subject, load_panel
@@ -197,7 +197,7 @@ async def reports_page(
     reports, error = await views.guarded(
         "the store's reports",
         state.source.list_reports(level or None, source or None, page * REPORTS_PER_PAGE + 1),
-        list[ReportItem](),
+        list[ReportView](),
     )
     shown = reports[(page - 1) * REPORTS_PER_PAGE : page * REPORTS_PER_PAGE]
     more = len(reports) > page * REPORTS_PER_PAGE and page < 200

@@ -1,8 +1,9 @@
 """Where the dashboard's history comes from: a :class:`DataSource`.
 
 The production source, :class:`~stalwart.dashboard.storesource.StoreSource`,
-reads the message store through ``stalwart.store.queries``. The protocol
-keeps pages and API independent of the store's own result types.
+reads the message store through ``stalwart.store.queries`` and answers with
+its read models; the protocol lets a test or a benchmark stand in for the
+store.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stalwart.dashboard.flows import Flows
 from stalwart.dashboard.models import (
     Instance,
-    MessageDetail,
     MessageFilter,
     MessagePage,
-    ReportItem,
+    MessageView,
+    ReportView,
     Traffic,
 )
 from stalwart.dashboard.servicestats import ServiceStats
@@ -55,7 +56,7 @@ class DataSource(Protocol):
     ) -> MessagePage:
         """Newest first, keyset-paged: pass the previous page's ``next_cursor``."""
 
-    async def get_message(self, message_id: str) -> MessageDetail | None:
+    async def get_message(self, message_id: str) -> MessageView | None:
         """Envelope, timeline and causal chain, or None if unknown."""
 
     async def bodies(self, ids: list[str]) -> dict[str, Any]:
@@ -63,7 +64,7 @@ class DataSource(Protocol):
 
     async def list_reports(
         self, level: str | None, source: str | None, limit: int
-    ) -> list[ReportItem]:
+    ) -> list[ReportView]:
         """Reports from batch tools, newest first."""
 
     async def engine(self) -> AsyncEngine | None:

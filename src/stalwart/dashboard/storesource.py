@@ -1,8 +1,10 @@
 """The production :class:`~stalwart.dashboard.source.DataSource`: the message store.
 
-Converts ``stalwart.store.queries`` results into the dashboard's models and
-turns database failures into :class:`~stalwart.errors.StoreUnavailable`, so
-a page shows "store unavailable" rather than an error page.
+Serves ``stalwart.store.queries`` results as they are (instances and a
+message's page are composed from them), caches the aggregates every viewer
+shares, and turns database failures into
+:class:`~stalwart.errors.StoreUnavailable`, so a page shows "store
+unavailable" rather than an error page.
 """
 
 from __future__ import annotations
@@ -18,21 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.dashboard.backlog import oldest_pending
 from stalwart.dashboard.cache import TtlCache
-from stalwart.dashboard.charts import service_of
 from stalwart.dashboard.flows import Flows, flows
 from stalwart.dashboard.models import (
     Availability,
-    ChainNode,
-    DeliveryItem,
-    Edge,
+    DeliverySummary,
     Instance,
-    MessageDetail,
     MessageFilter,
     MessagePage,
-    MessageSummary,
-    ReportItem,
-    TimelineEntry,
-    TopicSeries,
+    MessageView,
+    ReportView,
     Traffic,
 )
 from stalwart.dashboard.servicestats import ServiceStats, service_stats
@@ -40,12 +36,12 @@ from stalwart.errors import StoreUnavailable
 from stalwart.store import Store, queries
 from stalwart.store.schema import messages
 
-__all__ = ["StoreSource", "chain_tree", "instance_of"]
+__all__ = ["StoreSource", "instance_of"]
 
 
 def instance_of(c: queries.ComponentView) -> Instance:
     """A component with the moment its current availability began."""
-    status = Availability(c.availability)
+    status = c.availability
     if status is Availability.UP:
         since = c.started_at
     elif c.stopping:
@@ -73,42 +69,6 @@ def instance_of(c: queries.ComponentView) -> Instance:
         failed=c.failed,
         progress=c.progress,
     )
-
-
-def _summary(m: queries.MessageSummary) -> MessageSummary:
-    return MessageSummary(
-        id=m.id,
-        topic=m.topic,
-        kind=m.kind,
-        sender=m.sender,
-        created_at=m.created_at,
-        correlation_id=m.correlation_id,
-        causation_id=m.causation_id,
-        states=m.states,
-    )
-
-
-def _node(m: queries.MessageSummary, children: list[ChainNode]) -> ChainNode:
-    return ChainNode(
-        id=m.id,
-        topic=m.topic,
-        kind=m.kind,
-        sender=m.sender,
-        created_at=m.created_at,
-        children=children,
-    )
-
-
-def chain_tree(detail: queries.MessageDetail) -> ChainNode:
-    """Ancestors (root first) above the message, its descendants below: one tree."""
-
-    def down(node: queries.ChainNode) -> ChainNode:
-        return _node(node.message, [down(c) for c in node.children])
-
-    tree = down(detail.descendants)
-    for ancestor in reversed(detail.ancestors):
-        tree = _node(ancestor, [tree])
-    return tree
 
 
 class StoreSource:
@@ -172,21 +132,14 @@ class StoreSource:
         return [instance_of(c) for c in rows]
 
     async def traffic(self, window: float, bucket: float) -> Traffic:
-        data: queries.Traffic = await self._cached(
+        data: Traffic = await self._cached(
             "compute traffic",
             ("traffic", window, bucket),
             lambda s: queries.traffic(
                 s, window=timedelta(seconds=window), bucket=timedelta(seconds=bucket)
             ),
         )
-        span = float(data.bucket_seconds * len(data.buckets))
-        return Traffic(
-            start=data.start,
-            window=span,
-            bucket=float(data.bucket_seconds),
-            series=[TopicSeries(topic=t, counts=c) for t, c in data.topics.items()],
-            edges=_edges(data.edges, span, float(data.bucket_seconds)),
-        )
+        return data
 
     async def flows(self, window: float) -> Flows:
         found: Flows = await self._cached(
@@ -227,52 +180,22 @@ class StoreSource:
     async def list_messages(
         self, filters: MessageFilter, limit: int, cursor: str | None
     ) -> MessagePage:
-        page: queries.MessagePage = await self._run(
+        page: MessagePage = await self._run(
             "list messages", lambda s: queries.list_messages(s, filters, limit, cursor)
         )
-        return MessagePage(items=[_summary(m) for m in page.items], next_cursor=page.next_cursor)
+        return page
 
-    async def get_message(self, message_id: str) -> MessageDetail | None:
+    async def get_message(self, message_id: str) -> MessageView | None:
         detail: queries.MessageDetail | None = await self._run(
             "read the message", lambda s: queries.get_message(s, message_id)
         )
         if detail is None:
             return None
-        sent = detail.sent
-        # Sent first, whatever the clocks say: every life cycle starts with it.
-        first = TimelineEntry(service=sent.service, state="sent", at=sent.at, instance=sent.sender)
-        later = sorted(
-            (
-                TimelineEntry(
-                    service=t.service,
-                    state=t.state,
-                    at=t.at,
-                    reason=t.reason,
-                    attempt=t.attempt,
-                    instance=t.instance,
-                )
-                for d in detail.deliveries
-                for t in d.transitions
-            ),
-            key=lambda t: (t.at, t.service),
-        )
-        timeline = [first, *later]
-        deliveries = [
-            DeliveryItem(
-                service=d.service,
-                state=d.state,
-                attempts=d.attempts,
-                last_at=d.last_at,
-                reason=d.reason,
-                instance=d.instance,
-            )
-            for d in detail.deliveries
-        ]
-        return MessageDetail(
+        return MessageView(
             envelope=detail.envelope.redacted(),
-            deliveries=deliveries,
-            timeline=timeline,
-            chain=chain_tree(detail),
+            deliveries=list[DeliverySummary](detail.deliveries),
+            timeline=detail.timeline(),
+            chain=detail.chain(),
         )
 
     async def bodies(self, ids: list[str]) -> dict[str, Any]:
@@ -289,21 +212,11 @@ class StoreSource:
 
     async def list_reports(
         self, level: str | None, source: str | None, limit: int
-    ) -> list[ReportItem]:
-        rows = await self._run(
+    ) -> list[ReportView]:
+        rows: list[ReportView] = await self._run(
             "list reports", lambda s: queries.list_reports(s, level, source, limit=limit)
         )
-        return [
-            ReportItem(
-                level=r.level,
-                source=r.source,
-                text=r.text,
-                at=r.at,
-                refs={str(k): str(v) for k, v in r.refs.items()},
-                host=r.host,
-            )
-            for r in rows
-        ]
+        return rows
 
     async def engine(self) -> AsyncEngine | None:
         return (await self._open()).engine
@@ -312,23 +225,3 @@ class StoreSource:
         if self._store is not None and self._url:
             await self._store.close()
         self._store = None
-
-
-def _edges(edges: list[queries.Edge], span: float, bucket: float) -> list[Edge]:
-    """Per sender service and target, over the window and over its last two buckets."""
-    merged: dict[tuple[str, str], tuple[int, int]] = {}
-    for e in edges:
-        key = (service_of(e.source), e.target)
-        total, recent = merged.get(key, (0, 0))
-        merged[key] = (total + sum(e.counts), recent + sum(e.counts[-2:]))
-    return [
-        Edge(
-            source=s,
-            target=t,
-            count=n,
-            rate=n / span if span else 0.0,
-            recent_rate=recent / (2 * bucket) if bucket else 0.0,
-        )
-        for (s, t), (n, recent) in sorted(merged.items())
-        if n
-    ]

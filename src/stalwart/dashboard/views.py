@@ -19,7 +19,7 @@ from stalwart.dashboard.models import (
     Instance,
     Overview,
     QueueInfo,
-    ReportItem,
+    ReportView,
     ServiceGroup,
     SiteGroup,
     TopicSeries,
@@ -147,7 +147,7 @@ async def overview(state: DashboardState, traffic_data: Traffic | None = None) -
     comps_call = guarded("the store's components", state.source.components(), list[Instance]())
     counts_call = guarded("the store's state counts", state.source.counts_by_state(), {})
     reports_call = guarded(
-        "the store's reports", state.source.list_reports(None, None, 10), list[ReportItem]()
+        "the store's reports", state.source.list_reports(None, None, 10), list[ReportView]()
     )
     (comps, e1), (counts, e2), (reports, e3) = await asyncio.gather(
         comps_call, counts_call, reports_call

@@ -1,7 +1,14 @@
-"""What the read API returns: frozen pydantic models, ready for JSON (dashboard) or tables (CLI)."""
+"""What the read API returns: frozen pydantic models, ready for JSON (dashboard) or tables (CLI).
+
+These are the one set of read models: the dashboard's API serves them as they
+are (a part it does not show is left out by declaring the narrower base, e.g.
+:class:`DeliverySummary`), and ``stalwart messages``, ``show`` and ``reports``
+print them.
+"""
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -15,6 +22,7 @@ __all__ = [
     "Availability",
     "ChainNode",
     "ComponentView",
+    "DeliverySummary",
     "DeliveryView",
     "Edge",
     "MessageDetail",
@@ -23,6 +31,7 @@ __all__ = [
     "MessageSummary",
     "ReportView",
     "SentView",
+    "TopicSeries",
     "Traffic",
     "TransitionView",
 ]
@@ -31,7 +40,13 @@ __all__ = [
 LATE_AFTER_INTERVALS: Final = 2.0
 DOWN_AFTER_INTERVALS: Final = 5.0
 
-Availability = Literal["up", "late", "down"]
+
+class Availability(enum.StrEnum):
+    """From heartbeats: ``up`` (recent), ``late`` (overdue), ``down`` (gone or stopped)."""
+
+    UP = "up"
+    LATE = "late"
+    DOWN = "down"
 
 
 class _View(BaseModel):
@@ -85,16 +100,19 @@ class MessagePage(_View):
     """A page of messages, newest first; pass ``next_cursor`` as ``after`` for the next."""
 
     items: list[MessageSummary]
-    next_cursor: str | None
+    next_cursor: str | None = None
 
 
 class TransitionView(_View):
+    """One state a message took at a service. In a :meth:`MessageDetail.timeline`
+    the first is ``sent``, by the publisher's service and instance, with no attempt."""
+
     service: str
     state: str
-    attempt: int
+    attempt: int | None = None
     at: datetime
-    reason: str | None
-    instance: str | None
+    reason: str | None = None
+    instance: str | None = None
 
 
 class SentView(_View):
@@ -114,8 +132,8 @@ class SentView(_View):
     at: datetime
 
 
-class DeliveryView(_View):
-    """A message at one service: merged state, per-state times, and the raw history."""
+class DeliverySummary(_View):
+    """Where a message stands at one service: its merged state and the last reason."""
 
     service: str
     state: str
@@ -123,15 +141,23 @@ class DeliveryView(_View):
     last_at: datetime
     reason: str | None
     instance: str | None
+
+
+class DeliveryView(DeliverySummary):
+    """A message at one service: merged state, per-state times, and the raw history."""
+
     times: dict[str, datetime]
     transitions: list[TransitionView]
 
 
-class ChainNode(_View):
+class ChainNode(MessageSummary):
     """A message and the messages it caused (``causation_id``), recursively."""
 
-    message: MessageSummary
     children: list[ChainNode] = []
+
+    @classmethod
+    def of(cls, message: MessageSummary, children: list[ChainNode]) -> ChainNode:
+        return cls.model_validate({**dict(message), "children": children})
 
 
 class MessageDetail(_View):
@@ -145,6 +171,24 @@ class MessageDetail(_View):
     ancestors: list[MessageSummary]
     descendants: ChainNode
     truncated: bool = False
+
+    def timeline(self) -> list[TransitionView]:
+        """``sent`` first, whatever the clocks say (every life cycle starts with it),
+        then every service's transitions by time."""
+        sent = TransitionView(
+            service=self.sent.service, state="sent", at=self.sent.at, instance=self.sent.sender
+        )
+        later = sorted(
+            (t for d in self.deliveries for t in d.transitions), key=lambda t: (t.at, t.service)
+        )
+        return [sent, *later]
+
+    def chain(self) -> ChainNode:
+        """The ancestors (root first) above this message, its descendants below: one tree."""
+        tree = self.descendants
+        for ancestor in reversed(self.ancestors):
+            tree = ChainNode.of(ancestor, [tree])
+        return tree
 
 
 class ReportView(_View):
@@ -179,22 +223,34 @@ class ComponentView(_View):
     availability: Availability
 
 
-class Edge(_View):
-    """Messages from ``source`` (sender service) delivered to ``target`` (service), per bucket."""
+class TopicSeries(_View):
+    """Messages per bucket for one topic, oldest first."""
 
-    source: str
-    target: str
+    topic: str
     counts: list[int]
 
 
-class Traffic(_View):
-    """Message counts per topic and per sender->service edge, in equal time buckets.
+class Edge(_View):
+    """Messages from one sending service to one consuming service in the window."""
 
-    ``buckets[i]`` is the start of bucket ``i``; a rate is ``count / bucket_seconds``.
-    """
+    source: str
+    target: str
+    count: int
+    rate: float
+    recent_rate: float = Field(
+        default=0.0, description="messages per second over the window's last two buckets"
+    )
+
+
+class Traffic(_View):
+    """Traffic over ``window`` seconds from ``start`` in buckets of ``bucket`` seconds."""
 
     start: datetime
-    bucket_seconds: int
-    buckets: list[datetime]
-    topics: dict[str, list[int]]
+    window: float
+    bucket: float
+    series: list[TopicSeries]
     edges: list[Edge]
+
+    def rates(self) -> dict[str, float]:
+        """Average messages per second per topic over the window."""
+        return {s.topic: sum(s.counts) / self.window for s in self.series}

@@ -31,6 +31,7 @@ from stalwart.store._models import (
     Availability,
     ChainNode,
     ComponentView,
+    DeliverySummary,
     DeliveryView,
     Edge,
     MessageDetail,
@@ -39,6 +40,7 @@ from stalwart.store._models import (
     MessageSummary,
     ReportView,
     SentView,
+    TopicSeries,
     Traffic,
     TransitionView,
 )
@@ -60,6 +62,7 @@ __all__ = [
     "BadCursor",
     "ChainNode",
     "ComponentView",
+    "DeliverySummary",
     "DeliveryView",
     "Edge",
     "MessageDetail",
@@ -69,6 +72,7 @@ __all__ = [
     "ReportView",
     "SentView",
     "TimeFormatError",
+    "TopicSeries",
     "Traffic",
     "TransitionView",
     "components",
@@ -354,7 +358,7 @@ async def _descendants(conn: AsyncConnection, root: MessageSummary) -> tuple[Cha
         truncated = bool(frontier)
 
     def build(node: MessageSummary) -> ChainNode:
-        return ChainNode(message=node, children=[build(c) for c in children.get(node.id, [])])
+        return ChainNode.of(node, [build(c) for c in children.get(node.id, [])])
 
     return build(root), truncated
 

@@ -20,6 +20,7 @@ from stalwart.store._models import (
     ComponentView,
     Edge,
     ReportView,
+    TopicSeries,
     Traffic,
 )
 from stalwart.store._rows import LEVEL_RANK
@@ -53,10 +54,10 @@ async def list_reports(
 def availability(age: float, interval: float, stopping: bool = False) -> Availability:
     """``up``, ``late`` after 2 missed intervals, ``down`` after 5 (or once stopped)."""
     if age > DOWN_AFTER_INTERVALS * interval:
-        return "down"
+        return Availability.DOWN
     if age > LATE_AFTER_INTERVALS * interval:
-        return "down" if stopping else "late"
-    return "up"
+        return Availability.DOWN if stopping else Availability.LATE
+    return Availability.UP
 
 
 async def components(
@@ -96,12 +97,14 @@ async def traffic(
     bucket: timedelta = timedelta(minutes=1),
     now: datetime | None = None,
 ) -> Traffic:
-    """Counts per topic and per sender->service edge over the last ``window``.
+    """Counts per topic and bucket, and the rates of each sender->service edge,
+    over the last ``window``.
 
     The window is cut into buckets of ``bucket`` (whole seconds, at least 1)
     aligned on multiples of their width, the last one holding ``now``;
     the sender side is the service part of ``sender``, the service side comes
-    from the deliveries.
+    from the deliveries. An edge's ``recent_rate`` is over the last two
+    buckets, so it follows what is happening now.
     """
     seconds = max(1, int(bucket.total_seconds()))
     count = max(1, -(-int(window.total_seconds()) // seconds))
@@ -129,12 +132,23 @@ async def traffic(
         for source, target, b, n in await conn.execute(by_edge):
             if 0 <= (b := int(b)) < count:
                 edges[(source, target)][b] += n
+    span = float(seconds * count)
     return Traffic(
         start=start,
-        bucket_seconds=seconds,
-        buckets=[start + timedelta(seconds=i * seconds) for i in range(count)],
-        topics=dict(sorted(topics.items())),
-        edges=[Edge(source=s, target=t, counts=c) for (s, t), c in sorted(edges.items())],
+        window=span,
+        bucket=float(seconds),
+        series=[TopicSeries(topic=t, counts=c) for t, c in sorted(topics.items())],
+        edges=[
+            Edge(
+                source=s,
+                target=t,
+                count=sum(c),
+                rate=sum(c) / span,
+                recent_rate=sum(c[-2:]) / (2 * seconds),
+            )
+            for (s, t), c in sorted(edges.items())
+            if sum(c)
+        ],
     )
 
 

@@ -148,6 +148,9 @@ async def test_detail_has_timeline_chain_and_never_the_token(system: System) -> 
     assert detail["envelope"]["token"] == "***"
     assert {t["state"] for t in detail["timeline"] if t["service"] == "qa"} >= {"consumed"}
     assert [(d["service"], d["state"]) for d in detail["deliveries"]] == [("qa", "consumed")]
+    # (where it stands at each service; its history is the timeline, not repeated there)
+    assert not {"times", "transitions"} & set(detail["deliveries"][0])
+    assert detail["timeline"][0]["state"] == "sent" and detail["timeline"][0]["attempt"] is None
     (child,) = detail["chain"]["children"]
     assert child["topic"] == "work.done.verdict"
     # And the child's chain goes back up to it

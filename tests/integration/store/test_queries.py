@@ -172,8 +172,15 @@ async def test_detail_has_timeline_and_causal_chain(
     assert [t.state for t in detail.deliveries[0].transitions] == ["received", "consumed"]
     assert set(detail.deliveries[0].times) == {"received", "consumed"}
     assert [m.id for m in detail.ancestors] == [scene["a"].id]
-    assert [n.message.id for n in detail.descendants.children] == [scene["e"].id]
-    assert detail.descendants.children[0].message.states == {"archive": "failed"}
+    assert [n.id for n in detail.descendants.children] == [scene["e"].id]
+    assert detail.descendants.children[0].states == {"archive": "failed"}
+    # And as the dashboard shows them: one timeline, sent first, and one tree from the root
+    timeline = detail.timeline()
+    assert [t.state for t in timeline] == ["sent", "received", "consumed"]
+    assert timeline[0].attempt is None and timeline[0].instance == scene["c"].sender
+    tree = detail.chain()
+    assert tree.id == scene["a"].id and [n.id for n in tree.children] == [scene["c"].id]
+    assert [n.id for n in tree.children[0].children] == [scene["e"].id]
     assert await get_message(store, "no-such-id") is None
 
 
@@ -207,10 +214,14 @@ async def test_traffic_counts_topics_and_edges_per_bucket(
     # When asking for the last hour in one-minute buckets
     result = await traffic(store, timedelta(hours=1), timedelta(minutes=1))
     # Then the scene's topics and sender->service edges are counted once each
-    assert len(result.buckets) == 60
-    assert sum(result.topics["pipeline.process.jao"]) == 1
-    edges = {(e.source, e.target): sum(e.counts) for e in result.edges}
+    assert result.window == 3600 and result.bucket == 60
+    series = {s.topic: s.counts for s in result.series}
+    assert all(len(c) == 60 for c in series.values())
+    assert sum(series["pipeline.process.jao"]) == 1
+    edges = {(e.source, e.target): e.count for e in result.edges}
     assert edges == {("dispatcher", "pipeline"): 2, ("pipeline", "qa"): 1, ("qa", "archive"): 1}
+    # And their rates are per second over the window
+    assert {e.rate for e in result.edges} == {2 / 3600, 1 / 3600}
 
 
 async def test_counts_by_state_per_service(store: Store, scene: dict[str, Envelope]) -> None:

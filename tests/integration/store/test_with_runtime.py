@@ -67,7 +67,7 @@ async def test_a_services_work_is_persisted_with_states_chain_and_heartbeats(
     (qa,) = detail.deliveries
     assert qa.state == "consumed" and {"received", "consumed"} <= set(qa.times)
     (child,) = detail.descendants.children
-    assert child.message.topic == "qa.verified.eu"
+    assert child.topic == "qa.verified.eu"
     # And the bad one's rejection keeps its reason, and the instance is known (it was up)
     rejected = await get_message(store, bad.id)
     assert rejected is not None and "calibration" in (rejected.deliveries[0].reason or "")

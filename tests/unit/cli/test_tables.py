@@ -117,7 +117,7 @@ def test_show_reads_at_80_columns() -> None:
         sent=SentView(service="dispatcher", sender="dispatcher@jao/host-1", at=_T),
         deliveries=[delivery],
         ancestors=[],
-        descendants=ChainNode(message=message),
+        descendants=ChainNode.of(message, []),
     )
     lines = _render(detail_view(detail, 80), 80)
     assert max(len(line) for line in lines) <= 80

@@ -2,8 +2,9 @@
 
 Used wherever a component waits for the broker to come back (the amqp
 connector's reconnects, the outbox's forwarder, the bus link that keeps the
-watchdog and the dashboard on the bus, the dashboard's live feed). Jitter keeps the many processes that lost the broker together
-from retrying in step and hitting it at the same instant when it returns.
+watchdog and the dashboard on the bus, the dashboard's live feed). Jitter
+keeps the many processes that lost the broker together from retrying in step
+and hitting it at the same instant when it returns.
 """
 
 from __future__ import annotations

@@ -8,12 +8,12 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from stalwart.bus import open_transport
+from waiting import until_sync
 
 
 def bus_state(home: Path, queue: str) -> tuple[list[str], int]:
@@ -42,14 +42,6 @@ def tail_declared(db: Path) -> bool:
             return bool(conn.execute(query).fetchone()[0])
     except sqlite3.OperationalError:  # the schema is being created
         return False
-
-
-def wait_until(predicate, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -85,7 +77,7 @@ def cli(tmp_path: Path):
 def test_send_then_tail_shows_the_message_and_hides_the_token(cli, tmp_path: Path) -> None:
     # Given a tail waiting for two messages, its queue declared
     tail = cli("tail", "pipeline.#", "--count", "2", "--json", wait=False)
-    wait_until(lambda: tail_declared(tmp_path / "home" / "bus.db"), "the tail's queue")
+    until_sync(lambda: tail_declared(tmp_path / "home" / "bus.db"), 60.0, "the tail's queue")
     token = cli("token", "issue", "--subject", "ops", "--role", "operator", "--ttl", "5m")
     assert token.returncode == 0, token.stderr
     jwt = token.stdout.strip()
@@ -121,7 +113,7 @@ def test_send_then_tail_shows_the_message_and_hides_the_token(cli, tmp_path: Pat
 def test_tail_hides_system_traffic_unless_asked(cli, tmp_path: Path, flags, shown) -> None:
     # Given a tail of everything that stops after one message
     tail = cli("tail", "--count", "1", *flags, wait=False)
-    wait_until(lambda: tail_declared(tmp_path / "home" / "bus.db"), "the tail's queue")
+    until_sync(lambda: tail_declared(tmp_path / "home" / "bus.db"), 60.0, "the tail's queue")
     # When a report (sys.report.info) and then an ordinary message are sent
     assert cli("report", "-s", "test", "calibrated").returncode == 0
     sent = cli("send", "pipeline.done", "--json", "{}")
@@ -163,9 +155,16 @@ def test_dead_letters_can_be_listed_retried_and_purged(cli, tmp_path: Path) -> N
     service = cli("run", "poison:svc", wait=False)
     home = tmp_path / "home"
     try:
-        wait_until(lambda: "poison" in bus_state(home, "poison")[0], "the poison queue")
+        until_sync(
+            lambda: bus_state(home, "poison"),
+            60.0,
+            "the poison queue",
+            accept=lambda s: "poison" in s[0],
+        )
         sent = cli("send", "poison.item", "--json", '{"n": 1}').stdout.strip()
-        wait_until(lambda: bus_state(home, "poison")[1] == 1, "the dead letter")
+        until_sync(
+            lambda: bus_state(home, "poison"), 60.0, "the dead letter", accept=lambda s: s[1] == 1
+        )
         listed = cli("dlq", "list", "--service", "poison")
         assert "always fails" in listed.stdout
         (letter,) = json.loads(cli("dlq", "list", "--service", "poison", "--json").stdout)
@@ -174,7 +173,9 @@ def test_dead_letters_can_be_listed_retried_and_purged(cli, tmp_path: Path) -> N
         assert json.loads(shown.stdout)["id"] == sent
         # When it is retried, it fails again and comes back to the dead letters
         assert "requeued 1" in cli("dlq", "retry", "--service", "poison").stdout
-        wait_until(lambda: bus_state(home, "poison")[1] == 1, "the second death")
+        until_sync(
+            lambda: bus_state(home, "poison"), 60.0, "the second death", accept=lambda s: s[1] == 1
+        )
         # And purging removes it for good
         assert "purged 1" in cli("dlq", "purge", "--service", "poison", "--yes").stdout
         assert "no dead letters" in cli("dlq", "list", "--service", "poison").stdout

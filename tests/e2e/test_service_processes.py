@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from stalwart.bus import open_transport
 from stalwart.envelope import Envelope
+from waiting import until_sync
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent / "services"
@@ -61,14 +61,15 @@ class Cluster:
         return [(p[0], int(p[1])) for p in (line.split() for line in path.read_text().splitlines())]
 
     def wait_for(self, predicate, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
+        """Wait for ``predicate``, failing at once if a service died on its own."""
+
+        def alive_and_done() -> bool:
             for proc in self.procs:
                 if proc.poll() not in (None, -9, -15, 0):
                     raise AssertionError(f"a service died: {proc.stderr.read().decode()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            time.sleep(0.05)
+            return predicate()
+
+        until_sync(alive_and_done, timeout, what)
 
     def stop_all(self) -> None:
         for proc in self.procs:
@@ -80,6 +81,8 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if proc.stderr is not None:  # read only when a service died; not left to leak
+                proc.stderr.close()
 
 
 @pytest.fixture

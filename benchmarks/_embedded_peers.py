@@ -3,11 +3,19 @@
 * ``persistqueue.SQLiteAckQueue`` (PyPI persist-queue): a popular SQLite-backed
   ack queue, used as documented (put, get, ack), one instance per process.
 * A plain SQLite batched queue: insert, claim and delete in batches of 100 in
-  WAL mode with ``synchronous=FULL``: close to what SQLite itself can do with
-  the same durability, and the near-limit the bus is measured against.
+  WAL mode, with the bus's durability per step: inserts (publishes) fsynced
+  (``synchronous=FULL``), claims and deletes (acks) committed without an fsync
+  (``synchronous=NORMAL``), as the bus at ``durability="full"`` does; close to
+  what SQLite itself can do with the same durability, and the near-limit the
+  bus is measured against.
 
-Every consumer records ``(message number, publish time, ack time)`` per acked message, so
-the driver counts losses and duplicates the same way for every contender.
+The driver makes each peer's database (:func:`plain_prepare`, :func:`pq_prepare`)
+before the consumer processes start, as it does the bus's: two processes
+opening a fresh file at once race to set it up ("database is locked").
+
+Every consumer records ``(message number, publish time, ack time)`` per acked message,
+the ack time once the ack is committed, so the driver counts losses and duplicates
+and measures latency the same way for every contender.
 """
 
 from __future__ import annotations
@@ -23,7 +31,15 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
-__all__ = ["body_for", "plain_consume", "plain_produce", "pq_consume", "pq_produce"]
+__all__ = [
+    "body_for",
+    "plain_consume",
+    "plain_prepare",
+    "plain_produce",
+    "pq_consume",
+    "pq_prepare",
+    "pq_produce",
+]
 
 _PAD = "x" * 960  # with the envelope fields, about 1 KiB on the wire
 _PLAIN_BATCH = 100
@@ -34,6 +50,13 @@ def body_for(n: int) -> dict[str, Any]:
 
 
 # -- persist-queue ---------------------------------------------------------------------
+
+
+def pq_prepare(path: Path) -> None:
+    """Create the queue's database before any consumer opens it."""
+    from persistqueue import SQLiteAckQueue
+
+    SQLiteAckQueue(str(path), multithreading=True, auto_resume=False)
 
 
 def pq_produce(path: Path, count: int) -> None:
@@ -67,13 +90,19 @@ def pq_consume(
 # -- plain SQLite, batches of 100 --------------------------------------------------------
 
 
-def _plain_connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+def plain_prepare(path: Path) -> None:
+    """Create the queue's database (WAL, the table) before any consumer opens it."""
+    conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
     conn.execute(
         "CREATE TABLE IF NOT EXISTS q (id INTEGER PRIMARY KEY, body BLOB NOT NULL, owner INTEGER)"
     )
+    conn.close()
+
+
+def _plain_connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=0")  # _begin retries faster than SQLite's handler
     return conn
 
@@ -93,7 +122,7 @@ def _begin(conn: sqlite3.Connection) -> None:
 
 
 def plain_produce(path: Path, count: int) -> None:
-    conn = _plain_connect(path)
+    conn = _plain_connect(path, "FULL")  # a publish is on disk when it returns
     for start in range(0, count, _PLAIN_BATCH):
         rows = [
             (json.dumps(body_for(n)).encode(),)
@@ -108,7 +137,7 @@ def plain_produce(path: Path, count: int) -> None:
 def plain_consume(
     path: Path, ready: Event, stop: Event, progress: Synchronized[int]
 ) -> list[tuple[int, float, float]]:
-    conn = _plain_connect(path)
+    conn = _plain_connect(path, "NORMAL")  # claims and acks: committed, no fsync
     me = os.getpid()
     seen: list[tuple[int, float, float]] = []
     ready.set()
@@ -123,14 +152,12 @@ def plain_consume(
         if not rows:
             time.sleep(0.001)
             continue
-        done = []
-        for row_id, raw in rows:
-            body = json.loads(raw)
-            seen.append((body["n"], body["t"], time.time()))
-            done.append((row_id,))
+        bodies = [json.loads(raw) for _, raw in rows]
         _begin(conn)
-        conn.executemany("DELETE FROM q WHERE id = ?", done)
+        conn.executemany("DELETE FROM q WHERE id = ?", [(row_id,) for row_id, _ in rows])
         conn.execute("COMMIT")
+        acked = time.time()  # the ack is the DELETE's commit
+        seen.extend((body["n"], body["t"], acked) for body in bodies)
         progress.value += len(rows)
     conn.close()
     return seen

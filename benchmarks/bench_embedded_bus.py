@@ -1,7 +1,9 @@
 """End-to-end throughput of the embedded bus against SQLite queue peers.
 
 One producer process keeps up to 256 publishes of 1 KiB messages in flight;
-two consumer processes consume and ack. For each contender it reports
+two consumer processes consume and ack. Every contender gets the same count
+of messages, its database made before its consumers start, and the bus's
+durability per step (publishes fsynced, claims and acks committed without). For each contender it reports
 throughput (messages / second from the first publish to the last ack), p50
 and p99 latency (publish to ack) and lost and duplicated counts, as medians
 of several runs, and the ratios of the bus's rate to the peers'. It also
@@ -30,8 +32,10 @@ import psutil
 from benchmarks._embedded_peers import (
     body_for,
     plain_consume,
+    plain_prepare,
     plain_produce,
     pq_consume,
+    pq_prepare,
     pq_produce,
 )
 from stalwart.bus import QueueSpec
@@ -166,8 +170,13 @@ def _wait_for_progress(counters: list[Synchronized[int]], count: int) -> None:
 def run_once(kind: str, count: int, workdir: Path) -> Result:
     """One run: consumers ready and idle, then produce ``count`` and wait for every ack."""
     path = workdir / f"{kind}-{time.monotonic_ns()}.db"
+    # Every contender's database exists before its consumers open it.
     if kind.startswith("bus-"):
         asyncio.run(_bus_prepare(path))
+    elif kind == "persist-queue":
+        pq_prepare(path)
+    else:
+        plain_prepare(path)
     stop = _CTX.Event()
     results = _CTX.Queue()
     readies, counters, procs = [], [], []
@@ -233,7 +242,7 @@ async def _ping(path: Path, count: int) -> None:
 
 @dataclass(frozen=True)
 class Idle:
-    rss_mb: float
+    rss_mib: float
     cpu_percent: float
     wake_p50_ms: float
     wake_max_ms: float
@@ -272,29 +281,18 @@ def _idle_consumer(path: Path, pings: int = 20) -> Idle:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench_embedded_bus", description=__doc__)
-    parser.add_argument("--messages", type=int, default=10_000)
-    parser.add_argument(
-        "--peer-messages",
-        type=int,
-        default=500,
-        help="messages per run for persist-queue (it is much slower)",
-    )
+    parser.add_argument("--messages", type=int, default=10_000, help="per run, for every contender")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
-    contenders = {
-        "bus-full": args.messages,
-        "bus-normal": args.messages,
-        "plain-sqlite": args.messages,
-        "persist-queue": args.peer_messages,
-    }
+    contenders = ("bus-full", "bus-normal", "plain-sqlite", "persist-queue")
     with tempfile.TemporaryDirectory(prefix="bench-bus-") as tmp:
         workdir = Path(tmp)
         # Rounds interleave the contenders, so a change in the machine's load
         # during the run weighs on all of them alike.
         runs: dict[str, list[Result]] = {kind: [] for kind in contenders}
         for round_ in range(1, args.runs + 1):
-            for kind, count in contenders.items():
-                runs[kind].append(run_once(kind, count, workdir))
+            for kind in contenders:
+                runs[kind].append(run_once(kind, args.messages, workdir))
             rates = ", ".join(f"{kind} {r[-1].rate:,.0f}" for kind, r in runs.items())
             print(f"round {round_}: {rates} msg/s", flush=True)
         medians = {kind: _median(results) for kind, results in runs.items()}
@@ -312,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"bus-full / persist-queue: {full / medians['persist-queue'].rate:.2f}")
     print(f"bus-normal / bus-full:    {medians['bus-normal'].rate / full:.2f}")
     print(
-        f"idle consumer process: RSS {idle.rss_mb:.0f} MB, CPU {idle.cpu_percent:.1f}% of a "
+        f"idle consumer process: RSS {idle.rss_mib:.0f} MiB, CPU {idle.cpu_percent:.1f}% of a "
         f"core over 2 s; wake-up (publish -> ack, other process) p50 {idle.wake_p50_ms:.1f} ms, "
         f"max {idle.wake_max_ms:.1f} ms"
     )

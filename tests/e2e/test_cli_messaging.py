@@ -181,4 +181,4 @@ def test_dead_letters_can_be_listed_retried_and_purged(cli, tmp_path: Path) -> N
         assert "no dead letters" in cli("dlq", "list", "--service", "poison").stdout
     finally:
         service.terminate()
-        service.wait(20)
+        service.communicate(timeout=20)  # waits, and closes its pipes

@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
-from ha_replicas import drain, wait_for
+from ha_replicas import drain
 
 from stalwart.bus import QueueSpec, open_transport
 from stalwart.ha import HealthState, Lease, LeaseKeeper, Monitor, MonitorSettings, status
 from stalwart.service import EventPublisher
 from stalwart.store.engine import make_engine
+from waiting import until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -84,11 +85,11 @@ async def test_postgres_restart_never_yields_two_leaders(postgres_url: str, uniq
         async def one_leader() -> bool:
             return sum(k.lease.held() for k in keepers) == 1
 
-        await wait_for(one_leader, 15.0, "a leader")
+        await until(one_leader, 15.0, "a leader")
         # When PostgreSQL restarts while the leader holds
         await _run(*_pg_cluster(), "restart")
         # Then a single leader holds again once the database is back
-        await wait_for(one_leader, 30.0, "a leader after the restart")
+        await until(one_leader, 30.0, "a leader after the restart")
     finally:
         sampling = False
         await sampler
@@ -132,7 +133,7 @@ async def test_monitor_drives_a_broker_outage_through_repair(
         async def back() -> bool:
             return await monitor.step() is HealthState.HEALTHY and bool(monitor.transitions)
 
-        await wait_for(back, 120.0, "the monitor to repair the broker", interval=0.2)
+        await until(back, 120.0, "the monitor to repair the broker", interval=0.2)
     finally:
         await _restore(["rabbitmqctl", "start_app"], 5672)
     try:

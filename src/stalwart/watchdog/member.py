@@ -15,18 +15,17 @@ import signal
 import time
 from collections import deque
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from stalwart.envelope import utcnow
 from stalwart.events import WatchdogKind
+from stalwart.watchdog.config import ProgramSettings
+from stalwart.watchdog.groups import Decision
 from stalwart.watchdog.probes import HeartbeatProbe, ResourceProbe, Verdict
 from stalwart.watchdog.process import Child, ExitStatus, spawn, stop_tree
 from stalwart.watchdog.restart import Backoff, Intensity
 
-if TYPE_CHECKING:
-    from stalwart.watchdog.program_group import ProgramGroup
-
-__all__ = ["LIVE_STATES", "Member"]
+__all__ = ["LIVE_STATES", "Group", "Member"]
 
 _log = logging.getLogger("stalwart.watchdog")
 
@@ -34,10 +33,37 @@ LIVE_STATES: Final = frozenset({"starting", "running", "backoff"})
 _STOP = "stop"
 
 
+class Group(Protocol):
+    """What a member needs of its program's group (a ProgramGroup): declared here,
+    so that this module need not import the group's, which imports this one."""
+
+    program: ProgramSettings
+
+    def emit(
+        self,
+        kind: WatchdogKind,
+        member: Member | None,
+        reason: str,
+        evidence: dict[str, object] | None = None,
+        *,
+        alarm: bool = False,
+    ) -> None: ...
+
+    def state_changed(self, member: Member) -> None: ...
+
+    def child_env(self, member: Member) -> dict[str, str]: ...
+
+    def adopt(self, pgid: int) -> None: ...
+
+    def release(self, pgid: int) -> None: ...
+
+    def decide(self, member: Member, delay: float) -> Decision: ...
+
+
 class Member:
     """One instance slot of a program and the task that keeps it running."""
 
-    def __init__(self, group: ProgramGroup, index: int) -> None:
+    def __init__(self, group: Group, index: int) -> None:
         self.group = group
         self.program = group.program
         self.index = index

@@ -12,28 +12,47 @@ import contextlib
 import logging
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
+from stalwart.bus import QueueStats
 from stalwart.events import WatchdogEvent, WatchdogKind
 from stalwart.watchdog.beat import ENV_INSTANCE, ENV_PROGRAM, ENV_SOCKET
 from stalwart.watchdog.config import ProgramSettings
 from stalwart.watchdog.groups import Decision, Scaler, member_failure
 from stalwart.watchdog.member import Member
 
-if TYPE_CHECKING:
-    from stalwart.watchdog.supervisor import Watchdog
-
-__all__ = ["ProgramGroup"]
+__all__ = ["ProgramGroup", "Supervisor"]
 
 _log = logging.getLogger("stalwart.watchdog")
 
 _ROUTINE = frozenset({WatchdogKind.STARTED, WatchdogKind.HEALTHY, WatchdogKind.SCALED})
 
 
+class Supervisor(Protocol):
+    """What a group needs of the watchdog around it (a Watchdog): declared here,
+    so that this module need not import the supervisor's, which imports this one."""
+
+    name: str
+    socket_path: Path
+
+    def emit(self, event: WatchdogEvent) -> None: ...
+
+    def record(self, member: Member) -> None: ...
+
+    def adopt(self, pgid: int) -> None: ...
+
+    def release(self, pgid: int) -> None: ...
+
+    def reap(self) -> None: ...
+
+    async def queue_stats(self, queue: str) -> QueueStats | None: ...
+
+
 class ProgramGroup:
     """All members of one program, its probes' check loop and its elastic scaling."""
 
-    def __init__(self, program: ProgramSettings, watchdog: Watchdog) -> None:
+    def __init__(self, program: ProgramSettings, watchdog: Supervisor) -> None:
         self.program = program
         self.watchdog = watchdog
         self.members: dict[int, Member] = {}

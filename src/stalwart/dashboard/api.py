@@ -7,7 +7,7 @@ dead-letter actions need a session and the CSRF token in ``X-CSRF-Token``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
@@ -16,6 +16,7 @@ from stalwart.bus import Transport
 from stalwart.dashboard import views
 from stalwart.dashboard.auth import Session
 from stalwart.dashboard.busview import dead_letter_items, queue_infos
+from stalwart.dashboard.http_status import http_error
 from stalwart.dashboard.models import (
     BusStatus,
     DeadLetterItem,
@@ -45,6 +46,12 @@ __all__ = [
 ]
 
 router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(require_read)])
+
+# What a client may be told besides 200 and 422 (stalwart.dashboard.http_status).
+_Answers = dict[int | str, dict[str, Any]]
+_BAD_INPUT: _Answers = {400: {"description": "Bad input: the detail says what to fix"}}
+_UNAVAILABLE: _Answers = {503: {"description": "The store or the bus does not answer: retry later"}}
+_STORE = _BAD_INPUT | _UNAVAILABLE
 
 StateName = Literal["sent", "received", "failed", "consumed", "dead", "expired", "rejected"]
 _Text = Annotated[str | None, Query(max_length=255)]
@@ -83,10 +90,6 @@ def message_filter(
     )
 
 
-def _unavailable(exc: StalwartError) -> HTTPException:
-    return HTTPException(503, str(exc))
-
-
 def _state(request: Request) -> DashboardState:
     return dash(request)
 
@@ -96,16 +99,26 @@ async def api_overview(request: Request) -> Overview:
     return await views.overview(_state(request))
 
 
-@router.get("/components", response_model=list[Instance], summary="Service instances")
+@router.get(
+    "/components",
+    response_model=list[Instance],
+    summary="Service instances",
+    responses=_UNAVAILABLE,
+)
 async def api_components(request: Request) -> list[Instance]:
     state = _state(request)
     try:
         return views.mark_unverified(state, await state.source.components())
     except StalwartError as exc:
-        raise _unavailable(exc) from None
+        raise http_error(exc) from None
 
 
-@router.get("/traffic", response_model=Traffic, summary="Traffic per topic and per edge")
+@router.get(
+    "/traffic",
+    response_model=Traffic,
+    summary="Traffic per topic and per edge",
+    responses=_STORE,
+)
 async def api_traffic(
     request: Request,
     window: Annotated[float, Query(ge=10, le=7 * 86400)] = 900.0,
@@ -118,10 +131,15 @@ async def api_traffic(
     try:
         return await _state(request).source.traffic(window, bucket)
     except StalwartError as exc:
-        raise _unavailable(exc) from None
+        raise http_error(exc) from None
 
 
-@router.get("/messages", response_model=MessagePage, summary="Filtered, keyset-paged messages")
+@router.get(
+    "/messages",
+    response_model=MessagePage,
+    summary="Filtered, keyset-paged messages",
+    responses=_STORE,
+)
 async def api_messages(
     request: Request,
     filters: Annotated[MessageFilter, Depends(message_filter)],
@@ -133,14 +151,14 @@ async def api_messages(
     except (TopicError, ValueError) as exc:
         raise HTTPException(400, f"bad filter or cursor: {exc}") from None
     except StalwartError as exc:
-        raise _unavailable(exc) from None
+        raise http_error(exc) from None
 
 
 @router.get(
     "/messages/{message_id:path}",
     response_model=MessageView,
     summary="A message, its timeline and causal chain",
-    responses={404: {"description": "No such message"}},
+    responses={404: {"description": "No such message"}, **_STORE},
 )
 async def api_message(
     request: Request, message_id: Annotated[str, Path(min_length=1, max_length=64)]
@@ -148,13 +166,18 @@ async def api_message(
     try:
         detail = await _state(request).source.get_message(message_id)
     except StalwartError as exc:
-        raise _unavailable(exc) from None
+        raise http_error(exc) from None
     if detail is None:
         raise HTTPException(404, f"no message {message_id!r} in the store")
     return detail
 
 
-@router.get("/reports", response_model=list[ReportView], summary="Reports from batch tools")
+@router.get(
+    "/reports",
+    response_model=list[ReportView],
+    summary="Reports from batch tools",
+    responses=_STORE,
+)
 async def api_reports(
     request: Request,
     level: Literal["debug", "info", "warning", "error", "critical"] | None = None,
@@ -164,7 +187,7 @@ async def api_reports(
     try:
         return await _state(request).source.list_reports(level, source or None, limit)
     except StalwartError as exc:
-        raise _unavailable(exc) from None
+        raise http_error(exc) from None
 
 
 def bus_or_503(state: DashboardState) -> Transport:
@@ -179,7 +202,12 @@ async def api_bus(request: Request) -> BusStatus:
     return _state(request).bus_status()
 
 
-@router.get("/queues", response_model=list[QueueInfo], summary="Queue depths and dead letters")
+@router.get(
+    "/queues",
+    response_model=list[QueueInfo],
+    summary="Queue depths and dead letters",
+    responses=_UNAVAILABLE,
+)
 async def api_queues(request: Request) -> list[QueueInfo]:
     state = _state(request)
     bus = bus_or_503(state)
@@ -189,7 +217,12 @@ async def api_queues(request: Request) -> list[QueueInfo]:
         raise HTTPException(503, f"the bus did not answer: {exc}") from None
 
 
-@router.get("/dead-letters", response_model=list[DeadLetterItem], summary="Dead letters")
+@router.get(
+    "/dead-letters",
+    response_model=list[DeadLetterItem],
+    summary="Dead letters",
+    responses={404: {"description": "No such queue"}, **_UNAVAILABLE},
+)
 async def api_dead_letters(
     request: Request,
     queue: Annotated[str | None, Query(max_length=255)] = None,
@@ -238,7 +271,7 @@ async def dead_letter_action(
         else:
             count = await bus.purge_dead(queue, keys)
     except StalwartError as exc:
-        raise _unavailable(exc) from None
+        raise http_error(exc) from None
     views.log_action(user.user, action, queue, count, keys)
     return ActionResult(queue=queue, action=action, count=count, by=user.user)
 
@@ -247,7 +280,12 @@ async def dead_letter_action(
     "/dead-letters/{queue}/{action}",
     response_model=ActionResult,
     summary="Retry or purge dead letters (login and X-CSRF-Token required)",
-    responses={401: {"description": "Not logged in"}, 403: {"description": "CSRF or no users"}},
+    responses={
+        401: {"description": "Not logged in"},
+        403: {"description": "CSRF or no users"},
+        404: {"description": "No such queue"},
+        **_STORE,
+    },
 )
 async def api_dead_letter_action(
     request: Request,
@@ -260,7 +298,12 @@ async def api_dead_letter_action(
     return await dead_letter_action(_state(request), user, queue, action, keys)
 
 
-@router.get("/panels/{name}", response_model=PanelData, summary="A panel of another part")
+@router.get(
+    "/panels/{name}",
+    response_model=PanelData,
+    summary="A panel of another part",
+    responses=_UNAVAILABLE,
+)
 async def api_panel(request: Request, name: Literal["processes", "ha", "integrity"]) -> PanelData:
     state = _state(request)
     engine, _ = await views.guarded("the store", state.source.engine(), None)

@@ -19,6 +19,7 @@ from stalwart.config import Settings
 from stalwart.dashboard import api, pages, servicepage
 from stalwart.dashboard.auth import Authenticator
 from stalwart.dashboard.guard import RequestGuard, default_hosts
+from stalwart.dashboard.http_status import http_error
 from stalwart.dashboard.live import LiveHub
 from stalwart.dashboard.metrics import DashboardMetrics
 from stalwart.dashboard.middleware import SecurityMiddleware
@@ -184,4 +185,4 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(StalwartError)
     async def _stalwart(request: Request, exc: StalwartError) -> Response:
         _log.warning("request %s failed: %s", request.url.path, exc)
-        return JSONResponse({"detail": str(exc)}, status_code=503)
+        return await _http(request, http_error(exc))

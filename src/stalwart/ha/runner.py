@@ -116,7 +116,6 @@ class HaReplica:
         self.state: Any = None
         self.version: int | None = None
         self.active = asyncio.Event()
-        self.activations = 0
 
     @property
     def token(self) -> int | None:
@@ -277,7 +276,6 @@ class HaReplica:
             _log.error("role=%s could not become active, stepping down: %r", self.role, exc)
             await self.step_down()
             return
-        self.activations += 1
         self.active.set()
         _log.info("role=%s active token=%d version=%s", self.role, change.token, self.version)
 

@@ -166,12 +166,6 @@ class Catalog:
             found = _rows(await conn.execute(select(files).where(files.c.name == name)))
         return found[0] if found else None
 
-    async def replica_by_path(self, site: str, path: str) -> Row | None:
-        query = select(replicas).where(replicas.c.site == site, replicas.c.path == path)
-        async with self.engine.connect() as conn:
-            found = _rows(await conn.execute(query))
-        return found[0] if found else None
-
     async def sites(self) -> list[str]:
         """Every site that has replicas, sorted."""
         query = select(replicas.c.site).distinct().order_by(replicas.c.site)

@@ -173,7 +173,6 @@ async def _rebuild(
         manifest=manifest,
         size=manifest.size,
         digest_ok=True,
-        parity_checked=manifest.parity is not None,
         bytes_read=manifest.size,
     )
     read = checked.bytes_read + manifest.size

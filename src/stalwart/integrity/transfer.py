@@ -293,7 +293,6 @@ class _Transfer:
         report.extra_bytes = max(report.size - manifest.size, 0)
         report.bad_blocks = sorted(set(report.bad_blocks) | set(transit_bad))
         if manifest.parity is not None and landed is not None and landed.parity is not None:
-            report.parity_checked = True
             report.bad_parity = _mismatches(manifest.parity.digests, landed.parity)
         elif manifest.parity is not None and self.parity_part.local is not None:
             verify_parity(self.parity_part.local, manifest, report)

@@ -33,7 +33,6 @@ class VerifyReport:
     extra_bytes: int = 0
     digest_ok: bool = False
     bad_parity: list[int] = field(default_factory=list)
-    parity_checked: bool = False
     bytes_read: int = 0
     missing: bool = False  # the file itself is not there
     unmanifested: bool = False  # the file is, its manifest is not
@@ -132,7 +131,6 @@ def verify_parity(
     """Check the parity file at ``path`` block by block; fill ``report.bad_parity``."""
     if path is None or manifest.parity is None:
         return
-    report.parity_checked = True
     expected = manifest.parity.digests
     try:
         with open(path, "rb", buffering=0) as reader:

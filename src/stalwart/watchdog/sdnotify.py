@@ -31,10 +31,6 @@ class Notifier:
             int(usec) / 2_000_000 if usec.isdigit() and int(usec) > 0 and mine else None
         )
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._address)
-
     def notify(self, state: str) -> bool:
         """Send ``state`` (e.g. ``"READY=1"``); True if it was sent."""
         if not self._address:

@@ -24,9 +24,9 @@ from stalwart.demo.models import (
     UnitReady,
     UnitState,
 )
-from stalwart.integrity.catalog import Catalog
 from stalwart.integrity.ops import Recorder, ingest
 from stalwart.integrity.service import TransferReply, TransferRequest, build_service, transfer_topic
+from stalwart.integrity.shared import shared_catalog
 from stalwart.service import Context, Retry, Service
 
 __all__ = [
@@ -138,17 +138,14 @@ async def deliver(ctx: Context, result: ProcessResult) -> None:
     replica is verified."""
     await _state(ctx, result.ous, UnitState.DELIVERY_IN_PROGRESS, result.site)
     archive = Path(ctx.settings.home) / "demo" / "archive"
-    catalog = await Catalog.open(ctx.settings.store.url)
-    try:
-        recorder = Recorder(
-            site=result.site,
-            catalog=catalog,
-            emit=lambda event: ctx.publish(event.topic, event),
-        )
-        for product in result.products:
-            await ingest(Path(product), recorder)
-    finally:
-        await catalog.close()
+    catalog = await shared_catalog(ctx.settings.store.url)
+    recorder = Recorder(
+        site=result.site,
+        catalog=catalog,
+        emit=lambda event: ctx.publish(event.topic, event),
+    )
+    for product in result.products:
+        await ingest(Path(product), recorder)
     targets = [site for site in SITES if site != result.site]
     requests = [
         ctx.request(

@@ -23,10 +23,10 @@ from pydantic import BaseModel, ConfigDict
 from stalwart.errors import ConfigError, IntegrityError
 from stalwart.events import IntegrityEvent, IntegrityKind
 from stalwart.integrity import ops
-from stalwart.integrity.catalog import Catalog
 from stalwart.integrity.channels import Channel, open_channel
 from stalwart.integrity.faults import FaultyChannel, random_faults
 from stalwart.integrity.settings import integrity_settings
+from stalwart.integrity.shared import shared_catalog
 from stalwart.integrity.transfer import (
     TransferFailed,
     TransferFigures,
@@ -121,31 +121,28 @@ def build_service(
         def progress(n: int) -> None:
             loop.call_soon_threadsafe(ctx.progress, n)
 
-        catalog = await Catalog.open(ctx.settings.store.url)
+        catalog = await shared_catalog(ctx.settings.store.url)
+        recorder = ops.Recorder(site=site, catalog=catalog, emit=emit)
+        options = integrity_settings(ctx.settings).transfer_options()
         try:
-            recorder = ops.Recorder(site=site, catalog=catalog, emit=emit)
-            options = integrity_settings(ctx.settings).transfer_options()
-            try:
-                dst = await asyncio.to_thread(destination, body)
-                result = await ops.transfer(body.src, dst, recorder, options, progress=progress)
-            except TransferFailed as exc:
-                return TransferReply.of(site, exc.result, str(exc))
-            except IntegrityError as exc:  # e.g. no such source: nothing to retry
-                await emit(
-                    IntegrityEvent(
-                        event=IntegrityKind.FAILED,
-                        site=site,
-                        src=body.src,
-                        dst=body.dst,
-                        detail=str(exc),
-                    )
+            dst = await asyncio.to_thread(destination, body)
+            result = await ops.transfer(body.src, dst, recorder, options, progress=progress)
+        except TransferFailed as exc:
+            return TransferReply.of(site, exc.result, str(exc))
+        except IntegrityError as exc:  # e.g. no such source: nothing to retry
+            await emit(
+                IntegrityEvent(
+                    event=IntegrityKind.FAILED,
+                    site=site,
+                    src=body.src,
+                    dst=body.dst,
+                    detail=str(exc),
                 )
-                return TransferReply(
-                    src=body.src, dst=body.dst, site=site, outcome="failed", error=str(exc)
-                )
-            return TransferReply.of(site, result)
-        finally:
-            await catalog.close()
+            )
+            return TransferReply(
+                src=body.src, dst=body.dst, site=site, outcome="failed", error=str(exc)
+            )
+        return TransferReply.of(site, result)
 
     return svc
 

@@ -108,7 +108,7 @@ async def test_copies_of_one_id_delivered_together_run_the_handler_once(
     envelope = Envelope.new("work.item", {"n": 1})
     await bus.publish([envelope] * 4)
     # Then every copy ends consumed, but the handler ran once and the effect is stored once
-    await until_count(lifecycle, envelope.id, svc.name, S.CONSUMED, 4)
+    await lifecycle.wait(envelope.id, svc.name, S.CONSUMED, timeout=20.0, count=4)
     assert runs == [envelope.id]
     assert await effects(store_url) == [envelope.id]
     reasons = [r for s, r in lifecycle.states[(envelope.id, svc.name)] if s is S.CONSUMED]
@@ -159,7 +159,7 @@ async def test_a_store_outage_retries_with_a_reason_and_crashes_no_task(
         # Then each attempt fails with "store unavailable" (no crashed handler task),
         # more often than max_attempts allows, without the message dying of it
         for envelope in sent:
-            await until_count(lifecycle, envelope.id, svc.name, S.FAILED, 3)
+            await lifecycle.wait(envelope.id, svc.name, S.FAILED, timeout=20.0, count=3)
             assert "store unavailable" in lifecycle.reason(envelope.id, svc.name, S.FAILED)
         # And once the store is back every message is consumed, each effect stored once
         await proxy.restore()
@@ -340,14 +340,6 @@ async def test_a_foreign_envelope_over_the_size_limit_is_rejected_on_consume(
     assert "too large" in lifecycle.reason(big.id, svc.name, S.REJECTED)
     assert runs == []
     assert [letter.raw for letter in await bus.dead_letters(svc.name)] == [raw]
-
-
-async def until_count(lifecycle, mid: str, svc: str, state: DeliveryState, n: int) -> None:
-    for _ in range(1000):
-        if lifecycle.of(mid, svc).count(state) >= n:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{state} seen {lifecycle.of(mid, svc).count(state)} times, wanted {n}")
 
 
 async def test_done_claims_are_pruned_after_the_retention_only(

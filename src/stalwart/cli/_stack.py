@@ -19,7 +19,6 @@ from sqlalchemy.exc import ArgumentError
 
 from stalwart.cli._dashboard_watch import PROGRAM, url_file
 from stalwart.config import Settings
-from stalwart.demo import services as demo
 from stalwart.service import load_service
 from stalwart.watchdog import ProgramSettings, WatchdogSettings
 
@@ -50,6 +49,8 @@ def _service(
 
 
 def _demo_programs() -> list[ProgramSettings]:
+    from stalwart.demo import services as demo  # built on demand: `up` without --demo needs none
+
     programs = [
         _program(
             "dispatcher",

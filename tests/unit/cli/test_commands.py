@@ -155,3 +155,12 @@ def test_help_imports_no_command_module_and_no_heavy_library() -> None:
 def test_report_and_send_load_only_what_they_need(argv: list[str], tmp_path: Path) -> None:
     # A batch tool runs them often: pydantic for settings and the envelope, nothing else heavy
     assert set(_modules_after(argv, tmp_path)) <= {"pydantic"}
+
+
+def test_up_without_demo_does_not_build_the_demo() -> None:
+    # The demo's services (a transfer service per site, ...) are built only for --demo
+    probe = "import sys\nimport stalwart.cli.up\nprint('stalwart.demo.services' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "False", done.stderr

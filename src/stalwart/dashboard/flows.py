@@ -1,8 +1,9 @@
 """Who publishes to which topic and who consumes it, with the errors: the map's data.
 
 Two grouped reads over the window, both starting from the index on
-``messages.created_at``: messages per (publisher, topic), and deliveries
-per (publisher, topic, consumer, state). Reply topics are per instance
+``messages.created_at`` (the deliveries narrowed by their message's time
+too): messages per (publisher, topic), and deliveries per (publisher, topic,
+consumer, state). Reply topics are per instance
 (``sys.reply.<service>.<instance>``), so they are folded into ``sys.reply.*``.
 """
 
@@ -15,6 +16,7 @@ from sqlalchemy import func, select
 from stalwart.envelope import DeliveryState, utcnow
 from stalwart.store import Store
 from stalwart.store.schema import deliveries, messages
+from stalwart.store.stats import delivered_since
 
 __all__ = ["ERROR_STATES", "REPLY_PREFIX", "Flows", "flows", "topic_group"]
 
@@ -49,7 +51,7 @@ async def flows(store: Store, window: timedelta, now: datetime | None = None) ->
             func.count(),
         )
         .join(deliveries, deliveries.c.message_id == messages.c.id)
-        .where(messages.c.created_at >= start)
+        .where(messages.c.created_at >= start, delivered_since(start))
         .group_by(
             messages.c.sender_service, messages.c.topic, deliveries.c.service, deliveries.c.state
         )

@@ -165,6 +165,8 @@ deliveries = Table(
         "ix_deliveries_service_state_time", "service", "state", "message_created_at", "message_id"
     ),
     Index("ix_deliveries_state", "state", "message_id"),
+    # Traffic and flows: the deliveries of a time window (stats.delivered_since).
+    Index("ix_deliveries_message_time", "message_created_at"),
     # --ever-state failed and --min-attempts N (N > 1): partial, so only the
     # deliveries that ever failed or were retried pay for them on write.
     Index(

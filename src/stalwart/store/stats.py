@@ -9,7 +9,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, cast, func, select
+from sqlalchemy import ColumnElement, Integer, cast, func, or_, select
 
 from stalwart.envelope import utcnow
 from stalwart.messages import ReportLevel
@@ -28,7 +28,14 @@ from stalwart.store._store import Store
 from stalwart.store.schema import components as components_table
 from stalwart.store.schema import deliveries, delivery_state_counts, messages, reports
 
-__all__ = ["availability", "components", "counts_by_state", "list_reports", "traffic"]
+__all__ = [
+    "availability",
+    "components",
+    "counts_by_state",
+    "delivered_since",
+    "list_reports",
+    "traffic",
+]
 
 
 async def list_reports(
@@ -91,6 +98,18 @@ def _bucket(dialect: str, column: Any, start: datetime, seconds: int) -> ColumnE
     return (cast(func.strftime("%s", column), Integer) - origin) // seconds
 
 
+def delivered_since(start: datetime) -> ColumnElement[bool]:
+    """Deliveries of messages created from ``start`` on, as a range of
+    ``ix_deliveries_message_time``, to AND with ``messages.created_at >= start`` in a join.
+
+    Without it the planner may hash every delivery in the store to join a
+    window's messages. Deliveries recorded before their message's time was
+    kept (NULL) are included; the join's condition on the message decides.
+    """
+    column = deliveries.c.message_created_at
+    return or_(column >= start, column.is_(None))
+
+
 async def traffic(
     store: Store,
     window: timedelta = timedelta(hours=1),
@@ -120,7 +139,7 @@ async def traffic(
     by_edge = (
         select(messages.c.sender_service, deliveries.c.service, index, func.count())
         .join(deliveries, deliveries.c.message_id == messages.c.id)
-        .where(messages.c.created_at >= start)
+        .where(messages.c.created_at >= start, delivered_since(start))
         .group_by(messages.c.sender_service, deliveries.c.service, index)
     )
     topics: dict[str, list[int]] = defaultdict(lambda: [0] * count)

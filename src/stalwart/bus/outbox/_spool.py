@@ -97,6 +97,10 @@ class Spool:
         self.path = str(path)
         self.bus = bus
         self._lock = threading.Lock()
+        # Reads have a connection of their own (WAL lets it read while a write commits),
+        # so a drain's next rows never wait behind the last removal's fsync.
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -130,6 +134,9 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
 
     def append(self, rows: Sequence[tuple[str, str, bytes]]) -> None:
         """Add ``(id, topic, data)`` rows for this spool's bus in one fsynced transaction."""
@@ -152,8 +159,13 @@ class Spool:
 
     def head(self, limit: int, after: int = 0) -> list[SpooledRow]:
         """The oldest rows of this spool's bus (with a sequence above ``after``)."""
-        with self._lock:
-            cursor = self._db.execute(
+        with self._read_lock:
+            if self._reader is None:
+                self._reader = sqlite3.connect(
+                    self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+                )
+                self._reader.execute("PRAGMA query_only=1")
+            cursor = self._reader.execute(
                 "SELECT seq, id, topic, data FROM outbox WHERE bus IS ? AND seq > ? "
                 "ORDER BY seq LIMIT ?",
                 (self.bus, after, limit),

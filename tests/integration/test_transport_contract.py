@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from stalwart.bus import Delivery, Encoded, QueueSpec, Transport
+from stalwart.bus import Delivery, Encoded, QueueSpec, QueueStats, Transport
 from stalwart.envelope import Envelope, encode
 from stalwart.errors import MessageTooLarge, StalwartError, TransportClosed
+from waiting import until
 
 Factory = Callable[..., Awaitable[Transport]]
 Take = Callable[..., Awaitable[list[Delivery]]]
@@ -39,16 +40,6 @@ async def _loaded(
     await bus.declare(QueueSpec(queue, (topic,), **spec))
     await bus.publish([Envelope.new(topic, body) for body in bodies])
     return bus
-
-
-async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> bool:
-    """Poll ``check`` with a short sleep until it holds or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return True
-        await asyncio.sleep(0.1)
-    return await check()
 
 
 async def test_a_started_transport_is_connected_until_closed(transport_factory: Factory) -> None:
@@ -190,7 +181,12 @@ async def test_dead_letters_after_max_attempts_then_requeue_and_purge(
     two = await _next(deliveries)
     assert await two.retry(0.0, "second failure") is False
     # Then the message is a dead letter with the reason, and nothing is ready
-    assert await _until(lambda: _dead_count(bus, queue, 1))
+    await until(
+        lambda: bus.dead_letters(queue),
+        10.0,
+        "one dead letter",
+        accept=lambda letters: len(letters) == 1,
+    )
     (letter,) = await bus.dead_letters(queue)
     assert "second failure" in letter.reason
     assert letter.attempts == 2
@@ -201,15 +197,16 @@ async def test_dead_letters_after_max_attempts_then_requeue_and_purge(
     assert again.attempt == 1
     # And when it is dead-lettered at once, purge removes it
     await again.dead("operator gave up")
-    assert await _until(lambda: _dead_count(bus, queue, 1))
+    await until(
+        lambda: bus.dead_letters(queue),
+        10.0,
+        "one dead letter",
+        accept=lambda letters: len(letters) == 1,
+    )
     (letter,) = await bus.dead_letters(queue)
     assert "operator gave up" in letter.reason
     assert await bus.purge_dead(queue, [letter.key]) == 1
     assert await bus.dead_letters(queue) == []
-
-
-async def _dead_count(bus: Transport, queue: str, expected: int) -> bool:
-    return len(await bus.dead_letters(queue)) == expected
 
 
 async def test_an_unrenewed_lease_expires_and_the_message_comes_back(
@@ -326,19 +323,22 @@ async def test_queue_stats_count_ready_and_inflight(
     iterator = bus.consume(queue, 1)
     held = await asyncio.wait_for(anext(iterator), 10.0)
 
-    async def counts_are(ready: int, inflight: int) -> bool:
-        stats = await bus.queue_stats(queue)
-        return (stats.ready, stats.inflight, stats.dead) == (ready, inflight, 0)
+    def counts_are(ready: int, inflight: int) -> Callable[[QueueStats], bool]:
+        return lambda s: (s.ready, s.inflight, s.dead) == (ready, inflight, 0)
 
     # Then the stats show two ready and one in flight
-    assert await _until(lambda: counts_are(2, 1))
+    await until(
+        lambda: bus.queue_stats(queue), 10.0, "2 ready, 1 in flight", accept=counts_are(2, 1)
+    )
     assert queue in await bus.queues()
     # When it is acked, one in flight fewer
     await held.ack()
     closer = getattr(iterator, "aclose", None)
     if closer is not None:
         await closer()
-    assert await _until(lambda: counts_are(2, 0))
+    await until(
+        lambda: bus.queue_stats(queue), 10.0, "2 ready, 0 in flight", accept=counts_are(2, 0)
+    )
 
 
 async def test_an_ephemeral_queue_goes_away_on_close(

@@ -22,6 +22,7 @@ from store_traffic import Traffic
 from stalwart.bus import Transport
 from stalwart.store import PERSIST_QUEUE, Persister, PersistOptions, Store
 from stalwart.store.schema import deliveries, messages
+from waiting import until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.postgres]
 
@@ -79,20 +80,25 @@ async def _counts(store: Store) -> tuple[int, int]:
 
 
 async def _wait_for(store: Store, stored: int, timeout: float) -> tuple[int, int]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        counts = await _counts(store)
-        if counts[0] >= stored or asyncio.get_running_loop().time() > deadline:
-            return counts
-        await asyncio.sleep(0.2)
+    """(stored, consumed) once at least ``stored`` messages are in the store."""
+    return await until(
+        lambda: _counts(store),
+        timeout,
+        f"{stored} messages stored (stored, consumed)",
+        accept=lambda counts: counts[0] >= stored,
+        interval=0.2,
+    )
 
 
 async def _assert_complete(store: Store, bus: Transport) -> None:
-    counts = await _wait_for(store, TOTAL, 240)
-    deadline = asyncio.get_running_loop().time() + 60
-    while counts[1] < TOTAL and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.2)
-        counts = await _counts(store)
+    await _wait_for(store, TOTAL, 240)
+    counts = await until(
+        lambda: _counts(store),
+        60,
+        f"all {TOTAL} consumed (stored, consumed)",
+        accept=lambda counts: counts[1] >= TOTAL,
+        interval=0.2,
+    )
     assert counts == (TOTAL, TOTAL)
     assert await bus.dead_letters(PERSIST_QUEUE) == []
 

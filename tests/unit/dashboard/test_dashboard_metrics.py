@@ -11,7 +11,15 @@ from stalwart.dashboard.labels import OTHER
 from stalwart.dashboard.metrics import DashboardMetrics
 from stalwart.dashboard.models import Availability, Instance
 from stalwart.envelope import DeliveryState, Envelope, Transition, utcnow
-from stalwart.events import WatchdogEvent, WatchdogKind, event_envelope
+from stalwart.events import (
+    HaKind,
+    IntegrityEvent,
+    IntegrityKind,
+    LeaseEvent,
+    WatchdogEvent,
+    WatchdogKind,
+    event_envelope,
+)
 from stalwart.messages import LifecycleBatch
 from stalwart.service import TokenAuthority
 
@@ -157,3 +165,23 @@ def test_watchdog_events_signed_with_its_token_are_verified() -> None:
     assert not metrics.events.unverified("watchdog@eu/1")
     assert metrics.events.unverified("watchdog@eu/2")
     assert _series(metrics, "stalwart_watchdog_restarts_total")[(("program", "pipeline"),)] == 2
+
+
+def test_ha_and_integrity_events_are_counted_but_not_judged_until_their_parts_sign() -> None:
+    # Given a key, and HA and integrity events with no token (their publishers do not
+    # sign yet: judging them would mark every HA and integrity sender unverified)
+    metrics = DashboardMetrics(TokenAuthority(SecuritySettings(secret=SECRET)))
+    lease = LeaseEvent(event=HaKind.ACQUIRED, role="scheduler", holder="ha@eu/1")
+    checked = IntegrityEvent(event=IntegrityKind.VERIFIED, site="eu", name="ous-1")
+    # When the live feed sees them
+    metrics.events.observe(event_envelope(lease, "ha@eu/1"))
+    metrics.events.observe(event_envelope(checked, "integrity@eu/1"))
+    # Then they count in their own series, and neither sender nor family is marked
+    assert _series(metrics, "stalwart_ha_leader_changes_total")[(("role", "scheduler"),)] == 1
+    assert _series(metrics, "stalwart_integrity_events_total")[(("event", "verified"),)] == 1
+    assert not metrics.events.unverified("ha@eu/1")
+    assert not metrics.events.unverified("integrity@eu/1")
+    families = {
+        dict(k)["family"] for k in _series(metrics, "stalwart_unauthenticated_messages_total")
+    }
+    assert families == {"heartbeat", "lifecycle", "watchdog"}

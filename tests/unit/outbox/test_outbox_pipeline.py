@@ -119,3 +119,24 @@ async def test_a_failed_confirm_sends_the_unconfirmed_rows_again_in_order(
     assert broker.received[len(ids) : len(ids) + 10] == ids[20:30]
     # And when that confirm failed, its rows and all after them were still spooled
     assert broker.spooled_at_failure and broker.spooled_at_failure[0] >= 40
+
+
+def test_appends_wait_for_the_disk_and_removals_do_not(tmp_path: Path) -> None:
+    # Given a spool at full durability, its connection's setting read after each write
+    spool = Spool(tmp_path / "outbox.db", bus=destination(URL))
+
+    def setting() -> str:
+        return {1: "NORMAL", 2: "FULL"}[spool._db.execute("PRAGMA synchronous").fetchone()[0]]
+
+    try:
+        # When rows are appended, forwarded rows removed, and rows appended again
+        spool.append([("a", "jobs.run", b"{}")])
+        after_append = setting()
+        [row] = spool.head(10)
+        spool.remove_range(row.seq, row.seq)
+        after_removal = setting()
+        spool.append([("b", "jobs.run", b"{}")])
+        # Then every append is fsynced, a removal (only ever re-sends if undone) is not
+        assert (after_append, after_removal, setting()) == ("FULL", "NORMAL", "FULL")
+    finally:
+        spool.close()

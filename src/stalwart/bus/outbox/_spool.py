@@ -1,4 +1,4 @@
-"""The outbox's durable local spool: one SQLite file, fsynced on every write.
+"""The outbox's durable local spool: one SQLite file, fsynced on every append.
 
 Rows are encoded envelopes in arrival order, each with the bus it was meant
 for (``bus``: the URL without its password; an embedded bus by absolute
@@ -9,6 +9,12 @@ older stalwart, which did not record their bus, have ``bus`` NULL and stay
 until an operator adopts them (``stalwart outbox flush --adopt``). A short
 forwarder lease per bus makes sure only one process drains a bus's rows at
 a time, so they are forwarded in order.
+
+Only appends (and adoptions) wait for the disk. Removing forwarded rows is
+committed without an fsync (``synchronous=NORMAL`` in WAL, as the embedded
+bus commits acks): a power loss can only undo the last commits, so at worst
+rows already forwarded come back and are sent again (at least once); it
+never undoes an append that a later fsync covered, and loses no message.
 """
 
 from __future__ import annotations
@@ -97,6 +103,8 @@ class Spool:
         self.path = str(path)
         self.bus = bus
         self._lock = threading.Lock()
+        self._durable = durability == "full"  # appends fsynced (synchronous=FULL)
+        self._synced = self._durable  # what synchronous is set to now: FULL (True) or NORMAL
         # Reads have a connection of their own (WAL lets it read while a write commits),
         # so a drain's next rows never wait behind the last removal's fsync.
         self._reader: sqlite3.Connection | None = None
@@ -143,6 +151,7 @@ class Spool:
         now = time.time()
         with self._lock:
             try:
+                self._sync(self._durable)
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany(
                     "INSERT INTO outbox (id, topic, spooled_at, data, bus) VALUES (?, ?, ?, ?, ?)",
@@ -175,19 +184,28 @@ class Spool:
     def adopt(self) -> int:
         """Give the rows whose bus was never recorded to this spool's bus; how many."""
         with self._lock:
+            self._sync(self._durable)
             self._db.execute("BEGIN IMMEDIATE")
             moved = self._db.execute("UPDATE outbox SET bus = ? WHERE bus IS NULL", (self.bus,))
             self._db.execute("COMMIT")
             return moved.rowcount
 
     def remove_range(self, first: int, last: int) -> None:
-        """Remove this bus's rows from ``first`` to ``last`` (a forwarded batch) at once."""
+        """Remove this bus's rows from ``first`` to ``last`` (forwarded) at once, without
+        waiting for the disk (see the module's docstring)."""
         with self._lock:
+            self._sync(False)
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 "DELETE FROM outbox WHERE bus IS ? AND seq BETWEEN ? AND ?", (self.bus, first, last)
             )
             self._db.execute("COMMIT")
+
+    def _sync(self, durable: bool) -> None:
+        """Make the next commits fsynced (``durable``) or not; call holding the lock."""
+        if durable != self._synced:
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._synced = durable
 
     def quarantine(self, seq: int, error: str) -> None:
         """Move row ``seq`` out of the forwarding order into ``quarantine``, with why."""

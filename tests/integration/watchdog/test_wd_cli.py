@@ -16,6 +16,7 @@ from wd_support import wait_for_path
 
 from stalwart.store.engine import open_engine
 from stalwart.watchdog import ProgramState, program_states
+from waiting import until
 
 STALWART = str(Path(sys.executable).with_name("stalwart"))
 
@@ -45,15 +46,6 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
-
-
-async def _until(check: object, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():  # type: ignore[operator]
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 async def _states(url: str) -> list[ProgramState]:
@@ -88,14 +80,16 @@ async def test_kill_9_of_the_watchdog_leaves_no_orphans(tmp_path: Path) -> None:
     )
     try:
         await wait_for_path(pids, timeout=20.0)
-        await _until(lambda: len(pids.read_text().split()) == 2, 5.0)
+        await until(lambda: pids.read_text().split(), 5.0, "two pids", accept=lambda p: len(p) == 2)
         program_pid, grandchild_pid = (int(p) for p in pids.read_text().split())
         assert not _gone(program_pid) and not _gone(grandchild_pid)
         # When the watchdog is killed with SIGKILL (no chance to clean up)
         watchdog.kill()
         await asyncio.wait_for(watchdog.wait(), timeout=10)
         # Then neither the program nor its child outlives it
-        await _until(lambda: _gone(program_pid) and _gone(grandchild_pid), 5.0)
+        await until(
+            lambda: _gone(program_pid) and _gone(grandchild_pid), 5.0, "both processes gone"
+        )
     finally:
         if watchdog.returncode is None:
             watchdog.kill()
@@ -122,17 +116,13 @@ async def test_cli_supervises_records_states_and_stops_cleanly(tmp_path: Path) -
     watchdog = await asyncio.create_subprocess_exec(STALWART, "watchdog", "-c", str(config))
     try:
         # When it has run for a moment
-        async def healthy() -> list[ProgramState]:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 30.0
-            while loop.time() < deadline:
-                states = await _states(store_url)
-                if states and states[0].last_event == "healthy":
-                    return states
-                await asyncio.sleep(0.2)
-            raise AssertionError(f"never healthy: {await _states(store_url)}")
-
-        states = await healthy()
+        states = await until(
+            lambda: _states(store_url),
+            30.0,
+            "the program to be healthy",
+            accept=lambda states: states and states[0].last_event == "healthy",
+            interval=0.2,
+        )
         # Then the store shows it running and healthy, and `watchdog status` prints it
         assert states[0].program == "beater"
         assert states[0].state == "running"

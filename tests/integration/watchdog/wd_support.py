@@ -11,6 +11,7 @@ from typing import Any
 
 from stalwart.events import WatchdogEvent
 from stalwart.watchdog import ProgramSettings
+from waiting import until
 
 PY = sys.executable
 
@@ -20,11 +21,9 @@ class Recorder:
 
     def __init__(self) -> None:
         self.events: list[WatchdogEvent] = []
-        self._changed = asyncio.Event()
 
     def __call__(self, event: WatchdogEvent) -> None:
         self.events.append(event)
-        self._changed.set()
 
     def of(self, kind: str, program: str | None = None) -> list[WatchdogEvent]:
         return [
@@ -34,21 +33,14 @@ class Recorder:
     async def wait(
         self, predicate: Callable[[WatchdogEvent], bool], timeout: float = 10.0
     ) -> WatchdogEvent:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            for event in self.events:
-                if predicate(event):
-                    return event
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                seen = [(e.event.value, e.program, e.instance, e.reason) for e in self.events]
-                raise AssertionError(f"no matching event within {timeout} s; saw {seen}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.5))
-            except TimeoutError:
-                continue
+        seen = await until(
+            lambda: list(self.events),
+            timeout,
+            "a matching watchdog event",
+            accept=lambda events: any(map(predicate, events)),
+            interval=0.02,
+        )
+        return next(event for event in seen if predicate(event))
 
     async def wait_kind(
         self, kind: str, program: str | None = None, count: int = 1, timeout: float = 10.0
@@ -71,12 +63,7 @@ def beat(progress=None):
 
 async def wait_for_path(path: Path, timeout: float = 10.0) -> None:
     """Poll for a file a child process creates (its way of saying it is ready)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await asyncio.to_thread(path.exists):
-        if loop.time() > deadline:
-            raise AssertionError(f"{path} did not appear within {timeout} s")
-        await asyncio.sleep(0.02)
+    await until(lambda: asyncio.to_thread(path.exists), timeout, f"{path} to appear", interval=0.02)
 
 
 def script(tmp_path: Path, name: str, body: str) -> list[str]:

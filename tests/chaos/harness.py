@@ -3,7 +3,7 @@
 :class:`System` writes one ``stalwart.toml`` and starts, as separate
 processes: the persistence subscriber (``stalwart store persist``), consumers of the
 effects service (``stalwart run effects_app:svc``, or HA replicas with
-``python -m stalwart.ha``) and producers (``producer.py``). Each process has
+``stalwart run --ha``) and producers (``producer.py``). Each process has
 its own home (its own outbox). ``close()`` kills whatever is still running.
 
 :func:`count` reads the store and the effects table into :class:`Counts`.
@@ -27,7 +27,6 @@ from sqlalchemy import func, select, text
 from stalwart.bus import open_transport
 from stalwart.config import Settings, load_settings
 from stalwart.ha import status
-from stalwart.ha.replicas import SETTINGS_ENV
 from stalwart.store.engine import make_engine
 from stalwart.store.schema import deliveries
 
@@ -308,11 +307,9 @@ class System:
 
     def replica(self) -> int:
         """An HA replica of the effects service (one is active, the others stand by)."""
-        name = f"replica-{len(self.procs)}"
-        env = self._env(name)
-        settings = load_settings(self.config, env={"STALWART_HOME": env["STALWART_HOME"]})
-        env[SETTINGS_ENV] = settings.model_dump_json()
-        return self.spawn(name, [sys.executable, "-m", "stalwart.ha", "effects_app:svc"], env)
+        return self.spawn(
+            f"replica-{len(self.procs)}", [STALWART, "run", "--ha", "effects_app:svc"]
+        )
 
     async def leader(self) -> int | None:
         """The pid of the replica holding the service's role now, if any."""

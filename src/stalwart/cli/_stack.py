@@ -54,7 +54,7 @@ def _demo_programs() -> list[ProgramSettings]:
     programs = [
         _program(
             "dispatcher",
-            [_PY, "-m", "stalwart", "run", "--ha", "--replicas", "1", f"{_DEMO}:dispatcher"],
+            [_PY, "-m", "stalwart", "run", "--ha", f"{_DEMO}:dispatcher"],
             replicas=2,
         ),
         _service("calibration", f"{_DEMO}:calibration", demo.calibration.name),

@@ -1,4 +1,4 @@
-"""``stalwart run``: serve a service, as competing instances or as an HA group."""
+"""``stalwart run``: serve a service, as competing instances or as one HA replica."""
 
 from __future__ import annotations
 
@@ -23,21 +23,22 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_service(
         target: Annotated[str, typer.Argument(help="MODULE:SERVICE, e.g. mypkg.qa:service")],
-        replicas: Annotated[
-            int | None,
+        instances: Annotated[
+            int,
             typer.Option(
-                "--replicas",
                 "--instances",
                 "-n",
                 min=1,
                 max=1000,
-                help="Instances (default 1; with --ha, [ha] replicas).",
+                help="Instances competing for the queue in this process.",
             ),
-        ] = None,
+        ] = 1,
         ha: Annotated[
             bool,
             typer.Option(
-                "--ha", help="One active replica, the others on standby; failover from checkpoints."
+                "--ha",
+                help="Run as one HA replica: active while it holds the service's lease, "
+                "standby otherwise; failover from checkpoints.",
             ),
         ] = False,
         config: ConfigOption = None,
@@ -45,12 +46,19 @@ def register(app: typer.Typer) -> None:
         """Run a service until SIGTERM/SIGINT, then stop gracefully.
 
         Without --ha, N instances compete for the service's queue in this process.
-        With --ha, N replicas run as child processes, one active holding the lease.
+        With --ha, this process is one replica: run it two or more times (a watchdog
+        program with replicas = 2, or systemd units) and one is active at a time.
 
-        Example: stalwart run stalwart.demo.services:dispatcher --replicas 2 --ha
+        Example: stalwart run stalwart.demo.services:qa --instances 4
         """
+        if ha and instances != 1:
+            raise typer.BadParameter(
+                "an HA replica is one process: drop --instances and run the command once "
+                "per replica (a watchdog program with replicas = N does that)",
+                param_hint="--instances",
+            )
         settings = settings_from(config)
         if ha:
-            run(run_ha(target, settings, replicas))
+            run(run_ha(target, settings))
         else:
-            run(_serve(load_service(target), replicas or 1, settings))
+            run(_serve(load_service(target), instances, settings))

@@ -2,7 +2,7 @@
 
 Public face: :class:`Lease` and :func:`fenced_write` (leader election timed by
 the database's clock), :func:`save_checkpoint` / :func:`latest_checkpoint`,
-:class:`HaReplica` and :func:`run_ha` (N replicas of a service, one active),
+:class:`HaReplica` and :func:`run_ha` (one replica of a service per process),
 :class:`HealthMonitors` (critical services: repair, then fail over), and
 :func:`status` for the dashboard's HA panel.
 """
@@ -12,14 +12,13 @@ from stalwart.ha.config import HaSettings, MonitorSettings
 from stalwart.ha.health import HealthMonitors, HealthState, Monitor
 from stalwart.ha.keeper import LeaseChange, LeaseKeeper
 from stalwart.ha.lease import Lease, fenced_write, request_step_down
-from stalwart.ha.replicas import HaRunner, run_ha
+from stalwart.ha.replicas import run_ha
 from stalwart.ha.runner import HaReplica, checkpoint, current_replica, fenced, restored_state
 from stalwart.ha.status import HaStatus, ReplicaStatus, active_url, status
 
 __all__ = [
     "Checkpoint",
     "HaReplica",
-    "HaRunner",
     "HaSettings",
     "HaStatus",
     "HealthMonitors",

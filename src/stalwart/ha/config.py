@@ -50,7 +50,6 @@ class HaSettings(_Strict):
     lease: float = Field(default=5.0, gt=0, description="lease time in seconds")
     renew_every: float | None = Field(default=None, gt=0)
     poll: float | None = Field(default=None, gt=0)
-    replicas: int = Field(default=2, ge=1)
     checkpoint_keep: int = Field(default=10, ge=1)
     store_url: StoreUrl | None = None
     monitors: list[MonitorSettings] = []

@@ -16,31 +16,34 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.bus import Transport, open_transport
-from stalwart.config import Settings
+from stalwart.config import Settings, load_settings
 from stalwart.envelope import Envelope
 from stalwart.ha import status
-from stalwart.ha.replicas import SETTINGS_ENV
 from waiting import until
 
 HERE = Path(__file__).parent
 
 
-def make_settings(bus_url: str, store_url: str, lease: float) -> Settings:
-    return Settings.model_validate(
-        {
-            "bus": {"url": bus_url, "lease": 2.0, "retry_initial": 0.1, "retry_max": 0.5},
-            "store": {"url": store_url},
-            "ha": {"lease": lease},
-            "log_level": "WARNING",
-        }
+def write_config(directory: Path, bus_url: str, store_url: str, lease: float) -> Path:
+    """The replicas' config file: processes started as an operator would start them."""
+    path = directory / "stalwart.toml"
+    path.write_text(
+        f'log_level = "WARNING"\n[bus]\nurl = "{bus_url}"\nlease = 2.0\n'
+        f'retry_initial = 0.1\nretry_max = 0.5\n[store]\nurl = "{store_url}"\n'
+        f"[ha]\nlease = {lease}\n"
     )
+    return path
+
+
+def make_settings(directory: Path, bus_url: str, store_url: str, lease: float) -> Settings:
+    return load_settings(write_config(directory, bus_url, store_url, lease))
 
 
 class Replicas:
-    """Spawns ``python -m stalwart.ha ha_app:svc`` processes; kills them all at the end."""
+    """Spawns ``stalwart run --ha ha_app:svc`` processes; kills them all at the end."""
 
-    def __init__(self, settings: Settings, name: str, workdir: Path, **env: str) -> None:
-        self.settings = settings
+    def __init__(self, config: Path, name: str, workdir: Path, **env: str) -> None:
+        self.config = config
         self.name = name
         self.role = f"service.{name}"
         self.workdir = workdir
@@ -50,13 +53,12 @@ class Replicas:
     def spawn(self) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env.update(self.env)
-        env[SETTINGS_ENV] = self.settings.model_dump_json()
         env["HA_APP_NAME"] = self.name
         env["HA_APP_DIR"] = str(self.workdir)
         env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
         log = (self.workdir / f"replica-{len(self.procs)}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "stalwart.ha", "ha_app:svc"],
+            [sys.executable, "-m", "stalwart", "run", "--ha", "ha_app:svc", "-c", str(self.config)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

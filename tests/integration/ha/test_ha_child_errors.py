@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from stalwart.config import Settings
-from stalwart.ha.replicas import SETTINGS_ENV
+DISPATCHER = "stalwart.demo.services:dispatcher"
 
 
 def test_an_unreachable_store_is_one_line_without_the_password(tmp_path: Path) -> None:
     # Given a replica whose store (and bus) are a port nobody listens on
-    settings = Settings.model_validate(
-        {
-            "home": str(tmp_path),
-            "bus": {"url": "amqp://ops:s3cret-bus@127.0.0.1:1/", "outbox": f"{tmp_path}/o.db"},
-            "store": {"url": "postgresql://ops:s3cret-store@127.0.0.1:1/db"},
-        }
+    config = tmp_path / "stalwart.toml"
+    config.write_text(
+        f'home = "{tmp_path}"\n'
+        f'[bus]\nurl = "amqp://ops:s3cret-bus@127.0.0.1:1/"\noutbox = "{tmp_path}/o.db"\n'
+        '[store]\nurl = "postgresql://ops:s3cret-store@127.0.0.1:1/db"\n'
     )
-    env = {**os.environ, SETTINGS_ENV: settings.model_dump_json()}
     # When it has tried for a while and is then stopped
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stalwart.ha", "stalwart.demo.services:dispatcher"],
-        env=env,
+        [sys.executable, "-m", "stalwart", "run", "--ha", "-c", str(config), DISPATCHER],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -19,9 +19,9 @@ from ha_replicas import (
     Replicas,
     effects,
     live_holder,
-    make_settings,
     pause_outside_writes,
     publisher,
+    write_config,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -50,7 +50,7 @@ async def test_kill_9_fails_over_within_lease_plus_one_second(
 ) -> None:
     bus_url = f"sqlite:///{tmp_path}/bus.db"
     name = f"ha-kill-{unique}"
-    replicas = Replicas(make_settings(bus_url, store_url, LEASE), name, tmp_path)
+    replicas = Replicas(write_config(tmp_path, bus_url, store_url, LEASE), name, tmp_path)
     total = 40
     try:
         # Given two replicas, one of them active
@@ -107,8 +107,8 @@ async def test_sigstop_past_the_lease_then_sigcont_is_fenced_out(
 ) -> None:
     bus_url = f"sqlite:///{tmp_path}/bus.db"
     name = f"ha-stop-{unique}"
-    settings = make_settings(bus_url, store_url, LEASE)
-    replicas = Replicas(settings, name, tmp_path, HA_APP_DELAY="1.0")
+    config = write_config(tmp_path, bus_url, store_url, LEASE)
+    replicas = Replicas(config, name, tmp_path, HA_APP_DELAY="1.0")
     try:
         # Given an active replica in the middle of a slow handler, and a standby
         replicas.spawn()

@@ -1,4 +1,4 @@
-"""HA replicas in one process and under run_ha's supervisor, on the embedded bus."""
+"""HA replicas in one process, as watchdog programs and by `stalwart run --ha`."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ha_replicas import HERE, drain, effects, live_holder, make_settings, publisher
+from ha_replicas import HERE, drain, effects, live_holder, make_settings, publisher, write_config
 
 from stalwart.bus import QueueSpec
 from stalwart.envelope import Envelope
 from stalwart.errors import FencedOut, StalwartError
-from stalwart.ha import HaReplica, checkpoint, restored_state, run_ha, status
+from stalwart.ha import HaReplica, checkpoint, restored_state, status
 from stalwart.service import Context, Service
 from stalwart.store.engine import open_engine
+from stalwart.watchdog import ProgramSettings, Watchdog, WatchdogSettings
 from waiting import until
 
 
@@ -35,7 +36,7 @@ def _counter(name: str) -> Service:
 
 async def test_step_down_hands_over_with_the_checkpoint(tmp_path: Path, unique: str) -> None:
     bus_url = f"sqlite:///{tmp_path}/bus.db"
-    settings = make_settings(bus_url, f"sqlite:///{tmp_path}/store.db", 1.0)
+    settings = make_settings(tmp_path, bus_url, f"sqlite:///{tmp_path}/store.db", 1.0)
     name = f"count-{unique}"
     svc = _counter(name)
     a, b = HaReplica(svc, settings), HaReplica(svc, settings)
@@ -105,27 +106,32 @@ def test_checkpoint_outside_a_replica_explains_itself() -> None:
 
 
 @pytest.mark.slow
-async def test_run_ha_supervises_replica_processes(
-    tmp_path: Path, unique: str, monkeypatch: pytest.MonkeyPatch
+async def test_the_watchdog_keeps_ha_replicas_and_a_standby_takes_over(
+    tmp_path: Path, unique: str
 ) -> None:
     bus_url = f"sqlite:///{tmp_path}/bus.db"
     store_url = f"sqlite:///{tmp_path}/store.db"
     name = f"ha-run-{unique}"
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("HA_APP_NAME", name)
-    monkeypatch.setenv("HA_APP_DIR", str(tmp_path))
-    monkeypatch.syspath_prepend(str(HERE))
-    settings = make_settings(bus_url, store_url, 1.0)
+    config = write_config(tmp_path, bus_url, store_url, 1.0)
+    command = [sys.executable, "-m", "stalwart", "run", "--ha", "ha_app:svc", "-c", str(config)]
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        "HA_APP_NAME": name,
+        "HA_APP_DIR": str(tmp_path),
+    }
+    # Given two HA replicas run as one watchdog program, as the demo and deploy.md run them
+    program = ProgramSettings(
+        name="replicas", command=command, env=env, replicas=2, restart="always", stop_grace=5.0
+    )
+    watchdog = Watchdog(WatchdogSettings(programs=[program]), socket_path=tmp_path / "wd.sock")
+    await watchdog.start()
     engine = await open_engine(store_url)
-    stop = asyncio.Event()
-    # Given run_ha with two replicas
-    supervisor = asyncio.create_task(run_ha("ha_app:svc", settings, 2, stop=stop))
     try:
         first = await until(lambda: live_holder(engine, f"service.{name}"), 30.0, "active")
         bus = await publisher(bus_url, name)
         await bus.publish([Envelope.new("ha.app.item", {"n": n}, kind="Item") for n in range(5)])
         await bus.close()
-        # When the active child is killed
+        # When the active replica is killed
         os.kill(first[0], signal.SIGKILL)
 
         async def successor() -> Any:
@@ -134,7 +140,7 @@ async def test_run_ha_supervises_replica_processes(
 
         await until(successor, 10.0, "a successor")
 
-        # Then the work completes and the killed replica is replaced
+        # Then the work completes, and the watchdog starts a replica in the killed one's place
         async def all_done() -> bool:
             return len(await effects(engine)) == 5
 
@@ -145,9 +151,7 @@ async def test_run_ha_supervises_replica_processes(
 
         await until(replaced, 30.0, "the killed replica to be restarted")
     finally:
-        # And stopping run_ha stops every child
-        stop.set()
-        await asyncio.wait_for(supervisor, 30.0)
+        await asyncio.wait_for(watchdog.close(), 30.0)
         await engine.dispose()
     assert sorted(n for _, n, _ in await effects(engine)) == list(range(5))
 
@@ -202,7 +206,7 @@ async def test_ha_monitor_command_repairs_and_stops_on_sigterm(tmp_path: Path) -
 
 @pytest.mark.slow
 async def test_stalwart_run_ha_serves_and_stops_gracefully(tmp_path: Path, unique: str) -> None:
-    # Given `stalwart run --replicas 2 --ha` on a config file
+    # Given `stalwart run --ha` (one replica) on a config file
     bus_url = f"sqlite:///{tmp_path}/bus.db"
     store_url = f"sqlite:///{tmp_path}/store.db"
     name = f"ha-cli-{unique}"
@@ -222,8 +226,6 @@ async def test_stalwart_run_ha_serves_and_stops_gracefully(tmp_path: Path, uniqu
         cli,
         "run",
         "ha_app:svc",
-        "--replicas",
-        "2",
         "--ha",
         "-c",
         str(config),
@@ -245,7 +247,7 @@ async def test_stalwart_run_ha_serves_and_stops_gracefully(tmp_path: Path, uniqu
 
         # Then the active replica processes them
         await until(all_done, 30.0, "every effect")
-        # And SIGTERM stops every replica, which releases the role
+        # And SIGTERM stops the replica, which releases the role
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.wait_for(proc.communicate(), 30.0)
         assert proc.returncode == 0, out.decode()

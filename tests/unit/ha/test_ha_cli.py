@@ -106,3 +106,14 @@ def test_status_reads_at_80_columns(tmp_path: Path) -> None:
     lines = result.output.splitlines()
     assert max(len(line) for line in lines) <= 80
     assert any("service.archive-replication.eu" in line and "held" in line for line in lines)
+
+
+def test_run_ha_with_several_instances_says_how_to_run_replicas() -> None:
+    # Given `stalwart run --ha` asked for two instances in one process
+    result = runner.invoke(
+        build_app(), ["run", "--ha", "--instances", "2", "stalwart.demo.services:dispatcher"]
+    )
+    # Then it refuses, and says that replicas are processes started by a supervisor
+    assert result.exit_code == 2
+    assert "an HA replica is one process" in result.output
+    assert "replicas = N" in result.output

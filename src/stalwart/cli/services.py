@@ -9,7 +9,6 @@ import typer
 
 from stalwart.cli._common import ConfigOption, run, settings_from
 from stalwart.config import Settings
-from stalwart.ha import run_ha
 from stalwart.service import Service, load_service, serve_many
 
 __all__ = ["register"]
@@ -59,6 +58,8 @@ def register(app: typer.Typer) -> None:
             )
         settings = settings_from(config)
         if ha:
+            from stalwart.ha import run_ha  # leases and checkpoints: only an HA replica needs them
+
             run(run_ha(target, settings))
         else:
             run(_serve(load_service(target), instances, settings))

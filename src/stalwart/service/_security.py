@@ -11,8 +11,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import jwt
-
 from stalwart.config import SecuritySettings
 from stalwart.errors import ConfigError, NotAuthorised
 
@@ -59,6 +57,8 @@ class TokenAuthority:
                 "no signing key: set [security] secret (HS256; or STALWART_JWT_SECRET) "
                 "or private_key_file (RS256)"
             )
+        import jwt  # PyJWT loads cryptography: only a process that signs or checks pays for it
+
         now = int(time.time())
         claims = {
             "sub": subject,
@@ -76,6 +76,8 @@ class TokenAuthority:
             raise NotAuthorised(f"missing token; roles {sorted(needed)} required")
         if self._verify_key is None:
             raise NotAuthorised("this service cannot verify tokens: no key in [security]")
+        import jwt
+
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,

@@ -106,20 +106,31 @@ _WARNINGS = _Warnings()
 
 
 async def _time_probe(client: httpx.AsyncClient, probe: Probe, reps: int) -> list[float]:
-    """Seconds per request, the first (statements prepared, pools filled) first."""
+    """Seconds per request, the first (statements prepared, pools filled) first.
+
+    A 503 (the shared PostgreSQL restarted under the pool, say) is logged and that
+    request made again after a pause, up to three times; any other status stops.
+    """
     _WARNINGS.current = probe.label
-    out = []
-    for _ in range(reps + 1):
+    out: list[float] = []
+    retries = 3
+    while len(out) < reps + 1:
         if probe.prepare is not None:
             await probe.prepare(client)
         started = time.perf_counter()
         response = await probe.send(client)
-        out.append(time.perf_counter() - started)
-        if response.status_code not in probe.ok:
+        elapsed = time.perf_counter() - started
+        if response.status_code in probe.ok:
+            out.append(elapsed)
+            continue
+        if response.status_code != 503 or not retries:
             raise RuntimeError(
                 f"{probe.label}: {probe.method} answered {response.status_code}, expected "
                 f"{sorted(probe.ok)}: {response.text[:300]}"
             )
+        retries -= 1
+        logging.getLogger("stalwart.bench").warning("%s: 503, again", probe.label)
+        await asyncio.sleep(2.0)
     return out
 
 

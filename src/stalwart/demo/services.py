@@ -10,9 +10,11 @@ process: ``stalwart run stalwart.demo.services:qa``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stalwart.demo.models import (
     SITES,
@@ -24,9 +26,6 @@ from stalwart.demo.models import (
     UnitReady,
     UnitState,
 )
-from stalwart.integrity.ops import Recorder, ingest
-from stalwart.integrity.service import TransferReply, TransferRequest, build_service, transfer_topic
-from stalwart.integrity.shared import shared_catalog
 from stalwart.service import Context, Retry, Service
 
 __all__ = [
@@ -136,6 +135,10 @@ async def deliver(ctx: Context, result: ProcessResult) -> None:
     """Ingest the products with integrity manifests at their site, replicate them to
     every other site with verified transfers, and mark the unit delivered once every
     replica is verified."""
+    from stalwart.integrity.ops import Recorder, ingest
+    from stalwart.integrity.service import TransferReply, TransferRequest, transfer_topic
+    from stalwart.integrity.shared import shared_catalog
+
     await _state(ctx, result.ous, UnitState.DELIVERY_IN_PROGRESS, result.site)
     archive = Path(ctx.settings.home) / "demo" / "archive"
     catalog = await shared_catalog(ctx.settings.store.url)
@@ -196,15 +199,45 @@ def _tracker() -> Service:
 tracker = _tracker()
 
 
-transfers = {site: build_service(site) for site in SITES}
-transfer_jao, transfer_eu, transfer_na, transfer_ea = (transfers[s] for s in SITES)
+if TYPE_CHECKING:  # built on first use, by __getattr__ below
+    transfers: dict[str, Service]
+    transfer_jao: Service
+    transfer_eu: Service
+    transfer_na: Service
+    transfer_ea: Service
+    ALL: tuple[Service, ...]
 
-ALL: tuple[Service, ...] = (
-    dispatcher,
-    *pipelines.values(),
-    calibration,
-    qa,
-    delivery,
-    *transfers.values(),
-    tracker,
-)
+
+@functools.cache
+def _transfers() -> dict[str, Service]:
+    """Each site's transfer service. They bring the integrity part (catalog tables,
+    erasure codes, remote channels), so they are built when first asked for and a
+    process running another demo service does not load it."""
+    from stalwart.integrity.service import build_service
+
+    return {site: build_service(site) for site in SITES}
+
+
+@functools.cache
+def _all() -> tuple[Service, ...]:
+    return (
+        dispatcher,
+        *pipelines.values(),
+        calibration,
+        qa,
+        delivery,
+        *_transfers().values(),
+        tracker,
+    )
+
+
+def __getattr__(name: str) -> object:
+    """``transfers``, ``transfer_<site>`` and ``ALL``, built on first access (PEP 562)."""
+    if name == "transfers":
+        return _transfers()
+    if name == "ALL":
+        return _all()
+    site = name.removeprefix("transfer_")
+    if site != name and site in SITES:
+        return _transfers()[site]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

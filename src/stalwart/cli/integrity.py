@@ -14,6 +14,7 @@ from stalwart.config import Settings
 from stalwart.integrity.scrub import ScrubOptions
 from stalwart.integrity.service import build_service
 from stalwart.integrity.settings import IntegritySettings, integrity_settings
+from stalwart.service import serve
 
 __all__ = ["register"]
 
@@ -257,4 +258,4 @@ def register(app: typer.Typer) -> None:
         """
         settings = settings_from(config)
         service = build_service(site or settings.site, concurrency=concurrency, chaos=chaos)
-        run(service.run(settings))
+        run(serve(service, settings))

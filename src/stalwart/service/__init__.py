@@ -5,7 +5,7 @@ from stalwart.service._context import Context
 from stalwart.service._control import Reject, Retry
 from stalwart.service._events import EventPublisher
 from stalwart.service._loader import load_service
-from stalwart.service._process import serve_many
+from stalwart.service._process import serve, serve_many
 from stalwart.service._runner import AckGuard, ServiceRunner
 from stalwart.service._security import TokenAuthority, parse_ttl
 from stalwart.service._service import Handler, Service
@@ -22,5 +22,6 @@ __all__ = [
     "TokenAuthority",
     "load_service",
     "parse_ttl",
+    "serve",
     "serve_many",
 ]

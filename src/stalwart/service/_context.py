@@ -4,19 +4,65 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stalwart.config import Settings
 from stalwart.envelope import Envelope
 from stalwart.messages import ReportLevel
+from stalwart.service._idempotency import Attempt
 
-if TYPE_CHECKING:
-    from stalwart.service._runner import Attempt, ServiceRunner
+__all__ = ["Context", "Runner"]
 
-__all__ = ["Context"]
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class Runner(Protocol):
+    """What a context asks of the runner that handles its message (a ServiceRunner)."""
+
+    @property
+    def service(self) -> _Named: ...
+    @property
+    def instance(self) -> str: ...
+    @property
+    def site(self) -> str: ...
+    @property
+    def settings(self) -> Settings: ...
+
+    async def publish(
+        self,
+        topic: str,
+        body: Any = None,
+        *,
+        kind: str | None = None,
+        ttl: float | None = None,
+        **fields: Any,
+    ) -> Envelope: ...
+
+    async def request(
+        self,
+        topic: str,
+        body: Any = None,
+        *,
+        kind: str | None = None,
+        timeout: float = 30.0,
+        **fields: Any,
+    ) -> Envelope: ...
+
+    async def report(
+        self, level: ReportLevel | str, text: str, refs: dict[str, str], **fields: Any
+    ) -> Envelope: ...
+
+    def store_transaction(
+        self, attempt: Attempt
+    ) -> AbstractAsyncContextManager[AsyncConnection]: ...
+
+    def add_progress(self, amount: int) -> None: ...
 
 
 class Context:
@@ -26,7 +72,7 @@ class Context:
     ``causation_id`` the incoming id, so the store can show causal chains.
     """
 
-    def __init__(self, runner: ServiceRunner, envelope: Envelope, attempt: Attempt) -> None:
+    def __init__(self, runner: Runner, envelope: Envelope, attempt: Attempt) -> None:
         self._runner = runner
         self._attempt = attempt
         self.envelope = envelope

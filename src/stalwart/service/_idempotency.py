@@ -33,7 +33,7 @@ from stalwart.errors import StalwartError, StoreUnavailable
 from stalwart.store.engine import db_now, ensure_head, make_engine
 from stalwart.store.schema import register
 
-__all__ = ["ClaimLost", "ClaimState", "Claims"]
+__all__ = ["Attempt", "ClaimLost", "ClaimState", "Claims"]
 
 _T = TypeVar("_T")
 
@@ -82,6 +82,16 @@ class Claim:
     state: ClaimState
     holder: str | None = None
     remaining: float = 0.0
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One delivery on its way through the runner: its claim on the id, if any."""
+
+    message_id: str
+    claimer: str  # the instance and a token of this attempt
+    claimed: bool = False
+    completed: bool = False
 
 
 class Claims:

@@ -41,7 +41,7 @@ from stalwart.service._batch import GroupCommit
 from stalwart.service._context import Context
 from stalwart.service._control import Reject, Retry
 from stalwart.service._heartbeat import Counters, HeartbeatSender
-from stalwart.service._idempotency import Claim, ClaimLost, Claims, ClaimState
+from stalwart.service._idempotency import Attempt, Claim, ClaimLost, Claims, ClaimState
 from stalwart.service._lifecycle import LifecycleRecorder
 from stalwart.service._security import TokenAuthority
 
@@ -78,16 +78,6 @@ class _Refused(Exception):
     def __init__(self, state: DeliveryState, reason: str, delay: float | None = None) -> None:
         super().__init__(reason)
         self.outcome = Outcome(state, reason, delay)
-
-
-@dataclass(slots=True)
-class Attempt:
-    """One delivery on its way through the runner: its claim, if any."""
-
-    message_id: str
-    claimer: str  # this instance and a token of this attempt
-    claimed: bool = False
-    completed: bool = False
 
 
 class ServiceRunner:

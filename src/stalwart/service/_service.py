@@ -11,7 +11,6 @@ from pydantic import BaseModel
 
 from stalwart.bus import QueueSpec
 from stalwart.errors import ConfigError
-from stalwart.service._process import serve
 from stalwart.topics import Pattern
 
 if TYPE_CHECKING:
@@ -128,10 +127,6 @@ class Service:
             retry_max=bus.retry_max,
             lease=self.lease or bus.lease,
         )
-
-    async def run(self, settings: Settings) -> None:
-        """Serve until SIGTERM or SIGINT, then stop gracefully (see ``ServiceRunner``)."""
-        await serve(self, settings)
 
     def __repr__(self) -> str:
         return f"Service({self.name!r}, handlers={len(self.handlers)})"

@@ -23,7 +23,7 @@ pytest.importorskip("stalwart.bus.sqlite")
 WORKER = """
 import asyncio, os, sys, time
 from stalwart.config import load_settings
-from stalwart.service import Service
+from stalwart.service import Service, serve
 
 svc = Service({name!r}, concurrency=2, heartbeat_interval=0.2, grace=5.0)
 
@@ -36,7 +36,7 @@ async def work(ctx, body):
     with open({out!r}, "a") as f:
         f.write(f"{{body['n']}}\\n")
 
-asyncio.run(svc.run(load_settings()))
+asyncio.run(serve(svc, load_settings()))
 """
 
 

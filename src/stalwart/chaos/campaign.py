@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 from stalwart.bus import open_bus
+from stalwart.chaos.broker import HubBroker
 from stalwart.chaos.checker import Checker, Limits, watchdog_events
 from stalwart.chaos.disks import SiteDisks
 from stalwart.chaos.events import Phase, Recorder
@@ -24,8 +25,10 @@ from stalwart.chaos.faults import Lab, Unavailable, injectable, make_fault
 from stalwart.chaos.journal import Entry
 from stalwart.chaos.report import Outcome, write_report
 from stalwart.chaos.schedule import FaultKind, Planned, plan
+from stalwart.chaos.sites import Sites
 from stalwart.chaos.system import LEAKER, DemoSystem, SystemSpec
 from stalwart.config import load_settings
+from stalwart.demo import services as demo_services
 from stalwart.demo.models import SITES
 from stalwart.demo.source import feed
 from stalwart.envelope import utcnow
@@ -48,10 +51,17 @@ class CampaignOptions:
     settle: float = 120.0  # seconds after the schedule for units to finish
     limits: Limits = field(default_factory=Limits)
     kinds: frozenset[FaultKind] | None = None  # None: every kind this host can inject
+    sites: bool = True  # (root) each site's programs in a namespace, the broker at the hub
 
 
-def targets_for(programs: list[str], disks: list[str]) -> dict[FaultKind, list[str]]:
-    """Where each kind can strike, given the running programs and the sites with disks."""
+def targets_for(
+    programs: list[str],
+    disks: Sequence[str],
+    sites: Sequence[str] = (),
+    broker: bool = False,
+) -> dict[FaultKind, list[str]]:
+    """Where each kind can strike, given the running programs, the sites with a disk of
+    their own, the sites with a namespace of their own, and whether there is a broker."""
     processes = [p for p in programs if p != LEAKER] + ["watchdog", "ha-leader"]
     targets = {
         FaultKind.KILL: processes,
@@ -61,58 +71,119 @@ def targets_for(programs: list[str], disks: list[str]) -> dict[FaultKind, list[s
         FaultKind.DISK_FULL: sorted(disks),
         FaultKind.CORRUPT_TRANSFER: list(SITES),
         FaultKind.TRUNCATE_TRANSFER: list(SITES),
+        FaultKind.WAN_CUT: list(sites),
+        FaultKind.BROKER_NODE_LOSS: ["broker"] if broker else [],
+        FaultKind.BROKER_PARTITION: ["broker"] if broker else [],
     }
     return {kind: found for kind, found in targets.items() if found}
 
 
-def cannot_inject(disks: SiteDisks) -> dict[str, str]:
-    """Fault kinds this host cannot inject, and why."""
+def cannot_inject(disks: SiteDisks, sites: Sites | None, why_no_sites: str) -> dict[str, str]:
+    """Fault kinds this campaign cannot inject, and why."""
     cannot = {
-        kind.value: "needs the simulated sites (network namespaces), not built yet"
+        kind.value: "not implemented yet (needs a private PostgreSQL for the store)"
         for kind in FaultKind
         if kind not in injectable()
     }
     if not disks.mounted:
         cannot[FaultKind.DISK_FULL.value] = SiteDisks.why_not() or "no site disks"
+    if sites is None:
+        for kind in (FaultKind.WAN_CUT, FaultKind.BROKER_NODE_LOSS, FaultKind.BROKER_PARTITION):
+            cannot[kind.value] = why_no_sites
     return cannot
+
+
+def effectively_once() -> frozenset[str]:
+    """The demo's services whose every handler is idempotent (claims the message id)."""
+    return frozenset(
+        service.name
+        for service in demo_services.ALL
+        if service.handlers and all(handler.idempotent for handler in service.handlers)
+    )
+
+
+class _Layout(contextlib.AsyncExitStack):
+    """The campaign's infrastructure: site disks, site namespaces with the broker at
+    their hub, the demo and its store; leaving it undoes all of it, in reverse."""
+
+    def __init__(self, options: CampaignOptions, say: Callable[[str], None]) -> None:
+        super().__init__()
+        self.options = options
+        self.say = say
+        self.disks = SiteDisks()
+        self.sites: Sites | None = None
+        self.broker: HubBroker | None = None
+        self.why_no_sites = "" if options.sites else "--no-sites: the demo runs in one namespace"
+
+    async def build(self) -> DemoSystem:
+        root = self.options.report / "run"
+        if SiteDisks.why_not() is None:
+            self.callback(self.disks.close)
+            self.disks.mount({site: root / "home" / "demo" / "archive" / site for site in SITES})
+        spec = SystemSpec(root=root)
+        if self.options.sites:
+            self.why_no_sites = Sites.why_not() or ""
+        if self.options.sites and not self.why_no_sites:
+            sites = Sites(SITES)
+            self.callback(sites.close)
+            sites.build()
+            self.sites = sites
+            if sites.distance_note:
+                self.say(sites.distance_note)
+            broker = HubBroker(sites.hub)
+            self.callback(broker.close)
+            self.say(f"starting a RabbitMQ node at the sites' hub {sites.hub}")
+            await asyncio.to_thread(broker.start)
+            self.broker = broker
+            spec = SystemSpec(
+                root=root,
+                bus_url=broker.url,
+                netns={site: sites.netns(site) for site in SITES},
+            )
+            spec.write_shim()
+        spec.write_config()
+        system = DemoSystem(spec)
+        self.push_async_callback(system.close)
+        return system
 
 
 async def run_campaign(options: CampaignOptions, say: Callable[[str], None] = print) -> Outcome:
     """Run the campaign of ``options``; write its report; return what it found."""
     began = time.monotonic()
-    spec = SystemSpec(root=options.report / "run")
-    spec.write_config()
-    disks = SiteDisks()
-    if SiteDisks.why_not() is None:
-        disks.mount({site: spec.archive(site) for site in SITES})
-    store = await Store.open(spec.store)
-    system = DemoSystem(spec)
-    try:
+    async with _Layout(options, say) as layout:
+        system = await layout.build()
+        store = await Store.open(system.spec.store)
+        layout.push_async_callback(store.close)
         system.start()
         programs = await system.wait_ready(_MIN_PROGRAMS, _READY)
         await _flowing(Checker(system.engine, utcnow()), _READY)
-        cannot = cannot_inject(disks)
+        cannot = cannot_inject(layout.disks, layout.sites, layout.why_no_sites)
         for kind, why in sorted(cannot.items()):
             say(f"cannot inject {kind}: {why}")
-        targets = targets_for(programs, list(disks.sites()))
+        sites = list(SITES) if layout.sites is not None else []
+        targets = targets_for(
+            programs, list(layout.disks.sites()), sites, layout.broker is not None
+        )
         kinds = [k for k in targets if options.kinds is None or k in options.kinds]
         schedule = plan(options.seed, options.duration, kinds, targets, gap=options.gap)
         say(f"seed {options.seed}: {len(schedule)} faults over {options.duration:.0f}s")
         since = utcnow()
         journal = [Entry(i, planned) for i, planned in enumerate(schedule)]
-        lab = Lab(system, random.Random(options.seed), frozenset(disks.sites()))
+        lab = Lab(
+            system,
+            random.Random(options.seed),
+            frozenset(layout.disks.sites()),
+            layout.sites,
+            layout.broker,
+        )
         recorder = Recorder(store)
-        async with _feeding(spec, options):
+        async with _feeding(system.spec, options):
             await _strike_all(journal, lab, recorder, options, say)
         say("schedule done; waiting for every unit to finish")
-        checker = Checker(system.engine, since, options.limits)
+        checker = Checker(system.engine, since, options.limits, effectively_once())
         await _settle(checker, options.settle)
         violations = await checker.check(journal)
         events = await watchdog_events(system.engine, since)
-    finally:
-        await system.close()
-        disks.close()
-        await store.close()
     outcome = Outcome(
         seed=options.seed,
         duration=options.duration,
@@ -171,14 +242,15 @@ async def _strike(
         await recorder.record(seed, entry.index, kind, target, Phase.SKIPPED, entry.skipped)
         say(f"[{entry.index}] {planned.label()}: skipped, {exc}")
         return
+    struck = utcnow()  # the record must be in the store within 2 s of this
     await recorder.record(seed, entry.index, kind, target, Phase.INJECTED)
-    entry.injected_at = utcnow()
+    entry.injected_at = struck
     try:
         entry.detail = await fault.inject()
         entry.restarts = fault.restarts
         say(f"[{entry.index}] {planned.label()}: {entry.detail}")
         await asyncio.sleep(planned.hold)
-    except OSError as exc:
+    except Exception as exc:  # noted in the report; the fault is still healed
         entry.detail = f"injection failed: {exc}"
         say(f"[{entry.index}] {planned.label()}: {entry.detail}")
     finally:

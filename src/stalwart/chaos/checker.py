@@ -4,33 +4,40 @@ Each check returns :class:`Violation` s; none means the invariant held:
 
 - ``final-state``: every delivery of every message ended (consumed, dead,
   expired or rejected), none left sent, received or failed-and-waiting.
-- ``no-duplicate-effect``: no service consumed one message twice, and no
-  unit was delivered more often than it was made ready.
+- ``no-duplicate-effect``: no service with idempotent handlers ran one to
+  completion twice for one message (a redelivery the runtime recognised as already processed,
+  ``consumed`` with reason ``duplicate: ...``, does not count), and no unit
+  was delivered more often than it was made ready.
 - ``replicas-byte-exact``: every replica in the integrity catalog is marked
   good and its bytes match its manifest, block by block, at its full size.
 - ``units-on-time``: every unit made ready was delivered within the deadline.
 - ``faults-recorded``: every injected fault was in the store (``sys.chaos.injected``)
   within 2 s of its injection.
+- ``kills-detected``: every program killed (SIGKILL) has the watchdog's
+  ``exited`` event for it, timed within 2 s of the kill.
 - ``restarts-accounted``: every restart by the watchdog follows a fault that
-  explains it (that program killed, stopped, leaking, slowed, or the watchdog
-  itself killed), within ``grace`` seconds of that fault's heal.
+  explains it (that program killed, stopped, leaking, slowed; its site's link
+  cut; the broker lost or cut off; the watchdog itself killed), within
+  ``grace`` seconds of that fault's heal.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.chaos.events import CHAOS_PREFIX
 from stalwart.chaos.journal import Entry
+from stalwart.chaos.schedule import FaultKind
 from stalwart.envelope import TERMINAL_STATES, utcnow
 from stalwart.integrity import verify_file
 from stalwart.integrity._schema import files, replicas
@@ -44,9 +51,11 @@ INVARIANTS: Final = (
     "replicas-byte-exact",
     "units-on-time",
     "faults-recorded",
+    "kills-detected",
     "restarts-accounted",
 )
 _DELIVERED: Final = "Delivered"
+_SEEN: Final = "duplicate:"  # the reason of a consumed redelivery whose handler did not run
 
 
 @dataclass(frozen=True)
@@ -86,10 +95,19 @@ async def watchdog_events(engine: AsyncEngine, since: datetime) -> list[dict[str
 class Checker:
     """Reads the store of one campaign started at ``since``."""
 
-    def __init__(self, engine: AsyncEngine, since: datetime, limits: Limits = Limits()) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        since: datetime,
+        limits: Limits = Limits(),
+        once: Collection[str] | None = None,
+    ) -> None:
         self.engine = engine
         self.since = since
         self.limits = limits
+        # Services whose handlers are idempotent (None: every service): only they promise
+        # one run per message; the others are at-least-once by design.
+        self.once = once
 
     async def check(self, journal: Sequence[Entry]) -> list[Violation]:
         """Every invariant, after the run."""
@@ -99,6 +117,7 @@ class Checker:
             *await self.replicas_exact(),
             *await self.units_on_time(),
             *await self.faults_recorded(journal),
+            *await self.kills_detected(journal),
             *await self.restarts_accounted(journal),
         ]
         return found
@@ -120,6 +139,9 @@ class Checker:
         twice = (
             select(transitions.c.message_id, transitions.c.service, func.count().label("n"))
             .where(transitions.c.state == "consumed")
+            # A redelivery the runtime recognised (its claim was done) ran no handler.
+            .where(or_(transitions.c.reason.is_(None), ~transitions.c.reason.startswith(_SEEN)))
+            .where(true() if self.once is None else transitions.c.service.in_(self.once))
             .group_by(transitions.c.message_id, transitions.c.service)
             .having(func.count() > 1)
         )
@@ -207,6 +229,28 @@ class Checker:
                 found.append(Violation("faults-recorded", f"{label} stored {late:.1f}s late"))
         return found
 
+    async def kills_detected(self, journal: Sequence[Entry]) -> list[Violation]:
+        within = timedelta(seconds=self.limits.record_within)
+        exits: dict[str, list[datetime]] = {}
+        for event in await watchdog_events(self.engine, self.since):
+            if event["event"] == "exited":
+                exits.setdefault(str(event["program"]), []).append(event["at"])
+        found = []
+        for entry in journal:
+            killed = entry.planned.kind is FaultKind.KILL and entry.planned.target != "watchdog"
+            if not killed or entry.injected_at is None or entry.restarts is None:
+                continue
+            start = entry.injected_at
+            if not any(start <= at <= start + within for at in exits.get(entry.restarts, ())):
+                found.append(
+                    Violation(
+                        "kills-detected",
+                        f"fault {entry.index} ({entry.planned.label()}): no `exited` event "
+                        f"for {entry.restarts} within {within.total_seconds():.0f}s",
+                    )
+                )
+        return found
+
     async def restarts_accounted(self, journal: Sequence[Entry]) -> list[Violation]:
         grace = timedelta(seconds=self.limits.restart_grace)
         found = []
@@ -225,7 +269,9 @@ class Checker:
 
 
 def _explains(entry: Entry, event: dict[str, Any], grace: timedelta) -> bool:
-    if entry.injected_at is None or entry.restarts not in ("*", event["program"]):
+    if entry.injected_at is None or entry.restarts is None:
+        return False
+    if not fnmatch.fnmatchcase(str(event["program"]), entry.restarts):
         return False
     end = (entry.healed_at or utcnow()) + grace
     at: datetime = event["at"]

@@ -6,9 +6,10 @@ campaign then records the fault in the store *before* ``inject()`` strikes,
 so that a fault that stops the store cannot hide its own record.
 ``inject()`` returns a one-line account of what it did. ``heal()`` undoes
 what ``inject()`` did and is safe to call whatever state the fault reached:
-the campaign calls it in a ``finally``. ``restarts`` names the program
-whose restarts by the watchdog the fault explains (``*``: every program,
-after the watchdog itself died).
+the campaign calls it in a ``finally``. ``restarts`` is a glob of the
+programs whose restarts by the watchdog the fault explains (``pipeline-eu``;
+``*-eu`` for a site; ``*`` for every program, after the watchdog or the
+broker was lost).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import errno
 import os
 import random
 import signal
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +29,11 @@ from typing import ClassVar, Final
 import psutil
 from sqlalchemy import select
 
+from stalwart.chaos.broker import HubBroker
 from stalwart.chaos.schedule import FaultKind, Planned
+from stalwart.chaos.sites import Sites
 from stalwart.chaos.system import LEAKER, DemoSystem
+from stalwart.dev.rabbitmq import RabbitNode
 from stalwart.integrity import Catalog, ScrubOptions, scrub_site
 from stalwart.integrity._schema import replicas
 from stalwart.integrity.ops import Recorder
@@ -49,6 +54,8 @@ class Lab:
     system: DemoSystem
     rng: random.Random
     disks: frozenset[str] = frozenset()  # sites whose archive is a disk of its own
+    sites: Sites | None = None  # the simulated sites' namespaces and links
+    broker: HubBroker | None = None  # the broker the sites reach over their links
 
 
 class Fault(ABC):
@@ -236,14 +243,18 @@ class DamagedReplica(Fault):
         site = self.planned.target
         query = (
             select(replicas.c.path)
-            .where(replicas.c.site == site, replicas.c.state.in_(("ok", "repaired")))
+            .where(
+                replicas.c.site == site,
+                replicas.c.state.in_(("ok", "repaired")),
+                replicas.c.path.startswith(f"{self.lab.system.spec.archive(site)}/"),
+            )
             .order_by(replicas.c.updated_at.desc())
             .limit(1)
         )
         async with self.lab.system.engine.connect() as conn:
             path = (await conn.execute(query)).scalar()
         if path is None:
-            raise Unavailable(f"no verified replica at {site} yet")
+            raise Unavailable(f"no verified replica transferred to {site} yet")
         self._path = Path(path)
 
     async def inject(self) -> str:
@@ -292,6 +303,71 @@ class TruncatedReplica(DamagedReplica):
     truncate = True
 
 
+class WanCut(Fault):
+    """The site's link goes down: its programs reach neither the broker nor the other
+    sites until the heal brings it up."""
+
+    kind = FaultKind.WAN_CUT
+
+    async def aim(self) -> None:
+        if self.lab.sites is None:
+            raise Unavailable("no simulated sites (network namespaces) in this campaign")
+        self.restarts = f"*-{self.planned.target}"  # heartbeats cannot get out
+
+    async def inject(self) -> str:
+        assert self.lab.sites is not None
+        self.lab.sites.cut(self.planned.target)
+        return f"link of {self.lab.sites.netns(self.planned.target)} down"
+
+    async def heal(self) -> str:
+        assert self.lab.sites is not None
+        self.lab.sites.mend(self.planned.target)
+        return "link up"
+
+
+class _BrokerFault(Fault):
+    async def aim(self) -> None:
+        if self.lab.broker is None:
+            raise Unavailable("the campaign runs on the embedded bus, not a broker")
+        self.restarts = "*"  # no heartbeat reaches the watchdog's store while it is away
+
+    @property
+    def _node(self) -> RabbitNode:
+        assert self.lab.broker is not None
+        return self.lab.broker.node
+
+
+class BrokerNodeLoss(_BrokerFault):
+    """SIGKILL of the broker's Erlang VM; the heal starts it again."""
+
+    kind = FaultKind.BROKER_NODE_LOSS
+
+    async def inject(self) -> str:
+        await asyncio.to_thread(self._node.kill)
+        return f"SIGKILL of RabbitMQ node {self._node.node}"
+
+    async def heal(self) -> str:
+        began = time.monotonic()
+        await asyncio.to_thread(self._node.start)
+        return f"node up again after {time.monotonic() - began:.1f}s"
+
+
+class BrokerPartition(_BrokerFault):
+    """The broker's address leaves the hub: no site, nor the root namespace, reaches it."""
+
+    kind = FaultKind.BROKER_PARTITION
+
+    async def inject(self) -> str:
+        assert self.lab.sites is not None
+        self.lab.sites.isolate_hub()
+        return f"{self._node.node} cut off: {self.lab.sites.hub} removed from the hub"
+
+    async def heal(self) -> str:
+        assert self.lab.sites is not None
+        self.lab.sites.restore_hub()
+        return "hub address back"
+
+
 def _with_children(pid: int) -> list[int]:
     try:
         proc = psutil.Process(pid)
@@ -313,11 +389,14 @@ _FAULTS: Final[dict[FaultKind, type[Fault]]] = {
     FaultKind.DISK_FULL: DiskFull,
     FaultKind.CORRUPT_TRANSFER: DamagedReplica,
     FaultKind.TRUNCATE_TRANSFER: TruncatedReplica,
+    FaultKind.WAN_CUT: WanCut,
+    FaultKind.BROKER_NODE_LOSS: BrokerNodeLoss,
+    FaultKind.BROKER_PARTITION: BrokerPartition,
 }
 
 
 def injectable() -> frozenset[FaultKind]:
-    """The kinds this module can inject in one namespace."""
+    """The kinds this module can inject (each still needs its target: sites, broker)."""
     return frozenset(_FAULTS)
 
 

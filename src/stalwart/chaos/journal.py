@@ -21,4 +21,4 @@ class Entry:
     detail: str = ""
     heal_detail: str = ""
     skipped: str | None = None  # why it could not strike
-    restarts: str | None = None  # the program whose watchdog restarts it explains
+    restarts: str | None = None  # the programs whose restarts it explains (a glob: *-eu)

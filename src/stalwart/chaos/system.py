@@ -14,11 +14,13 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Final
 
@@ -36,6 +38,9 @@ __all__ = ["LEAKER", "DemoSystem", "SystemSpec"]
 LEAKER: Final = "leaker"  # the program the leak fault makes grow
 _LEAK_LIMIT: Final = "96MiB"
 _HA_ROLE: Final = "service.dispatcher"
+_UP_WITH_SHIM: Final = (
+    "import sys; sys.executable = sys.argv.pop(1); from stalwart.cli import main; main()"
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class SystemSpec:
     root: Path
     bus_url: str | None = None  # default: the embedded SQLite bus in the home
     store_url: str | None = None  # default: SQLite in the home
+    netns: Mapping[str, str] = field(default_factory=dict)  # site -> its namespace
 
     @property
     def home(self) -> Path:
@@ -79,6 +85,26 @@ class SystemSpec:
         self.root.mkdir(parents=True, exist_ok=True)
         self.config.write_text(text)
 
+    @property
+    def shim(self) -> Path:
+        return self.root / "bin" / "python"
+
+    def write_shim(self) -> None:
+        """The interpreter ``stalwart up`` gives its programs: it starts each site's
+        pipeline step and transfer service in the site's namespace, the rest as is."""
+        cases = "".join(
+            f"  *services:pipeline_{site}*|*services:transfer_{site}*) "
+            f'exec ip netns exec {shlex.quote(ns)} {shlex.quote(sys.executable)} "$@" ;;\n'
+            for site, ns in self.netns.items()
+        )
+        script = (
+            f"#!/bin/sh\n# Written by stalwart chaos: programs of a site run in its namespace.\n"
+            f'case "$*" in\n{cases}esac\nexec {shlex.quote(sys.executable)} "$@"\n'
+        )
+        self.shim.parent.mkdir(parents=True, exist_ok=True)
+        self.shim.write_text(script)
+        self.shim.chmod(0o755)
+
 
 class DemoSystem:
     """One ``stalwart up --demo`` (the watchdog and its ~17 programs) and its store."""
@@ -100,10 +126,14 @@ class DemoSystem:
         self.spec.home.mkdir(parents=True, exist_ok=True)
         if self._log is None:
             self._log = open(self.spec.root / "up.log", "ab")  # noqa: SIM115 - kept open
-        command = [
-            sys.executable,
-            "-m",
-            "stalwart",
+        # With sites, `up` takes the shim for its interpreter (the stack's commands use
+        # sys.executable), so that the programs of each site start in its namespace.
+        command = (
+            [sys.executable, "-c", _UP_WITH_SHIM, str(self.spec.shim)]
+            if self.spec.netns
+            else [sys.executable, "-m", "stalwart"]
+        )
+        command += [
             "up",
             "--demo",
             "--units",

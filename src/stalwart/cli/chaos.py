@@ -14,14 +14,18 @@ from stalwart.cli._params import duration as parse_duration
 __all__ = ["campaign", "register"]
 
 
-def campaign(seed: int | None, duration: float, report: Path, interval: float) -> None:
+def campaign(
+    seed: int | None, duration: float, report: Path, interval: float, sites: bool = True
+) -> None:
     """Run one campaign, print its verdict; exit status 1 when an invariant broke."""
     from stalwart.chaos.campaign import CampaignOptions, run_campaign
 
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
     say(f"chaos campaign, seed {seed} (replay: stalwart chaos --seed {seed}); report in {report}")
-    options = CampaignOptions(seed=seed, duration=duration, report=report, interval=interval)
+    options = CampaignOptions(
+        seed=seed, duration=duration, report=report, interval=interval, sites=sites
+    )
     outcome = run(run_campaign(options, say))
     counts: dict[str, int] = {}
     for violation in outcome.violations:
@@ -52,13 +56,21 @@ def register(app: typer.Typer) -> None:
         interval: Annotated[
             float, typer.Option(min=0.1, max=60.0, help="Seconds between demo units.")
         ] = 1.0,
+        sites: Annotated[
+            bool,
+            typer.Option(
+                help="Root: run each site's programs in a network namespace of its own, "
+                "with a RabbitMQ node at the hub (WAN cut, broker loss and partition faults).",
+            ),
+        ] = True,
     ) -> None:
         """Strike the demo with a seeded fault campaign, check invariants: run the demo
         observatory in a private home, inject a schedule of faults drawn from the seed
-        (kill -9, SIGSTOP, memory leak, slow pipeline, full disk, damaged replicas),
-        heal each, then check the store's invariants and write report.md and
-        timeline.png. Exit status 0 only when no invariant broke. See docs/chaos.md.
+        (kill -9, SIGSTOP, memory leak, slow pipeline, full disk, damaged replicas,
+        WAN cut, broker loss and partition), heal each, then check the store's
+        invariants and write report.md and timeline.png. Exit status 0 only when no
+        invariant broke. See docs/chaos.md.
 
         Example: stalwart chaos --duration 3m --seed 42 --report chaos-42
         """
-        campaign(seed, duration, report, interval)
+        campaign(seed, duration, report, interval, sites)

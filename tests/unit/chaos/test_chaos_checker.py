@@ -37,12 +37,16 @@ def _delivered(ous: str) -> Envelope:
     return Envelope.new("ous.state", body, created_at=_AGO + timedelta(seconds=20))
 
 
-def _restarted(program: str) -> Envelope:
-    return Envelope.new("sys.watchdog.restarted", {"event": "restarted", "program": program})
+def _watchdog(event: str, program: str) -> Envelope:
+    return Envelope.new(f"sys.watchdog.{event}", {"event": event, "program": program})
 
 
-def _state(message: Envelope, state: DeliveryState) -> Envelope:
-    step = Transition(message_id=message.id, service="delivery", state=state)
+def _state(
+    message: Envelope, state: DeliveryState, attempt: int = 1, reason: str | None = None
+) -> Envelope:
+    step = Transition(
+        message_id=message.id, service="delivery", state=state, attempt=attempt, reason=reason
+    )
     return Envelope.new("sys.lifecycle", LifecycleBatch(transitions=[step]))
 
 
@@ -63,10 +67,12 @@ async def test_a_clean_run_breaks_nothing(store: Store) -> None:
     await store.write([unit, _delivered("uid://A1/X1/X1")])
     await store.write([_state(unit, DeliveryState.RECEIVED)])
     await store.write([_state(unit, DeliveryState.CONSUMED)])
+    seen = "duplicate: already processed"
+    await store.write([_state(unit, DeliveryState.CONSUMED, attempt=2, reason=seen)])
     kill = _kill(0, "qa")
     kill.injected_at = utcnow()
     await Recorder(store).record(1, 0, "kill", "qa", Phase.INJECTED)
-    await store.write([_restarted("qa")])
+    await store.write([_watchdog("exited", "qa"), _watchdog("restarted", "qa")])
     kill.healed_at = utcnow()
 
     assert await _violations(store, [kill]) == {}
@@ -76,7 +82,9 @@ async def test_each_planted_violation_is_found(store: Store) -> None:
     stuck, twice = _ready("uid://A1/X1/X2"), _ready("uid://A1/X1/X3")
     await store.write([stuck, twice, _delivered("uid://A1/X1/X3"), _delivered("uid://A1/X1/X3")])
     await store.write([_state(stuck, DeliveryState.RECEIVED)])
-    await store.write([_restarted("persist")])
+    await store.write([_state(twice, DeliveryState.CONSUMED)])
+    await store.write([_state(twice, DeliveryState.CONSUMED, attempt=2)])
+    await store.write([_watchdog("restarted", "persist")])
     unrecorded = _kill(0, "qa")
     unrecorded.injected_at = utcnow()
 
@@ -87,10 +95,14 @@ async def test_each_planted_violation_is_found(store: Store) -> None:
         "no-duplicate-effect",
         "units-on-time",
         "faults-recorded",
+        "kills-detected",
         "restarts-accounted",
     }
     assert any("uid://A1/X1/X2 not delivered" in d for d in found["units-on-time"])
-    assert found["no-duplicate-effect"] == ["uid://A1/X1/X3 delivered 2 times, made ready 1 times"]
+    assert sorted(found["no-duplicate-effect"]) == [
+        f"{twice.id} consumed 2 times by delivery",
+        "uid://A1/X1/X3 delivered 2 times, made ready 1 times",
+    ]
     assert "persist restarted" in found["restarts-accounted"][0]
 
 

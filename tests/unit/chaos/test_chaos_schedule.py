@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from stalwart.chaos.campaign import targets_for
+from stalwart.chaos.campaign import effectively_once, targets_for
 from stalwart.chaos.schedule import FaultKind, plan
 
 _PROGRAMS = ["delivery", "dispatcher", "leaker", "persist", "pipeline-eu", "pipeline-jao", "qa"]
 _TARGETS = {
-    **targets_for(_PROGRAMS, ["eu", "jao"]),
-    FaultKind.WAN_CUT: ["jao", "eu", "na", "ea"],
-    FaultKind.BROKER_NODE_LOSS: ["rabbit-1", "rabbit-2"],
-    FaultKind.BROKER_PARTITION: ["rabbit-1"],
+    **targets_for(_PROGRAMS, ["eu", "jao"], ["jao", "eu", "na", "ea"], broker=True),
     FaultKind.POSTGRES_RESTART: ["store"],
 }
 
@@ -41,7 +38,13 @@ def test_the_process_faults_can_strike_the_watchdog_and_the_ha_leader() -> None:
     assert "leaker" not in targets[FaultKind.STOP]
     assert targets[FaultKind.LEAK] == ["leaker"]
     assert targets[FaultKind.SLOW_PIPELINE] == ["pipeline-eu", "pipeline-jao"]
-    assert FaultKind.DISK_FULL not in targets
+    assert not {FaultKind.DISK_FULL, FaultKind.WAN_CUT, FaultKind.BROKER_NODE_LOSS} & set(targets)
+
+
+def test_the_network_faults_strike_the_sites_and_the_broker() -> None:
+    targets = targets_for(_PROGRAMS, [], ["jao", "eu"], broker=True)
+    assert targets[FaultKind.WAN_CUT] == ["jao", "eu"]
+    assert targets[FaultKind.BROKER_NODE_LOSS] == targets[FaultKind.BROKER_PARTITION] == ["broker"]
 
 
 @pytest.mark.parametrize(
@@ -56,3 +59,9 @@ def test_a_schedule_that_cannot_strike_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         plan(1, 60.0, kinds, targets)
+
+
+def test_only_idempotent_services_promise_one_run_per_message() -> None:
+    once = effectively_once()
+    assert {"dispatcher", "qa", "delivery", "transfer-eu"} <= once
+    assert not {"tracker", "calibration", "pipeline-eu"} & once

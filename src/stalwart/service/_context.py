@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol
-
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stalwart.config import Settings
 from stalwart.envelope import Envelope
 from stalwart.messages import ReportLevel
-from stalwart.service._idempotency import Attempt
+from stalwart.service._claim import Attempt
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = ["Context", "Runner"]
 

@@ -18,10 +18,8 @@ database cannot be reached; the runtime then retries the message.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -29,7 +27,8 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stalwart.config import StoreSettings
-from stalwart.errors import StalwartError, StoreUnavailable
+from stalwart.errors import StoreUnavailable
+from stalwart.service._claim import Attempt, Claim, ClaimLost, ClaimState
 from stalwart.store.engine import db_now, ensure_head, make_engine
 from stalwart.store.schema import register
 
@@ -65,33 +64,6 @@ async def _prune(engine: AsyncEngine, settings: StoreSettings) -> dict[str, int]
 
 
 register("service", _metadata, prune=_prune)
-
-
-class ClaimLost(StalwartError):
-    """The claim was taken over (its lease had expired): this run must not commit."""
-
-
-class ClaimState(enum.Enum):
-    CLAIMED = "claimed"  # this instance holds it: run the handler
-    DONE = "done"  # a run already committed: a duplicate
-    HELD = "held"  # another live instance holds it: wait
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    state: ClaimState
-    holder: str | None = None
-    remaining: float = 0.0
-
-
-@dataclass(slots=True)
-class Attempt:
-    """One delivery on its way through the runner: its claim on the id, if any."""
-
-    message_id: str
-    claimer: str  # the instance and a token of this attempt
-    claimed: bool = False
-    completed: bool = False
 
 
 class Claims:

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stalwart.backoff import Backoff
 from stalwart.bus import Delivery, QueueSpec, Transport
@@ -38,14 +37,17 @@ from stalwart.envelope import (
 from stalwart.errors import NotAuthorised, RequestTimeout, StalwartError, StoreUnavailable
 from stalwart.messages import Report, ReportLevel, report_topic
 from stalwart.service._batch import GroupCommit
+from stalwart.service._claim import Attempt, Claim, ClaimLost, ClaimState
 from stalwart.service._context import Context
 from stalwart.service._control import Reject, Retry
 from stalwart.service._heartbeat import Counters, HeartbeatSender
-from stalwart.service._idempotency import Attempt, Claim, ClaimLost, Claims, ClaimState
 from stalwart.service._lifecycle import LifecycleRecorder
 from stalwart.service._security import TokenAuthority
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from stalwart.service._idempotency import Claims
     from stalwart.service._service import Handler, Service
 
 __all__ = ["AckGuard", "Attempt", "Outcome", "ServiceRunner"]
@@ -398,9 +400,10 @@ class ServiceRunner:
             try:
                 await delivery.extend(self._spec.lease)
                 holding = attempt.claimed and not attempt.completed
-                claims = self._claims_store()
                 lease = self._spec.lease
-                if holding and not await claims.renew(attempt.message_id, attempt.claimer, lease):
+                if holding and not await self._claims_store().renew(
+                    attempt.message_id, attempt.claimer, lease
+                ):
                     _log.warning("the claim on %s was taken over", attempt.message_id)
             except StalwartError as exc:
                 _log.warning("lease renewal failed: %s", exc)
@@ -427,7 +430,11 @@ class ServiceRunner:
             await asyncio.sleep(_PRUNE_EVERY)
 
     def _claims_store(self) -> Claims:
+        """The store's claims, opened on first use: only an idempotent handler or
+        ``ctx.transaction()`` needs them, and with them SQLAlchemy."""
         if self._claims is None:
+            from stalwart.service._idempotency import Claims
+
             size = self.service.concurrency
             pool = {"pool_size": size, "max_overflow": size}
             self._claims = Claims(self.settings.store.url, self.service.name, pool=pool)

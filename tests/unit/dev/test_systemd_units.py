@@ -5,7 +5,7 @@ a unit naming an old one would fail only on the operator's host. Each unit's
 ``ExecStart`` is therefore run here with ``--help`` appended (the CLI refuses
 an unknown command or option with status 2), every unit goes through
 ``systemd-analyze verify`` where systemd is installed, and the units shown in
-the docs must be these files.
+the docs must be these files (and the environment files, deploy/systemd/*.example).
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from stalwart.config import load_settings
+
 ROOT = Path(__file__).resolve().parents[3]
 UNITS = ROOT / "deploy" / "systemd"
 INSTALLED_BIN = "/opt/stalwart/.venv/bin/"
 THIS_BIN = str(Path(sys.executable).parent) + "/"
+SHOWN_EXAMPLE = re.compile(r"```sh\n(# /etc/stalwart/.*?)```", re.S)
 SHOWN_UNIT = re.compile(r"```ini\n(# /etc/systemd/system/(\S+)\s.*?)```", re.S)
 EXAMPLE_INSTANCE = {"stalwart-integrity-serve@.service": "eu"}  # others: service.env.example
 
@@ -44,9 +47,9 @@ def _settings(unit: Path) -> dict[str, list[str]]:
     return found
 
 
-def _example_env() -> dict[str, str]:
-    """TARGET and ARGS of deploy/systemd/service.env.example."""
-    lines = (UNITS / "service.env.example").read_text().splitlines()
+def _example_env(name: str = "service.env.example") -> dict[str, str]:
+    """The variables of an environment file in deploy/systemd/ (TARGET and ARGS by default)."""
+    lines = (UNITS / name).read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
@@ -123,3 +126,27 @@ def test_units_shown_in_the_docs_are_the_files() -> None:
             assert text == (UNITS / name).read_text(), f"{doc.name} shows an old {name}"
             shown += 1
     assert shown >= 1
+
+
+def test_the_secrets_file_is_what_stalwart_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the example /etc/stalwart/stalwart.env and no stalwart.toml
+    env = _example_env("stalwart.env.example")
+    monkeypatch.chdir(tmp_path)
+    # When stalwart reads its settings with those variables
+    settings = load_settings(None, env=env)
+    # Then every one of them is taken, and the store URL is the tested multi-host one
+    assert settings.bus.url.count("amqp://stalwart:") == 3
+    assert settings.store.url == env["STALWART_STORE_URL"]
+    assert f'url = "{settings.store.url}"' in (ROOT / "docs" / "deploy.md").read_text()
+    assert settings.security.secret == env["STALWART_JWT_SECRET"]
+
+
+def test_environment_files_shown_in_the_docs_are_the_examples() -> None:
+    examples = {path.read_text().splitlines()[0]: path for path in UNITS.glob("*.example")}
+    shown = SHOWN_EXAMPLE.findall((ROOT / "docs" / "deploy.md").read_text())
+    assert len(shown) == len(examples)
+    for text in shown:
+        example = examples.get(text.splitlines()[0])
+        assert example is not None and text == example.read_text(), f"deploy.md shows {text!r}"

@@ -101,8 +101,9 @@ def _sender(sender: str, scan: bool) -> ColumnElement[bool]:
     return _prefix_range(messages.c.sender, prefix)
 
 
-def index_range(f: MessageFilter) -> ColumnElement[bool] | None:
-    """The index range that bounds a topic pattern's or a sender prefix's matches, if any.
+def index_range(f: MessageFilter) -> tuple[Any, ColumnElement[bool]] | None:
+    """The indexed column and range that bound a topic pattern's or a sender prefix's
+    matches, if any.
 
     A pattern with a literal prefix (``sys.ha.#``) matches only topics in that
     prefix's range of ``ix_messages_topic``, as ``service@site`` matches only
@@ -117,9 +118,11 @@ def index_range(f: MessageFilter) -> ColumnElement[bool] | None:
                 break
             literal_words.append(word)
         if literal_words and len(literal_words) < len(words):
-            return _prefix_range(messages.c.topic, ".".join(literal_words))
+            column = messages.c.topic
+            return column, _prefix_range(column, ".".join(literal_words))
     if f.sender and "/" not in f.sender:
-        return _prefix_range(messages.c.sender, f.sender + ("/" if "@" in f.sender else "@"))
+        column = messages.c.sender
+        return column, _prefix_range(column, f.sender + ("/" if "@" in f.sender else "@"))
     return None
 
 

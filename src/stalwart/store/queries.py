@@ -96,7 +96,7 @@ SCAN_WINDOWS: tuple[int, ...] = (2_000, 20_000)
 # read through that index (its rows sorted) instead of walking the newest
 # messages: the walk would read whole windows for nothing when few or none match
 # (a part's events, ``sys.ha.#``, on a store of pipeline traffic).
-FEW_IN_RANGE = 2_000
+FEW_IN_RANGE = 1_000
 # The same for full-text search on SQLite, whose matches are usually sparser.
 TEXT_WINDOWS: tuple[int, ...] = (2_000, 20_000, 200_000)
 
@@ -163,14 +163,17 @@ async def _scan(
 async def _few_in_range(conn: AsyncConnection, f: MessageFilter) -> bool:
     """True when ``f``'s index range holds fewer than :data:`FEW_IN_RANGE` messages.
 
-    Reads at most that many index entries, whatever the store's size.
+    Reads at most that many entries of the index, in its order (so that the
+    planner never prefers a sequential scan for a broad prefix), whatever the
+    store's size.
     """
-    bound = index_range(f)
-    if bound is None:
+    found = index_range(f)
+    if found is None:
         return False
-    first = select(messages.c.id).where(bound).limit(FEW_IN_RANGE).subquery()
-    found = await conn.scalar(select(func.count()).select_from(first))
-    return int(found or 0) < FEW_IN_RANGE
+    column, bound = found
+    first = select(column).where(bound).order_by(column).limit(FEW_IN_RANGE).subquery()
+    count = await conn.scalar(select(func.count()).select_from(first))
+    return int(count or 0) < FEW_IN_RANGE
 
 
 async def _text_scan(

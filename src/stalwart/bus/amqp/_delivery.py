@@ -6,6 +6,8 @@ once), or until the broker's ``consumer_timeout`` (30 min by default) closes
 the channel. To give the same contract as the embedded bus, a delivery not
 settled within the queue's lease is also released here (``nack`` with
 requeue) so another consumer gets it; :meth:`extend` pushes that deadline.
+The leases of a consumer run on one timer (:mod:`._leases`), and its acks
+go out in batches (:mod:`._acks`).
 A delivery given back unprocessed (:meth:`AmqpDelivery.release`, and the
 prefetched ones of a stopped consumer) is replaced by a confirmed copy at the
 same attempt, since a requeue would count as an attempt on a quorum queue.
@@ -23,7 +25,9 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
 
 from stalwart.bus._transport import QueueSpec, backoff_delay
+from stalwart.bus.amqp._acks import Acks
 from stalwart.bus.amqp._codec import decode_incoming
+from stalwart.bus.amqp._leases import Leases
 from stalwart.envelope import Envelope
 from stalwart.errors import DecodeError
 
@@ -50,12 +54,11 @@ class AmqpDelivery:
         self._error = error
         self.attempt = attempt
         self._settled = False
-        self._lease: asyncio.TimerHandle | None = None
 
     def hand_out(self) -> None:
         """Start the lease: called when the consumer yields it, not while prefetched."""
         if not self._settled:
-            self._arm(self._consumer.spec.lease)
+            self._consumer.leases.hold(self, self._consumer.spec.lease)
 
     @property
     def envelope(self) -> Envelope | None:
@@ -83,13 +86,7 @@ class AmqpDelivery:
         except ChannelInvalidStateError:  # aio-pika raises once the channel is closed
             return True
 
-    def _arm(self, seconds: float) -> None:
-        if self._lease is not None:
-            self._lease.cancel()
-        loop = asyncio.get_running_loop()
-        self._lease = loop.call_later(seconds, self._lease_expired)
-
-    def _lease_expired(self) -> None:
+    def lease_expired(self) -> None:
         if self._settled:
             return
         self._settled = True
@@ -119,16 +116,25 @@ class AmqpDelivery:
             self._settled = True
             return False
         self._settled = True
-        if self._lease is not None:
-            self._lease.cancel()
+        self._consumer.leases.drop(self)
         return True
 
     async def settle_raw(self, *, requeue: bool | None) -> None:
-        """ack (requeue None) or nack; a lost channel is logged: the broker redelivers."""
+        """ack (requeue None, sent in a batch) or nack; a lost channel is logged: the
+        broker redelivers."""
+        tag = self._message.delivery_tag
         try:
-            if requeue is None:
+            if (
+                requeue is None
+                and tag is not None
+                and self._generation == self._consumer.generation
+            ):
+                self._consumer.acks.ack(tag)
+            elif requeue is None:
                 await self._message.ack()
             else:
+                if tag is not None and self._generation == self._consumer.generation:
+                    self._consumer.acks.closed(tag)
                 await self._message.nack(requeue=requeue)
         except CONNECTION_EXCEPTIONS as exc:
             log.info(
@@ -176,7 +182,7 @@ class AmqpDelivery:
 
     async def extend(self, seconds: float) -> None:
         if not self._settled:
-            self._arm(max(seconds, 0.001))
+            self._consumer.leases.hold(self, max(seconds, 0.001))
 
 
 class Consumer:
@@ -190,6 +196,8 @@ class Consumer:
         self.inbox: asyncio.Queue[AmqpDelivery | None] = asyncio.Queue()
         self.generation = 0
         self.inflight = 0
+        self.leases: Leases[AmqpDelivery] = Leases(AmqpDelivery.lease_expired)
+        self.acks = Acks()
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
@@ -200,18 +208,24 @@ class Consumer:
         """Start consuming on a fresh channel (after connect or reconnect)."""
         self.generation += 1
         self.inflight = 0
+        self.leases.clear()
+        self.acks.reset(await channel.get_underlay_channel())
         await channel.set_qos(prefetch_count=self.prefetch)
         queue = await channel.get_queue(self.queue_name, ensure=True)
         self._channel, self._queue = channel, queue
-        self._tag = await queue.consume(self._on_message, no_ack=False)
+        # A plain function: aio-pika calls it without making a task per message
+        # (its annotation asks for a coroutine function, but it takes either).
+        self._tag = await queue.consume(self._on_message, no_ack=False)  # type: ignore[arg-type]
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    def _on_message(self, message: AbstractIncomingMessage) -> None:
         self.inflight += 1
+        if message.delivery_tag is not None:
+            self.acks.received(message.delivery_tag)
         delivery = AmqpDelivery(self, message)
         if self._retired:
-            await delivery.release()
+            self.spawn(delivery.release())
             return
-        await self.inbox.put(delivery)
+        self.inbox.put_nowait(delivery)
 
     @property
     def finished(self) -> bool:
@@ -251,8 +265,11 @@ class Consumer:
             await self.close()
 
     async def close(self) -> None:
-        """Close the channel: the broker requeues every unsettled delivery."""
+        """Send the acks made, then close the channel: the broker requeues every
+        unsettled delivery."""
+        await self.acks.flush()
         self.generation += 1
+        self.leases.clear()
         channel, self._channel = self._channel, None
         if channel is not None and not channel.is_closed:
             with contextlib.suppress(*CONNECTION_EXCEPTIONS, TimeoutError):

@@ -3,6 +3,10 @@
 The JSON body (see ``stalwart.envelope``) is authoritative; AMQP properties
 mirror some of its fields so that plain AMQP tools can route, filter and read
 them without parsing the body. Bodies that do not decode are kept raw.
+
+What the transport publishes is an :data:`Outgoing`, the body and the
+protocol's property frame, made directly: an ``aio_pika.Message`` costs
+several times more to build, on every publish, for the same bytes on the wire.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
+from aiormq import spec
 
 from stalwart.bus._transport import Encoded, within_limit
 from stalwart.bus.amqp._names import ATTEMPT_HEADER
@@ -21,6 +26,7 @@ from stalwart.envelope import Envelope, decode, encode, utcnow
 from stalwart.errors import DecodeError
 
 __all__ = [
+    "Outgoing",
     "copy_message",
     "decode_incoming",
     "encoded_message",
@@ -43,6 +49,9 @@ _BROKER_HEADERS = frozenset(
     }
 )
 
+# A message to publish: its body and its properties.
+Outgoing = tuple[bytes, spec.Basic.Properties]
+
 
 def expiration_ms(expires_at: datetime | None, now: datetime | None = None) -> int | None:
     """Milliseconds left before ``expires_at`` (0 if already past), None without a TTL."""
@@ -52,7 +61,7 @@ def expiration_ms(expires_at: datetime | None, now: datetime | None = None) -> i
     return max(0, int(left * 1000))
 
 
-def to_message(envelope: Envelope, max_size: int) -> aio_pika.Message:
+def to_message(envelope: Envelope, max_size: int) -> Outgoing:
     """A persistent AMQP message for ``envelope``; raises MessageTooLarge over ``max_size``."""
     return _message(
         encode(envelope, max_size),
@@ -66,7 +75,7 @@ def to_message(envelope: Envelope, max_size: int) -> aio_pika.Message:
     )
 
 
-def encoded_message(row: Encoded, max_size: int) -> aio_pika.Message:
+def encoded_message(row: Encoded, max_size: int) -> Outgoing:
     """:func:`to_message` for an envelope already encoded: the body is ``row.data`` as it
     is; the properties that mirror its fields are read with a plain JSON parse."""
     fields: dict[str, Any] = {}
@@ -107,20 +116,21 @@ def _message(
     created_at: datetime,
     expires_at: datetime | None,
     attempt: int,
-) -> aio_pika.Message:
+) -> Outgoing:
     expiration = expiration_ms(expires_at)
-    return aio_pika.Message(
-        body,
+    # The properties aio_pika.Message would give (an empty header table, priority 0).
+    return body, spec.Basic.Properties(
         content_type="application/json",
         content_encoding="utf-8",
+        headers={ATTEMPT_HEADER: attempt} if attempt > 1 else {},
         delivery_mode=DeliveryMode.PERSISTENT,
-        message_id=message_id,
+        priority=0,
         correlation_id=correlation_id,
         reply_to=reply_to,
-        type=kind,
+        expiration=None if expiration is None else str(expiration),
+        message_id=message_id,
         timestamp=created_at,
-        expiration=None if expiration is None else expiration / 1000.0,
-        headers={ATTEMPT_HEADER: attempt} if attempt > 1 else None,
+        message_type=kind,
     )
 
 

@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import aio_pika
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aio_pika.exceptions import (
@@ -24,7 +23,7 @@ from aiormq.exceptions import ChannelAccessRefused
 from stalwart.bus._transport import DeadLetter, Delivery, Encoded, QueueSpec, QueueStats
 from stalwart.bus.amqp import _admin
 from stalwart.bus.amqp._channels import find_queue, gate, open_channel, temporary_channel
-from stalwart.bus.amqp._codec import copy_message, encoded_message, to_message
+from stalwart.bus.amqp._codec import Outgoing, copy_message, encoded_message, to_message
 from stalwart.bus.amqp._conn import Connector, split_urls
 from stalwart.bus.amqp._delivery import AmqpDelivery, Consumer
 from stalwart.bus.amqp._directory import Directory
@@ -307,26 +306,35 @@ class AmqpTransport:
             [(encoded_message(r, self.max_message_size), r.topic) for r in batch]
         )
 
-    async def _send(self, messages: list[tuple[aio_pika.Message, str]]) -> None:
+    async def _send(self, messages: list[tuple[Outgoing, str]]) -> None:
         """Publish ``(message, routing key)`` pairs and wait for every confirm."""
         await (await self._dispatch(messages))
 
-    async def _dispatch(self, messages: list[tuple[aio_pika.Message, str]]) -> Awaitable[None]:
+    async def _dispatch(self, messages: list[tuple[Outgoing, str]]) -> Awaitable[None]:
         """Start publishing ``(message, routing key)`` pairs, in order; the result waits
         for every confirm. The publishes are tasks, started in the order made, and the
-        channel takes them in the order they start (as within one batch)."""
+        channel takes them in the order they start (as within one batch). They go to
+        aiormq's channel under aio-pika's, as aio-pika's ``Exchange.publish`` does."""
         if not messages:
             return _nothing()
         await self._conn()
         channel = await self._connector.publish_channel(self.confirm_timeout)
-        exchange = await self._exchange_on(channel, self.exchange)
+        try:
+            underlay = await channel.get_underlay_channel()
+        except CONNECTION_EXCEPTIONS as exc:
+            raise BrokerUnavailable(f"publishing to {self.url} failed: {exc}") from None
         sends = [
             asyncio.ensure_future(
-                exchange.publish(
-                    message, routing_key=topic, mandatory=False, timeout=self.confirm_timeout
+                underlay.basic_publish(
+                    body,
+                    exchange=self.exchange,
+                    routing_key=topic,
+                    properties=properties,
+                    mandatory=False,
+                    timeout=self.confirm_timeout,
                 )
             )
-            for message, topic in messages
+            for (body, properties), topic in messages
         ]
         return self._confirmed(channel, sends)
 

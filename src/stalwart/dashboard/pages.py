@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Literal
@@ -354,7 +355,9 @@ async def login(request: Request) -> Response:
             csrf_field=CSRF_FIELD,
             error="the form expired: please try again",
         )
-    if not state.auth.has_users or not state.auth.check(user, password):
+    # scrypt takes 50 to 200 ms of CPU: in a thread (it releases the GIL), so that a
+    # login does not stall every other page and live stream for that long.
+    if not state.auth.has_users or not await asyncio.to_thread(state.auth.check, user, password):
         views.log_failed_login(user, request.client.host if request.client else "unknown")
         return render(
             request,

@@ -21,7 +21,7 @@ from dashboard_system import (
 
 from stalwart.config import Settings
 from stalwart.dashboard import create_app
-from stalwart.dashboard.auth import SESSION_COOKIE, hash_password
+from stalwart.dashboard.auth import SESSION_COOKIE, Authenticator, hash_password
 from stalwart.envelope import Envelope, utcnow
 from stalwart.errors import EX_CONFIG
 from stalwart.messages import Heartbeat, heartbeat_topic
@@ -191,6 +191,30 @@ async def test_failed_logins_are_logged(system: System, caplog: pytest.LogCaptur
     failed = [r.getMessage() for r in caplog.records if "login failed" in r.getMessage()]
     assert len(failed) == 2 and "user='ops'" in failed[0] and "127.0.0.1" in failed[0]
     assert "\n" not in failed[1]  # a typed name cannot forge a log line
+
+
+async def test_a_password_check_does_not_stall_the_other_requests(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given password checks (scrypt, deliberately 50 to 200 ms of CPU) that note
+    # whether they hold the event loop, which serves every page and live stream
+    on_loop: list[bool] = []
+    check = Authenticator.check
+
+    def noting(self: Authenticator, user: str, password: str) -> bool:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return check(self, user, password)
+
+    monkeypatch.setattr(Authenticator, "check", noting)
+    # When someone logs in, rightly or not
+    assert (await system.login()).status_code == 303
+    assert (await system.login(password="guess")).status_code == 401
+    # Then each check ran off the loop, in a thread of its own
+    assert on_loop == [False, False]
 
 
 async def test_a_weak_secret_is_refused_at_start_on_one_line(tmp_path: Path) -> None:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
-from stalwart.bus import Transport, open_transport
-from stalwart.config import Settings
+from stalwart.bus import Transport
 from stalwart.envelope import Envelope
 from stalwart.errors import BrokerUnavailable
 from stalwart.events import HaKind, IntegrityEvent, IntegrityKind, LeaseEvent
@@ -90,20 +88,3 @@ async def test_a_bus_that_does_not_answer_times_out() -> None:
     events = EventPublisher(None, "integrity@eu", timeout=0.05, connect=_Hanging)  # type: ignore[arg-type]
     await events.start()
     assert events.unavailable == "bus unreachable (TimeoutError)"
-
-
-async def test_the_publisher_closes_the_bus_it_opened_only(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, bus={"url": f"sqlite:///{tmp_path}/own.db"})
-    async with EventPublisher.for_settings(settings, "integrity", "eu") as own:
-        assert own.unavailable is None
-        assert await own.publish(LEASE) is True
-    assert await own.publish(LEASE) is False  # closed with the block
-
-    lent = open_transport(f"sqlite:///{tmp_path}/lent.db")
-    await lent.start()
-    try:
-        async with EventPublisher(lent, "qa@eu/1") as borrowed:
-            await borrowed.publish(LEASE)
-        await lent.publish([Envelope.new("still.open", {})])  # the owner's to close
-    finally:
-        await lent.close()

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from stalwart.config import Settings, load_settings
 from stalwart.ha import status
 from stalwart.store.engine import make_engine
 from stalwart.store.schema import deliveries
+from waiting import until
 
 HERE = Path(__file__).parent
 STALWART = str(Path(sys.executable).with_name("stalwart"))
@@ -40,7 +40,6 @@ __all__ = [
     "System",
     "assert_effectively_once",
     "count",
-    "eventually",
     "rejections",
     "scale",
     "settle",
@@ -50,14 +49,6 @@ __all__ = [
 def scale(short: int, full: int) -> int:
     """``full`` under ``STALWART_CHAOS_FULL=1`` (``make chaos``), else ``short``."""
     return full if FULL else short
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 @dataclass(frozen=True)
@@ -261,7 +252,7 @@ class System:
             async def declared() -> bool:
                 return queue in await bus.queues()
 
-            await eventually(declared, timeout, f"queue {queue} to be declared")
+            await until(declared, timeout, f"queue {queue} to be declared", interval=0.2)
         finally:
             await bus.close()
 
@@ -282,7 +273,7 @@ class System:
             return max(last.distinct_effects, last.ended) >= published * share
 
         try:
-            await eventually(reached, timeout, f"{share:.0%} of the effects")
+            await until(reached, timeout, f"{share:.0%} of the effects", interval=0.2)
         except AssertionError as exc:
             raise AssertionError(f"{exc}; {last}; {await self.queue_stats()}") from None
 

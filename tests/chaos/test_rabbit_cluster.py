@@ -21,7 +21,7 @@ from collections.abc import Callable
 import pytest
 from cluster import healthy, rabbit_cluster
 from effects_app import TOPIC
-from harness import HERE, System, assert_effectively_once, count, eventually, scale, settle
+from harness import HERE, System, assert_effectively_once, count, scale, settle
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -38,6 +38,7 @@ from stalwart.ha.queue_leaders import QueueLeaderWatch
 from stalwart.service import EventPublisher
 from stalwart.store.engine import make_engine
 from stalwart.store.schema import messages
+from waiting import until
 
 # The first test also waits for the module's cluster to boot (30-60 s, more under load).
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
@@ -223,7 +224,7 @@ async def test_leader_node_failure_under_load(
         async def publishing() -> bool:
             return all(len(_publishes(system.log(n))) >= BEFORE for n in PRODUCERS)
 
-        await eventually(publishing, 90, f"{BEFORE} batches from each producer")
+        await until(publishing, 90, f"{BEFORE} batches from each producer", interval=0.2)
         fault_at = time.time()
         await asyncio.to_thread(_inject, fault, victim)
         if fault == "partition":
@@ -238,8 +239,11 @@ async def test_leader_node_failure_under_load(
         # And every message has exactly one effect and ends consumed
         counts = await settle(postgres_url, service, unique, total, scale(120, 600), quiet=2.0)
         # Then another node leads the queue, and the watch published the move
-        await eventually(
-            lambda: _moved(moves, victim), 90, f"a leader move of {queue} from {victim.node}"
+        await until(
+            lambda: _moved(moves, victim),
+            90,
+            f"a leader move of {queue} from {victim.node}",
+            interval=0.2,
         )
     finally:
         sampling.cancel()
@@ -252,7 +256,9 @@ async def test_leader_node_failure_under_load(
         async def stored() -> bool:
             return any(m["from_node"] == victim.node for m in await _stored(postgres_url, queue))
 
-        await eventually(stored, 60, f"the stored {LEADER_TOPIC} event (published: {moves})")
+        await until(
+            stored, 60, f"the stored {LEADER_TOPIC} event (published: {moves})", interval=0.2
+        )
     finally:
         await bus.close()
     # Measured: how long publishing and consuming stalled, the p99 publish latency

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -98,18 +97,6 @@ async def live_holder(engine: AsyncEngine, role: str) -> tuple[int, int, float] 
             pid = holder_pid(lease.holder)
             return None if pid is None else (pid, lease.token, lease.acquired_at)
     return None
-
-
-async def wait_for(check: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll the coroutine function ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 def _stopped(pid: int) -> bool:

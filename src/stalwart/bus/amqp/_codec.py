@@ -173,22 +173,21 @@ def header_int(headers: dict[str, Any] | None, name: str, default: int) -> int:
 
 
 def decode_incoming(
-    incoming: AbstractIncomingMessage,
+    body: bytes, headers: dict[str, Any] | None, redelivered: bool
 ) -> tuple[Envelope | None, DecodeError | None, int]:
-    """The envelope (or the decode error) and the attempt number of ``incoming``.
+    """The envelope (or the decode error) and the attempt number of a delivered message.
 
     The attempt is the ``x-stalwart-attempt`` header (else the envelope's
     own), plus the broker's count of redeliveries of this copy: quorum
     queues' ``x-delivery-count``, or one for a classic queue's redelivered flag.
     """
-    headers = incoming.headers or {}
     try:
-        envelope: Envelope | None = decode(incoming.body)
+        envelope: Envelope | None = decode(body)
         error = None
     except DecodeError as exc:
         envelope, error = None, exc
     base = header_int(headers, ATTEMPT_HEADER, envelope.attempt if envelope else 1)
-    redeliveries = header_int(headers, "x-delivery-count", 1 if incoming.redelivered else 0)
+    redeliveries = header_int(headers, "x-delivery-count", 1 if redelivered else 0)
     attempt = max(1, base + redeliveries)
     if envelope is not None and envelope.attempt != attempt:
         envelope = envelope.evolve(attempt=attempt)

@@ -8,9 +8,15 @@ settled within the queue's lease is also released here (``nack`` with
 requeue) so another consumer gets it; :meth:`extend` pushes that deadline.
 The leases of a consumer run on one timer (:mod:`._leases`), and its acks
 go out in batches (:mod:`._acks`).
+
 A delivery given back unprocessed (:meth:`AmqpDelivery.release`, and the
 prefetched ones of a stopped consumer) is replaced by a confirmed copy at the
 same attempt, since a requeue would count as an attempt on a quorum queue.
+
+A consumer takes aiormq's deliveries as they come, as aio-pika's
+``Queue.consume`` does underneath, without an ``aio_pika.IncomingMessage``
+per delivery (whose attribute guards cost more than the rest of a delivery
+on the client); one is made only when a copy of the message is published.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from aio_pika import IncomingMessage
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from aiormq.abc import DeliveredMessage
 
 from stalwart.bus._transport import QueueSpec, backoff_delay
 from stalwart.bus.amqp._acks import Acks
@@ -43,13 +51,18 @@ Settler = Callable[["AmqpDelivery", float | None, str, int], Awaitable[None]]
 class AmqpDelivery:
     """One message handed to one consumer; settle it exactly once."""
 
-    def __init__(self, consumer: Consumer, message: AbstractIncomingMessage) -> None:
+    def __init__(self, consumer: Consumer, delivered: DeliveredMessage) -> None:
         self._consumer = consumer
-        self._message = message
+        self._delivered = delivered
+        self._message: AbstractIncomingMessage | None = None
         self._generation = consumer.generation
         self.queue = consumer.spec.name
-        self.raw = message.body
-        envelope, error, attempt = decode_incoming(message)
+        self.raw = delivered.body
+        properties = delivered.header.properties
+        self._id = properties.message_id
+        envelope, error, attempt = decode_incoming(
+            delivered.body, properties.headers, bool(delivered.redelivered)
+        )
         self._envelope = envelope
         self._error = error
         self.attempt = attempt
@@ -70,6 +83,9 @@ class AmqpDelivery:
 
     @property
     def message(self) -> AbstractIncomingMessage:
+        """aio-pika's view of the message (its properties), for publishing a copy."""
+        if self._message is None:
+            self._message = IncomingMessage(self._delivered, no_ack=False)
         return self._message
 
     @property
@@ -81,10 +97,7 @@ class AmqpDelivery:
         """True once the channel it came on is gone (the broker redelivers it)."""
         if self._generation != self._consumer.generation:
             return True
-        try:
-            return self._message.channel.is_closed
-        except ChannelInvalidStateError:  # aio-pika raises once the channel is closed
-            return True
+        return self._delivered.channel.is_closed
 
     def lease_expired(self) -> None:
         if self._settled:
@@ -92,7 +105,7 @@ class AmqpDelivery:
         self._settled = True
         log.warning(
             "lease expired on message %s in %s; released for redelivery",
-            self._message.message_id,
+            self._id,
             self.queue,
         )
         self._consumer.spawn(self.settle_raw(requeue=True))
@@ -101,7 +114,7 @@ class AmqpDelivery:
         if self._settled:
             log.warning(
                 "message %s in %s already settled or released; %s ignored",
-                self._message.message_id,
+                self._id,
                 self.queue,
                 action,
             )
@@ -109,7 +122,7 @@ class AmqpDelivery:
         if self.stale:
             log.info(
                 "message %s in %s came on a lost channel; the broker redelivers it (%s ignored)",
-                self._message.message_id,
+                self._id,
                 self.queue,
                 action,
             )
@@ -122,24 +135,21 @@ class AmqpDelivery:
     async def settle_raw(self, *, requeue: bool | None) -> None:
         """ack (requeue None, sent in a batch) or nack; a lost channel is logged: the
         broker redelivers."""
-        tag = self._message.delivery_tag
+        tag = self._delivered.delivery_tag
+        current = self._generation == self._consumer.generation
         try:
-            if (
-                requeue is None
-                and tag is not None
-                and self._generation == self._consumer.generation
-            ):
+            if tag is None:
+                pass  # not a consumed delivery: nothing to settle
+            elif requeue is None and current:
                 self._consumer.acks.ack(tag)
             elif requeue is None:
-                await self._message.ack()
+                await self._delivered.channel.basic_ack(tag)
             else:
-                if tag is not None and self._generation == self._consumer.generation:
+                if current:
                     self._consumer.acks.closed(tag)
-                await self._message.nack(requeue=requeue)
+                await self._delivered.channel.basic_nack(tag, requeue=requeue)
         except CONNECTION_EXCEPTIONS as exc:
-            log.info(
-                "settling %s failed (%s); it will be redelivered", self._message.message_id, exc
-            )
+            log.info("settling %s failed (%s); it will be redelivered", self._id, exc)
         finally:
             self._consumer.settled(self)
 
@@ -169,7 +179,7 @@ class AmqpDelivery:
         try:
             await self._replace(0.0, "released unprocessed", self.attempt)
         except Exception as exc:  # requeued instead: counted as a redelivery, not lost
-            log.info("releasing %s by a copy failed: %s", self._message.message_id, exc)
+            log.info("releasing %s by a copy failed: %s", self._id, exc)
 
     async def _replace(self, delay: float | None, reason: str, attempt: int) -> None:
         """Publish the copy that carries on (None: to the dead letters), then ack this one."""
@@ -209,21 +219,21 @@ class Consumer:
         self.generation += 1
         self.inflight = 0
         self.leases.clear()
-        self.acks.reset(await channel.get_underlay_channel())
+        underlay = await channel.get_underlay_channel()
+        self.acks.reset(underlay)
         await channel.set_qos(prefetch_count=self.prefetch)
         queue = await channel.get_queue(self.queue_name, ensure=True)
         self._channel, self._queue = channel, queue
-        # A plain function: aio-pika calls it without making a task per message
-        # (its annotation asks for a coroutine function, but it takes either).
-        self._tag = await queue.consume(self._on_message, no_ack=False)  # type: ignore[arg-type]
+        started = await underlay.basic_consume(queue.name, self._on_message, no_ack=False)
+        self._tag = started.consumer_tag
 
-    def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, delivered: DeliveredMessage) -> None:
         self.inflight += 1
-        if message.delivery_tag is not None:
-            self.acks.received(message.delivery_tag)
-        delivery = AmqpDelivery(self, message)
+        if delivered.delivery_tag is not None:
+            self.acks.received(delivered.delivery_tag)
+        delivery = AmqpDelivery(self, delivered)
         if self._retired:
-            self.spawn(delivery.release())
+            await delivery.release()
             return
         self.inbox.put_nowait(delivery)
 

@@ -78,8 +78,8 @@ async def test_the_documented_url_skips_the_replica_listed_first(
     # Given the documented URL with the replica as its first host
     doc = make_url(_doc_store_url())
     hosts = (f"127.0.0.1:{replica}", f"127.0.0.1:{primary}")
-    url = doc.set(username="postgres", password=None, database="postgres")
-    url = url.set(query={**doc.query, "host": hosts}).render_as_string(hide_password=False)
+    local = doc.set(username="postgres", password=None, database="postgres")
+    url = local.set(query={**doc.query, "host": hosts}).render_as_string(hide_password=False)
     # When a part opens the store with it, creating the tables
     engine = await open_engine(url)
     try:

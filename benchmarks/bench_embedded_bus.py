@@ -3,8 +3,9 @@
 One producer process keeps up to 256 publishes of 1 KiB messages in flight;
 two consumer processes consume and ack. Every contender gets the same count
 of messages, its database made before its consumers start, and the bus's
-durability per step (publishes fsynced, claims and acks committed without). For each contender it reports
-throughput (messages / second from the first publish to the last ack), p50
+durability per step (publishes fsynced, claims and acks committed without).
+For each contender it reports throughput (messages / second from the first
+publish to the last ack), p50
 and p99 latency (publish to ack) and lost and duplicated counts, as medians
 of several runs, and the ratios of the bus's rate to the peers'. It also
 measures an idle consumer process's RSS and CPU.

@@ -127,33 +127,38 @@ async def test_the_watchdog_keeps_ha_replicas_and_a_standby_takes_over(
     await watchdog.start()
     engine = await open_engine(store_url)
     try:
-        first = await until(lambda: live_holder(engine, f"service.{name}"), 30.0, "active")
-        bus = await publisher(bus_url, name)
-        await bus.publish([Envelope.new("ha.app.item", {"n": n}, kind="Item") for n in range(5)])
-        await bus.close()
-        # When the active replica is killed
-        os.kill(first[0], signal.SIGKILL)
+        try:
+            first = await until(lambda: live_holder(engine, f"service.{name}"), 30.0, "active")
+            bus = await publisher(bus_url, name)
+            await bus.publish(
+                [Envelope.new("ha.app.item", {"n": n}, kind="Item") for n in range(5)]
+            )
+            await bus.close()
+            # When the active replica is killed
+            os.kill(first[0], signal.SIGKILL)
 
-        async def successor() -> Any:
-            found = await live_holder(engine, f"service.{name}")
-            return found if found and found[0] != first[0] else None
+            async def successor() -> Any:
+                found = await live_holder(engine, f"service.{name}")
+                return found if found and found[0] != first[0] else None
 
-        await until(successor, 10.0, "a successor")
+            await until(successor, 10.0, "a successor")
 
-        # Then the work completes, and the watchdog starts a replica in the killed one's place
-        async def all_done() -> bool:
-            return len(await effects(engine)) == 5
+            # Then the work completes, and the watchdog starts a replica in the killed one's place
+            async def all_done() -> bool:
+                return len(await effects(engine)) == 5
 
-        await until(all_done, 30.0, "every effect")
+            await until(all_done, 30.0, "every effect")
 
-        async def replaced() -> bool:
-            return sum(n.startswith("imported-") for n in os.listdir(tmp_path)) >= 3
+            async def replaced() -> bool:
+                return sum(n.startswith("imported-") for n in os.listdir(tmp_path)) >= 3
 
-        await until(replaced, 30.0, "the killed replica to be restarted")
+            await until(replaced, 30.0, "the killed replica to be restarted")
+        finally:
+            await asyncio.wait_for(watchdog.close(), 30.0)
+        # And with the replicas stopped, each item had its effect once
+        assert sorted(n for _, n, _ in await effects(engine)) == list(range(5))
     finally:
-        await asyncio.wait_for(watchdog.close(), 30.0)
         await engine.dispose()
-    assert sorted(n for _, n, _ in await effects(engine)) == list(range(5))
 
 
 async def test_ha_monitor_command_repairs_and_stops_on_sigterm(tmp_path: Path) -> None:

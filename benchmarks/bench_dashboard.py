@@ -134,9 +134,8 @@ async def _time_probe(client: httpx.AsyncClient, probe: Probe, reps: int) -> lis
     return out
 
 
-async def _pages_once(store: Store, transport: Any, reps: int) -> dict[str, dict[str, list[float]]]:
-    """Every probe cold (aggregate cache off) and warm (1 s, as served), and every peer."""
-    settings = Settings()
+def _app(settings: Settings, store: Store, transport: Any, ttl: float) -> Any:
+    """The dashboard over ``store``, limits off, with the probes' user."""
     cfg = DashboardSettings(
         rate_limit=1e9,
         rate_burst=10**9,
@@ -144,16 +143,42 @@ async def _pages_once(store: Store, transport: Any, reps: int) -> dict[str, dict
         login_burst=10**9,
         users={USER: hash_password(PASSWORD)},
     )
+    source = StoreSource.of(store, cache_ttl=ttl)
+    return create_app(settings, config=cfg, source=source, transport=transport)
+
+
+def _missing(routes: set[tuple[str, str]]) -> str:
+    names = ", ".join(f"{method} {path}" for method, path in sorted(routes))
+    return f"no probe for {names}: add one to benchmarks/_dashboard_routes.py"
+
+
+async def _check_routes() -> int:
+    """0 when every route has a probe, else 1 naming the others (for the tests: no
+    large store needed)."""
+    home = Path(tempfile.mkdtemp(prefix="bench-routes-"))
+    store = await Store.open(f"sqlite:///{home}/store.db")
+    transport = open_transport(f"sqlite:///{home}/bus.db")
+    try:
+        await store.write([Envelope.new("bench.check", {"n": n}) for n in range(3)])
+        app = _app(Settings(), store, transport, 0.0)
+        missing = uncovered(app, await plan(app, store, Settings()))
+    finally:
+        await transport.close()
+        await store.close()
+    print(_missing(missing) if missing else "every route has a probe")
+    return 1 if missing else 0
+
+
+async def _pages_once(store: Store, transport: Any, reps: int) -> dict[str, dict[str, list[float]]]:
+    """Every probe cold (aggregate cache off) and warm (1 s, as served), and every peer."""
+    settings = Settings()
     timings: dict[str, dict[str, list[float]]] = {}
     for mode, ttl in (("cold", 0.0), ("warm", 1.0)):
-        app = create_app(
-            settings, config=cfg, source=StoreSource.of(store, cache_ttl=ttl), transport=transport
-        )
+        app = _app(settings, store, transport, ttl)
         probes = await plan(app, store, settings)
         missing = uncovered(app, probes)
         if missing:
-            names = ", ".join(f"{m} {p}" for m, p in sorted(missing))
-            raise SystemExit(f"no probe for {names}: add one to benchmarks/_dashboard_routes.py")
+            raise SystemExit(_missing(missing))
         async with _client(app) as client:
             for probe in probes:
                 timings.setdefault(probe.label, {})[mode] = await _time_probe(client, probe, reps)
@@ -475,7 +500,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-pages", action="store_true")
     parser.add_argument("--skip-live", action="store_true")
     parser.add_argument("--viewers-child", nargs=2, metavar=("URL", "N"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--check-routes", action="store_true", help="only check that every route has a probe"
+    )
     args = parser.parse_args(argv)
+    if args.check_routes:
+        sys.exit(asyncio.run(_check_routes()))
     if args.viewers_child:
         asyncio.run(_viewers_child(args.viewers_child[0], int(args.viewers_child[1])))
         return

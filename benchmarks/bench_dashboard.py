@@ -17,7 +17,8 @@ textbook feed (``benchmarks/_dashboard_sse_peer.py``: sse-starlette, one
 event per message and viewer, unbounded queues).
 
 Run: ``.venv/bin/python -m benchmarks.bench_dashboard [--url URL] [--reps N] [--runs 3]
-[--reseed] [--check-routes] [--viewers 50] [--rate 1000] [--seconds 10] [--skip-pages] [--skip-live]``
+[--reseed] [--check-routes] [--viewers 50] [--rate 1000] [--seconds 10] [--skip-pages]
+[--skip-live]``
 """
 
 from __future__ import annotations

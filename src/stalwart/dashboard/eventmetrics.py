@@ -36,12 +36,11 @@ from stalwart.events import (
 from stalwart.messages import LifecycleBatch
 from stalwart.service import TokenAuthority
 
-__all__ = ["SIGNED_FAMILIES", "SYSTEM_FAMILIES", "EventMetrics"]
+__all__ = ["SYSTEM_FAMILIES", "EventMetrics"]
 
-# sys.* topics whose publishers must be stalwart's own parts, by family.
+# sys.* topics whose publishers must be stalwart's own parts, by family; every
+# part signs them with its token, so each is judged.
 SYSTEM_FAMILIES = ("heartbeat", "lifecycle", *FAMILIES)
-# The families whose publishers sign with their token; HA and integrity do not yet.
-SIGNED_FAMILIES = ("heartbeat", "lifecycle", "watchdog")
 _FINAL = frozenset(
     {DeliveryState.CONSUMED, DeliveryState.FAILED, DeliveryState.DEAD, DeliveryState.REJECTED}
 )
@@ -116,7 +115,7 @@ class EventMetrics:
             "sys.heartbeat, sys.lifecycle and sys.watchdog messages whose token did not verify",
             ["family"],
         )
-        for family in SIGNED_FAMILIES:
+        for family in SYSTEM_FAMILIES:
             self.unauthenticated.labels(family=family)
 
     def know_services(self, services: list[str]) -> None:
@@ -147,7 +146,7 @@ class EventMetrics:
             pass  # a malformed system message: counted by topic, nothing else
 
     def _check_token(self, envelope: Envelope, family: str) -> None:
-        if self.authority is None or family not in SIGNED_FAMILIES:
+        if self.authority is None or family not in SYSTEM_FAMILIES:
             return
         try:
             self.authority.verify(envelope.token, ())

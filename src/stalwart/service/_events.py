@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from types import TracebackType
 
@@ -33,7 +34,9 @@ class EventPublisher:
 
     ``EventPublisher(transport, sender)`` publishes on a transport its owner
     started and closes (None: no bus, every event is only logged);
-    :meth:`for_settings` opens and closes its own (``async with``).
+    :meth:`for_settings` opens and closes its own (``async with``). Events are
+    signed with ``token``, by default the process's ``STALWART_TOKEN`` as
+    services and the watchdog sign theirs, so consumers can tell a forger.
     """
 
     def __init__(
@@ -43,9 +46,11 @@ class EventPublisher:
         *,
         timeout: float = 5.0,
         connect: Callable[[], Transport] | None = None,
+        token: str | None = None,
     ) -> None:
         self._transport = transport
         self._sender = sender
+        self._token = token or os.environ.get("STALWART_TOKEN")
         self._timeout = timeout
         self._connect = connect
         self.unavailable: str | None = (
@@ -93,7 +98,7 @@ class EventPublisher:
         _log.debug("event %s %s", event.topic, event.model_dump_json())
         if self._transport is None:
             return False
-        envelope = event_envelope(event, self._sender)
+        envelope = event_envelope(event, self._sender, self._token)
         try:
             await asyncio.wait_for(self._transport.publish([envelope]), self._timeout)
         except (StalwartError, OSError, TimeoutError) as exc:

@@ -167,21 +167,29 @@ def test_watchdog_events_signed_with_its_token_are_verified() -> None:
     assert _series(metrics, "stalwart_watchdog_restarts_total")[(("program", "pipeline"),)] == 2
 
 
-def test_ha_and_integrity_events_are_counted_but_not_judged_until_their_parts_sign() -> None:
-    # Given a key, and HA and integrity events with no token (their publishers do not
-    # sign yet: judging them would mark every HA and integrity sender unverified)
-    metrics = DashboardMetrics(TokenAuthority(SecuritySettings(secret=SECRET)))
+def test_ha_and_integrity_events_are_counted_and_judged_by_their_token() -> None:
+    # Given a key, and HA and integrity events, one of each signed and one forged
+    authority = TokenAuthority(SecuritySettings(secret=SECRET))
+    metrics = DashboardMetrics(authority)
+    token = authority.issue("ha", [], ttl=60)
     lease = LeaseEvent(event=HaKind.ACQUIRED, role="scheduler", holder="ha@eu/1")
     checked = IntegrityEvent(event=IntegrityKind.VERIFIED, site="eu", name="ous-1")
     # When the live feed sees them
-    metrics.events.observe(event_envelope(lease, "ha@eu/1"))
+    metrics.events.observe(event_envelope(lease, "ha@eu/1", token))
     metrics.events.observe(event_envelope(checked, "integrity@eu/1"))
-    # Then they count in their own series, and neither sender nor family is marked
+    # Then they count in their own series, and only the unsigned sender is marked
     assert _series(metrics, "stalwart_ha_leader_changes_total")[(("role", "scheduler"),)] == 1
     assert _series(metrics, "stalwart_integrity_events_total")[(("event", "verified"),)] == 1
     assert not metrics.events.unverified("ha@eu/1")
-    assert not metrics.events.unverified("integrity@eu/1")
-    families = {
-        dict(k)["family"] for k in _series(metrics, "stalwart_unauthenticated_messages_total")
+    assert metrics.events.unverified("integrity@eu/1")
+    unauthenticated = {
+        dict(k)["family"]: v
+        for k, v in _series(metrics, "stalwart_unauthenticated_messages_total").items()
     }
-    assert families == {"heartbeat", "lifecycle", "watchdog"}
+    assert unauthenticated == {
+        "heartbeat": 0,
+        "lifecycle": 0,
+        "ha": 0,
+        "integrity": 1,
+        "watchdog": 0,
+    }

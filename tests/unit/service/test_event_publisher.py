@@ -50,6 +50,16 @@ async def test_an_event_goes_out_on_its_topic_as_its_sender() -> None:
     assert events.published == 1
 
 
+async def test_events_are_signed_with_the_process_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a process whose token is in STALWART_TOKEN, as services and the watchdog get it
+    monkeypatch.setenv("STALWART_TOKEN", "tok-of-this-process")
+    bus = _Recording()
+    # When an event is published, Then it carries that token (and one given wins)
+    await EventPublisher(bus, "qa@eu/1").publish(LEASE)  # type: ignore[arg-type]
+    await EventPublisher(bus, "qa@eu/1", token="given").publish(LEASE)  # type: ignore[arg-type]
+    assert [e.token for e in bus.published] == ["tok-of-this-process", "given"]
+
+
 async def test_without_a_bus_events_are_dropped_not_raised() -> None:
     events = EventPublisher(None, "qa@eu/1")
     assert events.unavailable == "no bus configured"

@@ -21,7 +21,7 @@ from stalwart.chaos.broker import HubBroker
 from stalwart.chaos.checker import Checker, Limits, watchdog_events
 from stalwart.chaos.disks import SiteDisks
 from stalwart.chaos.events import Phase, Recorder
-from stalwart.chaos.faults import Lab, Unavailable, injectable, make_fault
+from stalwart.chaos.faults import Lab, Unavailable, make_fault
 from stalwart.chaos.journal import Entry
 from stalwart.chaos.report import Outcome, write_report
 from stalwart.chaos.schedule import FaultKind, Planned, plan
@@ -31,6 +31,7 @@ from stalwart.config import load_settings
 from stalwart.demo import services as demo_services
 from stalwart.demo.models import SITES
 from stalwart.demo.source import feed
+from stalwart.dev.postgres import PrivatePostgres
 from stalwart.envelope import utcnow
 from stalwart.errors import StalwartError
 from stalwart.store import Store
@@ -59,9 +60,11 @@ def targets_for(
     disks: Sequence[str],
     sites: Sequence[str] = (),
     broker: bool = False,
+    postgres: bool = False,
 ) -> dict[FaultKind, list[str]]:
     """Where each kind can strike, given the running programs, the sites with a disk of
-    their own, the sites with a namespace of their own, and whether there is a broker."""
+    their own, the sites with a namespace of their own, and whether the broker and the
+    store's PostgreSQL are the campaign's own."""
     processes = [p for p in programs if p != LEAKER] + ["watchdog", "ha-leader"]
     targets = {
         FaultKind.KILL: processes,
@@ -74,21 +77,23 @@ def targets_for(
         FaultKind.WAN_CUT: list(sites),
         FaultKind.BROKER_NODE_LOSS: ["broker"] if broker else [],
         FaultKind.BROKER_PARTITION: ["broker"] if broker else [],
+        FaultKind.POSTGRES_RESTART: ["store"] if postgres else [],
     }
     return {kind: found for kind, found in targets.items() if found}
 
 
 def cannot_inject(disks: SiteDisks, sites: Sites | None, why_no_sites: str) -> dict[str, str]:
     """Fault kinds this campaign cannot inject, and why."""
-    cannot = {
-        kind.value: "not implemented yet (needs a private PostgreSQL for the store)"
-        for kind in FaultKind
-        if kind not in injectable()
-    }
+    cannot = {}
     if not disks.mounted:
         cannot[FaultKind.DISK_FULL.value] = SiteDisks.why_not() or "no site disks"
     if sites is None:
-        for kind in (FaultKind.WAN_CUT, FaultKind.BROKER_NODE_LOSS, FaultKind.BROKER_PARTITION):
+        for kind in (
+            FaultKind.WAN_CUT,
+            FaultKind.BROKER_NODE_LOSS,
+            FaultKind.BROKER_PARTITION,
+            FaultKind.POSTGRES_RESTART,
+        ):
             cannot[kind.value] = why_no_sites
     return cannot
 
@@ -103,8 +108,9 @@ def effectively_once() -> frozenset[str]:
 
 
 class _Layout(contextlib.AsyncExitStack):
-    """The campaign's infrastructure: site disks, site namespaces with the broker at
-    their hub, the demo and its store; leaving it undoes all of it, in reverse."""
+    """The campaign's infrastructure: site disks, site namespaces with the broker and
+    the store's PostgreSQL at their hub, the demo; leaving it undoes all of it, in
+    reverse."""
 
     def __init__(self, options: CampaignOptions, say: Callable[[str], None]) -> None:
         super().__init__()
@@ -113,6 +119,7 @@ class _Layout(contextlib.AsyncExitStack):
         self.disks = SiteDisks()
         self.sites: Sites | None = None
         self.broker: HubBroker | None = None
+        self.postgres: PrivatePostgres | None = None
         self.why_no_sites = "" if options.sites else "--no-sites: the demo runs in one namespace"
 
     async def build(self) -> DemoSystem:
@@ -132,12 +139,15 @@ class _Layout(contextlib.AsyncExitStack):
                 self.say(sites.distance_note)
             broker = HubBroker(sites.hub)
             self.callback(broker.close)
-            self.say(f"starting a RabbitMQ node at the sites' hub {sites.hub}")
-            await asyncio.to_thread(broker.start)
-            self.broker = broker
+            postgres = PrivatePostgres(sites.store_address)
+            self.callback(postgres.close)
+            self.say(f"starting RabbitMQ at {sites.hub} and PostgreSQL at {postgres.host}")
+            await asyncio.gather(asyncio.to_thread(broker.start), asyncio.to_thread(postgres.start))
+            self.broker, self.postgres = broker, postgres
             spec = SystemSpec(
                 root=root,
                 bus_url=broker.url,
+                store_url=postgres.url,
                 netns={site: sites.netns(site) for site in SITES},
             )
             spec.write_shim()
@@ -162,7 +172,11 @@ async def run_campaign(options: CampaignOptions, say: Callable[[str], None] = pr
             say(f"cannot inject {kind}: {why}")
         sites = list(SITES) if layout.sites is not None else []
         targets = targets_for(
-            programs, list(layout.disks.sites()), sites, layout.broker is not None
+            programs,
+            list(layout.disks.sites()),
+            sites,
+            broker=layout.broker is not None,
+            postgres=layout.postgres is not None,
         )
         kinds = [k for k in targets if options.kinds is None or k in options.kinds]
         schedule = plan(options.seed, options.duration, kinds, targets, gap=options.gap)
@@ -175,6 +189,7 @@ async def run_campaign(options: CampaignOptions, say: Callable[[str], None] = pr
             frozenset(layout.disks.sites()),
             layout.sites,
             layout.broker,
+            layout.postgres,
         )
         recorder = Recorder(store)
         async with _feeding(system.spec, options):

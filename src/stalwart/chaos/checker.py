@@ -17,7 +17,8 @@ Each check returns :class:`Violation` s; none means the invariant held:
   ``exited`` event for it, timed within 2 s of the kill.
 - ``restarts-accounted``: every restart by the watchdog follows a fault that
   explains it (that program killed, stopped, leaking, slowed; its site's link
-  cut; the broker lost or cut off; the watchdog itself killed), within
+  cut; the broker lost or cut off; the store restarted; the watchdog itself
+  killed), within
   ``grace`` seconds of that fault's heal.
 """
 

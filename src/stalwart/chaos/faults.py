@@ -33,12 +33,13 @@ from stalwart.chaos.broker import HubBroker
 from stalwart.chaos.schedule import FaultKind, Planned
 from stalwart.chaos.sites import Sites
 from stalwart.chaos.system import LEAKER, DemoSystem
+from stalwart.dev.postgres import PrivatePostgres
 from stalwart.dev.rabbitmq import RabbitNode
 from stalwart.integrity import Catalog, ScrubOptions, scrub_site
 from stalwart.integrity._schema import replicas
 from stalwart.integrity.ops import Recorder
 
-__all__ = ["BALLAST", "Fault", "Lab", "Unavailable", "injectable", "make_fault"]
+__all__ = ["BALLAST", "Fault", "Lab", "Unavailable", "make_fault"]
 
 BALLAST: Final = ".chaos-ballast"  # the file that fills a site's disk
 
@@ -56,6 +57,7 @@ class Lab:
     disks: frozenset[str] = frozenset()  # sites whose archive is a disk of its own
     sites: Sites | None = None  # the simulated sites' namespaces and links
     broker: HubBroker | None = None  # the broker the sites reach over their links
+    postgres: PrivatePostgres | None = None  # the store, when it is a server of its own
 
 
 class Fault(ABC):
@@ -368,6 +370,29 @@ class BrokerPartition(_BrokerFault):
         return "hub address back"
 
 
+class PostgresRestart(Fault):
+    """The store's PostgreSQL stops at once (``-m immediate``: every connection cut, no
+    checkpoint) and starts again at the heal."""
+
+    kind = FaultKind.POSTGRES_RESTART
+
+    async def aim(self) -> None:
+        if self.lab.postgres is None:
+            raise Unavailable("the store is not a PostgreSQL server of the campaign's own")
+        self.restarts = "*"  # anything may wait on the store for longer than its deadline
+
+    async def inject(self) -> str:
+        assert self.lab.postgres is not None
+        await asyncio.to_thread(self.lab.postgres.stop, "immediate")
+        return f"pg_ctl stop -m immediate ({self.lab.postgres.host}:{self.lab.postgres.port})"
+
+    async def heal(self) -> str:
+        assert self.lab.postgres is not None
+        began = time.monotonic()
+        await asyncio.to_thread(self.lab.postgres.start)
+        return f"PostgreSQL up again after {time.monotonic() - began:.1f}s"
+
+
 def _with_children(pid: int) -> list[int]:
     try:
         proc = psutil.Process(pid)
@@ -392,20 +417,12 @@ _FAULTS: Final[dict[FaultKind, type[Fault]]] = {
     FaultKind.WAN_CUT: WanCut,
     FaultKind.BROKER_NODE_LOSS: BrokerNodeLoss,
     FaultKind.BROKER_PARTITION: BrokerPartition,
+    FaultKind.POSTGRES_RESTART: PostgresRestart,
 }
-
-
-def injectable() -> frozenset[FaultKind]:
-    """The kinds this module can inject (each still needs its target: sites, broker)."""
-    return frozenset(_FAULTS)
 
 
 def make_fault(planned: Planned, lab: Lab) -> Fault:
     """The fault object for one entry of the schedule."""
     if planned.kind is FaultKind.KILL and planned.target == "watchdog":
         return KillWatchdog(planned, lab)
-    try:
-        cls = _FAULTS[planned.kind]
-    except KeyError:
-        raise Unavailable(f"{planned.kind.value} cannot be injected here") from None
-    return cls(planned, lab)
+    return _FAULTS[planned.kind](planned, lab)

@@ -22,6 +22,7 @@ import os
 import random
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Final
 
 __all__ = ["DISTANCE", "Sites", "SitesUnavailable"]
@@ -60,12 +61,19 @@ def _netem(device: str, delay_ms: int, netns: str | None = None) -> bool:
     return subprocess.run(command, capture_output=True, timeout=20).returncode == 0
 
 
+def _free_subnet() -> str:
+    """A ``10.77.X`` /24 that no interface of this host uses (campaigns may run side by side)."""
+    used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+    free = [x for x in range(1, 255) if f" 10.77.{x}." not in used]
+    return f"10.77.{random.choice(free or [1])}"
+
+
 class Sites:
     """The namespaces, links and bridge of one campaign (see the module doc)."""
 
     def __init__(self, sites: Sequence[str], tag: str | None = None) -> None:
         self.tag = tag or f"ch{random.randrange(16**4):04x}"
-        self.subnet = f"10.77.{random.randrange(1, 255)}"
+        self.subnet = _free_subnet()
         self.sites = list(sites)
         self.made: list[str] = []  # namespaces made, for close()
         self.bridge: str | None = None
@@ -82,6 +90,12 @@ class Sites:
         """The root namespace's address on the bridge: where the broker listens."""
         return f"{self.subnet}.1"
 
+    @property
+    def store_address(self) -> str:
+        """A second root-namespace address on the bridge: where the store's PostgreSQL
+        listens, so that a broker partition (the hub's address gone) leaves it reachable."""
+        return f"{self.subnet}.2"
+
     def netns(self, site: str) -> str:
         return f"{self.tag}-{site}"
 
@@ -96,7 +110,11 @@ class Sites:
             bridge = f"{self.tag}-br"
             _ip("link", "add", bridge, "type", "bridge")
             self.bridge = bridge
+            # The store's address must outlive the hub's (removed by isolate_hub()).
+            promote = Path("/proc/sys/net/ipv4/conf") / bridge / "promote_secondaries"
+            promote.write_text("1\n")
             _ip("addr", "add", f"{self.hub}/24", "dev", bridge)
+            _ip("addr", "add", f"{self.store_address}/24", "dev", bridge)
             _ip("link", "set", bridge, "up")
             for site in self.sites:
                 self._site(site)

@@ -111,7 +111,7 @@ class DemoSystem:
 
     def __init__(self, spec: SystemSpec) -> None:
         self.spec = spec
-        self.engine = make_engine(spec.store)
+        self.engine = make_engine(spec.store, pool_pre_ping=True)  # the store may restart
         self._up: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 

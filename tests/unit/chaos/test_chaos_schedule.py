@@ -8,10 +8,9 @@ from stalwart.chaos.campaign import effectively_once, targets_for
 from stalwart.chaos.schedule import FaultKind, plan
 
 _PROGRAMS = ["delivery", "dispatcher", "leaker", "persist", "pipeline-eu", "pipeline-jao", "qa"]
-_TARGETS = {
-    **targets_for(_PROGRAMS, ["eu", "jao"], ["jao", "eu", "na", "ea"], broker=True),
-    FaultKind.POSTGRES_RESTART: ["store"],
-}
+_TARGETS = targets_for(
+    _PROGRAMS, ["eu", "jao"], ["jao", "eu", "na", "ea"], broker=True, postgres=True
+)
 
 
 def test_the_same_seed_gives_the_same_schedule() -> None:
@@ -42,8 +41,9 @@ def test_the_process_faults_can_strike_the_watchdog_and_the_ha_leader() -> None:
 
 
 def test_the_network_faults_strike_the_sites_and_the_broker() -> None:
-    targets = targets_for(_PROGRAMS, [], ["jao", "eu"], broker=True)
+    targets = targets_for(_PROGRAMS, [], ["jao", "eu"], broker=True, postgres=True)
     assert targets[FaultKind.WAN_CUT] == ["jao", "eu"]
+    assert targets[FaultKind.POSTGRES_RESTART] == ["store"]
     assert targets[FaultKind.BROKER_NODE_LOSS] == targets[FaultKind.BROKER_PARTITION] == ["broker"]
 
 

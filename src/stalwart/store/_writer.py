@@ -202,41 +202,77 @@ def driver_values(
     return keys, params
 
 
-async def _execute(conn: AsyncConnection, name: str, rows: Sequence[Row]) -> None:
-    """One statement per table through the driver, with :func:`driver_values`."""
-    statement = _compiled(conn.dialect, name)
-    _, params = driver_values(conn.dialect, name, rows)
-    if conn.dialect.name != "postgresql":
-        await conn.exec_driver_sql(statement.sql, params)
-    elif name == "deliveries":
-        await _merge_deliveries(conn, statement, params)
-    elif name in _APPEND_ONLY:
-        if not await _copy_new_rows(conn, name, statement, params):
-            await _copy_then_insert(conn, name, statement, params)
-    else:
-        # One array per column and ``unnest``: one statement, one round trip and
-        # one prepared plan per table, whatever the batch size.
-        columns = tuple(list(column) for column in zip(*params, strict=True))
-        await conn.exec_driver_sql(_unnest(conn.dialect, name, statement), columns)
+def _tables(rows: Rows) -> list[tuple[str, Sequence[Row]]]:
+    """The batch's non-empty tables, deliveries and components in key order."""
+    tables = (
+        ("messages", rows.messages),
+        ("transitions", rows.transitions),
+        ("deliveries", rows.sorted_deliveries()),
+        ("components", rows.sorted_components()),
+        ("reports", rows.reports),
+    )
+    return [(name, table_rows) for name, table_rows in tables if table_rows]
 
 
-# Insert-only tables: a batch goes straight in by COPY unless a row is already there.
-_APPEND_ONLY = frozenset({"messages", "transitions"})
 _UNIQUE_VIOLATION = "23505"
 
 
-async def _merge_deliveries(
-    conn: AsyncConnection, statement: _Compiled, params: list[tuple[Any, ...]]
-) -> None:
-    """Deliveries not stored yet go straight in by COPY; the others are merged forward-only.
+async def _write_postgres(conn: AsyncConnection, rows: Rows) -> None:
+    """Rows not stored yet by COPY straight into their tables, the others merged.
 
-    The batch has already folded each delivery's transitions into one row, so
-    only a delivery stored by an earlier batch needs the merge (the upsert
-    through the staging table). Asking which ones are stored costs an index
-    probe per delivery and spares the rest the staging table and the upsert.
-    Should another writer store one of the new ones meanwhile, the COPY fails
-    on the key, is taken back, and the whole batch goes through the merge.
-    Both parts keep the batch's key order (the order rows are locked in).
+    Under one savepoint: messages and transitions are copied straight in,
+    then one query tells which deliveries an earlier batch stored, and the
+    others are copied straight in too. Usually none of the messages and
+    transitions is stored, and the batch has already folded each delivery's
+    transitions into one row, so only the stored deliveries need the merge:
+    the forward-only upsert through the staging table. Should a row turn out
+    to be stored after all (a redelivered batch, a message forwarded twice,
+    another writer's delivery), its COPY fails on the key, the savepoint takes
+    the copies back, and these three tables go through the staging table with
+    their conflict handling. Deliveries keep the batch's key order (the order
+    rows are locked in) either way.
+    """
+    batch = {
+        name: (_compiled(conn.dialect, name), driver_values(conn.dialect, name, table_rows)[1])
+        for name, table_rows in _tables(rows)
+    }
+    merged: dict[str, list[tuple[Any, ...]]] = {}
+    driver = await _driver(conn)
+    try:
+        async with conn.begin_nested():
+            for name in ("messages", "transitions", "deliveries"):
+                if name not in batch:
+                    continue
+                statement, params = batch[name]
+                if name == "deliveries":
+                    params, merged[name] = await _split_stored(conn, statement, params)
+                if params:
+                    await driver.copy_records_to_table(
+                        name, records=params, columns=list(statement.keys)
+                    )
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
+            raise
+        merged = {n: batch[n][1] for n in ("messages", "transitions", "deliveries") if n in batch}
+    for name, params in merged.items():
+        if params:
+            await _copy_then_insert(conn, name, batch[name][0], params)
+    for name in ("components", "reports"):
+        if name in batch:
+            # One array per column and ``unnest``: one statement, one round trip
+            # and one prepared plan per table, whatever the batch size.
+            statement, params = batch[name]
+            columns = tuple(list(column) for column in zip(*params, strict=True))
+            await conn.exec_driver_sql(_unnest(conn.dialect, name, statement), columns)
+
+
+async def _split_stored(
+    conn: AsyncConnection, statement: _Compiled, params: list[tuple[Any, ...]]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Deliveries ``params`` split into (not stored yet, stored), each in its given order.
+
+    Asking costs an index probe per delivery and spares the new ones the
+    staging table and the upsert.
     """
     at = statement.keys.index("message_id"), statement.keys.index("service")
     result = await conn.execute(
@@ -245,11 +281,7 @@ async def _merge_deliveries(
     )
     stored = {(message_id, service) for message_id, service in result}
     new = [p for p in params if (p[at[0]], p[at[1]]) not in stored]
-    merged = [p for p in params if (p[at[0]], p[at[1]]) in stored]
-    if new and not await _copy_new_rows(conn, "deliveries", statement, new):
-        merged = params
-    if merged:
-        await _copy_then_insert(conn, "deliveries", statement, merged)
+    return new, [p for p in params if (p[at[0]], p[at[1]]) in stored]
 
 
 def _stored_deliveries() -> Any:
@@ -287,27 +319,6 @@ async def _copy_then_insert(
         _stage_name(name), records=params, columns=list(statement.keys)
     )
     await conn.exec_driver_sql(insert)
-
-
-async def _copy_new_rows(
-    conn: AsyncConnection, name: str, statement: _Compiled, params: list[tuple[Any, ...]]
-) -> bool:
-    """COPY ``params`` straight into ``name``; False (and nothing written) if one exists.
-
-    A row already stored (a redelivered batch, a message forwarded twice) makes
-    the COPY fail on the table's key; the savepoint takes the attempt back and
-    the caller goes through the staging table, whose insert skips or merges
-    such rows. Usually every row is new, and this saves writing the batch twice.
-    """
-    driver = await _driver(conn)
-    try:
-        async with conn.begin_nested():
-            await driver.copy_records_to_table(name, records=params, columns=list(statement.keys))
-    except Exception as exc:
-        if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
-            raise
-        return False
-    return True
 
 
 async def _driver(conn: AsyncConnection) -> Any:
@@ -383,16 +394,12 @@ def _unnest(dialect: Dialect, name: str, statement: _Compiled) -> str:
 
 async def write_rows(conn: AsyncConnection, rows: Rows) -> None:
     """Execute every statement of ``rows`` on ``conn`` (the caller owns the transaction)."""
-    if rows.messages:
-        await _execute(conn, "messages", rows.messages)
-    if rows.transitions:
-        await _execute(conn, "transitions", rows.transitions)
-    if rows.deliveries:
-        await _execute(conn, "deliveries", rows.sorted_deliveries())
-    if rows.components:
-        await _execute(conn, "components", rows.sorted_components())
-    if rows.reports:
-        await _execute(conn, "reports", rows.reports)
+    if conn.dialect.name == "postgresql":
+        await _write_postgres(conn, rows)
+        return
+    for name, table_rows in _tables(rows):
+        _, params = driver_values(conn.dialect, name, table_rows)
+        await conn.exec_driver_sql(_compiled(conn.dialect, name).sql, params)
 
 
 def is_unavailable(exc: BaseException) -> bool:

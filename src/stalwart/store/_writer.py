@@ -6,11 +6,12 @@ NOTHING``; deliveries are upserted with the forward-only join of
 the newest heartbeat. Applying the same batch twice changes nothing.
 
 On PostgreSQL, rows not stored yet go in by binary ``COPY`` straight into
-their tables: messages and transitions when none of the batch's is stored
-(the usual case), deliveries that no earlier batch stored (a query on their
-keys tells them apart). The others go by ``COPY`` into a session's temporary
-staging table, then ``INSERT ... SELECT`` from it with the same conflict
-handling (for deliveries, the forward-only merge). The few components and
+their tables: the batch's messages, transitions, and the deliveries no
+earlier batch stored (a query on their keys tells them apart), as long as
+none of these turns out to be stored (the usual case). The others go by
+``COPY`` into a session's temporary staging table, then ``INSERT ... SELECT``
+from it with the same conflict handling (for deliveries, the forward-only
+merge). The few components and
 reports go in by ``INSERT ... SELECT ... FROM unnest(...)``. Every statement
 is a SQLAlchemy construct, compiled once per dialect and driver; rows are
 passed to the driver as tuples, without SQLAlchemy's per-row processing.

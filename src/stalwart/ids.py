@@ -16,6 +16,7 @@ import uuid
 __all__ = ["id_time", "new_id"]
 
 _lock = threading.Lock()
+_RAND_BITS = (1 << 62) - 1
 _last_ms = 0
 _counter = 0
 
@@ -35,9 +36,13 @@ def new_id() -> str:
             _last_ms = ms
             _counter = 0
         counter = _counter
-    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
-    return str(uuid.UUID(int=value))
+    rand = int.from_bytes(os.urandom(8), "big") & _RAND_BITS
+    # Formatted field by field: a third of the cost of str(uuid.UUID(int=...)), and
+    # every message pays it. Version 7 leads the third group, variant 0b10 the fourth.
+    return (
+        f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-{0x7000 | counter:04x}-"
+        f"{0x8000 | rand >> 48:04x}-{rand & 0xFFFF_FFFF_FFFF:012x}"
+    )
 
 
 def id_time(message_id: str) -> float:

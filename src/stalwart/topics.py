@@ -17,8 +17,14 @@ __all__ = ["Pattern", "matches", "validate_pattern", "validate_topic"]
 _WORD = re.compile(r"^[a-z0-9_][a-z0-9_\-]*$")
 
 
+@lru_cache(maxsize=4096)
 def validate_topic(topic: str) -> str:
-    """Return ``topic`` if well formed, else raise :class:`TopicError`."""
+    """Return ``topic`` if well formed, else raise :class:`TopicError`.
+
+    Cached: a process sends and receives few distinct topics, each many times,
+    and every envelope built or decoded checks its topic (bad ones raise, and
+    are not cached).
+    """
     if not topic or len(topic) > 255:
         raise TopicError(f"topic {topic!r} must be 1 to 255 characters")
     for word in topic.split("."):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -80,8 +81,11 @@ def test_bad_input_raises_decode_error_with_raw_attached(raw: bytes, message: st
 
 
 def test_topic_is_validated_when_built() -> None:
-    with pytest.raises(TopicError):
-        Envelope.new("Bad Topic", {})
+    for _ in range(2):  # topic checks are cached; a bad topic must fail every time
+        with pytest.raises(TopicError):
+            Envelope.new("Bad Topic", {})
+        with pytest.raises(DecodeError, match="topic"):
+            decode(b'{"id":"x","topic":"Bad Topic","v":1}')
 
 
 def test_expiry() -> None:
@@ -102,6 +106,9 @@ def test_ids_are_uuid7_and_time_ordered() -> None:
     ids = [new_id() for _ in range(5000)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(i[14] == "7" for i in ids)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert [str(u) for u in parsed] == ids  # canonical: lower case, 8-4-4-4-12
+    assert {u.version for u in parsed} == {7} and {u.variant for u in parsed} == {uuid.RFC_4122}
     assert abs(id_time(ids[0]) - datetime.now(UTC).timestamp()) < 5
 
 

@@ -29,6 +29,9 @@ SAMPLES: dict[str, str] = {
     "subject": "qa",
     "older_than": "1d",
     "role": "service.x",
+    "ous": "uid://A001/X1/Y1",
+    "site": "eu",
+    "outdir": "{home}/products",
 }
 
 

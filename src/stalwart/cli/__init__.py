@@ -63,6 +63,9 @@ COMMANDS: Final = {
     "ha": Entry("ha", "High availability: leases, checkpoints, health monitors.", group=True),
     "token": Entry("token", "Signed tokens (JWT).", group=True),
     "dev": Entry("dev", "Local stand-ins for production infrastructure.", group=True),
+    "demo": Entry(
+        "demo", "The demonstration's programs, as `stalwart up --demo` runs them.", group=True
+    ),
 }
 
 

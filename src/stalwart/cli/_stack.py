@@ -61,7 +61,7 @@ def _demo_programs() -> list[ProgramSettings]:
         _service("qa", f"{_DEMO}:qa", demo.qa.name),
         _service("delivery", f"{_DEMO}:delivery", demo.delivery.name),
         _service("tracker", f"{_DEMO}:tracker", demo.tracker.name),
-        _program("retention", [_PY, "-m", "stalwart.demo.retention"]),
+        _program("retention", [_PY, "-m", "stalwart", "demo", "retention"]),
     ]
     for site, service in demo.transfers.items():
         programs.append(_service(f"transfer-{site}", f"{_DEMO}:transfer_{site}", service.name))

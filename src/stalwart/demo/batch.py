@@ -1,23 +1,31 @@
 """The demonstration pipeline step: a batch program run once per unit.
 
-It does real work (digests a generated product), reports on the bus the way
-any batch tool would (``stalwart report`` semantics), and prints the product
-path. Exit status 0 on success; 3 on a simulated processing problem (which
-leaves no product behind).
-
-Usage: python -m stalwart.demo.batch OUS SITE OUTDIR SIZE_KIB ATTEMPT
+It does real work (digests a generated product), which the pipeline service
+reports on the bus the way any batch tool would (``stalwart report``
+semantics). ``stalwart demo batch`` runs it: exit status 0 with the product's
+path and digest, 3 on a simulated processing problem (which leaves no product
+behind).
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-import sys
 from pathlib import Path
+from typing import NamedTuple
+
+__all__ = ["Product", "process"]
 
 
-def main(argv: list[str]) -> int:
-    ous, site, outdir, size_kib, attempt = argv[0], argv[1], Path(argv[2]), int(argv[3]), argv[4]
+class Product(NamedTuple):
+    """The product written for a unit, and its BLAKE2b digest (hex)."""
+
+    path: Path
+    digest: str
+
+
+def process(ous: str, site: str, outdir: Path, size_kib: int, attempt: int) -> Product | None:
+    """Write the unit's product; None (and no product) when the attempt diverges."""
     outdir.mkdir(parents=True, exist_ok=True)
     # The product's content depends on the unit only, so that a unit processed
     # again yields the same product (the archive refuses changed content); whether
@@ -32,11 +40,5 @@ def main(argv: list[str]) -> int:
             out.write(chunk)
     if random.Random(f"{ous}/{site}/{attempt}").random() < 0.08:
         product.unlink()
-        print(f"calibration diverged for {ous}", file=sys.stderr)
-        return 3
-    print(f"{product} {digest.hexdigest()}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+        return None
+    return Product(product, digest.hexdigest())

@@ -6,15 +6,13 @@ product with a good replica at every site) once they are older than
 them from the catalog so that scrub does not report them missing; then it
 prunes the message store of messages, and the catalog of transfer and
 repair records, older than ``store_retention`` (as ``stalwart store prune``
-does). ``stalwart up --demo`` runs it under the
-watchdog; the ``[demo]`` table of stalwart.toml sets it::
+does). ``stalwart up --demo`` runs it under the watchdog as
+``stalwart demo retention``; the ``[demo]`` table of stalwart.toml sets it::
 
     [demo]
     retention = "10m"
     store_retention = "1h"
     sweep = "1m"
-
-Usage: python -m stalwart.demo.retention
 """
 
 from __future__ import annotations
@@ -22,24 +20,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stalwart.config import Duration, Settings, load_settings
+from stalwart.config import Duration, Settings
 from stalwart.demo.models import SITES
 from stalwart.envelope import utcnow
-from stalwart.errors import StalwartError, exit_status
 from stalwart.integrity.catalog import Catalog
 from stalwart.integrity.manifest import sidecar_paths
-from stalwart.logs import configure_logging
 from stalwart.store import Store
 from stalwart.store.retention import prune
 
-__all__ = ["DemoSettings", "Swept", "main", "sweep"]
+__all__ = ["DemoSettings", "Swept", "sweep", "sweep_until_stopped"]
 
 _log = logging.getLogger("stalwart.demo.retention")
 
@@ -107,8 +102,8 @@ async def sweep(settings: Settings, demo: DemoSettings, now: datetime | None = N
     return Swept(products, files, freed, pruned.messages, history)
 
 
-async def _run(settings: Settings) -> None:
-    demo = settings.section("demo", DemoSettings)
+async def sweep_until_stopped(settings: Settings, demo: DemoSettings) -> None:
+    """Sweep every ``demo.sweep`` seconds until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -133,20 +128,3 @@ async def _run(settings: Settings) -> None:
             await asyncio.wait_for(stop.wait(), demo.sweep)
         except TimeoutError:
             continue
-
-
-def main() -> int:
-    """Sweep until SIGTERM or SIGINT; a bad [demo] table exits 78 (not restarted)."""
-    try:
-        settings = load_settings(None)
-        configure_logging(settings)  # as every stalwart process does
-        settings.section("demo", DemoSettings)
-    except StalwartError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exit_status(exc)
-    asyncio.run(_run(settings))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

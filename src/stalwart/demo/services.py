@@ -70,12 +70,14 @@ def _pipeline(site: str) -> Service:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "stalwart.demo.batch",
+            "stalwart",
+            "demo",
+            "batch",
             request.ous,
             site,
             str(outdir),
-            str(request.size_kib),
-            str(ctx.envelope.attempt),
+            f"--size-kib={request.size_kib}",
+            f"--attempt={ctx.envelope.attempt}",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )

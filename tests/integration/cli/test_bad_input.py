@@ -36,6 +36,7 @@ NOT_INPUTS = {
     "paths",  # `verify` reports a missing replica as such
     "socket_path",  # `beat` says no watchdog listens there
     "directory",  # where `dev cluster` keeps its nodes
+    "outdir",  # where `demo batch` writes its product
 }
 MISSING = "{home}/absent/stalwart-test.json"  # under the test's own directory, whatever happens
 

@@ -93,7 +93,7 @@ def test_the_sweeper_stops_on_a_bad_table_with_the_configuration_status(tmp_path
     # Given a [demo] table that cannot be read, When the sweeper starts
     (tmp_path / "stalwart.toml").write_text('[demo]\nsweep = "often"\n')
     done = subprocess.run(
-        [sys.executable, "-m", "stalwart.demo.retention"],
+        [sys.executable, "-m", "stalwart", "demo", "retention"],
         cwd=tmp_path,
         env={**os.environ, "STALWART_CONFIG": str(tmp_path / "stalwart.toml")},
         capture_output=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -110,6 +111,20 @@ def test_ids_are_uuid7_and_time_ordered() -> None:
     assert [str(u) for u in parsed] == ids  # canonical: lower case, 8-4-4-4-12
     assert {u.version for u in parsed} == {7} and {u.variant for u in parsed} == {uuid.RFC_4122}
     assert abs(id_time(ids[0]) - datetime.now(UTC).timestamp()) < 5
+
+
+def test_a_forked_child_does_not_repeat_its_parents_random_bits() -> None:
+    new_id()  # the parent now holds random bits for the ids that follow
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send the random part of its next id, and leave
+        os.write(write, new_id()[19:].encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert child and child != new_id()[19:]
 
 
 states = st.sampled_from(list(DeliveryState))

@@ -8,8 +8,9 @@ import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+import aiormq
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aio_pika.exceptions import (
@@ -320,7 +321,8 @@ class AmqpTransport:
         await self._conn()
         channel = await self._connector.publish_channel(self.confirm_timeout)
         try:
-            underlay = await channel.get_underlay_channel()
+            # aiormq's Channel: its basic_publish takes ``wait``, which the abstract one omits.
+            underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
         except CONNECTION_EXCEPTIONS as exc:
             raise BrokerUnavailable(f"publishing to {self.url} failed: {exc}") from None
         sends = [
@@ -332,6 +334,9 @@ class AmqpTransport:
                     properties=properties,
                     mandatory=False,
                     timeout=self.confirm_timeout,
+                    # Await the confirm only: waiting for each frame to reach the socket
+                    # holds the channel's lock, one publish at a time, per message.
+                    wait=False,
                 )
             )
             for (body, properties), topic in messages

@@ -2,7 +2,7 @@
 
 The same five misbehaving programs (crash, hang, slow, runaway memory,
 runaway CPU) run under supervisord (PyPI ``supervisor``, in the foreground)
-and under ``python -m stalwart.watchdog``, in one run, several repetitions.
+and under ``stalwart watchdog``, in one run, several repetitions.
 Each program notes ``start`` and ``fail`` wall-clock times in a file;
 detection-to-restart latency is the time from ``fail`` to the next ``start``
 (interpreter start-up included, the same for both). For the watchdog the
@@ -251,7 +251,7 @@ socket = "{directory}/wd.sock"
 def _watchdog(directory: Path, programs: str) -> Iterator[psutil.Process]:
     conf = _watchdog_conf(directory, programs)
     env = {**os.environ, "BENCH_DIR": str(directory)}
-    cmd = [sys.executable, "-m", "stalwart.watchdog", "-c", str(conf)]
+    cmd = [sys.executable, "-m", "stalwart", "watchdog", "-c", str(conf)]
     proc = subprocess.Popen(cmd, env=env)
     try:
         yield psutil.Process(proc.pid)

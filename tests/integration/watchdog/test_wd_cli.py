@@ -74,10 +74,7 @@ async def test_kill_9_of_the_watchdog_leaves_no_orphans(tmp_path: Path) -> None:
         command = ["{sys.executable}", "{prog}"]
         """,
     )
-    # (`python -m stalwart.watchdog`: the lean entry point, so the test stays quick)
-    watchdog = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "stalwart.watchdog", "-c", str(config)
-    )
+    watchdog = await asyncio.create_subprocess_exec(STALWART, "watchdog", "-c", str(config))
     try:
         await wait_for_path(pids, timeout=20.0)
         await until(lambda: pids.read_text().split(), 5.0, "two pids", accept=lambda p: len(p) == 2)

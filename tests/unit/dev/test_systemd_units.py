@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy_units import ROOT, UNITS, example_env, service_settings, unit_files
+from deploy_units import INSTALLED_BIN, ROOT, UNITS, example_env, service_settings, unit_files
 from stalwart.config import load_settings
 
 SHOWN_UNIT = re.compile(r"```ini\n(# /etc/systemd/system/(\S+)\s.*?)```", re.S)
@@ -40,6 +40,13 @@ def test_restarts_stop_at_configuration_errors_and_secrets_come_from_a_file(unit
     if unit.name != "stalwart-watchdog.service":
         assert settings["User"] == ["stalwart"]
         assert settings["NoNewPrivileges"] == ["yes"] and settings["ProtectSystem"] == ["strict"]
+
+
+@pytest.mark.parametrize("unit", unit_files(), ids=lambda unit: unit.name)
+def test_every_unit_starts_a_stalwart_command(unit: Path) -> None:
+    # one entry point, so every process reads its settings and logs the same way
+    program = service_settings(unit)["ExecStart"][0].split()[0]
+    assert program == f"{INSTALLED_BIN}stalwart", f"{unit.name} runs {program}"
 
 
 def test_the_watchdog_unit_expects_what_the_watchdog_sends() -> None:

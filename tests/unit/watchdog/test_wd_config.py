@@ -63,17 +63,19 @@ def test_an_unknown_key_is_a_config_error_naming_it(tmp_path: object) -> None:
         load_settings(path, env={}).section("watchdog", WatchdogSettings)
 
 
-def test_the_watchdog_module_exits_78_on_an_invalid_configuration(
-    tmp_path: object, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_watchdog_command_exits_78_on_an_invalid_configuration(tmp_path: object) -> None:
     from pathlib import Path
 
+    from typer.testing import CliRunner
+
+    from stalwart.cli import lazy_app
     from stalwart.errors import EX_CONFIG
-    from stalwart.watchdog.__main__ import main
 
     # Given a stalwart.toml that is not TOML
     path = Path(str(tmp_path)) / "stalwart.toml"
     path.write_text("[watchdog\n")
-    # When `python -m stalwart.watchdog` reads it, Then it exits 78 (systemd: do not restart)
-    assert main(["-c", str(path)]) == EX_CONFIG
-    assert capsys.readouterr().err.startswith(f"error: {path} is not valid TOML")
+    # When `stalwart watchdog` (as the systemd unit starts it) reads it
+    result = CliRunner().invoke(lazy_app(), ["watchdog", "-c", str(path)])
+    # Then it exits 78 (systemd: do not restart), saying what is wrong on one line
+    assert result.exit_code == EX_CONFIG
+    assert result.stderr.startswith(f"error: {path} is not valid TOML")

@@ -7,7 +7,9 @@ a pipe; when the pipe reaches end-of-file (the watchdog is gone, however it
 died) it SIGKILLs every group still registered and exits.
 
 Run as a plain script (``python _guard.py``) so it imports only the standard
-library and starts in milliseconds.
+library and starts in milliseconds. It is not a ``stalwart`` command: nobody
+but the watchdog starts it, it reads no settings and logs nothing, and as a
+command it would load the CLI and the settings before it could guard anything.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 It idles until it receives SIGUSR1, then grows by 8 MiB every 100 ms until the
 watchdog stops it for exceeding its ``max_memory`` (the campaign's config
 gives it 96 MiB). Run under the watchdog as ``python -m stalwart.chaos.leaker``.
+It is not a ``stalwart`` command: only the campaign starts it, it reads no
+settings and logs nothing, and its memory is the thing under test, so it
+loads nothing it does not need.
 """
 
 from __future__ import annotations

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import subprocess
 import time
 from pathlib import Path
 
 import psutil
 import pytest
+from harness import FULL
 
 from stalwart.chaos.campaign import CampaignOptions, run_campaign
 from stalwart.chaos.schedule import FaultKind
@@ -30,8 +30,9 @@ _PROCESS_FAULTS = {
 }
 
 
-def _leftovers(root: Path) -> list[str]:
-    """Processes, mounts, namespaces and links of the campaign still there after it returned."""
+def _leftovers(root: Path, tag: str | None) -> list[str]:
+    """Processes, mounts, namespaces and links of the campaign still there after it returned
+    (other campaigns may run on this host at the same time: theirs are not counted)."""
     found = [
         f"process {p.pid}: {' '.join(p.info['cmdline'] or [])}"
         for p in psutil.process_iter(["cmdline", "environ"])
@@ -42,7 +43,7 @@ def _leftovers(root: Path) -> list[str]:
     found += [line for line in mounts.splitlines() if str(root) in line]
     for command in (["ip", "netns", "list"], ["ip", "-o", "link"]):
         listed = subprocess.run(command, capture_output=True, text=True).stdout
-        found += [line for line in listed.splitlines() if re.search(r"\bch[0-9a-f]{4}-", line)]
+        found += [line for line in listed.splitlines() if tag and f"{tag}-" in line]
     return found
 
 
@@ -66,10 +67,11 @@ async def test_a_short_campaign_strikes_every_kind_and_breaks_no_invariant(
     assert outcome.violations == []
     assert "PASS" in (report / "report.md").read_text()
     assert (report / "timeline.png").stat().st_size > 10_000
-    assert _leftovers(tmp_path) == []
+    assert _leftovers(tmp_path, outcome.sites_tag) == []
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not FULL, reason="about 4 minutes: run by `make chaos` (STALWART_CHAOS_FULL=1)")
 @pytest.mark.timeout(600)
 # The broker's VM, started again after its loss, outlives the Popen that launched it.
 @pytest.mark.filterwarnings("ignore:subprocess .* is still running:ResourceWarning")
@@ -79,9 +81,9 @@ async def test_a_short_campaign_strikes_every_kind_and_breaks_no_invariant(
 @pytest.mark.xfail(
     raises=AssertionError,
     strict=False,
-    reason="a known finding: after a broker loss a pipeline step (not idempotent) runs a "
-    "unit again and publishes its result again, so QA and delivery deliver it twice "
-    "(no-duplicate-effect); see docs/chaos.md, 'What campaigns found'",
+    reason="known findings (docs/chaos.md, 'What campaigns found'): after a broker loss a "
+    "pipeline step runs a unit again and the unit is delivered twice; after a PostgreSQL "
+    "restart and a broker loss the HA dispatcher may stop dispatching (units stuck)",
 )
 async def test_a_campaign_across_sites_survives_wan_cuts_broker_and_store_loss(
     tmp_path: Path,
@@ -107,4 +109,5 @@ async def test_a_campaign_across_sites_survives_wan_cuts_broker_and_store_loss(
     injected = {entry.planned.kind for entry in outcome.journal if entry.injected_at}
     assert network <= injected, [e.skipped for e in outcome.journal if e.skipped]
     assert outcome.violations == []
-    assert _leftovers(tmp_path) == []
+    assert outcome.sites_tag is not None
+    assert _leftovers(tmp_path, outcome.sites_tag) == []

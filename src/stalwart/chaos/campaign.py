@@ -199,6 +199,7 @@ async def run_campaign(options: CampaignOptions, say: Callable[[str], None] = pr
         await _settle(checker, options.settle)
         violations = await checker.check(journal)
         events = await watchdog_events(system.engine, since)
+        tag = layout.sites.tag if layout.sites is not None else None
     outcome = Outcome(
         seed=options.seed,
         duration=options.duration,
@@ -208,6 +209,7 @@ async def run_campaign(options: CampaignOptions, say: Callable[[str], None] = pr
         violations=violations,
         events=events,
         cannot=cannot,
+        sites_tag=tag,
     )
     write_report(outcome, options.report)
     return outcome

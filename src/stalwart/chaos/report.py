@@ -36,6 +36,7 @@ class Outcome:
     violations: list[Violation]
     events: list[dict[str, Any]]  # the watchdog's, see checker.watchdog_events
     cannot: dict[str, str]  # fault kind -> why it cannot be injected here
+    sites_tag: str | None = None  # the simulated sites' prefix (namespaces, links)
 
     @property
     def ok(self) -> bool:

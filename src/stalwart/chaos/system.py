@@ -27,6 +27,7 @@ from typing import IO, Final
 import psutil
 from sqlalchemy import select
 
+from stalwart.dev.ports import free_port
 from stalwart.errors import StalwartError
 from stalwart.ha._schema import leases
 from stalwart.store.engine import make_engine
@@ -79,6 +80,8 @@ class SystemSpec:
             f"[bus]\nurl = {json.dumps(self.bus)}\n"
             f"outbox = {json.dumps(str(self.home / 'outbox.db'))}\n"
             f"[store]\nurl = {json.dumps(self.store)}\n"
+            # A port of its own: campaigns (and a `stalwart up`) may run side by side.
+            f'[dashboard]\nbind = "127.0.0.1:{free_port()}"\n'
             f'[[watchdog.programs]]\nname = "{LEAKER}"\ncommand = {json.dumps(leaker)}\n'
             f'restart = "always"\nmax_memory = "{_LEAK_LIMIT}"\ncheck_interval = 0.5\n'
         )

@@ -66,6 +66,8 @@ def service(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+        if proc.stdout is not None:  # read by the test that needs it; not left to leak
+            proc.stdout.close()
 
 
 async def _request(home: Path, request: TransferRequest, unique: str) -> TransferReply:
@@ -150,4 +152,5 @@ def test_scheduled_scrub_says_when_it_runs_next_and_stops_on_sigterm(
     finally:
         # And SIGTERM ends the wait at once, cleanly
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        proc.communicate(timeout=30)  # waits, and closes its pipe
+        assert proc.returncode == 0

@@ -10,17 +10,17 @@ files.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import nats
 from nats.js.api import StreamConfig
+
+from waiting import until
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 _NAMES = ("n1", "n2", "n3")
@@ -73,11 +73,12 @@ class NatsCluster:
 
     async def formed(self, timeout: float = 30.0) -> None:
         """Wait until JetStream can place a stream on all three nodes."""
-        deadline = time.monotonic() + timeout
-        while not await self._ready():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the NATS cluster did not form; see {self.folder}/*.log")
-            await asyncio.sleep(0.25)
+        await until(
+            self._ready,
+            timeout,
+            f"the NATS cluster to form (see {self.folder}/*.log)",
+            interval=0.25,
+        )
 
     async def _ready(self) -> bool:
         """True once a three-replica stream can be created (and it is removed again)."""

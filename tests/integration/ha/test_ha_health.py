@@ -6,7 +6,6 @@ The "critical service" here is a file: ``test -e FILE`` is its probe and
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from stalwart.ha import HealthMonitors, HealthState, Monitor, MonitorSettings, a
 from stalwart.ha.health import check_transition
 from stalwart.service import EventPublisher
 from stalwart.store.engine import make_engine
+from waiting import until
 
 H, S, R, F = (
     HealthState.HEALTHY,
@@ -168,10 +168,11 @@ async def test_monitors_run_in_owned_tasks_until_stopped(
     group.start()
     try:
         # When the monitors run on their own, Then the missing file is repaired
-        for _ in range(200):
-            if flag.exists() and group.monitors[0].state is H:
-                break
-            await asyncio.sleep(0.05)
+        await until(
+            lambda: flag.exists() and group.monitors[0].state is H,
+            10.0,
+            "the file repaired and the monitor healthy",
+        )
         assert flag.exists()
         assert _moves(group.monitors[0]) == [(H, S), (S, R), (R, H)]
     finally:

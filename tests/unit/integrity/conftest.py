@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,17 +34,3 @@ def make_file(tmp_path: Path) -> Callable[..., tuple[Path, bytes]]:
         return path, data
 
     return make
-
-
-@pytest.fixture
-def need_tool(request: pytest.FixtureRequest) -> Callable[[str], None]:
-    """Skip (or fail under STALWART_REQUIRE_SERVICES=1) when a command is not installed."""
-    root = Path(__file__).resolve().parents[2] / "conftest.py"
-    shared = request.config.pluginmanager.get_plugin(str(root))
-    if shared is None:
-        raise RuntimeError(f"the shared test configuration {root} is not loaded")
-
-    def check(tool: str) -> None:
-        shared.need(f"the {tool} command", shutil.which(tool) is not None)
-
-    return check

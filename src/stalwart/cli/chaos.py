@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from stalwart.cli._common import run, say
+from stalwart.cli._common import ConfigOption, run, say, settings_from
 from stalwart.cli._params import duration as parse_duration
 
 __all__ = ["campaign", "register"]
@@ -48,7 +48,9 @@ def register(app: typer.Typer) -> None:
         ] = 180.0,
         seed: Annotated[
             int | None,
-            typer.Option(min=0, help="The schedule's seed (default: a random one, printed)."),
+            typer.Option(
+                min=0, max=2**63 - 1, help="The schedule's seed (default: a random one, printed)."
+            ),
         ] = None,
         report: Annotated[
             Path, typer.Option(file_okay=False, help="Directory for report.md and timeline.png.")
@@ -63,6 +65,7 @@ def register(app: typer.Typer) -> None:
                 "with RabbitMQ and PostgreSQL at the hub (WAN cut, broker and store faults).",
             ),
         ] = True,
+        config: ConfigOption = None,
     ) -> None:
         """Strike the demo with a seeded fault campaign, check invariants: run the demo
         observatory in a private home, inject a schedule of faults drawn from the seed
@@ -73,4 +76,5 @@ def register(app: typer.Typer) -> None:
 
         Example: stalwart chaos --duration 3m --seed 42 --report chaos-42
         """
+        settings_from(config)  # this process's logging; the demo gets a home of its own
         campaign(seed, duration, report, interval, sites)

@@ -104,7 +104,7 @@ async def test_killing_every_process_loses_nothing_published(
 
     # Then every message whose publish returned is consumed
     await asyncio.to_thread(wait_for_lines, got, caught_up, 60.0)
-    assert len(confirmed) > 300
+    assert len(confirmed) >= 300  # the 301 lines waited for include READY
 
 
 async def test_a_dead_processs_ephemeral_queue_is_reaped(

@@ -37,6 +37,7 @@ NOT_INPUTS = {
     "socket_path",  # `beat` says no watchdog listens there
     "directory",  # where `dev cluster` keeps its nodes
     "outdir",  # where `demo batch` writes its product
+    "report",  # where `chaos` writes its report
 }
 MISSING = "{home}/absent/stalwart-test.json"  # under the test's own directory, whatever happens
 

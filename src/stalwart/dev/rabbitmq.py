@@ -79,6 +79,9 @@ class RabbitNode:
             raise FileNotFoundError(f"no RabbitMQ server at {RABBITMQ_BIN}/rabbitmq-server")
         self.spec = spec
         self.root = Path(spec.root)
+        # The server this object started, reaped when it stops (a node started by
+        # another process, `stalwart dev cluster up`, is found by its pid file).
+        self._server: subprocess.Popen[bytes] | None = None
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "rabbitmq.conf").write_text(conf)
         (self.root / "rabbitmq-env.conf").write_text("")
@@ -128,7 +131,7 @@ class RabbitNode:
         if self.running():
             return
         with (self.root / "server.out").open("ab") as log:
-            subprocess.Popen(
+            self._server = subprocess.Popen(
                 [str(RABBITMQ_BIN / "rabbitmq-server")],
                 env=self.env,
                 cwd=self.root,
@@ -176,16 +179,24 @@ class RabbitNode:
         """Graceful shutdown (``rabbitmqctl stop``), waiting until the VM has exited."""
         if self.running():
             self.ctl("stop", str(self.pid_file), timeout=timeout)
+        self._reap()
 
     def kill(self) -> None:
         """SIGKILL the node's VM and its helpers: no clean shutdown."""
         proc = self.process()
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
-        with contextlib.suppress(psutil.Error):
-            proc.wait(30)
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
+            with contextlib.suppress(psutil.Error):
+                proc.wait(30)
+        self._reap()
+
+    def _reap(self) -> None:
+        """Collect the exit of the server this object started, once its VM is gone."""
+        if self._server is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._server.wait(30)
+                self._server = None
 
     def close(self) -> None:
         """Stop the node whatever its state (kill it if stopping fails); files stay."""
@@ -283,6 +294,7 @@ class RabbitCluster:
     def __init__(self, state: ClusterState) -> None:
         self.state = state
         self.root = Path(state.root)
+        self._epmd_server: subprocess.Popen[bytes] | None = None  # reaped by down()
         definitions = self.root / "definitions.json"
         self.nodes = [
             RabbitNode(
@@ -330,7 +342,7 @@ class RabbitCluster:
             return
         addresses = ",".join(["127.0.0.1", *(n.spec.host for n in self.nodes)])
         with (self.root / "epmd.out").open("ab") as log:
-            subprocess.Popen(
+            self._epmd_server = subprocess.Popen(
                 [_EPMD, "-port", str(port), "-address", addresses],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -365,6 +377,10 @@ class RabbitCluster:
             if proc.info["name"] == _EPMD and str(self.state.epmd_port) in cmdline:
                 with contextlib.suppress(psutil.Error):
                     proc.kill()
+        if self._epmd_server is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._epmd_server.wait(30)
+                self._epmd_server = None
 
     def destroy(self) -> None:
         """:meth:`down`, then delete the cluster's files."""

@@ -77,14 +77,18 @@ async def test_consumers_of_one_queue_compete(transport_factory: Factory, unique
     queue = f"work-{unique}"
     await _loaded(transport_factory, queue, "job.run", [{"n": n} for n in range(40)])
     seen: dict[str, list[int]] = {"a": [], "b": []}
-    done = asyncio.Event()
+    done, both = asyncio.Event(), asyncio.Event()
 
     async def worker(name: str) -> None:
         bus = await transport_factory()
         async for delivery in bus.consume(queue, 1):
             assert delivery.envelope is not None
             seen[name].append(delivery.envelope.body["n"])
-            await asyncio.sleep(0.01)  # some work, so that the other can take a turn
+            if seen["a"] and seen["b"]:
+                both.set()
+            # Holding the first delivery (prefetch 1) leaves the rest to the other
+            # consumer, however late it starts; then both take turns.
+            await asyncio.wait_for(both.wait(), 30.0)
             await delivery.ack()
             if len(seen["a"]) + len(seen["b"]) >= 40:
                 done.set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,13 @@ async def transport_factory(
         url = request.getfixturevalue("rabbitmq_url")
         base = {"exchange": f"test-{unique}"}
     made: list[Transport] = []
+    spools = itertools.count()
 
     async def make(**options: Any) -> Transport:
         transport = open_transport(url, **{**base, **options})
         if backend != request.param:
-            spool = tmp_path / f"outbox-{len(made)}.db"
+            # Numbered before the first await: transports made at once get spools of their own.
+            spool = tmp_path / f"outbox-{next(spools)}.db"
             transport = OutboxTransport(
                 transport, spool, max_message_size=options.get("max_message_size")
             )

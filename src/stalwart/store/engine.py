@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.elements import ColumnElement
 
 from stalwart.errors import ConfigError
+from stalwart.sqlite_wal import use_wal
 from stalwart.store.migrate import current_revision, head_revision, upgrade
 
 __all__ = [
@@ -55,9 +56,8 @@ def make_engine(url: str, **options: Any) -> AsyncEngine:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    use_wal(cursor.execute, 30.0)
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 from stalwart.errors import StalwartError
+from stalwart.sqlite_wal import use_wal
 
 __all__ = ["Spool", "SpoolError", "SpoolStatus", "SpooledRow"]
 
@@ -114,7 +115,7 @@ class Spool:
             self._db = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            use_wal(self._db.execute, 30.0)
             self._db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
             for statement in _SCHEMA:
                 self._db.execute(statement)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from stalwart.errors import BrokerUnavailable, ConfigError
+from stalwart.sqlite_wal import use_wal
 
 __all__ = ["BUSY_TIMEOUT", "SCHEMA_VERSION", "connect", "db_path_from_url"]
 
@@ -96,7 +97,7 @@ def connect(path: Path, durability: Literal["full", "normal"]) -> sqlite3.Connec
             "is writable and on a local disk"
         ) from exc
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
+        use_wal(conn.execute, BUSY_TIMEOUT)
         conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
         conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute("PRAGMA temp_store=MEMORY")

@@ -63,9 +63,15 @@ async def dispatch(ctx: Context, unit: UnitReady) -> None:
 def _pipeline(site: str) -> Service:
     service = Service(f"pipeline-{site}", site=site, concurrency=2, max_attempts=4)
 
-    @service.handler(f"pipeline.process.{site}", body=ProcessRequest, timeout=120.0)
+    @service.handler(
+        f"pipeline.process.{site}", body=ProcessRequest, idempotent=True, timeout=120.0
+    )
     async def process(ctx: Context, request: ProcessRequest) -> None:
-        """Run the batch step as a child process; a problem is reported and retried."""
+        """Run the batch step as a child process; a problem is reported and retried.
+
+        Idempotent: a redelivery after a broker loss must not run the unit again,
+        since the result it publishes carries a new id that QA and delivery would
+        take as new work (the unit delivered twice)."""
         outdir = Path(ctx.settings.home) / "demo" / "products" / site
         proc = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -19,7 +19,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from sqlalchemy import delete, select, update
@@ -65,6 +66,18 @@ def _store_error(exc: BaseException, role: str) -> StoreUnavailable:
         f"lease store unreachable for role {role!r}: {exc}; the holder stops acting at its "
         "deadline, check the store database"
     )
+
+
+@asynccontextmanager
+async def _guarded(engine: AsyncEngine, role: str) -> AsyncIterator[AsyncConnection]:
+    """A transaction on the lease tables under :func:`guard_transaction`'s timeouts;
+    a database or network failure anywhere in it is StoreUnavailable for ``role``."""
+    try:
+        async with engine.begin() as conn:
+            await guard_transaction(conn)
+            yield conn
+    except (DBAPIError, OSError) as exc:
+        raise _store_error(exc, role) from exc
 
 
 class Lease:
@@ -117,36 +130,32 @@ class Lease:
         """
         await ensure_head(self.engine)
         sent = time.monotonic()
-        try:
-            async with self.engine.begin() as conn:
-                await guard_transaction(conn)
-                await _ensure_row(conn, self.role)
-                now = db_now(conn)
-                stmt = (
-                    update(leases)
-                    .where(leases.c.role == self.role, leases.c.expires_at <= now)
-                    .values(
-                        holder=self.holder,
-                        token=leases.c.token + 1,
-                        acquired_at=now,
-                        renewed_at=now,
-                        expires_at=now + self.ttl,
-                        stepdown_requested=False,
-                    )
-                    .returning(leases.c.token)
+        async with _guarded(self.engine, self.role) as conn:
+            await _ensure_row(conn, self.role)
+            now = db_now(conn)
+            stmt = (
+                update(leases)
+                .where(leases.c.role == self.role, leases.c.expires_at <= now)
+                .values(
+                    holder=self.holder,
+                    token=leases.c.token + 1,
+                    acquired_at=now,
+                    renewed_at=now,
+                    expires_at=now + self.ttl,
+                    stepdown_requested=False,
                 )
-                token = (await conn.execute(stmt)).scalar_one_or_none()
-                state = "standby" if token is None else "active"
-                await _seen(conn, self.role, self.holder, state, self.ttl)
-                if token is not None:
-                    await conn.execute(
-                        delete(members).where(
-                            members.c.role == self.role,
-                            members.c.seen_at < db_now(conn) - _FORGET_MEMBERS,
-                        )
+                .returning(leases.c.token)
+            )
+            token = (await conn.execute(stmt)).scalar_one_or_none()
+            state = "standby" if token is None else "active"
+            await _seen(conn, self.role, self.holder, state, self.ttl)
+            if token is not None:
+                await conn.execute(
+                    delete(members).where(
+                        members.c.role == self.role,
+                        members.c.seen_at < db_now(conn) - _FORGET_MEMBERS,
                     )
-        except (DBAPIError, OSError) as exc:
-            raise _store_error(exc, self.role) from exc
+                )
         if token is None:
             return False
         self._token = int(token)
@@ -161,26 +170,22 @@ class Lease:
             self.forget()
             return False
         sent = time.monotonic()
-        try:
-            async with self.engine.begin() as conn:
-                await guard_transaction(conn)
-                now = db_now(conn)
-                stmt = (
-                    update(leases)
-                    .where(
-                        leases.c.role == self.role,
-                        leases.c.token == token,
-                        leases.c.holder == self.holder,
-                        leases.c.expires_at > now,
-                        leases.c.stepdown_requested.is_(False),
-                    )
-                    .values(renewed_at=now, expires_at=now + self.ttl)
+        async with _guarded(self.engine, self.role) as conn:
+            now = db_now(conn)
+            stmt = (
+                update(leases)
+                .where(
+                    leases.c.role == self.role,
+                    leases.c.token == token,
+                    leases.c.holder == self.holder,
+                    leases.c.expires_at > now,
+                    leases.c.stepdown_requested.is_(False),
                 )
-                renewed = (await conn.execute(stmt)).rowcount == 1
-                if renewed:
-                    await _seen(conn, self.role, self.holder, "active", self.ttl)
-        except (DBAPIError, OSError) as exc:
-            raise _store_error(exc, self.role) from exc
+                .values(renewed_at=now, expires_at=now + self.ttl)
+            )
+            renewed = (await conn.execute(stmt)).rowcount == 1
+            if renewed:
+                await _seen(conn, self.role, self.holder, "active", self.ttl)
         if renewed and self._token == token:
             self._stamp(sent)
             return True
@@ -197,21 +202,17 @@ class Lease:
         self.forget()
         if token is None:
             return False
-        try:
-            async with self.engine.begin() as conn:
-                await guard_transaction(conn)
-                now = db_now(conn)
-                stmt = (
-                    update(leases)
-                    .where(leases.c.role == self.role, leases.c.token == token)
-                    .where(leases.c.expires_at > now)
-                    .values(expires_at=now, stepdown_requested=False)
-                )
-                released = (await conn.execute(stmt)).rowcount == 1
-                await _seen(conn, self.role, self.holder, "standby", self.ttl)
-                return released
-        except (DBAPIError, OSError) as exc:
-            raise _store_error(exc, self.role) from exc
+        async with _guarded(self.engine, self.role) as conn:
+            now = db_now(conn)
+            stmt = (
+                update(leases)
+                .where(leases.c.role == self.role, leases.c.token == token)
+                .where(leases.c.expires_at > now)
+                .values(expires_at=now, stepdown_requested=False)
+            )
+            released = (await conn.execute(stmt)).rowcount == 1
+            await _seen(conn, self.role, self.holder, "standby", self.ttl)
+            return released
 
     async def fenced(self, write: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """:func:`fenced_write` with this holding's token; FencedOut if not held."""
@@ -237,29 +238,25 @@ async def fenced_write(
     the write. Raises :class:`FencedOut` when the token is stale or the lease
     has expired by the database's clock.
     """
-    try:
-        async with engine.begin() as conn:
-            await guard_transaction(conn)
-            if conn.dialect.name != "postgresql":
-                # The first write of a SQLite transaction takes the database's write lock.
-                await conn.execute(
-                    update(leases).where(leases.c.role == role).values(token=leases.c.token)
-                )
-            query = select(leases.c.token, leases.c.holder, (leases.c.expires_at > db_now(conn)))
-            query = query.where(leases.c.role == role)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()
-            row = (await conn.execute(query)).first()
-            if row is None or int(row[0]) != token or not row[2]:
-                current = "none" if row is None else f"{row[0]} held by {row[1]}"
-                state = "" if row is None or row[2] else " and expired"
-                raise FencedOut(
-                    f"write refused for role {role!r}: token {token} is stale (current "
-                    f"{current}{state}); this holder lost its lease and must step down"
-                )
-            return await write(conn)
-    except (DBAPIError, OSError) as exc:
-        raise _store_error(exc, role) from exc
+    async with _guarded(engine, role) as conn:
+        if conn.dialect.name != "postgresql":
+            # The first write of a SQLite transaction takes the database's write lock.
+            await conn.execute(
+                update(leases).where(leases.c.role == role).values(token=leases.c.token)
+            )
+        query = select(leases.c.token, leases.c.holder, (leases.c.expires_at > db_now(conn)))
+        query = query.where(leases.c.role == role)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = (await conn.execute(query)).first()
+        if row is None or int(row[0]) != token or not row[2]:
+            current = "none" if row is None else f"{row[0]} held by {row[1]}"
+            state = "" if row is None or row[2] else " and expired"
+            raise FencedOut(
+                f"write refused for role {role!r}: token {token} is stale (current "
+                f"{current}{state}); this holder lost its lease and must step down"
+            )
+        return await write(conn)
 
 
 async def request_step_down(engine: AsyncEngine, role: str) -> int | None:
@@ -269,16 +266,12 @@ async def request_step_down(engine: AsyncEngine, role: str) -> int | None:
     renewal, stops acting and releases it (or it expires if the holder is
     dead), so two holders never act at once.
     """
-    try:
-        async with engine.begin() as conn:
-            await guard_transaction(conn)
-            stmt = (
-                update(leases)
-                .where(leases.c.role == role, leases.c.expires_at > db_now(conn))
-                .values(stepdown_requested=True)
-                .returning(leases.c.token)
-            )
-            token = (await conn.execute(stmt)).scalar_one_or_none()
-    except (DBAPIError, OSError) as exc:
-        raise _store_error(exc, role) from exc
+    async with _guarded(engine, role) as conn:
+        stmt = (
+            update(leases)
+            .where(leases.c.role == role, leases.c.expires_at > db_now(conn))
+            .values(stepdown_requested=True)
+            .returning(leases.c.token)
+        )
+        token = (await conn.execute(stmt)).scalar_one_or_none()
     return None if token is None else int(token)

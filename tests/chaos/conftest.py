@@ -1,4 +1,5 @@
-"""Fixtures of the fault suite: private PostgreSQL and RabbitMQ, and systems of processes.
+"""Fixtures of the fault suite: private PostgreSQL and RabbitMQ (tests/private_services.py),
+and systems of processes.
 
 Every test here is marked ``chaos``. The default run takes short counts;
 ``STALWART_CHAOS_FULL=1`` (``make chaos``) the full ones (see ``harness.scale``).
@@ -6,15 +7,15 @@ Every test here is marked ``chaos``. The default run takes short counts;
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from harness import System
-from private_services import PrivatePostgres, PrivateRabbit
 
-_Server = TypeVar("_Server", PrivatePostgres, PrivateRabbit)
+from private_services import private_postgres, private_rabbit
+
+__all__ = ["private_postgres", "private_rabbit"]  # fixtures offered to this directory
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -22,37 +23,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.chaos)
-
-
-def _absent(request: pytest.FixtureRequest, what: str) -> None:
-    """Skip (or fail under STALWART_REQUIRE_SERVICES=1, see tests/conftest.py)."""
-    root = Path(__file__).resolve().parents[1] / "conftest.py"
-    request.config.pluginmanager.get_plugin(str(root)).need(what, False)
-
-
-def _running(request: pytest.FixtureRequest, make: Callable[[], _Server]) -> Iterator[_Server]:
-    try:
-        server = make()
-    except FileNotFoundError as exc:
-        _absent(request, str(exc))
-        raise
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def private_postgres(request: pytest.FixtureRequest) -> Iterator[PrivatePostgres]:
-    """A running PostgreSQL of this test alone; stopped and deleted afterwards."""
-    yield from _running(request, PrivatePostgres)
-
-
-@pytest.fixture
-def private_rabbit(request: pytest.FixtureRequest) -> Iterator[PrivateRabbit]:
-    """A running RabbitMQ node of this test alone; stopped and deleted afterwards."""
-    yield from _running(request, PrivateRabbit)
 
 
 @pytest.fixture

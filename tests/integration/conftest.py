@@ -4,6 +4,9 @@
 transport on the same bus for the whole test (the same SQLite file, or the
 same RabbitMQ exchange), so a test can play several processes. Every
 transport it made is closed after the test.
+
+``private_postgres`` and ``private_rabbit`` (tests/private_services.py) are
+for the tests that stop or restart a server: never the shared ones.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ import pytest
 
 from amqp_support import drop_exchange
 from nats_support import drop_streams
+from private_services import private_postgres, private_rabbit
 from stalwart.bus import Delivery, Transport, open_bus, open_transport
 from stalwart.bus.outbox import OutboxTransport
 from stalwart.config import Settings
+
+__all__ = ["private_postgres", "private_rabbit"]  # fixtures offered to this directory
 
 Factory = Callable[..., Awaitable[Transport]]
 Take = Callable[..., Awaitable[list[Delivery]]]

@@ -1,22 +1,18 @@
 """Chaos with real services: PostgreSQL restarted under a leader; a broker outage repaired.
 
-Both tests stop a shared service for a few seconds and restore it in a
-``finally`` whatever happens.
+Each test stops a server of its own for a few seconds (a private PostgreSQL, a
+private RabbitMQ node), never the shared ones.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from ha_replicas import drain
 
+from private_services import PrivatePostgres, PrivateRabbit
 from stalwart.bus import QueueSpec, open_transport
 from stalwart.ha import HealthState, Lease, LeaseKeeper, Monitor, MonitorSettings, status
 from stalwart.service import EventPublisher
@@ -26,40 +22,11 @@ from waiting import until
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 
-def _up(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-async def _run(*argv: str, timeout: float = 90.0) -> None:
-    await asyncio.to_thread(
-        subprocess.run, list(argv), check=True, timeout=timeout, capture_output=True
-    )
-
-
-async def _restore(start: list[str], port: int) -> None:
-    """Start the service again if it is not answering; wait for its port."""
-    deadline = time.monotonic() + 90
-    while not _up(port):
-        with contextlib.suppress(subprocess.SubprocessError, OSError):
-            await _run(*start)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"service on port {port} did not come back; start it by hand")
-        await asyncio.sleep(0.5)
-
-
-def _pg_cluster() -> list[str]:
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    return ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
-
-
-@pytest.mark.postgres
-async def test_postgres_restart_never_yields_two_leaders(postgres_url: str, unique: str) -> None:
-    # Given three contenders for one role on PostgreSQL, with a 1 s lease
-    engines = [make_engine(postgres_url, pool_pre_ping=True) for _ in range(3)]
+async def test_postgres_restart_never_yields_two_leaders(
+    private_postgres: PrivatePostgres, unique: str
+) -> None:
+    # Given three contenders for one role on a PostgreSQL of this test's own, with a 1 s lease
+    engines = [make_engine(private_postgres.url, pool_pre_ping=True) for _ in range(3)]
     keepers = [
         LeaseKeeper(Lease(e, f"leader-{unique}", ttl=1.0), renew_every=0.3, poll=0.1)
         for e in engines
@@ -87,7 +54,7 @@ async def test_postgres_restart_never_yields_two_leaders(postgres_url: str, uniq
 
         await until(one_leader, 15.0, "a leader")
         # When PostgreSQL restarts while the leader holds
-        await _run(*_pg_cluster(), "restart")
+        await asyncio.to_thread(private_postgres.restart, "fast", 0.0)
         # Then a single leader holds again once the database is back
         await until(one_leader, 30.0, "a leader after the restart")
     finally:
@@ -95,7 +62,6 @@ async def test_postgres_restart_never_yields_two_leaders(postgres_url: str, uniq
         await sampler
         for keeper in keepers:
             await keeper.stop()
-        await _restore([*_pg_cluster(), "start"], 5432)
         for engine in engines:
             await engine.dispose()
     # And at no instant did two contenders consider themselves leader
@@ -104,11 +70,11 @@ async def test_postgres_restart_never_yields_two_leaders(postgres_url: str, uniq
     assert tokens == sorted(set(tokens))
 
 
-@pytest.mark.rabbitmq
 async def test_monitor_drives_a_broker_outage_through_repair(
-    rabbitmq_url: str, tmp_path: Path, unique: str
+    private_rabbit: PrivateRabbit, tmp_path: Path, unique: str
 ) -> None:
-    # Given a monitor of the real broker whose repair is `rabbitmqctl start_app`
+    # Given a monitor of a RabbitMQ node of this test's own whose repair is
+    # `rabbitmqctl -n NODE start_app`
     engine = make_engine(f"sqlite:///{tmp_path}/store.db")
     bus = open_transport(f"sqlite:///{tmp_path}/bus.db")
     await bus.start()
@@ -117,26 +83,23 @@ async def test_monitor_drives_a_broker_outage_through_repair(
     settings = MonitorSettings(
         name="broker",
         kind="amqp",
-        urls=[rabbitmq_url],
+        urls=[private_rabbit.url],
         interval=0.5,
         timeout=2.0,
         suspect_after=1,
-        repair=["rabbitmqctl", "start_app"],
+        repair=private_rabbit.ctl_argv("start_app"),
         repair_timeout=60.0,
     )
     monitor = Monitor(settings, engine, EventPublisher(bus, "ha-test@local/1"))
     try:
         assert await monitor.step() is HealthState.HEALTHY
         # When the broker's application stops
-        await _run("rabbitmqctl", "stop_app")
+        await asyncio.to_thread(private_rabbit.ctl, "stop_app")
 
         async def back() -> bool:
             return await monitor.step() is HealthState.HEALTHY and bool(monitor.transitions)
 
         await until(back, 120.0, "the monitor to repair the broker", interval=0.2)
-    finally:
-        await _restore(["rabbitmqctl", "start_app"], 5672)
-    try:
         # Then it went healthy -> suspect -> recovering -> healthy, by repair
         moves = [(a.value, b.value) for a, b, _ in monitor.transitions]
         assert moves == [

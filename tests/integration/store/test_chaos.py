@@ -2,15 +2,13 @@
 
 Both tests stream 20,000 messages (and their received/consumed states) over the
 embedded bus into a PostgreSQL store and check every message and final state.
+The restart is of a PostgreSQL server of that test's own, never the shared one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,45 +17,16 @@ import pytest
 from sqlalchemy import func, select
 from store_traffic import Traffic
 
+from private_services import PrivatePostgres
 from stalwart.bus import Transport
 from stalwart.store import PERSIST_QUEUE, Persister, PersistOptions, Store
 from stalwart.store.schema import deliveries, messages
 from waiting import until
 
-pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 TOTAL = 20_000
 CHUNK = 500
-_PG = ["pg_ctlcluster", "--skip-systemctl-redirect"]
-
-
-def _pg_version() -> str:
-    return sorted(os.listdir("/etc/postgresql"))[-1]
-
-
-def _pg_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-async def _pg(action: str) -> None:
-    await asyncio.to_thread(
-        subprocess.run, [*_PG, _pg_version(), "main", action], check=True, timeout=60
-    )
-
-
-async def _ensure_pg_running() -> None:
-    """Whatever happened, leave PostgreSQL running for everyone else."""
-    deadline = asyncio.get_running_loop().time() + 60
-    while not _pg_up():
-        with contextlib.suppress(subprocess.SubprocessError, OSError):
-            await _pg("start")
-        if asyncio.get_running_loop().time() > deadline:
-            raise RuntimeError("PostgreSQL did not come back; start it by hand")
-        await asyncio.sleep(0.5)
 
 
 async def _publish_stream(bus: Transport, traffic: Traffic) -> None:
@@ -104,10 +73,10 @@ async def _assert_complete(store: Store, bus: Transport) -> None:
 
 
 async def test_a_postgresql_restart_mid_stream_loses_nothing(
-    postgres_url: str, bus: Transport, traffic: Traffic
+    private_postgres: PrivatePostgres, bus: Transport, traffic: Traffic
 ) -> None:
-    # Given a persister streaming from the embedded bus into PostgreSQL
-    store = await Store.open(postgres_url)
+    # Given a persister streaming from the embedded bus into a PostgreSQL of this test's own
+    store = await Store.open(private_postgres.url)
     options = PersistOptions(retry_initial=0.2, retry_max=2.0)
     persister = Persister(bus, store, options)
     await persister.declare()
@@ -116,10 +85,7 @@ async def test_a_postgresql_restart_mid_stream_loses_nothing(
         publisher = asyncio.create_task(_publish_stream(bus, traffic))
         # When PostgreSQL restarts once a few thousand messages are in
         assert (await _wait_for(store, 3_000, 120))[0] >= 3_000
-        try:
-            await _pg("restart")
-        finally:
-            await _ensure_pg_running()
+        await asyncio.to_thread(private_postgres.restart, "fast", 0.0)
         await asyncio.wait_for(publisher, 240)
         # Then all 20,000 messages are stored, each consumed, and the persister retried
         await _assert_complete(store, bus)
@@ -159,6 +125,7 @@ async def _stop(process: subprocess.Popen[bytes], sig: int) -> None:
         await asyncio.to_thread(process.wait, 30)
 
 
+@pytest.mark.postgres
 async def test_a_subscriber_killed_mid_batch_loses_nothing_and_applies_once(
     postgres_url: str, sqlite_bus_url: str, bus: Transport, traffic: Traffic, tmp_path: Path
 ) -> None:

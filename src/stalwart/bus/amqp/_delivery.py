@@ -32,12 +32,11 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from aiormq.abc import DeliveredMessage
 
-from stalwart.bus._transport import QueueSpec, backoff_delay
+from stalwart.bus._delivery import SettleOnce
+from stalwart.bus._transport import QueueSpec
 from stalwart.bus.amqp._acks import Acks
 from stalwart.bus.amqp._codec import decode_incoming
 from stalwart.bus.amqp._leases import Leases
-from stalwart.envelope import Envelope
-from stalwart.errors import DecodeError
 
 __all__ = ["AmqpDelivery", "Consumer", "Settler"]
 
@@ -48,8 +47,11 @@ log = logging.getLogger("stalwart.bus.amqp")
 Settler = Callable[["AmqpDelivery", float | None, str, int], Awaitable[None]]
 
 
-class AmqpDelivery:
+class AmqpDelivery(SettleOnce):
     """One message handed to one consumer; settle it exactly once."""
+
+    _log = log
+    _copy_errors = (Exception,)  # requeued instead: counted as a redelivery, not lost
 
     def __init__(self, consumer: Consumer, delivered: DeliveredMessage) -> None:
         self._consumer = consumer
@@ -72,14 +74,6 @@ class AmqpDelivery:
         """Start the lease: called when the consumer yields it, not while prefetched."""
         if not self._settled:
             self._consumer.leases.hold(self, self._consumer.spec.lease)
-
-    @property
-    def envelope(self) -> Envelope | None:
-        return self._envelope
-
-    @property
-    def error(self) -> DecodeError | None:
-        return self._error
 
     @property
     def message(self) -> AbstractIncomingMessage:
@@ -110,15 +104,11 @@ class AmqpDelivery:
         )
         self._consumer.spawn(self.settle_raw(requeue=True))
 
-    def _claim(self, action: str) -> bool:
-        if self._settled:
-            log.warning(
-                "message %s in %s already settled or released; %s ignored",
-                self._id,
-                self.queue,
-                action,
-            )
-            return False
+    @property
+    def _described(self) -> str:
+        return f"message {self._id} in {self.queue}"
+
+    def _claimed(self, action: str) -> bool:
         if self.stale:
             log.info(
                 "message %s in %s came on a lost channel; the broker redelivers it (%s ignored)",
@@ -126,9 +116,7 @@ class AmqpDelivery:
                 self.queue,
                 action,
             )
-            self._settled = True
             return False
-        self._settled = True
         self._consumer.leases.drop(self)
         return True
 
@@ -153,42 +141,22 @@ class AmqpDelivery:
         finally:
             self._consumer.settled(self)
 
-    async def ack(self) -> None:
-        if self._claim("ack"):
-            await self.settle_raw(requeue=None)
-
-    async def retry(self, delay: float | None, reason: str) -> bool:
-        spec = self._consumer.spec
-        if self.attempt >= spec.max_attempts:
-            await self.dead(f"{reason} (after {self.attempt} attempts)")
-            return False
-        if self._claim("retry"):
-            wait = backoff_delay(spec, self.attempt) if delay is None else max(0.0, delay)
-            await self._replace(wait, reason, self.attempt + 1)
-        return True
-
-    async def dead(self, reason: str) -> None:
-        if self._claim("dead"):
-            await self._replace(None, reason, self.attempt)
-
-    async def release(self) -> None:
-        # A confirmed copy at the same attempt: a plain requeue would count as a
-        # redelivery (x-delivery-count) and so as an attempt.
-        if not self._claim("release"):
-            return
-        try:
-            await self._replace(0.0, "released unprocessed", self.attempt)
-        except Exception as exc:  # requeued instead: counted as a redelivery, not lost
-            log.info("releasing %s by a copy failed: %s", self._id, exc)
-
-    async def _replace(self, delay: float | None, reason: str, attempt: int) -> None:
-        """Publish the copy that carries on (None: to the dead letters), then ack this one."""
-        try:
-            await self._consumer.settler(self, delay, reason, attempt)
-        except BaseException:
-            await self.settle_raw(requeue=True)
-            raise
+    async def _broker_ack(self) -> None:
         await self.settle_raw(requeue=None)
+
+    async def _broker_requeue(self) -> None:
+        await self.settle_raw(requeue=True)
+
+    async def _retry_after(self, wait: float, reason: str) -> None:
+        await self._replace(wait, reason, self.attempt + 1)
+
+    async def _publish_copy(self, delay: float | None, reason: str, attempt: int) -> None:
+        # A release is a confirmed copy at the same attempt: a plain requeue would
+        # count as a redelivery (x-delivery-count) and so as an attempt.
+        await self._consumer.settler(self, delay, reason, attempt)
+
+    def _release_failed(self, exc: Exception) -> None:
+        log.info("releasing %s by a copy failed: %s", self._id, exc)
 
     async def extend(self, seconds: float) -> None:
         if not self._settled:

@@ -30,7 +30,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 
-from stalwart.bus._transport import QueueSpec, backoff_delay
+from stalwart.bus._delivery import SettleOnce
+from stalwart.bus._transport import QueueSpec
 from stalwart.bus.nats._names import ATTEMPT_HEADER, TOPIC_HEADER, Filter, topic_of
 from stalwart.envelope import Envelope, decode
 from stalwart.errors import DecodeError, StalwartError
@@ -54,8 +55,11 @@ def header_int(value: str | None, default: int) -> int:
         return default
 
 
-class NatsDelivery:
+class NatsDelivery(SettleOnce):
     """One message handed to one consumer; settle it exactly once."""
+
+    _log = log
+    _copy_errors = (StalwartError,)  # NAKed instead: counted as an attempt, not lost
 
     def __init__(self, puller: Puller, msg: Msg, source: int) -> None:
         self._puller = puller
@@ -80,14 +84,6 @@ class NatsDelivery:
         self._renewer: asyncio.Task[None] | None = None
 
     @property
-    def envelope(self) -> Envelope | None:
-        return self._envelope
-
-    @property
-    def error(self) -> DecodeError | None:
-        return self._error
-
-    @property
     def msg(self) -> Msg:
         return self._msg
 
@@ -105,16 +101,11 @@ class NatsDelivery:
         copied = (self._msg.headers or {}).get(TOPIC_HEADER)
         return copied or topic_of(self._puller.namespace, self.subject)
 
-    def _claim(self, action: str) -> bool:
-        if self._settled:
-            log.warning(
-                "message on %s in %s already settled or released; %s ignored",
-                self.subject,
-                self.queue,
-                action,
-            )
-            return False
-        self._settled = True
+    @property
+    def _described(self) -> str:
+        return f"message on {self.subject} in {self.queue}"
+
+    def _claimed(self, action: str) -> bool:
         if self._renewer is not None:
             self._renewer.cancel()
         self._puller.settled(self)
@@ -137,48 +128,29 @@ class NatsDelivery:
         if elapsed > self._puller.spec.lease / 10:
             self._puller.spawn(self.renew())
 
-    async def ack(self) -> None:
-        if self._claim("ack"):
-            await self._send(self._msg.ack, "ack")
+    async def _broker_ack(self) -> None:
+        await self._send(self._msg.ack, "ack")
 
-    async def retry(self, delay: float | None, reason: str) -> bool:
-        spec = self._puller.spec
-        if self.attempt >= spec.max_attempts:
-            await self.dead(f"{reason} (after {self.attempt} attempts)")
-            return False
-        if self._claim("retry"):
-            wait = backoff_delay(spec, self.attempt) if delay is None else max(0.0, delay)
-            if wait > 0:
-                due = asyncio.get_running_loop().time() + wait
-                self._puller.delays[self._msg.metadata.sequence.stream] = due
-            await self._send(lambda: self._msg.nak(delay=wait), "retry")
-        return True
+    async def _broker_requeue(self) -> None:
+        await self._send(self._msg.nak, "nak")
 
-    async def dead(self, reason: str) -> None:
-        if self._claim("dead"):
-            await self._replace(True, reason, self.attempt)
+    async def _retry_after(self, wait: float, reason: str) -> None:
+        # A NAK with a delay: JetStream counts the delivery, so the attempt goes up.
+        if wait > 0:
+            due = asyncio.get_running_loop().time() + wait
+            self._puller.delays[self._msg.metadata.sequence.stream] = due
+        await self._send(lambda: self._msg.nak(delay=wait), "retry")
 
-    async def release(self) -> None:
-        if not self._claim("release"):
-            return
-        try:
-            await self._replace(False, "released unprocessed", self.attempt)
-        except StalwartError as exc:  # NAKed instead: counted as an attempt, not lost
-            log.info("releasing a message of %s by a copy failed: %s", self.queue, exc)
+    async def _publish_copy(self, delay: float | None, reason: str, attempt: int) -> None:
+        await self._puller.copier(self, delay is None, reason, attempt)
+
+    def _release_failed(self, exc: Exception) -> None:
+        log.info("releasing a message of %s by a copy failed: %s", self.queue, exc)
 
     async def nak(self) -> None:
         """Give it back now, the delivery counted (closing: no copy to wait for)."""
         if self._claim("nak"):
-            await self._send(self._msg.nak, "nak")
-
-    async def _replace(self, dead: bool, reason: str, attempt: int) -> None:
-        """Publish the copy that carries on, then ack this one (NAK if the copy failed)."""
-        try:
-            await self._puller.copier(self, dead, reason, attempt)
-        except BaseException:
-            await self._send(self._msg.nak, "nak")
-            raise
-        await self._send(self._msg.ack, "ack")
+            await self._broker_requeue()
 
     async def extend(self, seconds: float) -> None:
         if self._settled:

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any, Final, TypeVar
 
+from stalwart.bus._delivery import Decoded
 from stalwart.bus._transport import QueueSpec, backoff_delay
 from stalwart.bus.sqlite import _ops as ops
 from stalwart.bus.sqlite._batch import TurnBatcher
@@ -37,13 +38,11 @@ _T = TypeVar("_T")
 Submit = Callable[[Op[_T]], asyncio.Future[_T]]
 
 
-class SqliteDelivery:
+class SqliteDelivery(Decoded):
     """One leased row of one queue; settle it exactly once."""
 
     __slots__ = (
         "_consumer",
-        "_envelope",
-        "_error",
         "_lease",
         "_released",
         "_settled",
@@ -74,14 +73,6 @@ class SqliteDelivery:
             if envelope.attempt != attempt:
                 envelope = envelope.model_copy(update={"attempt": attempt})
             self._envelope = envelope
-
-    @property
-    def envelope(self) -> Envelope | None:
-        return self._envelope
-
-    @property
-    def error(self) -> DecodeError | None:
-        return self._error
 
     @property
     def row_id(self) -> int:

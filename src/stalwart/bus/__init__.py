@@ -1,13 +1,15 @@
 """The bus: one transport contract, several backends, and the outbox.
 
 Public face: :func:`open_transport`, :class:`Transport`, :class:`Delivery`,
-:class:`QueueSpec` and friends, and :class:`BusLink` (a long-lived
-component's connection, kept while the bus comes and goes). Backends live in
-``sqlite``, ``amqp`` and ``nats``; ``outbox`` wraps any of them with a local
-store-and-forward spool.
+:class:`QueueSpec` and friends, :class:`BusLink` (a long-lived
+component's connection, kept while the bus comes and goes) and
+:class:`HeartbeatSender` (a component's proof of life: services, the
+persister). Backends live in ``sqlite``, ``amqp`` and ``nats``; ``outbox``
+wraps any of them with a local store-and-forward spool.
 """
 
 from stalwart.bus._factory import open_transport, redact_url
+from stalwart.bus._heartbeat import Counters, HeartbeatSender
 from stalwart.bus._link import BusLink
 from stalwart.bus._open import open_bus
 from stalwart.bus._transport import (
@@ -22,9 +24,11 @@ from stalwart.bus._transport import (
 
 __all__ = [
     "BusLink",
+    "Counters",
     "DeadLetter",
     "Delivery",
     "Encoded",
+    "HeartbeatSender",
     "QueueSpec",
     "QueueStats",
     "Transport",

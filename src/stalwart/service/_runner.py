@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from stalwart.backoff import Backoff
-from stalwart.bus import Delivery, QueueSpec, Transport
+from stalwart.bus import Counters, Delivery, HeartbeatSender, QueueSpec, Transport
 from stalwart.config import Settings
 from stalwart.envelope import (
     DeliveryState,
@@ -40,7 +40,6 @@ from stalwart.service._batch import GroupCommit
 from stalwart.service._claim import Attempt, Claim, ClaimLost, ClaimState
 from stalwart.service._context import Context
 from stalwart.service._control import Reject, Retry
-from stalwart.service._heartbeat import Counters, HeartbeatSender
 from stalwart.service._lifecycle import LifecycleRecorder
 from stalwart.service._security import TokenAuthority
 

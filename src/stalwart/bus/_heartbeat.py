@@ -1,4 +1,7 @@
-"""Periodic heartbeats of one service instance on ``sys.heartbeat.<service>``."""
+"""Periodic heartbeats of one instance on ``sys.heartbeat.<service>``.
+
+Service instances send them, and so does the persister (``stalwart store persist``).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +13,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from stalwart.bus import Transport
+from stalwart.bus._transport import Transport
 from stalwart.envelope import Envelope, utcnow
 from stalwart.messages import Heartbeat, heartbeat_topic
 
 __all__ = ["Counters", "HeartbeatSender"]
 
-_log = logging.getLogger("stalwart.service.heartbeat")
+_log = logging.getLogger("stalwart.bus.heartbeat")
 
 
 @dataclass

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -35,7 +36,12 @@ class Counters:
 
 
 class HeartbeatSender:
-    """Publishes a heartbeat every ``interval`` seconds from one owned task."""
+    """Publishes a heartbeat every ``interval`` seconds from one owned task.
+
+    ``alive``, when given, is asked before each beat: while it says False the
+    beats are withheld, so that a watchdog halts an instance that still runs
+    but no longer gets on with its work.
+    """
 
     def __init__(
         self,
@@ -49,6 +55,7 @@ class HeartbeatSender:
         counters: Counters,
         patterns: list[str],
         token: str | None = None,
+        alive: Callable[[], bool] | None = None,
     ) -> None:
         self._transport = transport
         self._token = token  # lets consumers tell our heartbeats from a forger's
@@ -59,6 +66,8 @@ class HeartbeatSender:
         self._interval = interval
         self._counters = counters
         self._patterns = patterns
+        self._alive = alive
+        self._withheld = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -105,5 +114,10 @@ class HeartbeatSender:
 
     async def _run(self) -> None:
         while True:
-            await self.beat()
+            alive = self._alive is None or self._alive()
+            if alive:
+                await self.beat()
+            elif not self._withheld:
+                _log.warning("%s makes no progress: heartbeats withheld", self._instance)
+            self._withheld = not alive
             await asyncio.sleep(self._interval)

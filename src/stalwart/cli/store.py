@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -119,7 +120,8 @@ async def _persist(settings: Settings, options: PersistOptions) -> None:
     await transport.start()
     try:
         async with _opened(settings, create=True) as store:
-            persister = Persister(transport, store, options)
+            token = os.environ.get("STALWART_TOKEN")  # signs its heartbeats, as services do
+            persister = Persister(transport, store, options, site=settings.site, token=token)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, persister.stop)
@@ -325,6 +327,15 @@ def register(app: typer.Typer) -> None:
                 min=1.0, max=86_400.0, help="Seconds before an unacked delivery is redelivered."
             ),
         ] = 60.0,
+        heartbeat: Annotated[
+            float,
+            typer.Option(
+                min=0.1,
+                max=3600.0,
+                help="Seconds between heartbeats (sys.heartbeat.stalwart-persist), by which "
+                "a watchdog tells a frozen persister from a healthy one.",
+            ),
+        ] = 1.0,
     ) -> None:
         """Run the persistence subscriber: every message and state into the store.
 
@@ -335,6 +346,7 @@ def register(app: typer.Typer) -> None:
             batch_interval=batch_interval,
             prefetch=max(prefetch, batch_size),
             lease=lease,
+            heartbeat=heartbeat,
         )
         run(_persist(settings_from(config), options))
 

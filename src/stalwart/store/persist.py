@@ -11,6 +11,14 @@ exponential backoff and jitter until the database is back or it is stopped;
 nothing unacknowledged is lost, because the bus redelivers it. When the
 database refuses a row itself (too long, bad bytes), the rows it accepts still
 go in and the refused one is reported (:mod:`stalwart.store._isolate`).
+
+With ``heartbeat`` set it sends heartbeats as service ``<queue>``
+(``sys.heartbeat.stalwart-persist``), ``processed`` counting the envelopes it
+stored, so that a watchdog can halt and restart a persister that froze (a
+SIGSTOPped persister holding SQLite's write lock blocks every other writer).
+Beats are withheld while one write attempt has run for ``stall_after``
+seconds: a persister that is alive but stuck is restarted too. Idle, or
+waiting to retry while the database is down, it is healthy and keeps beating.
 """
 
 from __future__ import annotations
@@ -23,8 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from stalwart.bus import Delivery, QueueSpec, Transport
-from stalwart.envelope import utcnow
+from stalwart.bus import Counters, Delivery, HeartbeatSender, QueueSpec, Transport
+from stalwart.envelope import default_sender, utcnow
 from stalwart.errors import StoreUnavailable
 from stalwart.store._isolate import judge, refused_rows
 from stalwart.store._rows import Rows, build_rows
@@ -49,12 +57,16 @@ class PersistOptions:
     retry_initial: float = 0.2
     retry_max: float = 10.0
     lease: float = 60.0
+    heartbeat: float | None = None  # seconds between heartbeats; None sends none
+    stall_after: float = 60.0  # twice SQLite's busy timeout: a write that waits is not stuck
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.prefetch < self.batch_size:
             raise ValueError("need batch_size >= 1 and prefetch >= batch_size")
         if self.batch_interval <= 0 or self.retry_initial <= 0 or self.retry_max <= 0:
             raise ValueError("batch_interval and retry delays must be > 0 seconds")
+        if (self.heartbeat is not None and self.heartbeat <= 0) or self.stall_after <= 0:
+            raise ValueError("heartbeat and stall_after must be > 0 seconds")
 
 
 @dataclass(slots=True)
@@ -79,18 +91,49 @@ class Persister:
     """Runs the subscriber on ``transport`` into ``store``; see the module docstring."""
 
     def __init__(
-        self, transport: Transport, store: Store, options: PersistOptions | None = None
+        self,
+        transport: Transport,
+        store: Store,
+        options: PersistOptions | None = None,
+        *,
+        site: str = "local",
+        token: str | None = None,
     ) -> None:
         self._transport = transport
         self._store = store
         self.options = options or PersistOptions()
         self.stats = PersistStats()
+        self.counters = Counters()  # what the heartbeats report
         self._stop = asyncio.Event()
         self._rng = random.Random()
+        self._writing_since: float | None = None  # loop time the running write attempt began
+        self._heartbeat: HeartbeatSender | None = None
+        if self.options.heartbeat is not None:
+            service = self.options.queue
+            instance = default_sender(service, site).split("/", 1)[1]
+            self._heartbeat = HeartbeatSender(
+                transport,
+                service=service,
+                site=site,
+                instance=instance,
+                sender=f"{service}@{site}/{instance}",
+                interval=self.options.heartbeat,
+                counters=self.counters,
+                patterns=["#"],
+                token=token,
+                alive=self.healthy,
+            )
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from :meth:`run`."""
         self._stop.set()
+
+    def healthy(self) -> bool:
+        """False while one write attempt has run for ``stall_after`` seconds or more."""
+        began = self._writing_since
+        if began is None:
+            return True
+        return asyncio.get_running_loop().time() - began < self.options.stall_after
 
     async def declare(self) -> None:
         """Declare the durable queue bound to every topic (idempotent)."""
@@ -105,6 +148,8 @@ class Persister:
         (commits stay in order, one at a time); acknowledgements run beside.
         """
         await self.declare()
+        if self._heartbeat is not None:
+            self._heartbeat.start()
         buffer: asyncio.Queue[Delivery | None] = asyncio.Queue(maxsize=self.options.prefetch)
         reader = asyncio.create_task(self._read(buffer), name="persist-reader")
         committing: asyncio.Task[bool] | None = None
@@ -134,6 +179,8 @@ class Persister:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
+                if self._heartbeat is not None:
+                    await self._heartbeat.close()
 
     async def _commit(
         self,
@@ -263,7 +310,7 @@ class Persister:
         extended = loop.time()
         while True:
             try:
-                problems = await self._write_once(batch, rows)
+                problems = await self._attempt(batch, rows)
             except StoreUnavailable as exc:
                 attempt += 1
                 self.stats.retries += 1
@@ -283,6 +330,16 @@ class Persister:
                 continue
             self._account(batch)
             return problems
+
+    async def _attempt(self, batch: list[Delivery], rows: Rows) -> dict[int, str]:
+        """One write attempt, timed for :meth:`healthy` (waiting to retry is not stuck)."""
+        self._writing_since = asyncio.get_running_loop().time()
+        self.counters.inflight = len(batch)
+        try:
+            return await self._write_once(batch, rows)
+        finally:
+            self._writing_since = None
+            self.counters.inflight = 0
 
     def _backoff(self, attempt: int) -> float:
         cap = min(self.options.retry_max, self.options.retry_initial * 2 ** (attempt - 1))
@@ -316,6 +373,7 @@ class Persister:
         oldest = min((d.envelope.created_at for d in batch if d.envelope is not None), default=None)
         self.stats.persisted += len(batch)
         self.stats.batches += 1
+        self.counters.processed = self.stats.persisted
         if oldest is not None:
             self.stats.lag = max((utcnow() - oldest).total_seconds(), 0.0)
             self.stats.max_lag = max(self.stats.max_lag, self.stats.lag)
@@ -339,6 +397,7 @@ class Persister:
                 await d.ack()
             else:
                 self.stats.dead_lettered += 1
+                self.counters.failed = self.stats.dead_lettered
                 _log.warning("dead-lettering a delivery: %s", problem)
                 await d.dead(problem)
         except Exception as exc:  # the bus redelivers it; applying it again is a no-op

@@ -2,10 +2,10 @@
 
 The persistence subscriber, the dashboard, the services named in
 ``stalwart.toml`` and, with ``--demo``, the demonstration services, each as a
-watchdog program: a crash is restarted, a hang (no heartbeat) is halted and
-restarted, a runaway pipeline step is stopped. The demo's dispatcher runs as
-an HA pair (one active, one on standby); its retention sweeper keeps its disk
-use bounded.
+watchdog program: a crash is restarted, a hang (no heartbeat: the services
+and the persister send them) is halted and restarted, a runaway pipeline step
+is stopped. The demo's dispatcher runs as an HA pair (one active, one on
+standby); its retention sweeper keeps its disk use bounded.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError
 from stalwart.cli._dashboard_watch import PROGRAM, url_file
 from stalwart.config import Settings
 from stalwart.service import load_service
+from stalwart.store import PERSIST_QUEUE
 from stalwart.watchdog import ProgramSettings, WatchdogSettings
 
 __all__ = ["data_dirs", "stack"]
@@ -33,18 +34,19 @@ def _program(name: str, command: list[str], **options: Any) -> ProgramSettings:
     return ProgramSettings(name=name, command=command, **{**defaults, **options})
 
 
+def _beating(name: str, command: list[str], service: str, **options: Any) -> ProgramSettings:
+    """A program supervised by its heartbeats (sent as ``service``) as well as its exit."""
+    return _program(
+        name, command, service=service, heartbeat_timeout=15.0, startup_time=20.0, **options
+    )
+
+
 def _service(
     name: str, target: str, service: str, replicas: int = 1, **options: Any
 ) -> ProgramSettings:
-    """A service supervised by its heartbeats as well as its exit."""
-    return _program(
-        name,
-        [_PY, "-m", "stalwart", "run", target],
-        replicas=replicas,
-        service=service,
-        heartbeat_timeout=15.0,
-        startup_time=20.0,
-        **options,
+    """A service (``stalwart run``), supervised by its heartbeats."""
+    return _beating(
+        name, [_PY, "-m", "stalwart", "run", target], service, replicas=replicas, **options
     )
 
 
@@ -94,7 +96,8 @@ def data_dirs(settings: Settings) -> list[Path]:
 
 def stack(settings: Settings, *, demo_workflow: bool, dashboard: bool) -> WatchdogSettings:
     """The watchdog table that runs the whole system, plus the user's own programs."""
-    programs = [_program("persist", [_PY, "-m", "stalwart", "store", "persist"])]
+    # The persister beats as its queue: a frozen one would block every writer of a SQLite store.
+    programs = [_beating("persist", [_PY, "-m", "stalwart", "store", "persist"], PERSIST_QUEUE)]
     if dashboard:
         command = [_PY, "-m", "stalwart", "dashboard", "--url-file", str(url_file(settings.home))]
         programs.append(_program(PROGRAM, command))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from wd_support import Recorder
 
+from stalwart.bus import Transport, open_transport
 from stalwart.watchdog import ProgramSettings, Watchdog, WatchdogSettings
 
 
@@ -32,3 +33,12 @@ async def supervise(
     yield start
     for watchdog in started:
         await asyncio.wait_for(watchdog.close(), timeout=30.0)
+
+
+@pytest.fixture
+async def bus(sqlite_bus_url: str) -> AsyncIterator[Transport]:
+    """A started embedded bus, the one the supervised programs use."""
+    transport = open_transport(sqlite_bus_url)
+    await transport.start()
+    yield transport
+    await transport.close()

@@ -7,14 +7,13 @@ import asyncio
 import contextlib
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from wd_support import program
 
-from stalwart.bus import QueueSpec, Transport, open_transport
+from stalwart.bus import QueueSpec, Transport
 from stalwart.envelope import Envelope
 from waiting import until
 
@@ -55,14 +54,6 @@ def _env(tmp_path: Path, bus_url: str) -> dict[str, str]:
         "STALWART_HOME": str(tmp_path / "home"),
         "STALWART_STORE_URL": f"sqlite:///{tmp_path}/store.db",
     }
-
-
-@pytest.fixture
-async def bus(sqlite_bus_url: str) -> AsyncIterator[Transport]:
-    transport = open_transport(sqlite_bus_url)
-    await transport.start()
-    yield transport
-    await transport.close()
 
 
 async def _collect(transport: Transport, queue: str, into: list[Envelope]) -> None:

@@ -38,8 +38,11 @@ async def _publish_stream(bus: Transport, traffic: Traffic) -> None:
 
 
 async def _counts(store: Store) -> tuple[int, int]:
-    """(plain messages stored, deliveries consumed); (-1, -1) while the database is away."""
-    plain = select(func.count()).select_from(messages).where(messages.c.topic != "sys.lifecycle")
+    """(plain messages stored, deliveries consumed); (-1, -1) while the database is away.
+
+    Plain: not ``sys.*`` (lifecycle batches, and the subscriber's own heartbeats).
+    """
+    plain = select(func.count()).select_from(messages).where(messages.c.topic.not_like("sys.%"))
     consumed = select(func.count()).select_from(deliveries).where(deliveries.c.state == "consumed")
     try:
         async with store.engine.connect() as conn:

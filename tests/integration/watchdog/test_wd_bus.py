@@ -147,7 +147,7 @@ async def test_service_heartbeats_over_the_bus_detect_a_hang(
     # Then its heartbeats stop, it is reported late, halted and restarted
     late = (await events.wait_kind("late", "svc", timeout=30.0))[0]
     assert late.evidence["beats"] >= 1
-    assert 3.0 < late.evidence["silent_for"] < 3.0 + 2.0
+    assert 3.0 <= late.evidence["silent_for"] < 3.0 + 2.0  # rounded to the ms
     await events.wait_kind("restarted", "svc", timeout=30.0)
 
 

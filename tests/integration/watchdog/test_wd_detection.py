@@ -53,7 +53,7 @@ async def test_hang_without_heartbeat_is_halted_and_restarted(
     late = (await events.wait_kind("late", "hanger"))[0]
     # Then it is reported late with how long it was silent, halted, and restarted
     assert late.evidence["beats"] >= 1
-    assert late.evidence["silent_for"] > 0.6
+    assert late.evidence["silent_for"] >= 0.6  # rounded to the ms
     assert late.evidence["silent_for"] < 0.6 + 1.0
     await events.wait_kind("halted", "hanger")
     restarted = (await events.wait_kind("restarted", "hanger"))[0]

@@ -45,13 +45,48 @@ __all__ = [
     "router",
 ]
 
-router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(require_read)])
-
 # What a client may be told besides 200 and 422 (stalwart.dashboard.http_status).
 _Answers = dict[int | str, dict[str, Any]]
-_BAD_INPUT: _Answers = {400: {"description": "Bad input: the detail says what to fix"}}
+_DETAIL = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {"detail": {"type": "string"}},
+            "required": ["detail"],
+        }
+    }
+}
+# 400 and 429 can answer every route: RequestGuard refuses a Host name not allowed
+# (DNS rebinding) or a NUL in the address, RateLimitMiddleware a client over its bucket.
+_BAD_INPUT: _Answers = {
+    400: {
+        "description": "Bad input, a Host name not in the allowed hosts, or a NUL character "
+        "in the address: the detail says what to fix",
+        "content": _DETAIL,
+    }
+}
+_TOO_MANY: _Answers = {
+    429: {
+        "description": "Over the client's rate limit ([dashboard] rate_limit, rate_burst): "
+        "wait Retry-After seconds",
+        "headers": {
+            "Retry-After": {
+                "description": "seconds until a request may go, rounded up",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+        "content": _DETAIL,
+    }
+}
 _UNAVAILABLE: _Answers = {503: {"description": "The store or the bus does not answer: retry later"}}
 _STORE = _BAD_INPUT | _UNAVAILABLE
+
+router = APIRouter(
+    prefix="/api",
+    tags=["api"],
+    dependencies=[Depends(require_read)],
+    responses=_BAD_INPUT | _TOO_MANY,
+)
 
 StateName = Literal["sent", "received", "failed", "consumed", "dead", "expired", "rejected"]
 _Text = Annotated[str | None, Query(max_length=255)]

@@ -261,8 +261,17 @@ async def test_login_refuses_bad_csrf_and_never_redirects_off_site(system: Syste
 async def test_the_api_is_rate_limited(sqlite_bus_url: str, sqlite_store_url: str) -> None:
     config = dashboard_config(rate_limit=0.5, rate_burst=3)
     async with running_system(sqlite_bus_url, sqlite_store_url, config) as system:
-        codes = [(await system.client.get("/api/reports")).status_code for _ in range(4)]
-        assert codes == [200, 200, 200, 429]
+        # When a client calls the API four times at once
+        answers = [await system.client.get("/api/reports") for _ in range(4)]
+        # Then the fourth is refused, with how long to wait (1 token per 2 s, rounded up)
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        refused = answers[-1]
+        wait = int(refused.headers["retry-after"])
+        assert 1 <= wait <= 2
+        assert refused.json() == {"detail": f"too many requests: retry after {wait} s or slow down"}
+        assert refused.headers["cache-control"] == "no-store"
+        # And the schema, an API call too, is limited alike
+        assert (await system.client.get("/api/openapi.json")).status_code == 429
         # Pages are not API calls
         assert (await system.client.get("/reports")).status_code == 200
 
@@ -346,8 +355,24 @@ async def test_login_attempts_are_rate_limited(system: System) -> None:
     token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
     form = {"user": "ops", "password": "guess", "csrf_token": token}
     # When guessing 6 times in a row, Then the 6th is refused before it is checked
-    codes = [(await system.client.post("/login", data=form)).status_code for _ in range(6)]
-    assert codes == [401] * 5 + [429]
+    answers = [await system.client.post("/login", data=form) for _ in range(6)]
+    assert [a.status_code for a in answers] == [401] * 5 + [429]
+    # And told, as JSON even to a form, to wait at most one refill (1 attempt per 5 s)
+    assert 1 <= int(answers[-1].headers["retry-after"]) <= 5
+    assert answers[-1].json()["detail"].startswith("too many requests: retry after")
+
+
+async def test_the_schema_declares_the_refusals_any_api_call_may_get(system: System) -> None:
+    # Given the API's schema as served
+    schema = (await system.client.get("/api/openapi.json")).json()
+    operations = [op for path in schema["paths"].values() for op in path.values()]
+    assert operations
+    # Then every operation declares the refusals that come before any route runs:
+    # 400 for a Host name not allowed or a NUL, 429 with Retry-After over the rate limit
+    for op in operations:
+        answers = op["responses"]
+        assert "Host" in answers["400"]["description"], op["operationId"]
+        assert "Retry-After" in answers["429"]["headers"], op["operationId"]
 
 
 async def test_nothing_is_loaded_from_elsewhere(system: System) -> None:

@@ -94,6 +94,34 @@ async def test_a_foreign_host_name_gets_400_dns_rebinding(system: System) -> Non
         assert response.status_code == 200, host
 
 
+async def test_a_foreign_host_name_is_refused_before_anything_else(system: System) -> None:
+    detail = (
+        "unknown Host 'rebound.example': open the dashboard by a name in "
+        "[dashboard] allowed_hosts (add this one there if it is yours)"
+    )
+    # Given pages, the API, the schema, the login form, metrics and static files
+    for method, path in (
+        ("GET", "/"),
+        ("GET", "/api/bus"),
+        ("GET", "/api/openapi.json"),
+        ("POST", "/login"),
+        ("GET", "/metrics"),
+        ("GET", "/static/app.css"),
+    ):
+        # When asked under a name not allowed, even by a browser wanting a page
+        refused = await system.client.request(
+            method, path, headers={"host": "rebound.example", "accept": "text/html"}
+        )
+        # Then each answers the same JSON 400, not to be cached, with no Retry-After
+        assert refused.status_code == 400, path
+        assert refused.json() == {"detail": detail}, path
+        assert refused.headers["cache-control"] == "no-store", path
+        assert "retry-after" not in refused.headers, path
+    # And a request with no Host at all is refused too
+    no_host = await system.client.get("/api/bus", headers={"host": ""})
+    assert no_host.status_code == 400 and "unknown Host ''" in no_host.json()["detail"]
+
+
 async def test_allowed_hosts_adds_names(sqlite_bus_url: str, sqlite_store_url: str) -> None:
     config = dashboard_config(allowed_hosts=["dash.example.org"])
     async with running_system(sqlite_bus_url, sqlite_store_url, config) as system:

@@ -26,8 +26,12 @@ lint: $(TEST)
 typecheck: $(TEST)
 	$(BIN)/mypy --strict src
 
+# Tests run in PYTEST_WORKERS processes (pytest-xdist): most wait on brokers, databases
+# and child processes rather than the CPU. The fault suite (tests/chaos) runs one test
+# after another on one of them (its xdist_group).
+PYTEST_WORKERS ?= 4
 pytest: $(TEST)
-	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -23,6 +23,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.chaos)
+            # One after another on one worker of a parallel run: each starts its own
+            # brokers and databases and loads the machine on purpose.
+            item.add_marker(pytest.mark.xdist_group("chaos"))
 
 
 @pytest.fixture

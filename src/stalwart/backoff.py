@@ -1,8 +1,10 @@
 """The pace of retries against a service that is away: exponential, capped, jittered.
 
-Used wherever a component waits for the broker to come back (the amqp
-connector's reconnects, the outbox's forwarder, the bus link that keeps the
-watchdog and the dashboard on the bus, the dashboard's live feed). Jitter
+Used wherever a component waits for something to come back: the broker (the
+amqp connector's reconnects, the outbox's forwarder, the bus link that keeps
+the watchdog and the dashboard on the bus, the dashboard's live feed), the
+store (the persister, the runtime, leases, the watchdog's records), a transfer
+source, and for a message's own retries (:func:`jittered` by attempt). Jitter
 keeps the many processes that lost the broker together from retrying in step
 and hitting it at the same instant when it returns.
 """
@@ -11,7 +13,15 @@ from __future__ import annotations
 
 import random
 
-__all__ = ["Backoff"]
+__all__ = ["Backoff", "jittered"]
+
+
+def jittered(tries: int, initial: float, cap: float, rng: random.Random | None = None) -> float:
+    """The delay after ``tries`` failed tries (1 or more): a ceiling of
+    ``initial`` doubled per further try, at most ``cap``; drawn between half the
+    ceiling and the ceiling."""
+    ceiling = min(cap, initial * 2 ** max(tries - 1, 0))
+    return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 class Backoff:
@@ -26,14 +36,13 @@ class Backoff:
         self.initial = initial
         self.cap = cap
         self._rng = rng or random.Random()
-        self._ceiling = initial
+        self._tries = 0
 
     def next(self) -> float:
         """The delay before the next try, in seconds; each call raises the ceiling."""
-        ceiling = self._ceiling
-        self._ceiling = min(self.cap, ceiling * 2)
-        return self._rng.uniform(ceiling / 2, ceiling)
+        self._tries += 1
+        return jittered(self._tries, self.initial, self.cap, self._rng)
 
     def reset(self) -> None:
         """Back to ``initial``: the last try succeeded."""
-        self._ceiling = self.initial
+        self._tries = 0

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from stalwart.backoff import jittered
 from stalwart.envelope import Envelope
 from stalwart.errors import DecodeError, MessageTooLarge
 from stalwart.topics import validate_pattern
@@ -69,8 +70,7 @@ class QueueSpec:
 
 def backoff_delay(spec: QueueSpec, attempt: int, rng: random.Random | None = None) -> float:
     """Exponential backoff with full jitter, capped: the delay before ``attempt + 1``."""
-    cap = min(spec.retry_max, spec.retry_initial * (2 ** max(attempt - 1, 0)))
-    return (rng or random).uniform(cap / 2, cap)
+    return jittered(attempt, spec.retry_initial, spec.retry_max, rng)
 
 
 class Encoded(NamedTuple):

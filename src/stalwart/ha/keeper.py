@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+from stalwart.backoff import jittered
 from stalwart.errors import StoreUnavailable
 from stalwart.ha.lease import Lease
 
@@ -105,8 +106,8 @@ class LeaseKeeper:
     def _backoff(self) -> float:
         self._failures += 1
         # Capped near the lease so a standby retries soon after a transient error.
-        cap = min(_BACKOFF_CAP, max(self._poll, self.lease.ttl / 2), self._poll * 2**self._failures)
-        return random.uniform(cap / 2, cap)
+        cap = min(_BACKOFF_CAP, max(self._poll, self.lease.ttl / 2))
+        return jittered(self._failures, 2 * self._poll, cap)
 
     async def _loop(self) -> None:
         while not self._stop.is_set():

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from typing import BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stalwart.backoff import jittered
 from stalwart.errors import IntegrityError
 from stalwart.events import IntegrityKind
 from stalwart.integrity._pass import PassResult, Progress, stream_pass
@@ -328,8 +328,7 @@ class _Transfer:
         return None
 
     def _backoff(self, attempt: int) -> float:
-        cap = min(self.opts.backoff_max, self.opts.backoff_initial * 2 ** (attempt - 1))
-        return random.uniform(cap / 2, cap)
+        return jittered(attempt, self.opts.backoff_initial, self.opts.backoff_max)
 
     def commit(self, manifest: Manifest) -> None:
         if manifest.parity is not None:

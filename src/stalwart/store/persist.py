@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from stalwart.backoff import jittered
 from stalwart.bus import Counters, Delivery, HeartbeatSender, QueueSpec, Transport
 from stalwart.envelope import default_sender, utcnow
 from stalwart.errors import StoreUnavailable
@@ -342,8 +343,7 @@ class Persister:
             self.counters.inflight = 0
 
     def _backoff(self, attempt: int) -> float:
-        cap = min(self.options.retry_max, self.options.retry_initial * 2 ** (attempt - 1))
-        return self._rng.uniform(cap / 2, cap)
+        return jittered(attempt, self.options.retry_initial, self.options.retry_max, self._rng)
 
     async def _write_once(self, batch: list[Delivery], rows: Rows) -> dict[int, str]:
         """One attempt; if the database refuses some rows, every other row still goes in."""

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from stalwart.backoff import jittered
 from stalwart.config import StoreSettings
 from stalwart.envelope import utcnow
 from stalwart.errors import StoreUnavailable
@@ -230,6 +230,6 @@ class StateWriter:
                 raise
             except Exception as exc:
                 failures += 1
-                delay = random.uniform(0.5, 1.0) * min(30.0, self._interval * 2**failures)
+                delay = jittered(failures, 2 * self._interval, 30.0)
                 _log.warning("store unavailable, states kept in memory: %s", exc)
             await asyncio.sleep(delay)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from stalwart.backoff import Backoff
+from stalwart.backoff import Backoff, jittered
 
 
 def test_delays_grow_from_the_initial_delay_to_the_cap_and_stay_there() -> None:
@@ -50,3 +50,23 @@ def test_reset_starts_over_from_the_initial_delay() -> None:
 def test_bounds_that_cannot_make_a_schedule_are_refused(initial: float, cap: float) -> None:
     with pytest.raises(ValueError, match="0 < initial <= cap"):
         Backoff(initial, cap)
+
+
+@pytest.mark.parametrize(
+    ("tries", "ceiling"), [(0, 0.2), (1, 0.2), (2, 0.4), (3, 0.8), (4, 1.0), (40, 1.0)]
+)
+def test_the_delay_after_n_tries_lies_under_its_ceiling(tries: int, ceiling: float) -> None:
+    # Given retries paced from 0.2 s up to 1 s, counted by tries (message retries,
+    # the persister's and a transfer's, counted by the caller)
+    rng = random.Random(tries)
+    # When the delay after ``tries`` failed tries is drawn many times
+    delays = [jittered(tries, 0.2, 1.0, rng) for _ in range(200)]
+    # Then each lies between half the ceiling and the ceiling, and they differ
+    assert all(ceiling / 2 <= d <= ceiling for d in delays)
+    assert len(set(delays)) == 200
+
+
+def test_a_backoff_draws_the_same_delays_as_counting_its_tries() -> None:
+    paced = Backoff(0.2, 1.0, rng=random.Random(3))
+    counted = random.Random(3)
+    assert [paced.next() for _ in range(6)] == [jittered(n, 0.2, 1.0, counted) for n in range(1, 7)]

@@ -13,13 +13,13 @@ import asyncio
 import collections
 import contextlib
 import logging
-import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any, Final, TypeVar
 
+from stalwart.backoff import jittered
 from stalwart.bus._delivery import Decoded
 from stalwart.bus._transport import QueueSpec, backoff_delay
 from stalwart.bus.sqlite import _ops as ops
@@ -277,7 +277,7 @@ class SqliteConsumer:
                 )
             except BrokerUnavailable as exc:
                 failures += 1
-                pause = random.uniform(0, min(5.0, 0.05 * 2**failures))
+                pause = jittered(failures, 0.1, 5.0)
                 _log.warning(
                     "claiming from %s failed (%s); retrying in %.2f s", self.queue, exc, pause
                 )

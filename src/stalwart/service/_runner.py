@@ -34,7 +34,13 @@ from stalwart.envelope import (
     default_sender,
     message_id_of,
 )
-from stalwart.errors import NotAuthorised, RequestTimeout, StalwartError, StoreUnavailable
+from stalwart.errors import (
+    NotAuthorised,
+    RequestTimeout,
+    StalwartError,
+    StoreUnavailable,
+    TransportClosed,
+)
 from stalwart.messages import Report, ReportLevel, report_topic
 from stalwart.service._batch import GroupCommit
 from stalwart.service._claim import Attempt, Claim, ClaimLost, ClaimState
@@ -54,6 +60,7 @@ __all__ = ["AckGuard", "Attempt", "Outcome", "ServiceRunner"]
 AckGuard = Callable[[], Awaitable[bool]]
 _PRUNE_EVERY = 3600.0
 _WINDOW = 4  # deliveries held per handler slot (see ServiceRunner._window)
+_RECONSUME_INITIAL, _RECONSUME_CAP = 0.5, 15.0  # pause before consuming again (seconds)
 _log = logging.getLogger("stalwart.service")
 
 
@@ -201,6 +208,39 @@ class ServiceRunner:
         )
 
     async def _consume(self) -> None:
+        """Consume until stopped: a consumer that the transport ends or that fails (its
+        queue gone after a broker restart, say) is started again, the queue declared
+        anew, after a pause; otherwise the instance would go on beating with no work
+        reaching it, which no watchdog can tell from idle."""
+        loop = asyncio.get_running_loop()
+        pace = Backoff(_RECONSUME_INITIAL, _RECONSUME_CAP)
+        while True:
+            began = loop.time()
+            try:
+                await self._consume_once()
+                why = "the transport ended it"
+            except TransportClosed:
+                return  # the process is shutting down
+            except Exception as exc:
+                why = repr(exc)
+            if loop.time() - began > _RECONSUME_CAP:
+                pace.reset()  # it had been working: not a failure in a row
+            delay = pace.next()
+            _log.warning(
+                "service=%s instance=%s stopped consuming %s (%s); consuming again in %.1fs",
+                self.service.name,
+                self.instance,
+                self._spec.name,
+                why,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            with contextlib.suppress(StalwartError):  # consuming again says what is wrong
+                await self._transport.declare(self._spec)
+
+    async def _consume_once(self) -> None:
+        """Hand each delivery to a handler task, as slots free up; returns when the
+        transport ends the consumer."""
         deliveries = self._transport.consume(self._spec.name, _WINDOW * self.service.concurrency)
         try:
             while True:
@@ -210,6 +250,9 @@ class ServiceRunner:
                 except StopAsyncIteration:
                     self._window.release()
                     return
+                except BaseException:
+                    self._window.release()
+                    raise
                 task = asyncio.create_task(self._handle(delivery))
                 self._inflight.add(task)
                 task.add_done_callback(self._finished)

@@ -81,9 +81,10 @@ async def test_a_short_campaign_strikes_every_kind_and_breaks_no_invariant(
 @pytest.mark.xfail(
     raises=AssertionError,
     strict=False,
-    reason="known findings (docs/chaos.md, 'What campaigns found'): after a broker loss a "
-    "pipeline step runs a unit again and the unit is delivered twice; after a PostgreSQL "
-    "restart and a broker loss the HA dispatcher may stop dispatching (units stuck)",
+    reason="findings of earlier runs (docs/chaos.md, 'What campaigns found'), fixed but not "
+    "yet confirmed by a run across the sites: a unit delivered twice after a broker loss "
+    "(pipeline steps now idempotent); the HA dispatcher stopping after a PostgreSQL restart "
+    "and a broker loss (the runtime now consumes again when its consumer ends)",
 )
 async def test_a_campaign_across_sites_survives_wan_cuts_broker_and_store_loss(
     tmp_path: Path,

@@ -21,7 +21,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["RequestGuard", "default_hosts"]
+__all__ = ["RequestGuard", "default_hosts", "host_name"]
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SAME_SITE = frozenset({"same-origin", "none"})
@@ -37,7 +37,7 @@ def default_hosts(bind_host: str) -> frozenset[str]:
     return frozenset(names - {""})
 
 
-def _host_name(value: str) -> str:
+def host_name(value: str) -> str:
     """``example.org:8321`` / ``[::1]:8321`` -> the name alone, lower case."""
     value = value.strip().lower()
     if value.startswith("["):
@@ -82,7 +82,7 @@ class RequestGuard:
     def _refusal(self, scope: Scope) -> tuple[int, str] | None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host", "")
-        name = _host_name(host)
+        name = host_name(host)
         if not self.any_host and name not in self.allowed and not _is_ip(name):
             return 400, (
                 f"unknown Host {host[:100]!r}: open the dashboard by a name in "

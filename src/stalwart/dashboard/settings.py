@@ -10,6 +10,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from stalwart.dashboard.guard import host_name
+
 __all__ = ["DEFAULT_BIND", "DashboardSettings"]
 
 DEFAULT_BIND = "127.0.0.1:8321"
@@ -52,6 +54,19 @@ class DashboardSettings(BaseModel):
                     "`stalwart dashboard hash-password`, never the plain password"
                 )
         return users
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _names(cls, hosts: list[str]) -> list[str]:
+        """Names as the Host check compares them: ``dash.example.org:8321`` and
+        ``[::1]:8321`` become ``dash.example.org`` and ``::1`` (any port matches)."""
+        for entry in hosts:
+            if not host_name(entry) or "/" in entry:
+                raise ValueError(
+                    f"allowed_hosts entry {entry!r} is not a host name: write the name alone "
+                    'or with its port, e.g. "dash.example.org" (no scheme, no path)'
+                )
+        return [host_name(entry) for entry in hosts]
 
     @field_validator("secret")
     @classmethod

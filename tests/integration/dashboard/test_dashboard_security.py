@@ -130,6 +130,22 @@ async def test_allowed_hosts_adds_names(sqlite_bus_url: str, sqlite_store_url: s
     assert ok.status_code == 200 and other.status_code == 400
 
 
+async def test_an_allowed_host_written_with_a_port_matches_by_name(
+    sqlite_bus_url: str, sqlite_store_url: str
+) -> None:
+    # Given allowed hosts written as they appear in the browser's address bar
+    config = dashboard_config(allowed_hosts=["Dash.Example.org:8321", "[fd00::7]:8321"])
+    async with running_system(sqlite_bus_url, sqlite_store_url, config) as system:
+        # When the dashboard is asked under those names, on that port, another or none
+        hosts = ("dash.example.org:8321", "dash.example.org:443", "dash.example.org")
+        answers = {h: await system.client.get("/api/bus", headers={"host": h}) for h in hosts}
+        other = await system.client.get("/api/bus", headers={"host": "evil.example.org:8321"})
+    # Then the names match, whatever the port, and another name is still refused
+    for host, answer in answers.items():
+        assert answer.status_code == 200, host
+    assert other.status_code == 400
+
+
 async def test_a_copied_session_cookie_stops_working_at_logout(
     sqlite_bus_url: str, sqlite_store_url: str
 ) -> None:

@@ -85,6 +85,23 @@ def test_default_hosts_are_the_bound_address_and_loopback_names() -> None:
     assert "dash.example.org" in default_hosts("dash.example.org")
 
 
+def test_allowed_hosts_are_kept_as_the_names_the_host_check_compares() -> None:
+    # Given allowed hosts with ports, IPv6 brackets and capitals
+    written = ["Dash.Example.org:8321", "[fd00::7]:8321", "[fd00::8]", "fd00::9", "*"]
+    # When the settings are loaded
+    settings = Settings.model_validate({"dashboard": {"allowed_hosts": written}})
+    cfg = settings.section("dashboard", DashboardSettings)
+    # Then each is the lower-case name alone
+    assert cfg.allowed_hosts == ["dash.example.org", "fd00::7", "fd00::8", "fd00::9", "*"]
+
+
+@pytest.mark.parametrize("bad", ["", "https://dash.example.org", "dash.example.org/"])
+def test_an_allowed_host_that_is_no_name_is_refused_with_a_hint(bad: str) -> None:
+    settings = Settings.model_validate({"dashboard": {"allowed_hosts": [bad]}})
+    with pytest.raises(ConfigError, match="is not a host name: write the name alone"):
+        settings.section("dashboard", DashboardSettings)
+
+
 def test_a_public_bind_without_users_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"dashboard\.users"):
         create_app(Settings(), bind="0.0.0.0:8321")

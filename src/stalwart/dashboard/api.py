@@ -78,6 +78,15 @@ _TOO_MANY: _Answers = {
         "content": _DETAIL,
     }
 }
+# 401 can answer every route too: require_read refuses a client with no session
+# when reads need a login ([dashboard] login_for_reads, by default beyond loopback).
+_LOGIN: _Answers = {
+    401: {
+        "description": "Not logged in, and this dashboard requires a login for reads "
+        "([dashboard] login_for_reads; by default when bound beyond loopback): log in at /login",
+        "content": _DETAIL,
+    }
+}
 _UNAVAILABLE: _Answers = {503: {"description": "The store or the bus does not answer: retry later"}}
 _STORE = _BAD_INPUT | _UNAVAILABLE
 
@@ -85,7 +94,7 @@ router = APIRouter(
     prefix="/api",
     tags=["api"],
     dependencies=[Depends(require_read)],
-    responses=_BAD_INPUT | _TOO_MANY,
+    responses=_BAD_INPUT | _LOGIN | _TOO_MANY,
 )
 
 StateName = Literal["sent", "received", "failed", "consumed", "dead", "expired", "rejected"]
@@ -316,7 +325,7 @@ async def dead_letter_action(
     response_model=ActionResult,
     summary="Retry or purge dead letters (login and X-CSRF-Token required)",
     responses={
-        401: {"description": "Not logged in"},
+        401: {"description": "Not logged in: actions always need one", "content": _DETAIL},
         403: {"description": "CSRF or no users"},
         404: {"description": "No such queue"},
         **_STORE,

@@ -368,11 +368,45 @@ async def test_the_schema_declares_the_refusals_any_api_call_may_get(system: Sys
     operations = [op for path in schema["paths"].values() for op in path.values()]
     assert operations
     # Then every operation declares the refusals that come before any route runs:
-    # 400 for a Host name not allowed or a NUL, 429 with Retry-After over the rate limit
+    # 400 for a Host name not allowed or a NUL, 429 with Retry-After over the rate limit,
+    # 401 with its {detail} body when reads need a login and the client has none
     for op in operations:
         answers = op["responses"]
         assert "Host" in answers["400"]["description"], op["operationId"]
         assert "Retry-After" in answers["429"]["headers"], op["operationId"]
+        assert _detail_schema(answers["401"]) == {"type": "string"}, op["operationId"]
+
+
+def _detail_schema(answer: dict[str, Any]) -> Any:
+    """The schema of ``detail`` in a declared answer's JSON body, if it has one."""
+    body = answer.get("content", {}).get("application/json", {}).get("schema", {})
+    return body.get("properties", {}).get("detail")
+
+
+# A value for each path parameter of the API, so that every operation can be called.
+_PATH_VALUES = {"message_id": "m-1", "queue": "work", "action": "retry", "name": "processes"}
+
+
+async def test_a_login_refusal_is_declared_by_the_operation_that_answers_it(
+    sqlite_bus_url: str, sqlite_store_url: str
+) -> None:
+    # Given a dashboard whose reads need a login, and its schema
+    config = dashboard_config(login_for_reads=True)
+    async with running_system(sqlite_bus_url, sqlite_store_url, config) as system:
+        schema = (await system.client.get("/api/openapi.json")).json()
+        # When each of its operations is called with no session
+        called = [
+            (op, await system.client.request(method, path.format(**_PATH_VALUES)))
+            for path, item in schema["paths"].items()
+            for method, op in item.items()
+        ]
+    assert called
+    # Then each answers 401 with a {detail: string} body, and its schema declares that
+    for op, answer in called:
+        assert answer.status_code == 401, op["operationId"]
+        assert isinstance(answer.json()["detail"], str), op["operationId"]
+        declared = op["responses"].get(str(answer.status_code), {})
+        assert _detail_schema(declared) == {"type": "string"}, op["operationId"]
 
 
 async def test_nothing_is_loaded_from_elsewhere(system: System) -> None:

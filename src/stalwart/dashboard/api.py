@@ -326,7 +326,11 @@ async def dead_letter_action(
     summary="Retry or purge dead letters (login and X-CSRF-Token required)",
     responses={
         401: {"description": "Not logged in: actions always need one", "content": _DETAIL},
-        403: {"description": "CSRF or no users"},
+        403: {
+            "description": "A missing or wrong X-CSRF-Token, a cross-site or cross-origin "
+            "request, or no users configured: the detail says which",
+            "content": _DETAIL,
+        },
         404: {"description": "No such queue"},
         **_STORE,
     },

@@ -197,9 +197,11 @@ async def test_dead_letter_actions_need_a_login_and_a_csrf_token(system: System)
         url = "/api/dead-letters/broken/retry"
         # When retrying without logging in, Then 401
         assert (await system.client.post(url, json={})).status_code == 401
-        # When logged in but without the CSRF token, Then 403
+        # When logged in but without the CSRF token, Then 403 with the declared body
         token = await logged_in_csrf(system)
-        assert (await system.client.post(url, json={})).status_code == 403
+        refused = await system.client.post(url, json={})
+        assert refused.status_code == 403
+        assert "CSRF" in refused.json()["detail"]
         # When logged in with the token, Then the letter goes back and is tried again
         done = await system.client.post(
             url, json={"keys": [letter["key"]]}, headers={"x-csrf-token": token}

@@ -2,7 +2,8 @@
 
 Whatever happens (a failed injection, Ctrl-C, an error), every fault injected is
 healed, the demo is stopped and the site disks are unmounted before
-:func:`run_campaign` returns or raises.
+:func:`run_campaign` returns or raises. What a campaign killed with SIGKILL left
+behind, the next one removes when it starts (:mod:`stalwart.chaos.leftovers`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from stalwart.chaos.disks import SiteDisks
 from stalwart.chaos.events import Phase, Recorder
 from stalwart.chaos.faults import Lab, Unavailable, make_fault
 from stalwart.chaos.journal import Entry
+from stalwart.chaos.leftovers import Claim, reap
 from stalwart.chaos.report import Outcome, write_report
 from stalwart.chaos.schedule import FaultKind, Planned, plan
 from stalwart.chaos.sites import Sites
@@ -110,7 +112,8 @@ def effectively_once() -> frozenset[str]:
 class _Layout(contextlib.AsyncExitStack):
     """The campaign's infrastructure: site disks, site namespaces with the broker and
     the store's PostgreSQL at their hub, the demo; leaving it undoes all of it, in
-    reverse."""
+    reverse. Its record (a :class:`Claim`) lists each part before it is made and goes
+    last, so a campaign killed before it could undo them leaves the next one a list."""
 
     def __init__(self, options: CampaignOptions, say: Callable[[str], None]) -> None:
         super().__init__()
@@ -123,23 +126,33 @@ class _Layout(contextlib.AsyncExitStack):
         self.why_no_sites = "" if options.sites else "--no-sites: the demo runs in one namespace"
 
     async def build(self) -> DemoSystem:
-        root = self.options.report / "run"
-        if SiteDisks.why_not() is None:
-            self.callback(self.disks.close)
-            self.disks.mount({site: root / "home" / "demo" / "archive" / site for site in SITES})
+        # Absolute: the record names the demo's settings, as its processes' environment does.
+        root = (self.options.report / "run").resolve()
         spec = SystemSpec(root=root)
+        for reaped in reap():
+            self.say(f"removed leftovers of a campaign that was killed: {reaped}")
+        claim = Claim(config=spec.config)
+        self.callback(claim.release)
+        if SiteDisks.why_not() is None:
+            disks = {site: root / "home" / "demo" / "archive" / site for site in SITES}
+            claim.note(mounts=[str(path) for path in disks.values()])
+            self.callback(self.disks.close)
+            self.disks.mount(disks)
         if self.options.sites:
             self.why_no_sites = Sites.why_not() or ""
         if self.options.sites and not self.why_no_sites:
-            sites = Sites(SITES)
+            sites = Sites(SITES, tag=claim.tag)
+            claim.note(namespaces=[sites.netns(s) for s in SITES], bridge=sites.bridge_name)
             self.callback(sites.close)
             sites.build()
             self.sites = sites
             if sites.distance_note:
                 self.say(sites.distance_note)
             broker = HubBroker(sites.hub)
+            claim.note(broker=str(broker.cluster.root))
             self.callback(broker.close)
             postgres = PrivatePostgres(sites.store_address)
+            claim.note(postgres=str(postgres.root))
             self.callback(postgres.close)
             self.say(f"starting RabbitMQ at {sites.hub} and PostgreSQL at {postgres.host}")
             await asyncio.gather(asyncio.to_thread(broker.start), asyncio.to_thread(postgres.start))

@@ -96,6 +96,10 @@ class Sites:
         listens, so that a broker partition (the hub's address gone) leaves it reachable."""
         return f"{self.subnet}.2"
 
+    @property
+    def bridge_name(self) -> str:
+        return f"{self.tag}-br"
+
     def netns(self, site: str) -> str:
         return f"{self.tag}-{site}"
 
@@ -107,7 +111,7 @@ class Sites:
         if why := self.why_not():
             raise SitesUnavailable(why)
         try:
-            bridge = f"{self.tag}-br"
+            bridge = self.bridge_name
             _ip("link", "add", bridge, "type", "bridge")
             self.bridge = bridge
             # The store's address must outlive the hub's (removed by isolate_hub()).

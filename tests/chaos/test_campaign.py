@@ -78,14 +78,6 @@ async def test_a_short_campaign_strikes_every_kind_and_breaks_no_invariant(
 @pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 @pytest.mark.skipif(not RABBITMQ_SERVER.exists(), reason="no RabbitMQ server for the sites' hub")
 @pytest.mark.skipif(not glob.glob(PG_CTL), reason="no PostgreSQL server for the sites' store")
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=False,
-    reason="findings of earlier runs (docs/chaos.md, 'What campaigns found'), fixed but not "
-    "yet confirmed by a run across the sites: a unit delivered twice after a broker loss "
-    "(pipeline steps now idempotent); the HA dispatcher stopping after a PostgreSQL restart "
-    "and a broker loss (the runtime now consumes again when its consumer ends)",
-)
 async def test_a_campaign_across_sites_survives_wan_cuts_broker_and_store_loss(
     tmp_path: Path,
 ) -> None:

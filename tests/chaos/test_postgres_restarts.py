@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from harness import System, assert_effectively_once, scale, settle
+
 from private_services import PrivatePostgres
 
 TOTAL = scale(200, 5_000)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 from harness import System, assert_effectively_once, scale, settle
+
 from private_services import PrivateRabbit
 
 pytestmark = pytest.mark.postgres

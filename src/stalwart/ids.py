@@ -8,12 +8,13 @@ pagination relies on.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
 import uuid
 
-__all__ = ["id_time", "new_id"]
+__all__ = ["id_time", "new_id", "stable_id"]
 
 _lock = threading.Lock()
 _RAND_BITS = (1 << 62) - 1
@@ -73,3 +74,21 @@ def new_id() -> str:
 def id_time(message_id: str) -> float:
     """Unix time in seconds encoded in a UUIDv7."""
     return (uuid.UUID(message_id).int >> 80) / 1000.0
+
+
+def stable_id(at_ms: int, *parts: str) -> str:
+    """A UUIDv7 fixed by its parts: the same parts give the same id, at ``at_ms``.
+
+    For a message a handler publishes again when it runs again for the same
+    cause (after a crash): with the same id, an idempotent consumer takes it
+    once. The time is the caller's (the cause's creation), so ids still sort
+    by time; the other 74 bits are a BLAKE2b digest of the parts.
+    """
+    digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=10).digest()
+    bits = int.from_bytes(digest, "big")
+    counter, rand = bits >> 68, bits & ((1 << 62) - 1)
+    ms = at_ms & 0xFFFF_FFFF_FFFF
+    return (
+        f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-{0x7000 | counter:04x}-"
+        f"{0x8000 | rand >> 48:04x}-{rand & 0xFFFF_FFFF_FFFF:012x}"
+    )

@@ -57,7 +57,7 @@ async def dispatch(ctx: Context, unit: UnitReady) -> None:
     site = SITES[zlib.crc32(unit.ous.encode()) % len(SITES)]
     await _state(ctx, unit.ous, UnitState.PROCESSING, site)
     request = ProcessRequest(ous=unit.ous, project=unit.project, site=site, size_kib=unit.size_kib)
-    await ctx.publish(f"pipeline.process.{site}", request)
+    await ctx.publish(f"pipeline.process.{site}", request, id=ctx.stable_id("process"))
 
 
 def _pipeline(site: str) -> Service:
@@ -69,9 +69,10 @@ def _pipeline(site: str) -> Service:
     async def process(ctx: Context, request: ProcessRequest) -> None:
         """Run the batch step as a child process; a problem is reported and retried.
 
-        Idempotent: a redelivery after a broker loss must not run the unit again,
-        since the result it publishes carries a new id that QA and delivery would
-        take as new work (the unit delivered twice)."""
+        Idempotent: a redelivery after a broker loss must not run the unit again.
+        A step killed after publishing its result but before its claim completed
+        does run again: its result then has the same id (``ctx.stable_id``), which
+        QA, idempotent, takes once, so the unit is not delivered twice."""
         outdir = Path(ctx.settings.home) / "demo" / "products" / site
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -102,7 +103,9 @@ def _pipeline(site: str) -> Service:
         )
         await _state(ctx, request.ous, UnitState.READY_FOR_REVIEW, site)
         await ctx.publish(
-            "qa.review", ProcessResult(ous=request.ous, site=site, ok=True, products=[product])
+            "qa.review",
+            ProcessResult(ous=request.ous, site=site, ok=True, products=[product]),
+            id=ctx.stable_id("review"),
         )
 
     return service
@@ -132,7 +135,7 @@ async def review(ctx: Context, result: ProcessResult) -> None:
     )
     score = CalibrationScore.model_validate(reply.body)
     await _state(ctx, result.ous, UnitState.VERIFIED, result.site, f"score {score.score:.3f}")
-    await ctx.publish("delivery.start", result)
+    await ctx.publish("delivery.start", result, id=ctx.stable_id("deliver"))
 
 
 delivery = Service("delivery", concurrency=8)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from stalwart.config import Settings
 from stalwart.envelope import Envelope
+from stalwart.ids import stable_id
 from stalwart.messages import ReportLevel
 from stalwart.service._claim import Attempt
 
@@ -112,11 +113,23 @@ class Context:
         kind: str | None = None,
         ttl: float | None = None,
         headers: dict[str, str] | None = None,
+        id: str | None = None,
     ) -> Envelope:
-        """Publish a message caused by this one; returns once it is durable."""
+        """Publish a message caused by this one; returns once it is durable.
+
+        ``id``: the message's id, for example :meth:`stable_id`; a new one if None.
+        """
+        fields = self._chain() if id is None else {**self._chain(), "id": id}
         return await self._runner.publish(
-            topic, body, kind=kind, ttl=ttl, headers=headers, **self._chain()
+            topic, body, kind=kind, ttl=ttl, headers=headers, **fields
         )
+
+    def stable_id(self, key: str) -> str:
+        """An id that this service gives the message ``key`` whenever it handles this
+        message: publish with it a result that a run after a crash publishes again,
+        and an idempotent consumer takes the result once (see services.md)."""
+        at_ms = int(self.envelope.created_at.timestamp() * 1000)
+        return stable_id(at_ms, self.envelope.id, self.service, key)
 
     async def request(
         self, topic: str, body: Any = None, *, kind: str | None = None, timeout: float = 30.0

@@ -44,8 +44,8 @@ class QueueLeaderWatch:
         """Read the leaders once; publish and return the moves since the last read."""
         try:
             now = {q: n for q, n in (await self._read()).items() if q.startswith(self._prefix)}
-        except (OSError, RuntimeError) as exc:
-            _log.warning("queue leaders not read: %s", exc)
+        except Exception as exc:  # a probe of a broker in trouble: whatever it was, next step
+            _log.warning("queue leaders not read: %r", exc)
             return []
         moves = [
             QueueLeaderMove(queue=queue, from_node=self._leaders[queue], to_node=node)

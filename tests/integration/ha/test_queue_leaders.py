@@ -96,3 +96,20 @@ async def test_a_move_the_bus_refused_is_published_at_the_next_read() -> None:
     await watch.step()
     # Then the earlier move is published now, once
     assert bus.published == ["n2@h"]
+
+
+async def test_a_reading_that_fails_in_any_way_leaves_the_watch_reading() -> None:
+    # Given a move read while the bus refuses publishes, then a reading that fails
+    # with an error no one planned for (half an answer from a node being paused)
+    bus = _FlakyBus()
+    read = _Leaders(
+        {"x.a": "n1@h"}, {"x.a": "n2@h"}, ValueError("Expecting value"), {"x.a": "n2@h"}
+    )
+    watch = QueueLeaderWatch(read, EventPublisher(bus, "t@local/1"))  # type: ignore[arg-type]
+    await watch.step()
+    await watch.step()
+    # When the next reading fails, and the one after answers
+    assert await watch.step() == []
+    await watch.step()
+    # Then the move the bus refused is published at that one
+    assert bus.published == ["n2@h"]

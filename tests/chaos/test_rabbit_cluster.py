@@ -26,6 +26,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from stalwart.bus import QueueSpec, open_bus
+from stalwart.bus._tasks import cancel_and_wait
 from stalwart.bus.amqp import AmqpTransport
 from stalwart.bus.amqp._names import work_queue
 from stalwart.cli import build_app
@@ -213,53 +214,58 @@ async def test_leader_node_failure_under_load(
     sampling = asyncio.create_task(_sample(postgres_url, service, unique, samples))
     started = time.monotonic()
     try:
-        # And two producer processes publishing at a steady rate
-        load = (str(PER_PRODUCER), str(RATE))
-        for name in PRODUCERS:
-            prefix = f"{unique}-{name[-1]}"
-            system.spawn(name, [sys.executable, str(HERE / "timed_producer.py"), prefix, *load])
-        total = len(PRODUCERS) * PER_PRODUCER
-
-        # When the node leading the service's queue fails while both publish
-        async def publishing() -> bool:
-            return all(len(_publishes(system.log(n))) >= BEFORE for n in PRODUCERS)
-
-        await until(publishing, 90, f"{BEFORE} batches from each producer", interval=0.2)
-        fault_at = time.time()
-        await asyncio.to_thread(_inject, fault, victim)
-        if fault == "partition":
-            await asyncio.sleep(max(0.0, fault_at + PARTITION - time.time()))
-            victim.heal()
         try:
+            # And two producer processes publishing at a steady rate
+            load = (str(PER_PRODUCER), str(RATE))
             for name in PRODUCERS:
-                await system.finished(name, scale(180, 900))
-        except AssertionError:
-            print(await asyncio.to_thread(cluster.ctl_any, *QUEUE_STATE))  # why, on failure
-            raise
-        # And every message has exactly one effect and ends consumed
-        counts = await settle(postgres_url, service, unique, total, scale(120, 600), quiet=2.0)
-        # Then another node leads the queue, and the watch published the move
-        await until(
-            lambda: _moved(moves, victim),
-            90,
-            f"a leader move of {queue} from {victim.node}",
-            interval=0.2,
-        )
-    finally:
-        sampling.cancel()
-        watching.cancel()
-        await asyncio.to_thread(healthy, cluster)
-    try:
+                prefix = f"{unique}-{name[-1]}"
+                system.spawn(name, [sys.executable, str(HERE / "timed_producer.py"), prefix, *load])
+            total = len(PRODUCERS) * PER_PRODUCER
+
+            # When the node leading the service's queue fails while both publish
+            async def publishing() -> bool:
+                return all(len(_publishes(system.log(n))) >= BEFORE for n in PRODUCERS)
+
+            await until(publishing, 90, f"{BEFORE} batches from each producer", interval=0.2)
+            fault_at = time.time()
+            await asyncio.to_thread(_inject, fault, victim)
+            if fault == "partition":
+                await asyncio.sleep(max(0.0, fault_at + PARTITION - time.time()))
+                victim.heal()
+            try:
+                for name in PRODUCERS:
+                    await system.finished(name, scale(180, 900))
+            except AssertionError:
+                print(await asyncio.to_thread(cluster.ctl_any, *QUEUE_STATE))  # why, on failure
+                raise
+            # And every message has exactly one effect and ends consumed
+            counts = await settle(postgres_url, service, unique, total, scale(120, 600), quiet=2.0)
+            # Then another node leads the queue, and the watch published the move
+            await until(
+                lambda: _moved(moves, victim),
+                90,
+                f"a leader move of {queue} from {victim.node}",
+                interval=0.2,
+            )
+        finally:
+            sampling.cancel()
+            await asyncio.to_thread(healthy, cluster)
         assert_effectively_once(counts, f"cluster {fault}", time.monotonic() - started)
 
-        # And the persister stored that event
+        # And the persister stored that event (the watch, still running, publishes
+        # again a move the bus refused during the fault)
         async def stored() -> bool:
             return any(m["from_node"] == victim.node for m in await _stored(postgres_url, queue))
 
         await until(
-            stored, 60, f"the stored {LEADER_TOPIC} event (published: {moves})", interval=0.2
+            stored,
+            60,
+            f"the stored {LEADER_TOPIC} event (read: {moves}; not yet published: "
+            f"{watch.unpublished})",
+            interval=0.2,
         )
     finally:
+        await cancel_and_wait(watching)  # its rabbitmqctl child ends with it
         await bus.close()
     # Measured: how long publishing and consuming stalled, the p99 publish latency
     batches = [b for name in PRODUCERS for b in _publishes(system.log(name))]

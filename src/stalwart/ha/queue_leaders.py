@@ -41,7 +41,11 @@ class QueueLeaderWatch:
         self._unpublished: list[QueueLeaderMove] = []
 
     async def step(self) -> list[QueueLeaderMove]:
-        """Read the leaders once; publish and return the moves since the last read."""
+        """Publish the moves the bus refused before, read the leaders once, and publish
+        and return the moves since the last read."""
+        # A move happens when the broker is in trouble: one the bus refused is tried
+        # again first, as a reading may then take long or fail.
+        await self._publish([])
         try:
             now = {q: n for q, n in (await self._read()).items() if q.startswith(self._prefix)}
         except Exception as exc:  # a probe of a broker in trouble: whatever it was, next step
@@ -53,13 +57,19 @@ class QueueLeaderWatch:
             if node and queue in self._leaders and self._leaders[queue] != node
         ]
         self._leaders.update({q: n for q, n in now.items() if n})
-        # A move happens when the broker is in trouble: one not published yet is
-        # tried again at the next step, not dropped.
+        await self._publish(moves)
+        return moves
+
+    @property
+    def unpublished(self) -> int:
+        """Moves read but not yet taken by the bus."""
+        return len(self._unpublished)
+
+    async def _publish(self, moves: list[QueueLeaderMove]) -> None:
         self._unpublished += moves
         self._unpublished = [
             move for move in self._unpublished if not await self._events.publish(move)
         ]
-        return moves
 
     async def run(self, stop: asyncio.Event) -> None:
         """Read every ``interval`` seconds until ``stop``."""
@@ -89,10 +99,12 @@ async def rabbitmqctl_leaders(
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
             errors.append(f"{' '.join(prefix)}: no answer within {timeout:.0f}s")
             continue
+        finally:
+            if proc.returncode is None:  # timed out, or the watch was cancelled
+                proc.kill()
+                await proc.wait()
         if proc.returncode == 0:
             rows = json.loads(out or b"[]")
             return {str(r["name"]): str(r.get("leader") or "") for r in rows}

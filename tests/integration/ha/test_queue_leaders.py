@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from stalwart.envelope import Envelope
 from stalwart.errors import BrokerUnavailable
 from stalwart.ha.queue_leaders import QueueLeaderWatch, rabbitmqctl_leaders
 from stalwart.service import EventPublisher
+from waiting import until
 
 
 @pytest.fixture
@@ -70,6 +73,22 @@ async def test_a_node_that_does_not_answer_says_which() -> None:
         await rabbitmqctl_leaders(failing)
 
 
+async def test_a_cancelled_reading_leaves_no_rabbitmqctl_behind(tmp_path: Path) -> None:
+    # Given a reading whose rabbitmqctl does not answer
+    pid_file = tmp_path / "pid"
+    hanging = [["sh", "-c", f"echo $$ > {pid_file}; exec sleep 60", "--"]]
+    reading = asyncio.create_task(rabbitmqctl_leaders(hanging))
+    await until(pid_file.exists, 10, "rabbitmqctl started")
+    pid = int(pid_file.read_text())
+    # When the watch is cancelled mid-reading
+    reading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    # Then the child is gone (killed and reaped), not left running
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
 class _FlakyBus:
     """A bus that refuses the first publish (the broker failing over), then takes them."""
 
@@ -98,9 +117,8 @@ async def test_a_move_the_bus_refused_is_published_at_the_next_read() -> None:
     assert bus.published == ["n2@h"]
 
 
-async def test_a_reading_that_fails_in_any_way_leaves_the_watch_reading() -> None:
-    # Given a move read while the bus refuses publishes, then a reading that fails
-    # with an error no one planned for (half an answer from a node being paused)
+async def test_a_refused_move_is_published_even_when_the_next_reading_fails() -> None:
+    # Given a move read while the bus refuses publishes
     bus = _FlakyBus()
     read = _Leaders(
         {"x.a": "n1@h"}, {"x.a": "n2@h"}, ValueError("Expecting value"), {"x.a": "n2@h"}
@@ -108,8 +126,13 @@ async def test_a_reading_that_fails_in_any_way_leaves_the_watch_reading() -> Non
     watch = QueueLeaderWatch(read, EventPublisher(bus, "t@local/1"))  # type: ignore[arg-type]
     await watch.step()
     await watch.step()
-    # When the next reading fails, and the one after answers
+    assert watch.unpublished == 1
+    # When the next reading fails with an error no one planned for (half an answer
+    # from a node being paused)
     assert await watch.step() == []
-    await watch.step()
-    # Then the move the bus refused is published at that one
+    # Then the move the bus refused is published all the same, once
+    assert bus.published == ["n2@h"]
+    assert watch.unpublished == 0
+    # And the watch goes on reading
+    assert await watch.step() == []
     assert bus.published == ["n2@h"]

@@ -2,13 +2,15 @@
 
 Public face: :func:`open_transport`, :class:`Transport`, :class:`Delivery`,
 :class:`QueueSpec` and friends, :class:`BusLink` (a long-lived
-component's connection, kept while the bus comes and goes) and
-:class:`HeartbeatSender` (a component's proof of life: services, the
-persister). Backends live in ``sqlite``, ``amqp`` and ``nats``; ``outbox``
+component's connection, kept while the bus comes and goes),
+:func:`consume_forever` (a long-lived part's consumer, started again when it
+ends) and :class:`HeartbeatSender` (a component's proof of life: services,
+the persister). Backends live in ``sqlite``, ``amqp`` and ``nats``; ``outbox``
 wraps any of them with a local store-and-forward spool.
 """
 
 from stalwart.bus._factory import open_transport, redact_url
+from stalwart.bus._forever import consume_forever
 from stalwart.bus._heartbeat import Counters, HeartbeatSender
 from stalwart.bus._link import BusLink
 from stalwart.bus._open import open_bus
@@ -33,6 +35,7 @@ __all__ = [
     "QueueStats",
     "Transport",
     "backoff_delay",
+    "consume_forever",
     "open_bus",
     "open_transport",
     "redact_url",

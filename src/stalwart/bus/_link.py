@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 from stalwart.backoff import Backoff
 from stalwart.bus._factory import redact_url
+from stalwart.bus._forever import consume_forever
 from stalwart.bus._tasks import cancel_and_wait
 from stalwart.bus._transport import QueueSpec, QueueStats, Transport
 from stalwart.envelope import Envelope, utcnow
@@ -217,20 +218,24 @@ class BusLink:
         )
 
     async def _consume(self, sub: _Subscription) -> None:
-        """Declare and consume ``sub`` for good; after a failure, back off and renew."""
-        backoff = Backoff(self._backoff.initial, self._backoff.cap)
-        while True:
-            try:
-                await asyncio.wait_for(self.transport.declare(sub.spec), timeout=self._timeout)
-                async for delivery in self.transport.consume(sub.spec.name, sub.prefetch):
+        """Declare and consume ``sub`` for good (:func:`consume_forever`)."""
+        deliveries = consume_forever(
+            self.transport,
+            sub.spec,
+            sub.prefetch,
+            pace=Backoff(self._backoff.initial, self._backoff.cap),
+            declare_timeout=self._timeout,
+            label="bus link",
+        )
+        async with contextlib.aclosing(deliveries):
+            async for delivery in deliveries:
+                try:
                     await delivery.ack()
-                    backoff.reset()
-                    if delivery.envelope is not None:
-                        self._handle(sub, delivery.envelope)
-                raise ConnectionError("the consumer ended")
-            except Exception as exc:
-                _log.warning("subscription %s interrupted: %s; renewing", sub.spec.name, exc)
-            await asyncio.sleep(backoff.next())
+                except Exception as exc:  # it comes back to the next consumer
+                    _log.warning("ack of a %s delivery failed: %s", sub.spec.name, exc)
+                    continue
+                if delivery.envelope is not None:
+                    self._handle(sub, delivery.envelope)
 
     @staticmethod
     def _handle(sub: _Subscription, envelope: Envelope) -> None:

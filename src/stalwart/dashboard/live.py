@@ -20,10 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from stalwart.backoff import Backoff
-from stalwart.bus import Delivery, QueueSpec, Transport
+from stalwart.bus import Delivery, QueueSpec, Transport, consume_forever
 from stalwart.envelope import Envelope
-from stalwart.errors import StalwartError
 from stalwart.topics import matches
 
 __all__ = ["LiveHub", "TooManyStreams", "Viewer", "summarise"]
@@ -209,40 +207,38 @@ class LiveHub:
             self.flush()
 
     async def _consume(self, transport: Transport) -> None:
-        """Consume the live queue; on a bus error, back off (with jitter, capped) and retry.
+        """Consume the live queue for good (:func:`consume_forever`), keeping
+        ``connected`` and ``last_error`` for the page.
 
         Acks are settled by a second task in batches, so the feed never waits
         for one ack's commit before taking the next message.
         """
-        backoff = Backoff()
-        while True:
-            settled: asyncio.Queue[Delivery] = asyncio.Queue()
-            acker = asyncio.create_task(self._ack_batches(settled), name="dashboard-live-ack")
-            try:
-                await transport.declare(
-                    QueueSpec(name=self._queue, patterns=("#",), ephemeral=True, max_attempts=1)
-                )
-                self.connected.set()
-                self.last_error = None
-                async for delivery in transport.consume(self._queue, prefetch=1024):
+        settled: asyncio.Queue[Delivery] = asyncio.Queue()
+        acker = asyncio.create_task(self._ack_batches(settled), name="dashboard-live-ack")
+        deliveries = consume_forever(
+            transport,
+            QueueSpec(name=self._queue, patterns=("#",), ephemeral=True, max_attempts=1),
+            1024,
+            on_state=self._consumer_state,
+            label="live feed",
+        )
+        try:
+            async with contextlib.aclosing(deliveries):
+                async for delivery in deliveries:
                     if delivery.envelope is not None:
                         self.offer(delivery.envelope)
                     settled.put_nowait(delivery)
-                    backoff.reset()
-                if self._closed:
-                    return
-            except StalwartError as exc:
-                self.last_error = str(exc)
-                _log.warning("live feed interrupted: %s; retrying", exc)
-            except Exception as exc:  # a backend's own error: keep the feed alive, say why
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                _log.exception("live feed failed; retrying")
-            finally:
-                acker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await acker
+        finally:
+            acker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acker
+
+    def _consumer_state(self, error: str | None) -> None:
+        self.last_error = error
+        if error is None:
+            self.connected.set()
+        else:
             self.connected.clear()
-            await asyncio.sleep(backoff.next())
 
     @staticmethod
     async def _ack_batches(settled: asyncio.Queue[Delivery]) -> None:

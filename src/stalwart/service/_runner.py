@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from stalwart.backoff import Backoff
-from stalwart.bus import Counters, Delivery, HeartbeatSender, QueueSpec, Transport
+from stalwart.bus import Counters, Delivery, HeartbeatSender, QueueSpec, Transport, consume_forever
 from stalwart.config import Settings
 from stalwart.envelope import (
     DeliveryState,
@@ -39,7 +39,6 @@ from stalwart.errors import (
     RequestTimeout,
     StalwartError,
     StoreUnavailable,
-    TransportClosed,
 )
 from stalwart.messages import Report, ReportLevel, report_topic
 from stalwart.service._batch import GroupCommit
@@ -208,40 +207,15 @@ class ServiceRunner:
         )
 
     async def _consume(self) -> None:
-        """Consume until stopped: a consumer that the transport ends or that fails (its
-        queue gone after a broker restart, say) is started again, the queue declared
-        anew, after a pause; otherwise the instance would go on beating with no work
-        reaching it, which no watchdog can tell from idle."""
-        loop = asyncio.get_running_loop()
-        pace = Backoff(_RECONSUME_INITIAL, _RECONSUME_CAP)
-        while True:
-            began = loop.time()
-            try:
-                await self._consume_once()
-                why = "the transport ended it"
-            except TransportClosed:
-                return  # the process is shutting down
-            except Exception as exc:
-                why = repr(exc)
-            if loop.time() - began > _RECONSUME_CAP:
-                pace.reset()  # it had been working: not a failure in a row
-            delay = pace.next()
-            _log.warning(
-                "service=%s instance=%s stopped consuming %s (%s); consuming again in %.1fs",
-                self.service.name,
-                self.instance,
-                self._spec.name,
-                why,
-                delay,
-            )
-            await asyncio.sleep(delay)
-            with contextlib.suppress(StalwartError):  # consuming again says what is wrong
-                await self._transport.declare(self._spec)
-
-    async def _consume_once(self) -> None:
-        """Hand each delivery to a handler task, as slots free up; returns when the
-        transport ends the consumer."""
-        deliveries = self._transport.consume(self._spec.name, _WINDOW * self.service.concurrency)
+        """Hand each delivery to a handler task, as slots free up, until the transport
+        closes (a consumer that ends or fails is started again: :func:`consume_forever`)."""
+        deliveries = consume_forever(
+            self._transport,
+            self._spec,
+            _WINDOW * self.service.concurrency,
+            pace=Backoff(_RECONSUME_INITIAL, _RECONSUME_CAP),
+            label=f"service={self.service.name} instance={self.instance}",
+        )
         try:
             while True:
                 await self._window.acquire()
@@ -257,7 +231,7 @@ class ServiceRunner:
                 self._inflight.add(task)
                 task.add_done_callback(self._finished)
         finally:
-            await deliveries.aclose()  # type: ignore[attr-defined]
+            await deliveries.aclose()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)

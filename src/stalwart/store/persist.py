@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from stalwart.backoff import jittered
-from stalwart.bus import Counters, Delivery, HeartbeatSender, QueueSpec, Transport
+from stalwart.bus import Counters, Delivery, HeartbeatSender, QueueSpec, Transport, consume_forever
 from stalwart.envelope import default_sender, utcnow
 from stalwart.errors import StoreUnavailable
 from stalwart.store._isolate import judge, refused_rows
@@ -138,9 +138,11 @@ class Persister:
 
     async def declare(self) -> None:
         """Declare the durable queue bound to every topic (idempotent)."""
-        await self._transport.declare(
-            QueueSpec(name=self.options.queue, patterns=("#",), lease=self.options.lease)
-        )
+        await self._transport.declare(self._spec)
+
+    @property
+    def _spec(self) -> QueueSpec:
+        return QueueSpec(name=self.options.queue, patterns=("#",), lease=self.options.lease)
 
     async def run(self) -> None:
         """Consume and persist until :meth:`stop` or until the transport closes.
@@ -202,11 +204,15 @@ class Persister:
         return True
 
     async def _read(self, buffer: asyncio.Queue[Delivery | None]) -> None:
+        """Fill ``buffer`` until the transport closes (a consumer that ends or fails is
+        started again), then mark its end with None."""
+        deliveries = consume_forever(
+            self._transport, self._spec, self.options.prefetch, label="persister"
+        )
         try:
-            async for delivery in self._transport.consume(
-                self.options.queue, self.options.prefetch
-            ):
-                await buffer.put(delivery)
+            async with contextlib.aclosing(deliveries):
+                async for delivery in deliveries:
+                    await buffer.put(delivery)
         finally:
             with contextlib.suppress(asyncio.QueueFull):
                 buffer.put_nowait(None)

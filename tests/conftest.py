@@ -11,10 +11,12 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from stalwart.bus.sqlite import SqliteTransport
 
 REQUIRE = os.environ.get("STALWART_REQUIRE_SERVICES") == "1"
 RABBITMQ_URL = os.environ.get("STALWART_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
@@ -78,6 +80,17 @@ def chromium_path() -> str:
 @pytest.fixture
 def sqlite_bus_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/bus.db"
+
+
+@pytest.fixture
+async def embedded_bus(sqlite_bus_url: str) -> AsyncIterator[SqliteTransport]:
+    """A started embedded bus at ``sqlite_bus_url``, closed after the test."""
+    transport = SqliteTransport(sqlite_bus_url)
+    await transport.start()
+    try:
+        yield transport
+    finally:
+        await transport.close()
 
 
 @pytest.fixture

@@ -23,11 +23,8 @@ from stalwart.errors import (
 
 
 @pytest.fixture
-async def bus(sqlite_bus_url: str) -> AsyncIterator[SqliteTransport]:
-    transport = SqliteTransport(sqlite_bus_url)
-    await transport.start()
-    yield transport
-    await transport.close()
+def bus(embedded_bus: SqliteTransport) -> SqliteTransport:
+    return embedded_bus
 
 
 async def _next(deliveries: AsyncIterator[Delivery]) -> Delivery:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stalwart.bus import QueueSpec, Transport, open_transport
+from stalwart.bus import QueueSpec, Transport
 from stalwart.envelope import Envelope
 from stalwart.ha import HealthMonitors, HealthState, Monitor, MonitorSettings, active_url, status
 from stalwart.ha.health import check_transition
@@ -36,12 +36,9 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-async def bus(tmp_path: Path) -> AsyncIterator[Transport]:
-    bus = open_transport(f"sqlite:///{tmp_path}/bus.db")
-    await bus.start()
-    await bus.declare(QueueSpec(name="watch", patterns=("sys.ha.#",)))
-    yield bus
-    await bus.close()
+async def bus(embedded_bus: Transport) -> Transport:
+    await embedded_bus.declare(QueueSpec(name="watch", patterns=("sys.ha.#",)))
+    return embedded_bus
 
 
 async def _events(bus: Transport, count: int) -> list[Envelope]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from stalwart.bus import QueueSpec, Transport, open_transport
+from stalwart.bus import QueueSpec, Transport
 from stalwart.envelope import Envelope
 from stalwart.errors import BrokerUnavailable
 from stalwart.ha.queue_leaders import QueueLeaderWatch, rabbitmqctl_leaders
@@ -18,12 +18,9 @@ from waiting import until
 
 
 @pytest.fixture
-async def bus(tmp_path: Path) -> AsyncIterator[Transport]:
-    bus = open_transport(f"sqlite:///{tmp_path}/bus.db")
-    await bus.start()
-    await bus.declare(QueueSpec(name="watch", patterns=("sys.ha.queue-leader",)))
-    yield bus
-    await bus.close()
+async def bus(embedded_bus: Transport) -> Transport:
+    await embedded_bus.declare(QueueSpec(name="watch", patterns=("sys.ha.queue-leader",)))
+    return embedded_bus
 
 
 class _Leaders:

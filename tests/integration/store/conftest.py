@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from store_traffic import Traffic
 
-from stalwart.bus import Transport, open_transport
+from stalwart.bus import Transport
 from stalwart.store import Store
 
 
@@ -32,11 +32,6 @@ def traffic() -> Traffic:
 
 
 @pytest.fixture
-async def bus(sqlite_bus_url: str) -> AsyncIterator[Transport]:
-    """A started embedded bus for the subscriber tests."""
-    transport = open_transport(sqlite_bus_url)
-    await transport.start()
-    try:
-        yield transport
-    finally:
-        await transport.close()
+def bus(embedded_bus: Transport) -> Transport:
+    """The subscriber tests run on the embedded bus."""
+    return embedded_bus

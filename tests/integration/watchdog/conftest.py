@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from wd_support import Recorder
 
-from stalwart.bus import Transport, open_transport
+from stalwart.bus import Transport
 from stalwart.watchdog import ProgramSettings, Watchdog, WatchdogSettings
 
 
@@ -36,9 +36,6 @@ async def supervise(
 
 
 @pytest.fixture
-async def bus(sqlite_bus_url: str) -> AsyncIterator[Transport]:
-    """A started embedded bus, the one the supervised programs use."""
-    transport = open_transport(sqlite_bus_url)
-    await transport.start()
-    yield transport
-    await transport.close()
+def bus(embedded_bus: Transport) -> Transport:
+    """The embedded bus, the one the supervised programs use."""
+    return embedded_bus

@@ -216,6 +216,7 @@ async def run_campaign(options: CampaignOptions, say: Callable[[str], None] = pr
     outcome = Outcome(
         seed=options.seed,
         duration=options.duration,
+        gap=options.gap,
         started=since,
         wall=time.monotonic() - began,
         journal=journal,

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from stalwart.chaos.checker import Violation, count_by
 from stalwart.chaos.journal import Entry
+from stalwart.chaos.schedule import FaultKind
 from stalwart.errors import ConfigError
 
 __all__ = ["Outcome", "write_report"]
@@ -22,6 +23,7 @@ __all__ = ["Outcome", "write_report"]
 _DETECTIONS: Final = frozenset({"exited", "late", "halted", "runaway", "slow"})
 _RECOVERIES: Final = frozenset({"restarted", "started", "healthy"})
 _SHOWN: Final = 20  # violations listed per invariant
+_NAMED: Final = 60  # up to this many faults, the timeline names each on its bar
 
 
 @dataclass
@@ -30,6 +32,7 @@ class Outcome:
 
     seed: int
     duration: float
+    gap: float
     started: datetime
     wall: float
     journal: list[Entry]
@@ -63,9 +66,15 @@ def _markdown(o: Outcome) -> str:
         "",
         f"**{verdict}.** Schedule of {o.duration:.0f} s, {o.wall:.0f} s wall time, "
         f"started {o.started:%Y-%m-%d %H:%M:%S} UTC. Replay: `stalwart chaos --seed {o.seed} "
-        f"--duration {o.duration:.0f}s`.",
+        f"--duration {o.duration:.0f}s --gap {o.gap:g}`.",
         "",
         "![timeline](timeline.png)",
+        "",
+        "## Faults by kind",
+        "",
+        "| kind | injected | skipped |",
+        "|---|---|---|",
+        *_by_kind(o.journal),
         "",
         "## Faults",
         "",
@@ -106,6 +115,18 @@ def _markdown(o: Outcome) -> str:
     return "\n".join(lines)
 
 
+def _by_kind(journal: list[Entry]) -> list[str]:
+    """One table row per fault kind: how many struck, how many found no target."""
+    rows = []
+    for kind in FaultKind:
+        entries = [e for e in journal if e.planned.kind is kind]
+        if entries:
+            injected = sum(1 for e in entries if e.injected_at is not None)
+            skipped = sum(1 for e in entries if e.skipped)
+            rows.append(f"| {kind.value} | {injected} | {skipped} |")
+    return rows
+
+
 def _timeline(o: Outcome, path: Path) -> None:
     try:
         import matplotlib
@@ -121,21 +142,40 @@ def _timeline(o: Outcome, path: Path) -> None:
     rows += sorted({str(ev["program"]) for ev in o.events} - set(rows))
     y = {name: i for i, name in enumerate(rows)}
     fig, ax = plt.subplots(figsize=(12, max(3.0, 0.35 * len(rows) + 1.5)))
-    for e in o.journal:
-        if e.injected_at is None:
-            continue
+    struck = [e for e in o.journal if e.injected_at is not None]
+    # A short campaign names each fault on its bar; a long one colours them by kind.
+    named = len(struck) <= _NAMED
+    palette = plt.get_cmap("tab20")
+    colours = {kind: palette(i) for i, kind in enumerate(FaultKind)}
+    for e in struck:
+        assert e.injected_at is not None
         start = _seconds(o, e.injected_at)
         end = _seconds(o, e.healed_at) if e.healed_at else start
-        ax.barh(y[e.planned.target], max(end - start, 0.5), left=start, height=0.6, color="tab:red")
-        ax.annotate(e.planned.kind.value, (start, y[e.planned.target] + 0.35), fontsize=6)
+        colour = "tab:red" if named else colours[e.planned.kind]
+        label = None if named else e.planned.kind.value
+        ax.barh(
+            y[e.planned.target],
+            max(end - start, 0.5),
+            left=start,
+            height=0.6,
+            color=colour,
+            label=label,
+        )
+        if named:
+            ax.annotate(e.planned.kind.value, (start, y[e.planned.target] + 0.35), fontsize=6)
     for marks, color, shape in ((_DETECTIONS, "tab:orange", "^"), (_RECOVERIES, "tab:green", "o")):
         xs = [_seconds(o, ev["at"]) for ev in o.events if ev["event"] in marks]
         ys = [y[str(ev["program"])] for ev in o.events if ev["event"] in marks]
         ax.scatter(xs, ys, c=color, marker=shape, s=18, zorder=3)
     ax.set_yticks(range(len(rows)), rows, fontsize=7)
     ax.set_xlabel("seconds since the campaign started")
-    ax.set_title(f"seed {o.seed}: faults (red), detections (orange), recoveries (green)")
+    faults = "faults (red)" if named else "faults (by kind)"
+    ax.set_title(f"seed {o.seed}: {faults}, detections (orange), recoveries (green)")
+    if not named:
+        handles, labels = ax.get_legend_handles_labels()
+        kinds = dict(zip(labels, handles, strict=False))
+        fig.legend(kinds.values(), kinds.keys(), fontsize=7, loc="lower center", ncols=6)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0 if named else 0.1, 1, 1))  # room for the legend below
     fig.savefig(path, dpi=110)
     plt.close(fig)

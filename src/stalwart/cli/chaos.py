@@ -15,16 +15,22 @@ __all__ = ["campaign", "register"]
 
 
 def campaign(
-    seed: int | None, duration: float, report: Path, interval: float, sites: bool = True
+    seed: int | None,
+    duration: float,
+    report: Path,
+    interval: float,
+    sites: bool = True,
+    gap: float = 10.0,
 ) -> None:
     """Run one campaign, print its verdict; exit status 1 when an invariant broke."""
     from stalwart.chaos.campaign import CampaignOptions, run_campaign
 
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
-    say(f"chaos campaign, seed {seed} (replay: stalwart chaos --seed {seed}); report in {report}")
+    replay = f"stalwart chaos --duration {duration:g}s --gap {gap:g} --seed {seed}"
+    say(f"chaos campaign, seed {seed} (replay: {replay}); report in {report}")
     options = CampaignOptions(
-        seed=seed, duration=duration, report=report, interval=interval, sites=sites
+        seed=seed, duration=duration, report=report, interval=interval, sites=sites, gap=gap
     )
     outcome = run(run_campaign(options, say))
     counts: dict[str, int] = {}
@@ -58,6 +64,14 @@ def register(app: typer.Typer) -> None:
         interval: Annotated[
             float, typer.Option(min=0.1, max=60.0, help="Seconds between demo units.")
         ] = 1.0,
+        gap: Annotated[
+            float,
+            typer.Option(
+                min=2.0,
+                max=3600.0,
+                help="Mean seconds between faults; a fault stays at most half its slot.",
+            ),
+        ] = 10.0,
         sites: Annotated[
             bool,
             typer.Option(
@@ -77,4 +91,4 @@ def register(app: typer.Typer) -> None:
         Example: stalwart chaos --duration 3m --seed 42 --report chaos-42
         """
         settings_from(config)  # this process's logging; the demo gets a home of its own
-        campaign(seed, duration, report, interval, sites)
+        campaign(seed, duration, report, interval, sites, gap)

@@ -42,6 +42,7 @@ from stalwart.integrity.ops import Recorder
 __all__ = ["BALLAST", "Fault", "Lab", "Unavailable", "make_fault"]
 
 BALLAST: Final = ".chaos-ballast"  # the file that fills a site's disk
+_DEATH_WAIT: Final = 10.0  # seconds a SIGKILLed watchdog may take to die
 
 
 class Unavailable(Exception):
@@ -117,8 +118,10 @@ class KillWatchdog(Fault):
 
     async def heal(self) -> str:
         system = self.lab.system
-        if system.watchdog_pid is not None:
-            return "the watchdog was running"
+        # The kill takes a moment: a heal that looked at once would find it running
+        # and leave the demo dead for the rest of the campaign.
+        if not await asyncio.to_thread(system.watchdog_gone, _DEATH_WAIT):
+            return f"the watchdog was still running {_DEATH_WAIT:.0f}s after SIGKILL"
         system.stop()  # whatever survived it
         system.start()
         return "started `stalwart up --demo` again"

@@ -123,6 +123,18 @@ class DemoSystem:
         up = self._up
         return up.pid if up is not None and up.poll() is None else None
 
+    def watchdog_gone(self, timeout: float) -> bool:
+        """Whether the watchdog has ended, waiting up to ``timeout`` seconds for it
+        (a process SIGKILLed a moment ago may not have died yet)."""
+        up = self._up
+        if up is None:
+            return True
+        try:
+            up.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def start(self) -> None:
         """Start ``stalwart up --demo`` (again, after the watchdog was killed). It feeds
         one unit, which shows the whole workflow runs; the campaign feeds the rest."""

@@ -18,7 +18,7 @@ from stalwart.cli._dashboard_watch import DashboardWatch
 from stalwart.cli._params import MAX_COUNT
 from stalwart.cli._stack import stack
 from stalwart.config import Settings
-from stalwart.errors import ConfigError, StalwartError
+from stalwart.errors import BrokerUnavailable, ConfigError, StalwartError
 from stalwart.watchdog import Watchdog
 
 __all__ = ["register"]
@@ -27,13 +27,23 @@ _DASHBOARD_START = 30.0  # seconds the banner waits for the dashboard to listen
 
 
 async def _wait_for_queues(transport: Transport, queues: set[str], timeout: float) -> None:
-    """Units sent before every service declared its queue would be routed nowhere."""
+    """Units sent before every service declared its queue would be routed nowhere.
+
+    A broker that is down for now is waited for as well: the services wait
+    for it too, and `up` must not stop them all because it was away at start.
+    """
     deadline = time.monotonic() + timeout
-    while missing := queues - set(await transport.queues()):
+    while True:
+        try:
+            missing, why = queues - set(await transport.queues()), ""
+        except BrokerUnavailable as exc:
+            missing, why = queues, f" (the bus: {exc})"
+        if not missing:
+            return
         if time.monotonic() > deadline:
             raise StalwartError(
                 f"service(s) {', '.join(sorted(missing))} did not start within "
-                f"{timeout:.0f}s; see `stalwart status` and the log above"
+                f"{timeout:.0f}s{why}; see `stalwart status` and the log above"
             )
         await asyncio.sleep(0.5)
 

@@ -14,6 +14,7 @@ import pytest
 from harness import FULL
 
 from stalwart.chaos.campaign import CampaignOptions, run_campaign
+from stalwart.chaos.leftovers import Record, records_dir
 from stalwart.chaos.schedule import FaultKind
 from stalwart.dev.rabbitmq import RABBITMQ_BIN
 
@@ -31,8 +32,9 @@ _PROCESS_FAULTS = {
 
 
 def _leftovers(root: Path, tag: str | None) -> list[str]:
-    """Processes, mounts, namespaces and links of the campaign still there after it returned
-    (other campaigns may run on this host at the same time: theirs are not counted)."""
+    """Processes, mounts, namespaces, links and the record of the campaign still there
+    after it returned (other campaigns may run on this host at the same time: theirs
+    are not counted)."""
     found = [
         f"process {p.pid}: {' '.join(p.info['cmdline'] or [])}"
         for p in psutil.process_iter(["cmdline", "environ"])
@@ -44,6 +46,11 @@ def _leftovers(root: Path, tag: str | None) -> list[str]:
     for command in (["ip", "netns", "list"], ["ip", "-o", "link"]):
         listed = subprocess.run(command, capture_output=True, text=True).stdout
         found += [line for line in listed.splitlines() if tag and f"{tag}-" in line]
+    found += [
+        f"record {path}"
+        for path in records_dir().glob("*.json")
+        if Record.loads(path.read_text()).pid == os.getpid()
+    ]
     return found
 
 

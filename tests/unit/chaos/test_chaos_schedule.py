@@ -65,3 +65,12 @@ def test_only_idempotent_services_promise_one_run_per_message() -> None:
     once = effectively_once()
     assert {"dispatcher", "pipeline-eu", "qa", "delivery", "transfer-eu"} <= once
     assert not {"tracker", "calibration"} & once
+
+
+def test_an_hour_at_a_five_second_gap_strikes_every_kind_fifty_times() -> None:
+    # The long campaign of docs/chaos-campaign-1h: `--duration 1h --gap 5 --seed 8`
+    schedule = plan(8, 3600.0, list(FaultKind), _TARGETS, gap=5.0)
+    per_kind = {kind: sum(1 for f in schedule if f.kind is kind) for kind in FaultKind}
+    assert min(per_kind.values()) >= 50, per_kind
+    # And each fault holds at most half its 5 s slot, at least 2 s unless instant
+    assert all(f.hold == 0 or 2.0 <= f.hold <= 2.5 for f in schedule)

@@ -57,6 +57,8 @@ __all__ = [
     "register",
     "registered",
     "reports",
+    "traffic_edge_minutes",
+    "traffic_topic_minutes",
     "transitions",
 ]
 
@@ -194,6 +196,28 @@ delivery_state_counts = Table(
     Column("state", String(16), nullable=False),
     Column("n", BigInteger, nullable=False),
     PrimaryKeyConstraint("service", "state", name="pk_delivery_state_counts"),
+)
+
+# Traffic per minute (since the epoch, of messages.created_at) for stats.traffic:
+# messages per topic, and (message, delivery) pairs per sender_service ->
+# service edge; kept by triggers on messages and deliveries (migration 0007).
+traffic_topic_minutes = Table(
+    "traffic_topic_minutes",
+    metadata,
+    Column("minute", BigInteger, nullable=False),
+    Column("topic", String(255), nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("minute", "topic", name="pk_traffic_topic_minutes"),
+)
+
+traffic_edge_minutes = Table(
+    "traffic_edge_minutes",
+    metadata,
+    Column("minute", BigInteger, nullable=False),
+    Column("sender_service", String(255), nullable=False),
+    Column("service", String(255), nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("minute", "sender_service", "service", name="pk_traffic_edge_minutes"),
 )
 
 transitions = Table(

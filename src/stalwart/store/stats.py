@@ -9,7 +9,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, cast, func, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, Table, cast, func, or_, select
 
 from stalwart.envelope import utcnow
 from stalwart.messages import ReportLevel
@@ -26,7 +26,14 @@ from stalwart.store._models import (
 from stalwart.store._rows import LEVEL_RANK
 from stalwart.store._store import Store
 from stalwart.store.schema import components as components_table
-from stalwart.store.schema import deliveries, delivery_state_counts, messages, reports
+from stalwart.store.schema import (
+    deliveries,
+    delivery_state_counts,
+    messages,
+    reports,
+    traffic_edge_minutes,
+    traffic_topic_minutes,
+)
 
 __all__ = [
     "availability",
@@ -110,6 +117,43 @@ def delivered_since(start: datetime) -> ColumnElement[bool]:
     return or_(column >= start, column.is_(None))
 
 
+def _from_minutes(start: datetime, seconds: int, count: int) -> tuple[Select[Any], Select[Any]]:
+    """Counts per (topic | edge, bucket) summed from the per-minute counts the
+    database keeps: ``seconds`` is a whole number of minutes, ``start`` a multiple of it."""
+    first, width = int(start.timestamp()) // 60, seconds // 60
+
+    def summed(table: Table, *keys: str) -> Select[Any]:
+        index = ((table.c.minute - first) // width).label("b")
+        columns = [table.c[k] for k in keys]
+        return (
+            select(*columns, index, func.sum(table.c.n))
+            .where(table.c.minute >= first, table.c.minute < first + count * width)
+            .group_by(*columns, index)
+        )
+
+    return summed(traffic_topic_minutes, "topic"), summed(
+        traffic_edge_minutes, "sender_service", "service"
+    )
+
+
+def _from_messages(dialect: str, start: datetime, seconds: int) -> tuple[Select[Any], Select[Any]]:
+    """Counts per (topic | edge, bucket) grouped from the messages of the window and
+    their deliveries (for buckets the per-minute counts cannot make)."""
+    index = _bucket(dialect, messages.c.created_at, start, seconds).label("b")
+    by_topic = (
+        select(messages.c.topic, index, func.count())
+        .where(messages.c.created_at >= start)
+        .group_by(messages.c.topic, index)
+    )
+    by_edge = (
+        select(messages.c.sender_service, deliveries.c.service, index, func.count())
+        .join(deliveries, deliveries.c.message_id == messages.c.id)
+        .where(messages.c.created_at >= start, delivered_since(start))
+        .group_by(messages.c.sender_service, deliveries.c.service, index)
+    )
+    return by_topic, by_edge
+
+
 async def traffic(
     store: Store,
     window: timedelta = timedelta(hours=1),
@@ -123,34 +167,28 @@ async def traffic(
     aligned on multiples of their width, the last one holding ``now``;
     the sender side is the service part of ``sender``, the service side comes
     from the deliveries. An edge's ``recent_rate`` is over the last two
-    buckets, so it follows what is happening now.
+    buckets, so it follows what is happening now. Buckets of whole minutes
+    are summed from the counts kept per minute (a day is a few thousand rows);
+    others are grouped from the window's messages and their deliveries.
     """
     seconds = max(1, int(bucket.total_seconds()))
     count = max(1, -(-int(window.total_seconds()) // seconds))
     # Buckets aligned on multiples of their width; the last one holds "now".
     last = int((now or utcnow()).timestamp()) // seconds * seconds
     start = datetime.fromtimestamp(last - (count - 1) * seconds, UTC)
-    index = _bucket(store.dialect, messages.c.created_at, start, seconds).label("b")
-    by_topic = (
-        select(messages.c.topic, index, func.count())
-        .where(messages.c.created_at >= start)
-        .group_by(messages.c.topic, index)
-    )
-    by_edge = (
-        select(messages.c.sender_service, deliveries.c.service, index, func.count())
-        .join(deliveries, deliveries.c.message_id == messages.c.id)
-        .where(messages.c.created_at >= start, delivered_since(start))
-        .group_by(messages.c.sender_service, deliveries.c.service, index)
-    )
+    if seconds % 60 == 0:
+        by_topic, by_edge = _from_minutes(start, seconds, count)
+    else:
+        by_topic, by_edge = _from_messages(store.dialect, start, seconds)
     topics: dict[str, list[int]] = defaultdict(lambda: [0] * count)
     edges: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * count)
     async with store.engine.connect() as conn:
         for topic, b, n in await conn.execute(by_topic):
             if 0 <= (b := int(b)) < count:
-                topics[topic][b] += n
+                topics[topic][b] += int(n)
         for source, target, b, n in await conn.execute(by_edge):
             if 0 <= (b := int(b)) < count:
-                edges[(source, target)][b] += n
+                edges[(source, target)][b] += int(n)
     span = float(seconds * count)
     return Traffic(
         start=start,

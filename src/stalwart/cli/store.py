@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from stalwart.bus import open_bus
+from stalwart.bus import open_bus, redact_url
 from stalwart.cli._columns import WideOption, print_table, width_for
 from stalwart.cli._common import (
     ConfigOption,
@@ -34,6 +34,7 @@ from stalwart.config import Settings
 from stalwart.envelope import DeliveryState
 from stalwart.errors import StalwartError
 from stalwart.messages import ReportLevel
+from stalwart.startup import start_when_reachable
 from stalwart.store import Persister, PersistOptions, Store, upgrade
 from stalwart.store.queries import (
     MessageFilter,
@@ -116,31 +117,50 @@ async def _show(settings: Settings, message_id: str, as_json: bool, width: int |
 
 
 async def _persist(settings: Settings, options: PersistOptions) -> None:
-    transport = open_bus(settings)
-    await transport.start()
-    try:
-        async with _opened(settings, create=True) as store:
-            token = os.environ.get("STALWART_TOKEN")  # signs its heartbeats, as services do
-            persister = Persister(transport, store, options, site=settings.site, token=token)
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, persister.stop)
-            runner = asyncio.create_task(persister.run(), name="persister")
-            say(f"persisting the bus into {store.engine.url.render_as_string()}")
-            while not runner.done():
-                await asyncio.wait({runner}, timeout=_STATS_EVERY)
-                s = persister.stats
-                _log.info(
-                    "persisted=%d batches=%d dead_lettered=%d retries=%d lag=%.3fs",
-                    s.persisted,
-                    s.batches,
-                    s.dead_lettered,
-                    s.retries,
-                    s.lag,
-                )
-            await runner
-    finally:
-        await transport.close()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stores: list[Store] = []
+
+    async def open_store() -> None:
+        stores.append(await Store.open(settings.store.url))
+
+    async with contextlib.AsyncExitStack() as stack:
+        transport = open_bus(settings)
+        stack.push_async_callback(transport.close)
+        # The bus or the store may be down at start: wait for them, as services do.
+        bus = f"the bus at {redact_url(settings.bus.url)}"
+        if not await start_when_reachable(transport.start, bus, stop=stop):
+            return
+        if not await start_when_reachable(open_store, "the persister's store", stop=stop):
+            return
+        store = stores[0]
+        stack.push_async_callback(store.close)
+        token = os.environ.get("STALWART_TOKEN")  # signs its heartbeats, as services do
+        persister = Persister(transport, store, options, site=settings.site, token=token)
+        if not await start_when_reachable(persister.declare, "the persister", stop=stop):
+            return
+        runner = asyncio.create_task(persister.run(), name="persister")
+        stopping = asyncio.create_task(stop.wait())
+        stack.callback(stopping.cancel)
+        say(f"persisting the bus into {store.engine.url.render_as_string()}")
+        while not runner.done():
+            await asyncio.wait(
+                {runner, stopping}, timeout=_STATS_EVERY, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stop.is_set():
+                persister.stop()
+            s = persister.stats
+            _log.info(
+                "persisted=%d batches=%d dead_lettered=%d retries=%d lag=%.3fs",
+                s.persisted,
+                s.batches,
+                s.dead_lettered,
+                s.retries,
+                s.lag,
+            )
+        await runner
 
 
 async def _upgrade(settings: Settings, revision: str) -> str | None:

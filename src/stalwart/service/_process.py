@@ -8,9 +8,10 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
-from stalwart.bus import open_bus
+from stalwart.bus import open_bus, redact_url
 from stalwart.config import Settings
 from stalwart.service._runner import ServiceRunner
+from stalwart.startup import start_when_reachable
 
 if TYPE_CHECKING:
     from stalwart.service._service import Service
@@ -30,6 +31,7 @@ async def serve_many(
 ) -> None:
     """Run instances of ``services`` on one bus connection until ``stop`` or a signal.
 
+    A bus or store that is down at start is waited for (:func:`start_when_reachable`).
     On stop: no new work is taken; in-flight handlers get each service's grace
     period; what is left is redelivered to other instances.
     """
@@ -38,15 +40,19 @@ async def serve_many(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     transport = open_bus(settings)
-    await transport.start()
     token = os.environ.get("STALWART_TOKEN")
-    runners = [ServiceRunner(s, transport, settings, token=token) for s in services]
+    started: list[ServiceRunner] = []
     try:
-        for runner in runners:
-            await runner.start()
+        bus = f"the bus at {redact_url(settings.bus.url)}"
+        if await start_when_reachable(transport.start, bus, stop=stop):
+            for service in services:
+                runner = ServiceRunner(service, transport, settings, token=token)
+                if not await start_when_reachable(runner.start, service.name, stop=stop):
+                    break
+                started.append(runner)
         await stop.wait()
-        _log.info("stopping %d service instance(s)", len(runners))
-        await asyncio.gather(*(runner.stop() for runner in runners))
+        _log.info("stopping %d service instance(s)", len(started))
+        await asyncio.gather(*(runner.stop() for runner in started))
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -151,11 +151,18 @@ class ServiceRunner:
     # -- life cycle -------------------------------------------------------
 
     async def start(self) -> None:
-        """Declare the queue, then consume, beat and record in owned tasks."""
-        if any(h.idempotent for h in self.service.handlers):
+        """Declare the queue, then consume, beat and record in owned tasks.
+
+        Raises BrokerUnavailable or StoreUnavailable, having started nothing,
+        when the bus or the store is down.
+        """
+        idempotent = any(h.idempotent for h in self.service.handlers)
+        if idempotent:
             await self._claims_store().open()
-            self._pruner = asyncio.create_task(self._prune_claims(), name="prune-claims")
         await self._transport.declare(self._spec)
+        # Nothing runs before both answered, so a start that failed can be tried again.
+        if idempotent:
+            self._pruner = asyncio.create_task(self._prune_claims(), name="prune-claims")
         self._lifecycle.start()
         self._heartbeat.start()
         self._consumer = asyncio.create_task(self._consume(), name=f"consume:{self.instance}")

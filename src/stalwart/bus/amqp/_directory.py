@@ -88,16 +88,14 @@ class Directory:
                 found[spec.name] = spec
         return found
 
-    async def record(self, conn: AbstractConnection, spec: QueueSpec) -> QueueSpec | None:
-        """Record ``spec``; returns the previously recorded spec of that service, if any."""
+    async def record(self, conn: AbstractConnection, spec: QueueSpec) -> None:
+        """Record ``spec`` as the newest declaration of its service."""
         wanted = _record(spec)
-        previous: QueueSpec | None = None
         current = [r for r in await self._scan(conn) if r.get("name") == spec.name]
         if current:
-            previous = _spec(current[-1])
             latest = {k: v for k, v in current[-1].items() if k != "declared_at"}
             if latest == wanted and len(current) == 1:
-                return previous
+                return
         stamp = time.time()
         async with temporary_channel(conn) as channel:
             await channel.default_exchange.publish(
@@ -113,4 +111,3 @@ class Directory:
             conn,
             drop=lambda r: r.get("name") == spec.name and float(r.get("declared_at", 0)) < stamp,
         )
-        return previous

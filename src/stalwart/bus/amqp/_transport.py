@@ -230,9 +230,15 @@ class AmqpTransport:
     async def declare(self, queue: QueueSpec) -> None:
         conn = await self._conn()
         try:
-            previous = None if queue.ephemeral else await self._directory.record(conn, queue)
+            previous = (
+                None if queue.ephemeral else (await self._directory.specs(conn)).get(queue.name)
+            )
             async with temporary_channel(conn) as channel, gate(conn):
                 await self._declare_on(channel, queue, previous.patterns if previous else ())
+            # Listed only once bound: whoever waits for a service's queue in `queues()`
+            # (`stalwart up --demo` before it feeds) may publish at once.
+            if not queue.ephemeral:
+                await self._directory.record(conn, queue)
         except ChannelPreconditionFailed as exc:
             raise ConfigError(
                 f"queue {work_queue(self.exchange, queue.name)} exists with other arguments "

@@ -70,3 +70,13 @@ def test_a_backoff_draws_the_same_delays_as_counting_its_tries() -> None:
     paced = Backoff(0.2, 1.0, rng=random.Random(3))
     counted = random.Random(3)
     assert [paced.next() for _ in range(6)] == [jittered(n, 0.2, 1.0, counted) for n in range(1, 7)]
+
+
+def test_a_gentler_factor_grows_the_ceiling_by_it() -> None:
+    # The embedded bus's write lock: 0.2 ms growing by 1.5 up to 5 ms
+    backoff = Backoff(0.0002, 0.005, rng=random.Random(3), factor=1.5)
+    ceilings = [min(0.005, 0.0002 * 1.5**n) for n in range(12)]
+    for ceiling in ceilings:
+        assert ceiling / 2 <= backoff.next() <= ceiling
+    with pytest.raises(ValueError, match="factor >= 1"):
+        Backoff(0.1, 1.0, factor=0.5)

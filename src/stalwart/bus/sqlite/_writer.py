@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import random
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar
 
+from stalwart.backoff import Backoff
 from stalwart.bus.sqlite._schema import BUSY_TIMEOUT
 from stalwart.errors import BrokerUnavailable, TransportClosed
 
@@ -229,7 +229,7 @@ class GroupWriter:
         The busy timeout only backs statements up inside the transaction.
         """
         deadline = time.monotonic() + _LOCK_DEADLINE
-        delay = _FIRST_RETRY
+        pace = Backoff(_FIRST_RETRY, _MAX_RETRY, factor=1.5)
         self._conn.execute("PRAGMA busy_timeout = 0")
         try:
             while True:
@@ -247,8 +247,7 @@ class GroupWriter:
                                 "or the disk is stalled"
                             )
                         ) from exc
-                    time.sleep(random.uniform(delay / 2, delay))
-                    delay = min(delay * 1.5, _MAX_RETRY)
+                    time.sleep(pace.next())
         finally:
             self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
 

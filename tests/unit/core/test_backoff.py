@@ -73,7 +73,7 @@ def test_a_backoff_draws_the_same_delays_as_counting_its_tries() -> None:
 
 
 def test_a_gentler_factor_grows_the_ceiling_by_it() -> None:
-    # The embedded bus's write lock: 0.2 ms growing by 1.5 up to 5 ms
+    # As for the embedded bus's write lock: from 0.2 ms, growing by 1.5, up to a few ms
     backoff = Backoff(0.0002, 0.005, rng=random.Random(3), factor=1.5)
     ceilings = [min(0.005, 0.0002 * 1.5**n) for n in range(12)]
     for ceiling in ceilings:

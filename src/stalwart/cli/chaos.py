@@ -45,6 +45,17 @@ def campaign(
     say("PASS: every invariant held")
 
 
+def reap_only() -> None:
+    """Remove what killed campaigns left behind, and say what; start no campaign."""
+    from stalwart.chaos.leftovers import reap
+
+    reaped = reap()
+    for line in reaped:
+        say(f"removed leftovers of a campaign that was killed: {line}")
+    if not reaped:
+        say("no leftovers of a killed campaign")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("chaos")
     def chaos_command(
@@ -79,6 +90,14 @@ def register(app: typer.Typer) -> None:
                 "with RabbitMQ and PostgreSQL at the hub (WAN cut, broker and store faults).",
             ),
         ] = True,
+        reap: Annotated[
+            bool,
+            typer.Option(
+                "--reap-only",
+                help="Only remove what killed campaigns left (namespaces, disks, broker, "
+                "PostgreSQL, demo processes), then exit.",
+            ),
+        ] = False,
         config: ConfigOption = None,
     ) -> None:
         """Strike the demo with a seeded fault campaign, check invariants: run the demo
@@ -91,4 +110,7 @@ def register(app: typer.Typer) -> None:
         Example: stalwart chaos --duration 3m --seed 42 --report chaos-42
         """
         settings_from(config)  # this process's logging; the demo gets a home of its own
+        if reap:
+            reap_only()
+            return
         campaign(seed, duration, report, interval, sites, gap)

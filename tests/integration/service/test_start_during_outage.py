@@ -18,8 +18,7 @@ from amqp_support import private_exchange, proxy_to
 from stalwart.bus.amqp import AmqpTransport
 from stalwart.config import Settings, load_settings
 from stalwart.envelope import Envelope
-from stalwart.service import Context, Service
-from stalwart.service._process import serve_many
+from stalwart.service import Context, Service, serve_many
 from waiting import until
 
 

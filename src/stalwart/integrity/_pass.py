@@ -10,11 +10,6 @@ the next stripe overlaps the work on the previous ones.
 
 from __future__ import annotations
 
-import io
-import logging
-import mmap
-import os
-import stat
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,7 +23,6 @@ __all__ = ["PassResult", "Progress", "read_full", "stream_pass"]
 
 Progress = Callable[[int], None]
 _BUFFERS: Final = 4
-_log = logging.getLogger("stalwart.integrity")
 
 
 @dataclass(slots=True)
@@ -59,60 +53,32 @@ def read_full(reader: BinaryIO, view: memoryview) -> int:
 
 
 class _Source:
-    """Stripe-sized views of the input: zero-copy slices of a memory map for a
-    local regular file (no copy out of the page cache), else reads into a few
-    rotating buffers."""
+    """Stripe-sized views of the input, read into a few rotating buffers.
+
+    Never a memory map: a file cut short while mapped (damage, an operator, a
+    second writer) kills the reading process with SIGBUS on the first page
+    past its new end, where a read just returns fewer bytes and the pass
+    reports the damage. Seen: a transfer service and the chaos campaign's
+    scrub killed that way when a replica was truncated under them.
+    """
 
     def __init__(self, reader: BinaryIO, stripe: int, parity: int, limit: int | None) -> None:
         self._reader = reader
-        self._stripe = stripe
         self._left = limit if limit is not None else -1
-        self._map = _mapped(reader)
-        self._view = memoryview(self._map) if self._map is not None else None
-        self._pos = 0
-        self._buffers = (
-            [] if self._map is not None else [bytearray(stripe) for _ in range(_BUFFERS)]
-        )
+        self._stripe = stripe
+        self._buffers = [bytearray(stripe) for _ in range(_BUFFERS)]
         self._parity = [bytearray(parity) for _ in range(_BUFFERS)] if parity else []
 
     def next(self, slot: int) -> memoryview:
         want = self._stripe if self._left < 0 else min(self._stripe, self._left)
-        if self._view is not None:
-            view = self._view[self._pos : self._pos + want]
-            self._pos += len(view)
-        else:
-            view = memoryview(self._buffers[slot])[:want]
-            view = view[: read_full(self._reader, view)]
+        view = memoryview(self._buffers[slot])[:want]
+        view = view[: read_full(self._reader, view)]
         if self._left >= 0:
             self._left -= len(view)
         return view
 
     def parity_out(self, slot: int) -> memoryview:
         return memoryview(self._parity[slot])
-
-    def close(self) -> None:
-        if self._view is not None:
-            self._view.release()
-        if self._map is not None:
-            try:
-                self._map.close()
-            except BufferError:  # a view still lives somewhere: the GC unmaps it later
-                _log.debug("memory map still in use at close; left to the garbage collector")
-
-
-def _mapped(reader: BinaryIO) -> mmap.mmap | None:
-    """A read-only map of ``reader`` if it is a plain local file at offset 0."""
-    if not isinstance(reader, io.FileIO | io.BufferedReader):
-        return None
-    try:
-        fd = reader.fileno()
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size == 0 or reader.tell() != 0:
-            return None
-        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):
-        return None
-    return mapped
 
 
 def _stripe_job(
@@ -220,6 +186,5 @@ def stream_pass(
     finally:
         del view
         pending.clear()
-        source.close()
     result.digests = {name: h.hexdigest() for name, h in hashers.items()}
     return result

@@ -26,6 +26,7 @@ __all__ = [
     "TransportClosed",
     "TransportError",
     "exit_status",
+    "first_line",
 ]
 
 
@@ -37,6 +38,14 @@ sysexits.h): restarting it cannot help, so the watchdog does not."""
 def exit_status(exc: BaseException) -> int:
     """The status a process stopped by ``exc`` exits with: 78 for a configuration error."""
     return EX_CONFIG if isinstance(exc, ConfigError) else 1
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type's name when it has none): a
+    database driver's error carries the whole statement and its parameters on the
+    lines after it, far too much for a log line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class StalwartError(Exception):

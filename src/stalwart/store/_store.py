@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stalwart.envelope import Envelope, encode
-from stalwart.errors import StalwartError, StoreUnavailable
+from stalwart.errors import StalwartError, StoreUnavailable, first_line
 from stalwart.store._rows import Rows, build_rows
 from stalwart.store._writer import is_unavailable, write_rows
 from stalwart.store.engine import open_engine
@@ -82,12 +82,7 @@ class Store:
         except Exception as exc:
             if is_unavailable(exc):
                 raise StoreUnavailable(
-                    f"the store is unavailable ({type(exc).__name__}: {_first_line(exc)}); "
+                    f"the store is unavailable ({type(exc).__name__}: {first_line(exc)}); "
                     "writes are retried: check the database server"
                 ) from exc
-            raise StoreDataError(f"the store refused a batch: {_first_line(exc)}") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+            raise StoreDataError(f"the store refused a batch: {first_line(exc)}") from exc

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stalwart.backoff import jittered
 from stalwart.config import StoreSettings
 from stalwart.envelope import utcnow
-from stalwart.errors import StoreUnavailable
+from stalwart.errors import StoreUnavailable, first_line
 from stalwart.store.engine import ensure_head
 from stalwart.store.schema import register
 from stalwart.watchdog.member import LIVE_STATES
@@ -231,5 +231,5 @@ class StateWriter:
             except Exception as exc:
                 failures += 1
                 delay = jittered(failures, 2 * self._interval, 30.0)
-                _log.warning("store unavailable, states kept in memory: %s", exc)
+                _log.warning("store unavailable, states kept in memory: %s", first_line(exc))
             await asyncio.sleep(delay)

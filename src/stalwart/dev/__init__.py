@@ -1,1 +1,2 @@
-"""Local stand-ins for production infrastructure: a RabbitMQ cluster on one host."""
+"""Local stand-ins for production infrastructure: a RabbitMQ cluster, PostgreSQL and
+NATS servers of their own on one host."""

@@ -35,6 +35,7 @@ from stalwart.errors import (
     PublishRefused,
     StalwartError,
     TransportClosed,
+    first_line,
 )
 from stalwart.ids import new_id
 
@@ -221,12 +222,20 @@ class OutboxTransport:
                 await asyncio.wait_for(self.inner.publish_encoded(rows), self._publish_timeout)
                 return
             except (BrokerUnavailable, PublishRefused, TimeoutError) as exc:
-                log.warning("broker cannot confirm (%s); spooling %d message(s)", exc, len(rows))
+                log.warning(
+                    "broker cannot confirm (%s); spooling %d message(s)", self._why(exc), len(rows)
+                )
         async with self._order:
             self._spooling = True
             await asyncio.to_thread(spool.append, rows)
             self._drained.clear()
         self._wake.set()
+
+    def _why(self, exc: BaseException) -> str:
+        """What a failed publish says in the log (a timeout's own message is empty)."""
+        if isinstance(exc, TimeoutError):
+            return f"no confirm within {self._publish_timeout:g} s"
+        return first_line(exc)
 
     async def pending(self) -> int:
         return await asyncio.to_thread(self._need_spool().pending)

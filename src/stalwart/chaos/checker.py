@@ -40,8 +40,7 @@ from stalwart.chaos.events import CHAOS_PREFIX
 from stalwart.chaos.journal import Entry
 from stalwart.chaos.schedule import FaultKind
 from stalwart.envelope import TERMINAL_STATES, utcnow
-from stalwart.integrity import verify_file
-from stalwart.integrity._schema import files, replicas
+from stalwart.integrity import Catalog, verify_file
 from stalwart.store.schema import deliveries, messages, transitions
 
 __all__ = ["INVARIANTS", "Checker", "Limits", "Violation", "count_by", "watchdog_events"]
@@ -196,18 +195,14 @@ class Checker:
         return found
 
     async def replicas_exact(self) -> list[Violation]:
-        query = select(
-            replicas.c.name, replicas.c.site, replicas.c.path, replicas.c.state, files.c.size
-        ).join(files, files.c.name == replicas.c.name)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
         found = []
-        for r in rows:
-            problem = await asyncio.to_thread(_replica_problem, Path(r.path), r.size)
-            if r.state not in ("ok", "repaired"):
-                problem = problem or f"catalogued as {r.state}"
+        for r in await Catalog(self.engine).sized_replicas():
+            problem = await asyncio.to_thread(_replica_problem, Path(r["path"]), r["size"])
+            if r["state"] not in ("ok", "repaired"):
+                problem = problem or f"catalogued as {r['state']}"
             if problem:
-                found.append(Violation("replicas-byte-exact", f"{r.name} at {r.site}: {problem}"))
+                where = f"{r['name']} at {r['site']}"
+                found.append(Violation("replicas-byte-exact", f"{where}: {problem}"))
         return found
 
     async def faults_recorded(self, journal: Sequence[Entry]) -> list[Violation]:

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import ClassVar, Final
 
 import psutil
-from sqlalchemy import select
 
 from stalwart.chaos.broker import HubBroker
 from stalwart.chaos.schedule import FaultKind, Planned
@@ -36,7 +35,6 @@ from stalwart.chaos.system import LEAKER, DemoSystem
 from stalwart.dev.postgres import PrivatePostgres
 from stalwart.dev.rabbitmq import RabbitNode
 from stalwart.integrity import Catalog, ScrubOptions, scrub_site
-from stalwart.integrity._schema import replicas
 from stalwart.integrity.ops import Recorder
 
 __all__ = ["BALLAST", "Fault", "Lab", "Unavailable", "make_fault"]
@@ -246,18 +244,8 @@ class DamagedReplica(Fault):
 
     async def aim(self) -> None:
         site = self.planned.target
-        query = (
-            select(replicas.c.path)
-            .where(
-                replicas.c.site == site,
-                replicas.c.state.in_(("ok", "repaired")),
-                replicas.c.path.startswith(f"{self.lab.system.spec.archive(site)}/"),
-            )
-            .order_by(replicas.c.updated_at.desc())
-            .limit(1)
-        )
-        async with self.lab.system.engine.connect() as conn:
-            path = (await conn.execute(query)).scalar()
+        catalog = Catalog(self.lab.system.engine)
+        path = await catalog.newest_good_replica(site, str(self.lab.system.spec.archive(site)))
         if path is None:
             raise Unavailable(f"no verified replica transferred to {site} yet")
         self._path = Path(path)

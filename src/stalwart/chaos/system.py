@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import IO, Final
 
 import psutil
-from sqlalchemy import select
 
 from stalwart.dev.ports import free_port
 from stalwart.errors import StalwartError
-from stalwart.ha._schema import leases
+from stalwart.ha.status import status as ha_status
 from stalwart.store.engine import make_engine
-from stalwart.watchdog._store import watchdog_programs
+from stalwart.watchdog import program_states
 from stalwart.watchdog.member import LIVE_STATES
 
 __all__ = ["LEAKER", "DemoSystem", "SystemSpec"]
@@ -168,18 +167,17 @@ class DemoSystem:
     async def programs(self) -> dict[str, int]:
         """Each live supervised program's pid (instance 0, or the first live one)."""
         watchdog = self.watchdog_pid
-        query = select(
-            watchdog_programs.c.program, watchdog_programs.c.instance, watchdog_programs.c.pid
-        ).where(watchdog_programs.c.state.in_(LIVE_STATES))
         try:
-            async with self.engine.connect() as conn:
-                rows = (await conn.execute(query.order_by("program", "instance"))).all()
+            states = await program_states(self.engine)  # by program and instance
         except Exception:  # the table is not there yet, or the store is restarting
             return {}
         found: dict[str, int] = {}
-        for program, _, pid in rows:
-            if program not in found and pid and _child_of(pid, watchdog):
-                found[program] = int(pid)
+        for state in states:
+            pid = state.pid
+            if not pid or state.program in found or state.state not in LIVE_STATES:
+                continue
+            if _child_of(pid, watchdog):
+                found[state.program] = pid
         return found
 
     async def pid(self, target: str, wait: float = 20.0) -> int | None:
@@ -198,16 +196,15 @@ class DemoSystem:
             await asyncio.sleep(0.5)
 
     async def _leader(self) -> int | None:
-        query = select(leases.c.holder, leases.c.expires_at).where(leases.c.role == _HA_ROLE)
         try:
-            async with self.engine.connect() as conn:
-                row = (await conn.execute(query)).first()
-        except Exception:
+            leases = (await ha_status(self.engine, transitions=0)).leases
+        except Exception:  # the store is restarting
             return None
-        if row is None or not row.holder or row.expires_at < time.time():
+        holder = next((x.holder for x in leases if x.role == _HA_ROLE and x.live), None)
+        if not holder:
             return None
         try:  # holder: <host>-<pid>-<random>
-            pid = int(str(row.holder).rsplit("-", 2)[1])
+            pid = int(holder.rsplit("-", 2)[1])
         except (IndexError, ValueError):
             return None
         return pid if _child_of(pid, self.watchdog_pid) else None

@@ -175,7 +175,7 @@ async def _prune(settings: Settings, before: datetime, export: Path | None, batc
     # The parts that keep tables in the store register how to prune them when imported.
     import stalwart.ha
     import stalwart.integrity
-    import stalwart.service._idempotency  # the claims table (a service loads it only to claim)
+    import stalwart.service.claims  # the claims table (a service loads it only to claim)
     import stalwart.watchdog  # noqa: F401
 
     async with _opened(settings) as store:

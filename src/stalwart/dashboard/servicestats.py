@@ -30,7 +30,7 @@ from stalwart.dashboard.backlog import PENDING_STATES
 from stalwart.envelope import DeliveryState, utcnow
 from stalwart.store import Store
 from stalwart.store.schema import deliveries, delivery_state_counts
-from stalwart.store.stats import _bucket as bucket_index
+from stalwart.store.stats import bucket_index
 
 __all__ = ["SAMPLE", "ServiceStats", "service_stats"]
 

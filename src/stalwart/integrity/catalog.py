@@ -178,6 +178,32 @@ class Catalog:
         async with self.engine.connect() as conn:
             return _rows(await conn.execute(query))
 
+    async def newest_good_replica(self, site: str, under: str) -> str | None:
+        """The path of the replica at ``site``, below the folder ``under``, most
+        recently catalogued as good (``ok`` or ``repaired``); None if there is none."""
+        query = (
+            select(replicas.c.path)
+            .where(
+                replicas.c.site == site,
+                replicas.c.state.in_(("ok", "repaired")),
+                replicas.c.path.startswith(f"{under.rstrip('/')}/"),
+            )
+            .order_by(replicas.c.updated_at.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            path = (await conn.execute(query)).scalar()
+        return None if path is None else str(path)
+
+    async def sized_replicas(self) -> list[Row]:
+        """Every replica (``name``, ``site``, ``path``, ``state``) with its file's
+        catalogued ``size``: what an audit compares against the disks."""
+        query = select(
+            replicas.c.name, replicas.c.site, replicas.c.path, replicas.c.state, files.c.size
+        ).join(files, files.c.name == replicas.c.name)
+        async with self.engine.connect() as conn:
+            return _rows(await conn.execute(query))
+
     async def replicated_before(
         self, sites: Sequence[str], before: datetime, limit: int = 500
     ) -> dict[str, list[str]]:

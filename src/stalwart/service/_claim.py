@@ -1,7 +1,7 @@
 """A delivery attempt and its claim as the runtime sees them, without the store.
 
 The runner and every Context name these for each message; the store that
-keeps claims (:mod:`stalwart.service._idempotency`, with SQLAlchemy) is
+keeps claims (:mod:`stalwart.service.claims`, with SQLAlchemy) is
 imported only by a service that has an idempotent handler or opens
 ``ctx.transaction()``, so a plain service does not carry it.
 """

@@ -51,8 +51,8 @@ from stalwart.service._security import TokenAuthority
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from stalwart.service._idempotency import Claims
     from stalwart.service._service import Handler, Service
+    from stalwart.service.claims import Claims
 
 __all__ = ["AckGuard", "Attempt", "Outcome", "ServiceRunner"]
 
@@ -456,7 +456,7 @@ class ServiceRunner:
         """The store's claims, opened on first use: only an idempotent handler or
         ``ctx.transaction()`` needs them, and with them SQLAlchemy."""
         if self._claims is None:
-            from stalwart.service._idempotency import Claims
+            from stalwart.service.claims import Claims
 
             size = self.service.concurrency
             pool = {"pool_size": size, "max_overflow": size}

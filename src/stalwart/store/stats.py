@@ -37,6 +37,7 @@ from stalwart.store.schema import (
 
 __all__ = [
     "availability",
+    "bucket_index",
     "components",
     "counts_by_state",
     "delivered_since",
@@ -97,7 +98,7 @@ async def components(
     return views
 
 
-def _bucket(dialect: str, column: Any, start: datetime, seconds: int) -> ColumnElement[Any]:
+def bucket_index(dialect: str, column: Any, start: datetime, seconds: int) -> ColumnElement[Any]:
     """Index of the ``seconds``-wide bucket (from ``start``) that ``column`` falls in."""
     origin = int(start.timestamp())
     if dialect == "postgresql":
@@ -139,7 +140,7 @@ def _from_minutes(start: datetime, seconds: int, count: int) -> tuple[Select[Any
 def _from_messages(dialect: str, start: datetime, seconds: int) -> tuple[Select[Any], Select[Any]]:
     """Counts per (topic | edge, bucket) grouped from the messages of the window and
     their deliveries (for buckets the per-minute counts cannot make)."""
-    index = _bucket(dialect, messages.c.created_at, start, seconds).label("b")
+    index = bucket_index(dialect, messages.c.created_at, start, seconds).label("b")
     by_topic = (
         select(messages.c.topic, index, func.count())
         .where(messages.c.created_at >= start)

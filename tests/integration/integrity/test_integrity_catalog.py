@@ -92,3 +92,31 @@ async def test_unfinished_scrub_run_is_resumed(any_catalog: Catalog) -> None:
 async def test_unreachable_store_is_a_clear_error() -> None:
     with pytest.raises(StoreUnavailable, match=r"cannot reach the store .*store\.url"):
         await Catalog.open("postgresql://postgres@127.0.0.1:1/nothing")
+
+
+async def test_an_audit_reads_replicas_with_their_sizes_and_the_newest_good_one(
+    any_catalog: Catalog, tmp_path: Path
+) -> None:
+    # Given two ingested files: at eu one good replica and one corrupt, and at na
+    # a repaired one outside the archive folder
+    cat = any_catalog
+    for name in ("a.bin", "b.bin"):
+        path = tmp_path / name
+        path.write_bytes(os.urandom(70_000 if name == "a.bin" else 90_000))
+        await cat.register_file(ingest_file(path, IngestOptions(block_size=65536)).manifest)
+    await cat.set_replica("a.bin", "eu", "/archive/eu/a.bin", "ok")
+    await cat.set_replica("b.bin", "eu", "/archive/eu/b.bin", "corrupt")
+    await cat.set_replica("b.bin", "na", "/elsewhere/b.bin", "repaired")
+    # Then the newest good replica below a site's folder skips the corrupt one
+    assert await cat.newest_good_replica("eu", "/archive/eu") == "/archive/eu/a.bin"
+    assert await cat.newest_good_replica("eu", "/archive/eu/") == "/archive/eu/a.bin"
+    assert await cat.newest_good_replica("na", "/archive/na") is None
+    assert await cat.newest_good_replica("na", "/elsewhere") == "/elsewhere/b.bin"
+    # And every replica comes with its file's size and its state
+    rows = await cat.sized_replicas()
+    sized = sorted((r["name"], r["site"], r["state"], r["size"]) for r in rows)
+    assert sized == [
+        ("a.bin", "eu", "ok", 70_000),
+        ("b.bin", "eu", "corrupt", 90_000),
+        ("b.bin", "na", "repaired", 90_000),
+    ]

@@ -345,7 +345,7 @@ async def test_a_foreign_envelope_over_the_size_limit_is_rejected_on_consume(
 async def test_done_claims_are_pruned_after_the_retention_only(
     bus: Transport, store_url: str
 ) -> None:
-    from stalwart.service._idempotency import Claims, ClaimState
+    from stalwart.service.claims import Claims, ClaimState
 
     claims = Claims(store_url, "prune-test")
     await claims.open()
@@ -368,7 +368,7 @@ async def test_done_claims_are_pruned_after_the_retention_only(
 async def test_instances_claiming_shared_ids_in_opposite_orders_never_fail(
     bus: Transport, store_url: str
 ) -> None:
-    from stalwart.service._idempotency import Claims, ClaimState
+    from stalwart.service.claims import Claims, ClaimState
 
     # Given two instances whose batches hold the same ids, one in reverse order
     # (an upsert locks every row it conflicts with: unordered, they deadlock)
@@ -394,7 +394,7 @@ async def test_a_transaction_aborted_for_a_conflict_is_run_again() -> None:
     from sqlalchemy.exc import DBAPIError
 
     from stalwart.errors import StoreUnavailable
-    from stalwart.service._idempotency import Claims
+    from stalwart.service.claims import Claims
 
     class Aborted(Exception):
         def __init__(self, sqlstate: str) -> None:

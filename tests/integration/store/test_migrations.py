@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 import stalwart.ha
 import stalwart.integrity
-import stalwart.service._idempotency  # the claims table: not loaded by stalwart.service itself
+import stalwart.service.claims  # the claims table: not loaded by stalwart.service itself
 import stalwart.watchdog
 from stalwart.store import Store, current_revision, head_revision, upgrade
 from stalwart.store.engine import make_engine

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import stalwart.ha  # the parts register their tables and pruners when imported
 import stalwart.integrity
-import stalwart.service._idempotency  # the claims table: not loaded by stalwart.service itself
+import stalwart.service.claims  # the claims table: not loaded by stalwart.service itself
 import stalwart.watchdog  # noqa: F401
 from stalwart.config import StoreSettings
 from stalwart.envelope import utcnow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from stalwart.service._idempotency import _is_connection_error
+from stalwart.service.claims import _is_connection_error
 
 
 class _DriverError(Exception):

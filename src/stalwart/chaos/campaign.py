@@ -128,7 +128,9 @@ class _Layout(contextlib.AsyncExitStack):
     async def build(self) -> DemoSystem:
         # Absolute: the record names the demo's settings, as its processes' environment does.
         root = (self.options.report / "run").resolve()
-        spec = SystemSpec(root=root)
+        # Twice the planned run: the schedule can slip behind under load.
+        keep = max(3600.0, 2 * (self.options.duration + self.options.settle))
+        spec = SystemSpec(root=root, keep_store_for=keep)
         for reaped in reap():
             self.say(f"removed leftovers of a campaign that was killed: {reaped}")
         claim = Claim(config=spec.config)
@@ -162,6 +164,7 @@ class _Layout(contextlib.AsyncExitStack):
                 bus_url=broker.url,
                 store_url=postgres.url,
                 netns={site: sites.netns(site) for site in SITES},
+                keep_store_for=keep,
             )
             spec.write_shim()
         spec.write_config()

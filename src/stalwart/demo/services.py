@@ -45,7 +45,15 @@ STATE_TOPIC = "ous.state"
 async def _state(
     ctx: Context, ous: str, state: UnitState, site: str | None = None, reason: str = ""
 ) -> None:
-    await ctx.publish(STATE_TOPIC, StateChange(ous=ous, state=state, site=site, reason=reason))
+    """Publish the unit's new state under an id stable across runs of this handling: a
+    handler run again after a crash between its publish and its claim records the
+    state once, not twice (a unit ``Delivered`` twice). A problem is one record per
+    attempt, since each attempt's problem is news."""
+    key = f"state.{state.value}"
+    if state is UnitState.PROCESSING_PROBLEM:
+        key += f".{ctx.envelope.attempt}"
+    change = StateChange(ous=ous, state=state, site=site, reason=reason)
+    await ctx.publish(STATE_TOPIC, change, id=ctx.stable_id(key))
 
 
 dispatcher = Service("dispatcher", concurrency=32)

@@ -59,6 +59,7 @@ __all__ = ["AckGuard", "Attempt", "Outcome", "ServiceRunner"]
 AckGuard = Callable[[], Awaitable[bool]]
 _PRUNE_EVERY = 3600.0
 _WINDOW = 4  # deliveries held per handler slot (see ServiceRunner._window)
+_GIVE_BACK_WITHIN = 5.0  # seconds a cancelled handler's release may take (stop waits for it)
 _RECONSUME_INITIAL, _RECONSUME_CAP = 0.5, 15.0  # pause before consuming again (seconds)
 _log = logging.getLogger("stalwart.service")
 
@@ -287,10 +288,22 @@ class ServiceRunner:
             _log.warning(
                 "could not settle %s (%s); it will be redelivered", attempt.message_id, exc
             )
+        except asyncio.CancelledError:
+            await self._give_back(delivery)
+            raise
         finally:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
             self.counters.inflight -= 1
+
+    @staticmethod
+    async def _give_back(delivery: Delivery) -> None:
+        """Release a delivery whose handler was cancelled (stopped past its grace, as when
+        an HA leader loses its lease). Unsettled, it would stay with this process's
+        consumer, which lives on while the process does (an HA standby), until its lease
+        ran out; released, another instance takes it now. Already settled: nothing."""
+        with contextlib.suppress(StalwartError, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(delivery.release()), _GIVE_BACK_WITHIN)
 
     async def _outcome(self, delivery: Delivery, attempt: Attempt) -> Outcome | None:
         """Run the checks and the handler; None when fenced out before the handler ran."""

@@ -54,19 +54,19 @@ class CampaignOptions:
     settle: float = 120.0  # seconds after the schedule for units to finish
     limits: Limits = field(default_factory=Limits)
     kinds: frozenset[FaultKind] | None = None  # None: every kind this host can inject
-    sites: bool = True  # (root) each site's programs in a namespace, the broker at the hub
+    sites: bool = True  # (root) each site's programs in a namespace, a broker cluster at the hub
 
 
 def targets_for(
     programs: list[str],
     disks: Sequence[str],
     sites: Sequence[str] = (),
-    broker: bool = False,
+    brokers: Sequence[str] = (),
     postgres: bool = False,
 ) -> dict[FaultKind, list[str]]:
     """Where each kind can strike, given the running programs, the sites with a disk of
-    their own, the sites with a namespace of their own, and whether the broker and the
-    store's PostgreSQL are the campaign's own."""
+    their own, the sites with a namespace of their own, the campaign's own broker nodes,
+    and whether the store's PostgreSQL is the campaign's own."""
     processes = [p for p in programs if p != LEAKER] + ["watchdog", "ha-leader"]
     targets = {
         FaultKind.KILL: processes,
@@ -77,8 +77,8 @@ def targets_for(
         FaultKind.CORRUPT_TRANSFER: list(SITES),
         FaultKind.TRUNCATE_TRANSFER: list(SITES),
         FaultKind.WAN_CUT: list(sites),
-        FaultKind.BROKER_NODE_LOSS: ["broker"] if broker else [],
-        FaultKind.BROKER_PARTITION: ["broker"] if broker else [],
+        FaultKind.BROKER_NODE_LOSS: list(brokers),
+        FaultKind.BROKER_PARTITION: list(brokers),
         FaultKind.POSTGRES_RESTART: ["store"] if postgres else [],
     }
     return {kind: found for kind, found in targets.items() if found}
@@ -150,13 +150,14 @@ class _Layout(contextlib.AsyncExitStack):
             self.sites = sites
             if sites.distance_note:
                 self.say(sites.distance_note)
-            broker = HubBroker(sites.hub)
+            broker = HubBroker(sites.broker_addresses)
             claim.note(broker=str(broker.cluster.root))
             self.callback(broker.close)
             postgres = PrivatePostgres(sites.store_address)
             claim.note(postgres=str(postgres.root))
             self.callback(postgres.close)
-            self.say(f"starting RabbitMQ at {sites.hub} and PostgreSQL at {postgres.host}")
+            nodes = ", ".join(sites.broker_addresses)
+            self.say(f"starting RabbitMQ at {nodes} and PostgreSQL at {postgres.host}")
             await asyncio.gather(asyncio.to_thread(broker.start), asyncio.to_thread(postgres.start))
             self.broker, self.postgres = broker, postgres
             spec = SystemSpec(
@@ -191,7 +192,7 @@ async def run_campaign(options: CampaignOptions, say: Callable[[str], None] = pr
             programs,
             list(layout.disks.sites()),
             sites,
-            broker=layout.broker is not None,
+            brokers=layout.broker.targets if layout.broker is not None else (),
             postgres=layout.postgres is not None,
         )
         kinds = [k for k in targets if options.kinds is None or k in options.kinds]

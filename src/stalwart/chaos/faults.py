@@ -55,7 +55,7 @@ class Lab:
     rng: random.Random
     disks: frozenset[str] = frozenset()  # sites whose archive is a disk of its own
     sites: Sites | None = None  # the simulated sites' namespaces and links
-    broker: HubBroker | None = None  # the broker the sites reach over their links
+    broker: HubBroker | None = None  # the broker cluster the sites reach over their links
     postgres: PrivatePostgres | None = None  # the store, when it is a server of its own
 
 
@@ -322,16 +322,16 @@ class _BrokerFault(Fault):
     async def aim(self) -> None:
         if self.lab.broker is None:
             raise Unavailable("the campaign runs on the embedded bus, not a broker")
-        self.restarts = "*"  # no heartbeat reaches the watchdog's store while it is away
+        self.restarts = "*"  # heartbeats and work wait while clients move to another node
 
     @property
     def _node(self) -> RabbitNode:
         assert self.lab.broker is not None
-        return self.lab.broker.node
+        return self.lab.broker.node(self.planned.target)
 
 
 class BrokerNodeLoss(_BrokerFault):
-    """SIGKILL of the broker's Erlang VM; the heal starts it again."""
+    """SIGKILL of one broker node's Erlang VM; the heal starts it again."""
 
     kind = FaultKind.BROKER_NODE_LOSS
 
@@ -346,19 +346,20 @@ class BrokerNodeLoss(_BrokerFault):
 
 
 class BrokerPartition(_BrokerFault):
-    """The broker's address leaves the hub: no site, nor the root namespace, reaches it."""
+    """One broker node's address leaves the bridge: no site reaches it, nor the other
+    nodes (their links to it stall)."""
 
     kind = FaultKind.BROKER_PARTITION
 
     async def inject(self) -> str:
         assert self.lab.sites is not None
-        self.lab.sites.isolate_hub()
-        return f"{self._node.node} cut off: {self.lab.sites.hub} removed from the hub"
+        self.lab.sites.isolate(self._node.spec.host)
+        return f"{self._node.node} cut off: {self._node.spec.host} removed from the bridge"
 
     async def heal(self) -> str:
         assert self.lab.sites is not None
-        self.lab.sites.restore_hub()
-        return "hub address back"
+        self.lab.sites.restore(self._node.spec.host)
+        return "address back"
 
 
 class PostgresRestart(Fault):

@@ -2,17 +2,18 @@
 
 Each site ``s`` gets a namespace ``<tag>-s`` whose ``eth0`` is one end of a
 veth pair; the other end (``<tag>-s``, in the root namespace) is enslaved to
-the bridge ``<tag>-br``, which holds the hub address (``10.77.X.1``): the
-broker listens there, so every site reaches it over its own link. Network
+the bridge ``<tag>-br``, which holds the hub address (``10.77.X.1``, every
+site's gateway), one address per broker node (``10.77.X.3`` and up) and the
+store's (``10.77.X.2``): every site reaches them over its own link. Network
 distance is modelled as a star: ``DISTANCE[s]`` ms one way between site ``s``
 and the hub, put on both ends of its link with ``tc netem`` (with 0.5 % loss),
 so that jao<->eu is 60 + 60 = 120 ms one way. A kernel without ``sch_netem``
 gets the links without the distance (:attr:`Sites.distance_note` says so).
 
 :meth:`Sites.cut` takes a site's link down (a WAN cut), :meth:`Sites.mend`
-brings it back; :meth:`Sites.isolate_hub` takes the hub's address away (the
-broker there is partitioned from everyone), :meth:`Sites.restore_hub` gives
-it back. :meth:`Sites.close` deletes everything it made. Root only.
+brings it back; :meth:`Sites.isolate` takes a broker node's address off the
+bridge (no site and no other node reaches it), :meth:`Sites.restore` gives it
+back. :meth:`Sites.close` deletes everything it made. Root only.
 """
 
 from __future__ import annotations
@@ -71,10 +72,11 @@ def _free_subnet() -> str:
 class Sites:
     """The namespaces, links and bridge of one campaign (see the module doc)."""
 
-    def __init__(self, sites: Sequence[str], tag: str | None = None) -> None:
+    def __init__(self, sites: Sequence[str], tag: str | None = None, brokers: int = 3) -> None:
         self.tag = tag or f"ch{random.randrange(16**4):04x}"
         self.subnet = _free_subnet()
         self.sites = list(sites)
+        self.brokers = brokers
         self.made: list[str] = []  # namespaces made, for close()
         self.bridge: str | None = None
         self.distance_note: str | None = None
@@ -87,14 +89,19 @@ class Sites:
 
     @property
     def hub(self) -> str:
-        """The root namespace's address on the bridge: where the broker listens."""
+        """The root namespace's first address on the bridge: the sites' gateway."""
         return f"{self.subnet}.1"
 
     @property
     def store_address(self) -> str:
-        """A second root-namespace address on the bridge: where the store's PostgreSQL
-        listens, so that a broker partition (the hub's address gone) leaves it reachable."""
+        """The root-namespace address on the bridge where the store's PostgreSQL listens."""
         return f"{self.subnet}.2"
+
+    @property
+    def broker_addresses(self) -> list[str]:
+        """One root-namespace address on the bridge per broker node, each partitioned
+        on its own (:meth:`isolate`)."""
+        return [f"{self.subnet}.{3 + n}" for n in range(self.brokers)]
 
     @property
     def bridge_name(self) -> str:
@@ -114,11 +121,11 @@ class Sites:
             bridge = self.bridge_name
             _ip("link", "add", bridge, "type", "bridge")
             self.bridge = bridge
-            # The store's address must outlive the hub's (removed by isolate_hub()).
+            # The other addresses must outlive a broker node's (removed by isolate()).
             promote = Path("/proc/sys/net/ipv4/conf") / bridge / "promote_secondaries"
             promote.write_text("1\n")
-            _ip("addr", "add", f"{self.hub}/24", "dev", bridge)
-            _ip("addr", "add", f"{self.store_address}/24", "dev", bridge)
+            for address in [self.hub, self.store_address, *self.broker_addresses]:
+                _ip("addr", "add", f"{address}/24", "dev", bridge)
             _ip("link", "set", bridge, "up")
             for site in self.sites:
                 self._site(site)
@@ -150,14 +157,14 @@ class Sites:
     def mend(self, site: str) -> None:
         _ip("link", "set", self.netns(site), "up")
 
-    def isolate_hub(self) -> None:
-        """The hub's address leaves the bridge: nothing reaches the broker there (packets
-        from the sites are dropped, the root namespace has no route) until restore_hub()."""
-        _ip("addr", "del", f"{self.hub}/24", "dev", str(self.bridge))
+    def isolate(self, address: str) -> None:
+        """A broker node's address leaves the bridge: no site and no other node reaches
+        it (packets to it are dropped) until :meth:`restore`."""
+        _ip("addr", "del", f"{address}/24", "dev", str(self.bridge))
 
-    def restore_hub(self) -> None:
+    def restore(self, address: str) -> None:
         with contextlib.suppress(SitesUnavailable):  # already there: nothing to restore
-            _ip("addr", "add", f"{self.hub}/24", "dev", str(self.bridge))
+            _ip("addr", "add", f"{address}/24", "dev", str(self.bridge))
 
     def close(self) -> None:
         """Delete every namespace (their veth pairs go with them) and the bridge."""

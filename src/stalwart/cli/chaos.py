@@ -87,7 +87,8 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(
                 help="Root: run each site's programs in a network namespace of its own, "
-                "with RabbitMQ and PostgreSQL at the hub (WAN cut, broker and store faults).",
+                "with a 3-node RabbitMQ cluster and PostgreSQL at the hub (WAN cut, broker "
+                "node and store faults).",
             ),
         ] = True,
         reap: Annotated[
@@ -103,9 +104,9 @@ def register(app: typer.Typer) -> None:
         """Strike the demo with a seeded fault campaign, check invariants: run the demo
         observatory in a private home, inject a schedule of faults drawn from the seed
         (kill -9, SIGSTOP, memory leak, slow pipeline, full disk, damaged replicas,
-        WAN cut, broker loss and partition, PostgreSQL restart), heal each, then check the store's
-        invariants and write report.md and timeline.png. Exit status 0 only when no
-        invariant broke. See docs/chaos.md.
+        WAN cut, broker node loss and partition, PostgreSQL restart), heal each, then
+        check the store's invariants and write report.md and timeline.png. Exit status
+        0 only when no invariant broke. See docs/chaos.md.
 
         Example: stalwart chaos --duration 3m --seed 42 --report chaos-42
         """

@@ -8,8 +8,9 @@ from stalwart.chaos.campaign import effectively_once, targets_for
 from stalwart.chaos.schedule import FaultKind, plan
 
 _PROGRAMS = ["delivery", "dispatcher", "leaker", "persist", "pipeline-eu", "pipeline-jao", "qa"]
+_BROKERS = ["broker-1", "broker-2", "broker-3"]
 _TARGETS = targets_for(
-    _PROGRAMS, ["eu", "jao"], ["jao", "eu", "na", "ea"], broker=True, postgres=True
+    _PROGRAMS, ["eu", "jao"], ["jao", "eu", "na", "ea"], brokers=_BROKERS, postgres=True
 )
 
 
@@ -40,11 +41,17 @@ def test_the_process_faults_can_strike_the_watchdog_and_the_ha_leader() -> None:
     assert not {FaultKind.DISK_FULL, FaultKind.WAN_CUT, FaultKind.BROKER_NODE_LOSS} & set(targets)
 
 
-def test_the_network_faults_strike_the_sites_and_the_broker() -> None:
-    targets = targets_for(_PROGRAMS, [], ["jao", "eu"], broker=True, postgres=True)
+def test_the_network_faults_strike_the_sites_and_each_broker_node() -> None:
+    targets = targets_for(_PROGRAMS, [], ["jao", "eu"], brokers=_BROKERS, postgres=True)
     assert targets[FaultKind.WAN_CUT] == ["jao", "eu"]
     assert targets[FaultKind.POSTGRES_RESTART] == ["store"]
-    assert targets[FaultKind.BROKER_NODE_LOSS] == targets[FaultKind.BROKER_PARTITION] == ["broker"]
+    assert targets[FaultKind.BROKER_NODE_LOSS] == targets[FaultKind.BROKER_PARTITION] == _BROKERS
+
+
+def test_a_long_schedule_strikes_every_broker_node() -> None:
+    schedule = plan(8, 3600.0, list(FaultKind), _TARGETS, gap=5.0)
+    struck = {f.target for f in schedule if f.kind is FaultKind.BROKER_NODE_LOSS}
+    assert struck == set(_BROKERS)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,13 @@ Each check returns :class:`Violation` s; none means the invariant held:
 - ``faults-recorded``: every injected fault was in the store (``sys.chaos.injected``)
   within 2 s of its injection.
 - ``kills-detected``: every program killed (SIGKILL) has the watchdog's
-  ``exited`` event for it, timed within 2 s of the kill.
+  ``exited`` event for it, timed within 2 s of the kill (which follows the fault's
+  record in the store: the window runs to 2 s after that record was stored). A kill
+  that lands while the watchdog is already stopping that program (a halt after
+  missed heartbeats, its SIGTERM grace) ends a run the watchdog is ending: its
+  ``halted`` or ``stopped`` record, in the same window, counts instead. The 2 s are
+  of a watchdog able to watch: one frozen meanwhile (``stop watchdog``) has 2 s
+  from its SIGCONT; one killed meanwhile (``kill watchdog``) owes no record.
 - ``restarts-accounted``: every restart by the watchdog follows a fault that
   explains it (that program killed, stopped, leaking, slowed; its site's link
   cut; the broker lost or cut off; the store restarted; the watchdog itself
@@ -57,6 +63,9 @@ INVARIANTS: Final = (
 )
 _DELIVERED: Final = "Delivered"
 _SEEN: Final = "duplicate:"  # the reason of a consumed redelivery whose handler did not run
+# The watchdog's records of a run's end: it died (exited), or the watchdog stopped it
+# (halted after a failed probe, stopped on request); a kill lands in one of them.
+_RUN_ENDS: Final = frozenset({"exited", "halted", "stopped"})
 
 
 @dataclass(frozen=True)
@@ -228,25 +237,49 @@ class Checker:
 
     async def kills_detected(self, journal: Sequence[Entry]) -> list[Violation]:
         within = timedelta(seconds=self.limits.record_within)
-        exits: dict[str, list[datetime]] = {}
+        ends: dict[str, list[datetime]] = {}  # by program: its runs' ends the watchdog saw
         for event in await watchdog_events(self.engine, self.since):
-            if event["event"] == "exited":
-                exits.setdefault(str(event["program"]), []).append(event["at"])
+            if event["event"] in _RUN_ENDS:
+                ends.setdefault(str(event["program"]), []).append(event["at"])
+        recorded = await self._injections_stored()
+        blind = sorted(
+            (e for e in journal if e.planned.target == "watchdog" and e.injected_at is not None),
+            key=lambda e: e.injected_at or self.since,
+        )
         found = []
         for entry in journal:
             killed = entry.planned.kind is FaultKind.KILL and entry.planned.target != "watchdog"
             if not killed or entry.injected_at is None or entry.restarts is None:
                 continue
             start = entry.injected_at
-            if not any(start <= at <= start + within for at in exits.get(entry.restarts, ())):
+            # The kill strikes once its record is stored (the campaign writes it first).
+            struck = max(start, recorded.get(entry.index) or start)
+            due = _due(start, struck + within, within, blind)
+            if due is None:
+                continue
+            if not any(start <= at <= due for at in ends.get(entry.restarts, ())):
                 found.append(
                     Violation(
                         "kills-detected",
-                        f"fault {entry.index} ({entry.planned.label()}): no `exited` event "
-                        f"for {entry.restarts} within {within.total_seconds():.0f}s",
+                        f"fault {entry.index} ({entry.planned.label()}): no `exited` "
+                        f"(nor `halted`, `stopped`) event for {entry.restarts} within "
+                        f"{within.total_seconds():.0f}s",
                     )
                 )
         return found
+
+    async def _injections_stored(self) -> dict[int, datetime]:
+        """When each fault's ``injected`` record was stored, by fault index."""
+        query = select(messages.c.body, messages.c.stored_at).where(
+            messages.c.topic == f"{CHAOS_PREFIX}.injected", messages.c.created_at >= self.since
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {
+            int(index): r.stored_at
+            for r in rows
+            if isinstance(index := (r.body or {}).get("index"), int)
+        }
 
     async def restarts_accounted(self, journal: Sequence[Entry]) -> list[Violation]:
         grace = timedelta(seconds=self.limits.restart_grace)
@@ -263,6 +296,27 @@ class Checker:
                     )
                 )
         return found
+
+
+def _due(
+    start: datetime, due: datetime, within: timedelta, watchdog_faults: Sequence[Entry]
+) -> datetime | None:
+    """When the record of a kill struck after ``start`` is due at the latest: ``due``,
+    unless the watchdog could not watch meanwhile. Frozen (SIGSTOP), it records
+    nothing until its SIGCONT: ``within`` from then. Killed, it never will: None.
+    ``watchdog_faults`` (the faults on the watchdog) are in order of injection."""
+    for fault in watchdog_faults:
+        began = fault.injected_at
+        if began is None:
+            continue
+        if began > due:
+            break
+        ended = fault.healed_at or utcnow()
+        if fault.planned.kind is FaultKind.KILL and began >= start:
+            return None
+        if fault.planned.kind is FaultKind.STOP and ended >= start:
+            due = max(due, ended + within)
+    return due
 
 
 def _explains(entry: Entry, event: dict[str, Any], grace: timedelta) -> bool:

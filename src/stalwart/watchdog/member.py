@@ -238,10 +238,15 @@ class Member:
         began = time.monotonic()
         killed = await stop_tree(child, sig, grace)
         self.group.release(child.pgid)
-        evidence = {
+        evidence: dict[str, Any] = {
             "signal": "SIGKILL" if killed else sig.name,
             "took": round(time.monotonic() - began, 3),
         }
+        # How it actually ended, which need not be by the signal sent: a SIGKILL from
+        # elsewhere (an operator, the OOM killer) during the grace ends it too.
+        ended = _status(child)
+        if ended is not None:
+            evidence.update(exit_code=ended.code, exit_signal=ended.signal)
         if graceful:
             self._set("stopped")
             self.group.emit(WatchdogKind.STOPPED, self, reason or "stopped", evidence)
@@ -321,3 +326,11 @@ class Member:
             self.group.release(child.pgid)
         if child is not None and not child.exited.done():
             child.exited.cancel()
+
+
+def _status(child: Child) -> ExitStatus | None:
+    """How ``child`` ended; None while it runs (or if its wait failed)."""
+    done = child.exited
+    if not done.done() or done.cancelled() or done.exception() is not None:
+        return None
+    return done.result()

@@ -118,7 +118,17 @@ class Catalog:
         size: int | None = None,
         verified: bool = False,
         detail: str | None = None,
-    ) -> None:
+        create: bool = True,
+    ) -> bool:
+        """Catalog the replica of ``name`` at ``site``; whether a row was written.
+
+        ``create=False`` only updates a replica still catalogued: what a check
+        finds must not bring back a replica removed meanwhile (``forget``: the
+        demo's retention deletes a product's data, then its rows, while a scrub
+        may be checking it). An upsert there re-inserted the replica under a
+        file row that was gone: a foreign-key violation that aborted the scrub
+        (chaos campaign seed 8, faults 144 to 702).
+        """
         now = utcnow()
         row: Row = {
             "name": name,
@@ -133,7 +143,16 @@ class Catalog:
         if verified:
             row["verified_at"] = now
         async with self.engine.begin() as conn:
-            await self._upsert(conn, replicas, row, ["name", "site"])
+            if create:
+                await self._upsert(conn, replicas, row, ["name", "site"])
+                return True
+            changes = {k: v for k, v in row.items() if k not in ("name", "site")}
+            result = await conn.execute(
+                update(replicas)
+                .where(replicas.c.name == name, replicas.c.site == site)
+                .values(**changes)
+            )
+            return bool(result.rowcount)
 
     async def record_transfer(self, row: Row) -> None:
         async with self.engine.begin() as conn:
@@ -306,12 +325,16 @@ class Catalog:
         state: str | None = None,
         name: str | None = None,
         match: str | None = None,
+        through: str | None = None,
     ) -> list[Row]:
-        """Replicas in name order; ``name`` is exact, ``match`` a glob (``uid_*.fits``)."""
+        """Replicas in name order (those named after ``after`` and up to ``through``);
+        ``name`` is exact, ``match`` a glob (``uid_*.fits``)."""
         query = select(replicas).order_by(replicas.c.name, replicas.c.site).limit(limit)
         query = _matching(query, replicas, site, match)
         if after is not None:
             query = query.where(replicas.c.name > after)
+        if through is not None:
+            query = query.where(replicas.c.name <= through)
         if state is not None:
             query = query.where(replicas.c.state == state)
         if name is not None:

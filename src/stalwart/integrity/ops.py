@@ -58,6 +58,10 @@ class Checked:
     bytes_read: int = 0  # by the check, the repair (ranges re-fetched too) and the re-check
     catalogued: bool = False  # the outcome was recorded on the catalogued replica
     rebuilt: bool = False  # the manifest was rebuilt from intact data
+    error: str | None = None  # the file could not be read or written (corrupt, then)
+
+    def problems(self) -> list[str]:
+        return self.report.problems() + ([self.error] if self.error else [])
 
 
 def _unchanged(catalogued: Row, path: Path) -> Callable[[Manifest], None]:
@@ -124,6 +128,10 @@ async def ingest(
     return done
 
 
+def _io_error(exc: OSError) -> str:
+    return f"cannot check or repair: {exc.strerror or exc}"
+
+
 def _check(
     path: Path,
     store: Path | None,
@@ -132,8 +140,18 @@ def _check(
     progress: Progress | None,
     reread: Progress | None,
 ) -> Checked:
+    """Verify ``path``, and repair it in place.
+
+    An I/O error (the disk full while a repair writes, a read error) leaves the
+    replica *corrupt*, saying why, rather than raising: raised, it stopped a
+    scrub for the whole site, its run left *interrupted* and the replicas after
+    this one unchecked (chaos campaign seed 8: ``No space left on device``).
+    """
     path = path.absolute()
-    report = verify_file(path, store=store, progress=progress)
+    try:
+        report = verify_file(path, store=store, progress=progress)
+    except OSError as exc:
+        return Checked(VerifyReport(path=str(path)), None, "corrupt", error=_io_error(exc))
     if report.ok:
         return Checked(report, None, "ok", report.bytes_read)
     if report.missing:
@@ -141,13 +159,20 @@ def _check(
     if not repair or report.manifest is None:
         return Checked(report, None, "corrupt", report.bytes_read)
     manifest_path = sidecar_paths(path, store)[0]
-    fixed = repair_file(
-        path, report.manifest, parity_path_of(report.manifest, manifest_path), report, fetch=fetch
-    )
-    repaired = fixed.bytes_read + fixed.bytes_refetched  # this copy's, and the good copy's
-    if reread is not None:
-        reread(repaired)
-    after = verify_file(path, store=store, progress=reread)
+    try:
+        fixed = repair_file(
+            path,
+            report.manifest,
+            parity_path_of(report.manifest, manifest_path),
+            report,
+            fetch=fetch,
+        )
+        repaired = fixed.bytes_read + fixed.bytes_refetched  # this copy's, and the good copy's
+        if reread is not None:
+            reread(repaired)
+        after = verify_file(path, store=store, progress=reread)
+    except OSError as exc:
+        return Checked(report, None, "corrupt", report.bytes_read, error=_io_error(exc))
     read = report.bytes_read + repaired + after.bytes_read
     return Checked(after, fixed, "repaired" if after.ok else "corrupt", read)
 
@@ -214,6 +239,7 @@ async def verify(
         and repair
         and m is None
         and not checked.report.missing
+        and checked.error is None
     ):
         checked = await _rebuild(checked, path, catalog, name, store, reread)
         checked.catalogued = True
@@ -222,7 +248,8 @@ async def verify(
     report, m = checked.report, checked.report.manifest
     if catalog is not None and checked.catalogued:
         await _record_repairs(catalog, recorder.site, name, checked, source)
-        await catalog.set_replica(
+        # Only if still catalogued: verifying never registers anything (see set_replica).
+        checked.catalogued = await catalog.set_replica(
             name,
             recorder.site,
             report.path,
@@ -230,7 +257,8 @@ async def verify(
             digest=m.digest if m is not None else None,
             size=report.size,
             verified=True,
-            detail="; ".join(report.problems()) or None,
+            detail="; ".join(checked.problems()) or None,
+            create=False,
         )
     if checked.state == "unverified":
         return checked  # nothing was verified: nothing to announce
@@ -252,7 +280,7 @@ async def verify(
             bytes_refetched=fixed.bytes_refetched if fixed else 0,
             detail="manifest rebuilt from intact data"
             if checked.rebuilt
-            else "; ".join(report.problems()) or None,
+            else "; ".join(checked.problems()) or None,
         )
     )
     return checked

@@ -11,15 +11,18 @@ The escalation, cheapest first:
 6. give up with :class:`~stalwart.errors.IntegrityError`.
 
 The data lands under a ``.part`` name and is renamed into place only once
-verified, so a reader never sees an unverified file.
+verified, so a reader never sees an unverified file; transfers to one local
+destination take turns (see :func:`_claimed`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -138,6 +141,46 @@ def source_manifest(src: Channel) -> Manifest | None:
             f"source manifest of {src.url} is damaged ({exc}); verify the source with "
             "`stalwart integrity verify` and re-ingest it from a good copy"
         ) from None
+
+
+@contextlib.contextmanager
+def _claimed(part: Channel) -> Iterator[None]:
+    """Hold the destination's ``.part`` name for this transfer alone, until it ends.
+
+    Every transfer to one destination writes under the same temporary names (the
+    ``.part`` copy, its parity, the manifest's ``.tmp``). Two at once (the demo's
+    delivery run again for a product, a scrub restoring a replica being written)
+    shared the one file: the second's open truncated the copy the first had
+    verified, and the first renamed it into place (catalogued good) while the
+    second rewrote it, or cut short for good when the second was killed. An
+    exclusive ``flock`` of the ``.part`` file, taken again when the name was
+    renamed or removed while waiting, makes them take turns; the kernel drops it
+    with the process. Remote destinations are not locked.
+    """
+    path = part.local
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            try:
+                named = os.stat(path)
+            except FileNotFoundError:
+                named = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if named is not None and (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino):
+            break
+        os.close(fd)  # committed or cleaned up by the transfer we waited for
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 class _Transfer:
@@ -381,7 +424,11 @@ class _Transfer:
         known = source_manifest(self.src)
         if known is not None:
             self.result.bytes_moved += len(dump_manifest(known))
+        claim = contextlib.ExitStack()
+        claimed = False
         try:
+            claim.enter_context(_claimed(self.part))
+            claimed = True
             for attempt in range(1, self.opts.retries + 2):
                 self.result.attempts = attempt
                 if attempt > 1:
@@ -425,8 +472,9 @@ class _Transfer:
             ) from exc
         finally:
             self.result.seconds = time.monotonic() - started
-            if self.result.outcome == "failed":
+            if self.result.outcome == "failed" and claimed:  # never another transfer's
                 self.cleanup()
+            claim.close()
 
     def _outcome(self) -> str:
         """The ``sys.integrity`` event this transfer ends with (the costliest remedy)."""

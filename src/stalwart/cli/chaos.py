@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import signal
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
 from stalwart.cli._common import ConfigOption, run, say, settings_from
 from stalwart.cli._params import duration as parse_duration
 
-__all__ = ["campaign", "register"]
+__all__ = ["campaign", "register", "until_signalled"]
+
+T = TypeVar("T")
+
+
+async def until_signalled(work: Awaitable[T]) -> T:
+    """Await ``work``; SIGTERM or SIGINT cancels it, so that the campaign heals what it
+    injected and removes what it made on its way out, as on Ctrl-C in a terminal.
+    (A job a shell starts in the background ignores SIGINT, and Python's default
+    SIGTERM ends the process at once, leaving namespaces and servers behind.)"""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        return await task
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
 
 
 def campaign(
@@ -32,7 +54,11 @@ def campaign(
     options = CampaignOptions(
         seed=seed, duration=duration, report=report, interval=interval, sites=sites, gap=gap
     )
-    outcome = run(run_campaign(options, say))
+    try:
+        outcome = run(until_signalled(run_campaign(options, say)))
+    except asyncio.CancelledError:
+        say("campaign stopped by a signal: what it injected is healed, what it made removed")
+        raise typer.Exit(130) from None
     counts: dict[str, int] = {}
     for violation in outcome.violations:
         counts[violation.invariant] = counts.get(violation.invariant, 0) + 1

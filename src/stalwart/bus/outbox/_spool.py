@@ -10,7 +10,8 @@ until an operator adopts them (``stalwart outbox flush --adopt``). A short
 forwarder lease per bus makes sure only one process drains a bus's rows at
 a time, so they are forwarded in order.
 
-Only appends (and adoptions) wait for the disk. Removing forwarded rows is
+Only appends (and adoptions) wait for the disk. Removing forwarded rows does
+not zero their bytes (``secure_delete=FAST``, see :mod:`stalwart.sqlite_wal`) and is
 committed without an fsync (``synchronous=NORMAL`` in WAL, as the embedded
 bus commits acks): a power loss can only undo the last commits, so at worst
 rows already forwarded come back and are sent again (at least once); it
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 from stalwart.errors import StalwartError
-from stalwart.sqlite_wal import use_wal
+from stalwart.sqlite_wal import SECURE_DELETE, use_wal
 
 __all__ = ["Spool", "SpoolError", "SpoolStatus", "SpooledRow"]
 
@@ -117,6 +118,7 @@ class Spool:
             )
             use_wal(self._db.execute, 30.0)
             self._db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+            self._db.execute(f"PRAGMA secure_delete={SECURE_DELETE}")
             for statement in _SCHEMA:
                 self._db.execute(statement)
             self._migrate()

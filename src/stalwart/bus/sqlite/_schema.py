@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from stalwart.errors import BrokerUnavailable, ConfigError
-from stalwart.sqlite_wal import use_wal
+from stalwart.sqlite_wal import SECURE_DELETE, use_wal
 
 __all__ = ["BUSY_TIMEOUT", "SCHEMA_VERSION", "connect", "db_path_from_url"]
 
@@ -99,6 +99,7 @@ def connect(path: Path, durability: Literal["full", "normal"]) -> sqlite3.Connec
     try:
         use_wal(conn.execute, BUSY_TIMEOUT)
         conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+        conn.execute(f"PRAGMA secure_delete={SECURE_DELETE}")  # acks: see sqlite_wal
         conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA cache_size=-16000")

@@ -54,6 +54,11 @@ class SystemSpec:
     # How long the demo's retention keeps the store: at least the whole campaign,
     # or the checker finds the first faults' events and units already pruned.
     keep_store_for: float = 3600.0
+    # How long it keeps delivered products, and how often it looks: at a unit a
+    # second, each site's disk (128 MiB) holds about 7 minutes of them, and the
+    # demo's default (10 minutes, looked at every minute) filled them all.
+    keep_products_for: float = 120.0
+    sweep_every: float = 30.0
 
     @property
     def home(self) -> Path:
@@ -83,6 +88,7 @@ class SystemSpec:
             f"outbox = {json.dumps(str(self.home / 'outbox.db'))}\n"
             f"[store]\nurl = {json.dumps(self.store)}\n"
             f'[demo]\nstore_retention = "{self.keep_store_for:.0f}s"\n'
+            f'retention = "{self.keep_products_for:.0f}s"\nsweep = "{self.sweep_every:.0f}s"\n'
             # A port of its own: campaigns (and a `stalwart up`) may run side by side.
             f'[dashboard]\nbind = "127.0.0.1:{free_port()}"\n'
             f'[[watchdog.programs]]\nname = "{LEAKER}"\ncommand = {json.dumps(leaker)}\n'

@@ -75,6 +75,17 @@ async def test_quorum_queues_have_a_replica_on_every_node(
     assert f"{row['name']}\t{POLICY_NAME}" in policies
 
 
+def test_every_node_resends_an_unconfirmed_dead_letter_hop_within_5_s(
+    rabbit_cluster: RabbitCluster,
+) -> None:
+    # (a retry's hop back to its work queue: 180 s by default, see docs/deploy.md)
+    for node in rabbit_cluster.nodes:
+        shown = node.ctl(
+            "eval", "application:get_env(rabbit, dead_letter_worker_publisher_confirm_timeout)."
+        )
+        assert shown.strip() == "{ok,5000}", (node.node, shown)
+
+
 async def test_client_user_cannot_publish_sys_topics(rabbit_cluster: RabbitCluster) -> None:
     # Given a foreign publisher connected as `client`, and stalwart's parts as `stalwart`
     # (a stalwart part starts first and creates the exchanges and the directory queue,

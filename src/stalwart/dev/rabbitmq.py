@@ -34,6 +34,7 @@ import psutil
 
 from stalwart.dev.ports import free_port, port_open, wait_port
 from stalwart.dev.rabbitmq_config import (
+    ADVANCED_CONFIG,
     DEV_PASSWORDS,
     JOIN_STEPS,
     definitions_json,
@@ -64,7 +65,8 @@ class RabbitNode:
     """One RabbitMQ node: start, wait, stop gracefully, kill -9, isolate, run rabbitmqctl.
 
     ``cookie_home`` holds the Erlang cookie (``.erlang.cookie``): nodes of
-    one cluster share it. ``conf`` is the node's ``rabbitmq.conf``.
+    one cluster share it. ``conf`` is the node's ``rabbitmq.conf``; its
+    ``advanced.config`` is :data:`~stalwart.dev.rabbitmq_config.ADVANCED_CONFIG`.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class RabbitNode:
         self._server: subprocess.Popen[bytes] | None = None
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "rabbitmq.conf").write_text(conf)
+        (self.root / "advanced.config").write_text(ADVANCED_CONFIG)
         (self.root / "rabbitmq-env.conf").write_text("")
         (self.root / "enabled_plugins").write_text("[].\n")
         _ensure_cookie(cookie_home)
@@ -100,6 +103,7 @@ class RabbitNode:
             "RABBITMQ_LOG_BASE": str(self.root / "log"),
             "RABBITMQ_PID_FILE": str(self.pid_file),
             "RABBITMQ_CONFIG_FILE": str(self.root / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.root / "advanced.config"),
             "RABBITMQ_CONF_ENV_FILE": str(self.root / "rabbitmq-env.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.root / "enabled_plugins"),
             # Distribution only on the node's own address, both ways, so that a

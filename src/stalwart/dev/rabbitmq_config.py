@@ -6,6 +6,8 @@ these renders, its tests check what they promise (quorum queues on every node,
 renders for a production host, so the documented configuration is the tested one.
 
 - ``rabbitmq.conf``: the broker's settings (:func:`rabbitmq_conf`).
+- ``advanced.config``: the one setting ``rabbitmq.conf`` cannot hold
+  (:func:`advanced_config`).
 - ``definitions.json``: the vhost, the users ``stalwart`` (stalwart's parts,
   every right) and ``client`` (foreign publishers: may publish on the
   stalwart exchange except ``sys.*``), and the quorum-queue policy
@@ -21,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 __all__ = [
+    "ADVANCED_CONFIG",
     "CLIENT_USER",
     "DEV_PASSWORDS",
     "JOIN_STEPS",
@@ -50,6 +53,18 @@ _SHARED: Final = (
     ("# leaders of new quorum queues spread over the nodes", ""),
     ("queue_leader_locator", "balanced"),
 )
+
+
+# stalwart's retry waits are quorum queues that dead-letter each message back to its
+# work queue when its delay is over (at least once). A hop the work queue did not
+# confirm, as while its leader moves to another node, is sent again only after
+# dead_letter_worker_publisher_confirm_timeout: 180 s by default, which held
+# retries for minutes after each node loss. rabbitmq.conf has no key for it.
+ADVANCED_CONFIG: Final = """\
+%% a retry's dead-letter hop that its work queue did not confirm (its leader was
+%% moving to another node) is sent again after 5 s, not the default 3 minutes
+[{rabbit, [{dead_letter_worker_publisher_confirm_timeout, 5000}]}].
+"""
 
 
 def rabbitmq_conf(listener: str, definitions_path: str) -> str:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from stalwart.dev.rabbitmq_config import (
+    ADVANCED_CONFIG,
     DEV_PASSWORDS,
     JOIN_STEPS,
     definitions,
@@ -28,6 +29,12 @@ def _block(after: str, language: str) -> str:
 def test_rabbitmq_conf_in_the_doc_is_the_rendered_one() -> None:
     shown = _block("### `/etc/rabbitmq/rabbitmq.conf`", "ini")
     assert shown == rabbitmq_conf("0.0.0.0:5672", "/etc/rabbitmq/definitions.json")
+
+
+def test_advanced_config_in_the_doc_is_the_one_the_nodes_boot_with() -> None:
+    shown = _block("### `/etc/rabbitmq/advanced.config`", "erlang")
+    assert shown == ADVANCED_CONFIG
+    assert "dead_letter_worker_publisher_confirm_timeout, 5000" in shown
 
 
 def test_definitions_in_the_doc_are_the_rendered_ones() -> None:

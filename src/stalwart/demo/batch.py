@@ -28,8 +28,11 @@ def process(ous: str, site: str, outdir: Path, size_kib: int, attempt: int) -> P
     """Write the unit's product; None (and no product) when the attempt diverges."""
     outdir.mkdir(parents=True, exist_ok=True)
     # The product's content depends on the unit only, so that a unit processed
-    # again yields the same product (the archive refuses changed content); whether
-    # an attempt diverges depends on the attempt.
+    # again yields the same product (the archive refuses changed content). About
+    # one first attempt in twelve diverges, and a rerun converges: the problem is
+    # transient, as the retry it shows is for. (When every attempt could diverge,
+    # a unit now and then diverged four times and was dead-lettered: lost by the
+    # demo's design, which a fault campaign counted as a unit not delivered.)
     content = random.Random(f"{ous}/{site}")
     product = outdir / f"{ous.replace('/', '_').replace(':', '')}.{site}.fits"
     digest = hashlib.blake2b()
@@ -38,7 +41,7 @@ def process(ous: str, site: str, outdir: Path, size_kib: int, attempt: int) -> P
             chunk = content.randbytes(1024)
             digest.update(chunk)
             out.write(chunk)
-    if random.Random(f"{ous}/{site}/{attempt}").random() < 0.08:
+    if attempt == 1 and random.Random(f"{ous}/{site}").random() < 0.08:
         product.unlink()
         return None
     return Product(product, digest.hexdigest())

@@ -146,7 +146,12 @@ async def review(ctx: Context, result: ProcessResult) -> None:
     await ctx.publish("delivery.start", result, id=ctx.stable_id("deliver"))
 
 
-delivery = Service("delivery", concurrency=8)
+# Replication fails while a site's disk is full, its link is cut or its transfer
+# service is down: infrastructure that comes back, often within seconds, sometimes
+# after an operator's minutes. With the bus's 5 attempts (backoff from 0.5 s) a unit
+# was dead-lettered after 8 s of two full disks in a row; 12 attempts, the backoff
+# capped at 60 s, keep trying for minutes before the unit goes to an operator.
+delivery = Service("delivery", concurrency=8, max_attempts=12)
 
 
 @delivery.handler("delivery.start", body=ProcessResult, idempotent=True, timeout=600.0)

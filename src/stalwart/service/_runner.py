@@ -59,6 +59,7 @@ __all__ = ["AckGuard", "Attempt", "Outcome", "ServiceRunner"]
 AckGuard = Callable[[], Awaitable[bool]]
 _PRUNE_EVERY = 3600.0
 _WINDOW = 4  # deliveries held per handler slot (see ServiceRunner._window)
+_STORE_AWAY_CAP = 5.0  # seconds at most between tries while the store is away
 _GIVE_BACK_WITHIN = 5.0  # seconds a cancelled handler's release may take (stop waits for it)
 _RECONSUME_INITIAL, _RECONSUME_CAP = 0.5, 15.0  # pause before consuming again (seconds)
 _log = logging.getLogger("stalwart.service")
@@ -137,8 +138,12 @@ class ServiceRunner:
         # state to be durable and for their ack.
         self._slots = asyncio.Semaphore(service.concurrency)
         # One pace for every delivery that met the store away: it grows while the
-        # outage lasts and starts over at the first message that succeeds.
-        self._store_pace = Backoff(initial=self._spec.retry_initial, cap=self._spec.retry_max)
+        # outage lasts and starts over at the first message that succeeds. Each
+        # concurrent failure raises it, so its cap is short: with the queue's 60 s,
+        # eight handlers failing at one restart of PostgreSQL (back in 0.1 s) then
+        # slept 30 to 60 s each before giving their messages back.
+        cap = min(self._spec.retry_max, _STORE_AWAY_CAP)
+        self._store_pace = Backoff(initial=min(self._spec.retry_initial, cap), cap=cap)
         self._window = asyncio.Semaphore(_WINDOW * service.concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self._consumer: asyncio.Task[None] | None = None

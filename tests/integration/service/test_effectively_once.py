@@ -172,6 +172,40 @@ async def test_a_store_outage_retries_with_a_reason_and_crashes_no_task(
     assert not [r for r in caplog.records if "task crashed" in r.getMessage()]
 
 
+async def test_every_handler_stopped_by_a_store_restart_goes_on_within_seconds(
+    bus: Transport, settings: Settings, postgres_url: str, unique: str, lifecycle, started
+) -> None:
+    # Given eight concurrent idempotent handlers under the default retry pace
+    # (0.5 s doubling to 60 s), their store reached through a proxy
+    await create_effects(postgres_url)
+    proxy = TcpProxy("127.0.0.1", 5432)
+    await proxy.start()
+    proxied = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    settings = with_store(settings, proxied)
+    pace = settings.bus.model_copy(update={"retry_initial": 0.5, "retry_max": 60.0})
+    settings = settings.model_copy(update={"bus": pace})
+    svc = effect_service(f"restart-{unique}", [], concurrency=8, max_attempts=3)
+    await start(started, ServiceRunner(svc, bus, settings))
+    try:
+        # When the store goes away while eight messages arrive (each fails, some twice)
+        await proxy.cut()
+        sent = [Envelope.new("work.item", {"n": n}) for n in range(8)]
+        await bus.publish(sent)
+        for envelope in sent:
+            await lifecycle.wait(envelope.id, svc.name, S.FAILED, timeout=20.0)
+        await asyncio.sleep(2.0)
+        # and comes back
+        await proxy.restore()
+        began = time.monotonic()
+        # Then every message is consumed within seconds, not the minute the
+        # failures' shared pace would otherwise have grown to
+        for envelope in sent:
+            await lifecycle.wait(envelope.id, svc.name, S.CONSUMED, timeout=30.0)
+        assert time.monotonic() - began < 12.0
+    finally:
+        await proxy.close()
+
+
 class _Spy:
     """A transport wrapper that checks, at each ack, that the final state was published."""
 

@@ -56,7 +56,7 @@ QUEUE_STATE = ("list_queues", "name", "type", "leader", "members", "online", "st
 PARTITION = float(scale(20, 60))  # seconds a partitioned node stays cut off
 
 
-async def test_quorum_queues_have_a_replica_on_every_node(
+async def test_quorum_queues_have_a_replica_on_every_node_and_a_short_retry_hop(
     rabbit_cluster: RabbitCluster, unique: str
 ) -> None:
     # Given the stalwart transport declaring a service's queue on the cluster
@@ -73,12 +73,8 @@ async def test_quorum_queues_have_a_replica_on_every_node(
     assert sorted(row["members"]) == sorted(node.node for node in rabbit_cluster.nodes)
     policies = await asyncio.to_thread(rabbit_cluster.ctl_any, "list_queues", "name", "policy")
     assert f"{row['name']}\t{POLICY_NAME}" in policies
-
-
-def test_every_node_resends_an_unconfirmed_dead_letter_hop_within_5_s(
-    rabbit_cluster: RabbitCluster,
-) -> None:
-    # (a retry's hop back to its work queue: 180 s by default, see docs/deploy.md)
+    # And every node resends a retry's unconfirmed dead-letter hop back to its work
+    # queue within 5 s (180 s by default, see docs/deploy.md)
     for node in rabbit_cluster.nodes:
         shown = node.ctl(
             "eval", "application:get_env(rabbit, dead_letter_worker_publisher_confirm_timeout)."

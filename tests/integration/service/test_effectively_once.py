@@ -81,6 +81,15 @@ def effect_service(name: str, runs: list[str], *, hold: float = 0.0, **options: 
     return svc
 
 
+async def proxied_store(settings: Settings, postgres_url: str) -> tuple[TcpProxy, Settings]:
+    """The effects table made, and settings whose store is reached through a started proxy."""
+    await create_effects(postgres_url)
+    proxy = TcpProxy("127.0.0.1", 5432)
+    await proxy.start()
+    proxied = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    return proxy, with_store(settings, proxied)
+
+
 @pytest.fixture
 async def started() -> AsyncIterator[list[ServiceRunner]]:
     runners: list[ServiceRunner] = []
@@ -143,11 +152,7 @@ async def test_a_store_outage_retries_with_a_reason_and_crashes_no_task(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Given an idempotent service whose store is reached through a proxy
-    await create_effects(postgres_url)
-    proxy = TcpProxy("127.0.0.1", 5432)
-    await proxy.start()
-    proxied = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-    settings = with_store(settings, proxied)
+    proxy, settings = await proxied_store(settings, postgres_url)
     runs: list[str] = []
     svc = effect_service(f"outage-{unique}", runs, max_attempts=2)
     await start(started, ServiceRunner(svc, bus, settings))
@@ -177,11 +182,7 @@ async def test_every_handler_stopped_by_a_store_restart_goes_on_within_seconds(
 ) -> None:
     # Given eight concurrent idempotent handlers under the default retry pace
     # (0.5 s doubling to 60 s), their store reached through a proxy
-    await create_effects(postgres_url)
-    proxy = TcpProxy("127.0.0.1", 5432)
-    await proxy.start()
-    proxied = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-    settings = with_store(settings, proxied)
+    proxy, settings = await proxied_store(settings, postgres_url)
     pace = settings.bus.model_copy(update={"retry_initial": 0.5, "retry_max": 60.0})
     settings = settings.model_copy(update={"bus": pace})
     svc = effect_service(f"restart-{unique}", [], concurrency=8, max_attempts=3)

@@ -3,7 +3,9 @@
 Every ``sweep`` seconds it deletes the products of delivered units (a
 product with a good replica at every site) once they are older than
 ``retention``, with their manifests and parity, at every site, and removes
-them from the catalog so that scrub does not report them missing; then it
+them from the catalog so that scrub does not report them missing (marked
+``retiring`` first, so that a sweep killed midway is finished by the next,
+not left as catalogued replicas with no data); then it
 prunes the message store of messages, and the catalog of transfer and
 repair records, older than ``store_retention`` (as ``stalwart store prune``
 does). ``stalwart up --demo`` runs it under the watchdog as
@@ -81,10 +83,9 @@ async def sweep(settings: Settings, demo: DemoSettings, now: datetime | None = N
     catalog = await Catalog.open(settings.store.url)
     products = files = freed = 0
     try:
-        while due := await catalog.replicated_before(
-            SITES, now - timedelta(seconds=demo.retention)
-        ):
-            # Data first, then the catalog: an interrupted sweep is finished by the next.
+        while due := await catalog.due_for_removal(SITES, now - timedelta(seconds=demo.retention)):
+            # Intent, data, then the catalog: an interrupted sweep is finished by the next.
+            await catalog.retire(list(due))
             for paths in due.values():
                 deleted, size = await asyncio.to_thread(_delete, paths)
                 files, freed = files + deleted, freed + size

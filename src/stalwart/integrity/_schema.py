@@ -66,7 +66,8 @@ replicas = Table(
     Column("name", String(512), ForeignKey("integrity_files.name"), primary_key=True),
     Column("site", String(64), primary_key=True),
     Column("path", Text, nullable=False),
-    Column("state", String(16), nullable=False),  # ok | corrupt | repaired | missing | unverified
+    # ok | corrupt | repaired | missing | unverified | retiring
+    Column("state", String(16), nullable=False),
     Column("digest", String(128), nullable=True),
     Column("size", BigInteger, nullable=True),
     Column("verified_at", DateTime(timezone=True), nullable=True),

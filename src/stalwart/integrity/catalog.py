@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -33,12 +33,14 @@ from stalwart.integrity._schema import (
 from stalwart.integrity.manifest import Manifest
 from stalwart.store.engine import open_engine
 
-__all__ = ["GOOD_STATES", "Catalog", "ScrubCounts", "local_database", "summary"]
+__all__ = ["GOOD_STATES", "RETIRING", "Catalog", "ScrubCounts", "local_database", "summary"]
 
 Row = dict[str, Any]
 
 # The states of a replica whose bytes are known to be right.
 GOOD_STATES: Final = ("ok", "repaired")
+# A replica being deleted on purpose (retention): nothing checks, counts or restores it.
+RETIRING: Final = "retiring"
 
 
 @dataclass(slots=True)
@@ -122,12 +124,13 @@ class Catalog:
     ) -> bool:
         """Catalog the replica of ``name`` at ``site``; whether a row was written.
 
-        ``create=False`` only updates a replica still catalogued: what a check
-        finds must not bring back a replica removed meanwhile (``forget``: the
-        demo's retention deletes a product's data, then its rows, while a scrub
-        may be checking it). An upsert there re-inserted the replica under a
-        file row that was gone: a foreign-key violation that aborted the scrub
-        (chaos campaign seed 8, faults 144 to 702).
+        ``create=False`` only updates a replica still catalogued and not
+        ``retiring``: what a check finds must not bring back a replica removed
+        meanwhile (the demo's retention marks a product retiring, deletes its
+        data, then ``forget``s its rows, while a scrub may be checking it). An
+        upsert there re-inserted the replica under a file row that was gone: a
+        foreign-key violation that aborted the scrub (chaos campaign seed 8,
+        faults 144 to 702).
         """
         now = utcnow()
         row: Row = {
@@ -149,7 +152,11 @@ class Catalog:
             changes = {k: v for k, v in row.items() if k not in ("name", "site")}
             result = await conn.execute(
                 update(replicas)
-                .where(replicas.c.name == name, replicas.c.site == site)
+                .where(
+                    replicas.c.name == name,
+                    replicas.c.site == site,
+                    replicas.c.state != RETIRING,
+                )
                 .values(**changes)
             )
             return bool(result.rowcount)
@@ -226,20 +233,27 @@ class Catalog:
         async with self.engine.connect() as conn:
             return _rows(await conn.execute(query))
 
-    async def replicated_before(
+    async def due_for_removal(
         self, sites: Sequence[str], before: datetime, limit: int = 500
     ) -> dict[str, list[str]]:
         """Files catalogued before ``before`` with a good replica at every one of
-        ``sites`` (a delivered product): name -> the paths of all its replicas."""
+        ``sites`` (a delivered product), and files already ``retiring`` (a removal
+        that was interrupted): name -> the paths of all its replicas."""
         good = (
             select(replicas.c.name)
             .where(replicas.c.site.in_(sites), replicas.c.state.in_(GOOD_STATES))
             .group_by(replicas.c.name)
             .having(func.count() == len(set(sites)))
         )
+        retiring = select(replicas.c.name).where(replicas.c.state == RETIRING)
         names = (
             select(files.c.name)
-            .where(files.c.created_at < before, files.c.name.in_(good))
+            .where(
+                or_(
+                    files.c.name.in_(retiring),
+                    and_(files.c.created_at < before, files.c.name.in_(good)),
+                )
+            )
             .order_by(files.c.created_at)
             .limit(limit)
         )
@@ -250,6 +264,19 @@ class Catalog:
             for row in await conn.execute(query):
                 found.setdefault(row.name, []).append(row.path)
         return found
+
+    async def retire(self, names: Sequence[str]) -> None:
+        """Mark every replica of ``names`` ``retiring`` before their data is deleted:
+        a removal interrupted after the deletion is then still known as one (and
+        finished by the next ``due_for_removal``), not mistaken for lost data."""
+        if not names:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(replicas)
+                .where(replicas.c.name.in_(names))
+                .values(state=RETIRING, updated_at=utcnow(), detail="being removed")
+            )
 
     async def forget(self, names: Sequence[str]) -> None:
         """Remove files and all their replicas from the catalog (their data was deleted

@@ -112,7 +112,7 @@ def _flip(path: Path, offset: int) -> None:
     path.write_bytes(bytes(data))
 
 
-async def test_a_damaged_replica_is_found(store: Store, tmp_path: Path) -> None:
+async def _a_good_replica(store: Store, tmp_path: Path) -> tuple[Catalog, Path, str]:
     replica = tmp_path / "eu" / "uid_A1.fits"
     replica.parent.mkdir()
     replica.write_bytes(bytes(range(256)) * 64)
@@ -120,10 +120,24 @@ async def test_a_damaged_replica_is_found(store: Store, tmp_path: Path) -> None:
     catalog = Catalog(store.engine)
     await catalog.register_file(manifest)
     await catalog.set_replica(manifest.name, "eu", str(replica), "ok", verified=True)
+    return catalog, replica, manifest.name
+
+
+async def test_a_damaged_replica_is_found(store: Store, tmp_path: Path) -> None:
+    _, replica, name = await _a_good_replica(store, tmp_path)
     assert await _violations(store, []) == {}
 
     _flip(replica, 100)
 
     found = await _violations(store, [])
     assert found.keys() == {"replicas-byte-exact"}
-    assert found["replicas-byte-exact"][0].startswith(f"{manifest.name} at eu: ")
+    assert found["replicas-byte-exact"][0].startswith(f"{name} at eu: ")
+
+
+async def test_a_replica_being_retired_is_not_a_violation(store: Store, tmp_path: Path) -> None:
+    # Given a product the demo's retention marked retiring and then deleted
+    catalog, replica, name = await _a_good_replica(store, tmp_path)
+    await catalog.retire([name])
+    replica.unlink()
+    # Then its missing data is a removal on purpose, not a lost replica
+    assert await _violations(store, []) == {}

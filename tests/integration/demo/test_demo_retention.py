@@ -16,8 +16,10 @@ from stalwart.demo.models import SITES
 from stalwart.demo.retention import DemoSettings, sweep
 from stalwart.envelope import utcnow
 from stalwart.errors import EX_CONFIG, ConfigError
+from stalwart.integrity import ops
 from stalwart.integrity.catalog import Catalog
 from stalwart.integrity.ingest import ingest_file
+from stalwart.integrity.scrub import ScrubOptions, scrub_site
 
 
 async def _replicate(
@@ -70,6 +72,48 @@ async def test_sweep_removes_old_delivered_products_and_keeps_the_rest(tmp_path:
         # And the product not delivered everywhere is kept, on disk and in the catalog
         assert all(p.exists() for p in pending)
         assert len(await catalog.replicas(name="pending.fits")) == len(SITES)
+    finally:
+        await catalog.close()
+
+
+async def test_a_sweep_killed_after_deleting_is_finished_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen in the 1-hour campaign on the cluster: retention killed between deleting a
+    product's files and forgetting its rows left it catalogued at every site with no
+    data; scrubs then marked it missing, so no later sweep chose it again."""
+    home = tmp_path / "home"
+    settings = _settings(home)
+    catalog = await Catalog.open(settings.store.url)
+    try:
+        # Given a delivered product, and a sweep killed once its files are deleted
+        paths = await _replicate(catalog, home, "delivered.fits")
+
+        async def killed(self: Catalog, names: list[str]) -> None:
+            raise KeyboardInterrupt("killed before forgetting")
+
+        later = utcnow() + timedelta(hours=1)
+        with monkeypatch.context() as patch:
+            patch.setattr(Catalog, "forget", killed)
+            with pytest.raises(KeyboardInterrupt):
+                await sweep(settings, DemoSettings(), now=later)
+        assert not any(p.exists() for p in paths)
+        # When a site's scrub runs before the next sweep
+        events: list[object] = []
+
+        async def emit(event: object) -> None:
+            events.append(event)
+
+        site = SITES[0]
+        report = await scrub_site(catalog, ops.Recorder(site, catalog, emit), ScrubOptions(site))
+        # Then it reports nothing missing or restored: the product is being removed
+        assert (report.counts.missing, report.restored) == (0, [])
+        assert {r["state"] for r in await catalog.replicas(name="delivered.fits")} == {"retiring"}
+        # And the next sweep finishes the removal: nothing catalogued without data
+        swept = await sweep(settings, DemoSettings(), now=later)
+        assert swept.products == 1
+        assert await catalog.replicas(name="delivered.fits") == []
+        assert await catalog.file("delivered.fits") is None
     finally:
         await catalog.close()
 

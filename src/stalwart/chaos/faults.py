@@ -231,8 +231,9 @@ def _fill(path: Path) -> int:
 
 
 class DamagedReplica(Fault):
-    """A replica that just landed at the site is damaged on its disk (bytes flipped, or
-    cut short); heal scrubs the site, which must find and repair it."""
+    """The replica most recently catalogued good at the site (just landed, or just
+    verified by a scrub) is damaged on its disk (bytes flipped, or cut short); heal
+    scrubs the site, which must find and repair it."""
 
     kind = FaultKind.CORRUPT_TRANSFER
     truncate = False

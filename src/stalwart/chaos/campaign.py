@@ -228,6 +228,7 @@ async def run_campaign(options: CampaignOptions, say: Callable[[str], None] = pr
         events=events,
         cannot=cannot,
         sites_tag=tag,
+        interval=options.interval,
     )
     write_report(outcome, options.report)
     return outcome

@@ -40,6 +40,11 @@ class Outcome:
     events: list[dict[str, Any]]  # the watchdog's, see checker.watchdog_events
     cannot: dict[str, str]  # fault kind -> why it cannot be injected here
     sites_tag: str | None = None  # the simulated sites' prefix (namespaces, links)
+    interval: float = 1.0  # seconds between demo units
+
+    @property
+    def replay(self) -> str:
+        return replay_command(self.seed, self.duration, self.gap, self.interval)
 
     @property
     def ok(self) -> bool:
@@ -59,14 +64,21 @@ def _seconds(outcome: Outcome, at: datetime) -> float:
     return (at - outcome.started).total_seconds()
 
 
+def replay_command(seed: int, duration: float, gap: float, interval: float) -> str:
+    """The command that runs the same schedule at the same demo rate."""
+    return (
+        f"stalwart chaos --seed {seed} --duration {duration:g}s --gap {gap:g} "
+        f"--interval {interval:g}"
+    )
+
+
 def _markdown(o: Outcome) -> str:
     verdict = "PASS: no invariant broken" if o.ok else f"FAIL: {len(o.violations)} violation(s)"
     lines = [
         f"# Chaos campaign, seed {o.seed}",
         "",
         f"**{verdict}.** Schedule of {o.duration:.0f} s, {o.wall:.0f} s wall time, "
-        f"started {o.started:%Y-%m-%d %H:%M:%S} UTC. Replay: `stalwart chaos --seed {o.seed} "
-        f"--duration {o.duration:.0f}s --gap {o.gap:g}`.",
+        f"started {o.started:%Y-%m-%d %H:%M:%S} UTC. Replay: `{o.replay}`.",
         "",
         "![timeline](timeline.png)",
         "",

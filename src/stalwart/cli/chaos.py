@@ -46,10 +46,11 @@ def campaign(
 ) -> None:
     """Run one campaign, print its verdict; exit status 1 when an invariant broke."""
     from stalwart.chaos.campaign import CampaignOptions, run_campaign
+    from stalwart.chaos.report import replay_command
 
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
-    replay = f"stalwart chaos --duration {duration:g}s --gap {gap:g} --seed {seed}"
+    replay = replay_command(seed, duration, gap, interval)
     say(f"chaos campaign, seed {seed} (replay: {replay}); report in {report}")
     options = CampaignOptions(
         seed=seed, duration=duration, report=report, interval=interval, sites=sites, gap=gap

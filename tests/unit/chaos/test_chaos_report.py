@@ -31,6 +31,7 @@ def _outcome(faults: int) -> Outcome:
         seed=7,
         duration=faults * 5.0,
         gap=5.0,
+        interval=2.0,
         started=_START,
         wall=faults * 5.0 + 30,
         journal=journal,
@@ -51,8 +52,8 @@ def test_the_report_counts_faults_by_kind_and_says_how_to_replay(
     assert f"| kill | {faults // 2 - skipped} | {skipped} |" in markdown
     assert f"| stop | {faults // 2} | 0 |" in markdown
     assert "| leak |" not in markdown  # a kind never planned has no row
-    # And the replay command gives the same schedule (its duration and gap)
-    assert f"`stalwart chaos --seed 7 --duration {faults * 5}s --gap 5`" in markdown
+    # And the replay command gives the same schedule (its duration and gap) and rate
+    assert f"`stalwart chaos --seed 7 --duration {faults * 5}s --gap 5 --interval 2`" in markdown
     assert "FAIL: 1 violation(s)" in markdown
     # And the timeline is drawn
     assert (tmp_path / "timeline.png").stat().st_size > 10_000

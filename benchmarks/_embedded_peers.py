@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "PLAIN_BATCH",
     "body_for",
     "plain_consume",
     "plain_prepare",
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 _PAD = "x" * 960  # with the envelope fields, about 1 KiB on the wire
-_PLAIN_BATCH = 100
+PLAIN_BATCH = 100
 
 
 def body_for(n: int) -> dict[str, Any]:
@@ -125,10 +126,10 @@ def _begin(conn: sqlite3.Connection) -> None:
 
 def plain_produce(path: Path, count: int) -> None:
     conn = _plain_connect(path, "FULL")  # a publish is on disk when it returns
-    for start in range(0, count, _PLAIN_BATCH):
+    for start in range(0, count, PLAIN_BATCH):
         rows = [
             (json.dumps(body_for(n)).encode(),)
-            for n in range(start, min(start + _PLAIN_BATCH, count))
+            for n in range(start, min(start + PLAIN_BATCH, count))
         ]
         _begin(conn)
         conn.executemany("INSERT INTO q (body) VALUES (?)", rows)
@@ -148,7 +149,7 @@ def plain_consume(
         rows = conn.execute(
             "UPDATE q SET owner = ? WHERE id IN "
             "(SELECT id FROM q WHERE owner IS NULL ORDER BY id LIMIT ?) RETURNING id, body",
-            (me, _PLAIN_BATCH),
+            (me, PLAIN_BATCH),
         ).fetchall()
         conn.execute("COMMIT")
         if not rows:

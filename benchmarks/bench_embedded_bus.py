@@ -1,7 +1,9 @@
 """End-to-end throughput of the embedded bus against SQLite queue peers.
 
-One producer process keeps up to 256 publishes of 1 KiB messages in flight;
-two consumer processes consume and ack. Every contender gets the same count
+One producer process keeps up to 256 publishes of 1 KiB messages in flight
+(``bus-full``: many publishers), or publishes batches of 100 one after the
+other as the plain SQLite peer inserts them (``bus-full-batched``: the
+peer's shape); two consumer processes consume and ack. Every contender gets the same count
 of messages, its database made before its consumers start, and the bus's
 durability per step (publishes fsynced, claims and acks committed without).
 For each contender it reports throughput (messages / second from the first
@@ -31,6 +33,7 @@ from typing import Any
 import psutil
 
 from benchmarks._embedded_peers import (
+    PLAIN_BATCH,
     body_for,
     plain_consume,
     plain_prepare,
@@ -103,6 +106,7 @@ def _bus_consume(
 
 
 async def _bus_produce_async(path: Path, durability: Any, count: int) -> None:
+    """Many publishers: up to 256 single-message publishes in flight."""
     bus = SqliteTransport(_bus_url(path), durability=durability)
     await bus.start()
     counter = iter(range(count))
@@ -115,6 +119,16 @@ async def _bus_produce_async(path: Path, durability: Any, count: int) -> None:
     await bus.close()
 
 
+async def _bus_produce_batched_async(path: Path, durability: Any, count: int) -> None:
+    """The plain peer's shape: one publisher, batches of 100, each on disk before the next."""
+    bus = SqliteTransport(_bus_url(path), durability=durability)
+    await bus.start()
+    for start in range(0, count, PLAIN_BATCH):
+        numbers = range(start, min(start + PLAIN_BATCH, count))
+        await bus.publish([Envelope.new("bench.item", body_for(n), kind="Bench") for n in numbers])
+    await bus.close()
+
+
 async def _bus_prepare(path: Path) -> None:
     bus = SqliteTransport(_bus_url(path))
     await bus.start()
@@ -122,9 +136,13 @@ async def _bus_prepare(path: Path) -> None:
     await bus.close()
 
 
-def _bus_producer(durability: str) -> Callable[[Path, int], None]:
+def _bus_producer(kind: str) -> Callable[[Path, int], None]:
+    """``bus-DURABILITY`` (many publishers) or ``bus-DURABILITY-batched``."""
+    durability, _, shape = kind.removeprefix("bus-").partition("-")
+    run = _bus_produce_batched_async if shape == "batched" else _bus_produce_async
+
     def produce(path: Path, count: int) -> None:
-        asyncio.run(_bus_produce_async(path, durability, count))
+        asyncio.run(run(path, durability, count))
 
     return produce
 
@@ -141,7 +159,8 @@ def _consumer_main(
     results: Any,
 ) -> None:
     if kind.startswith("bus-"):
-        seen = _bus_consume(path, kind.removeprefix("bus-"), ready, stop, progress)
+        durability = kind.removeprefix("bus-").partition("-")[0]
+        seen = _bus_consume(path, durability, ready, stop, progress)
     elif kind == "persist-queue":
         seen = pq_consume(path, ready, stop, progress)
     else:
@@ -151,7 +170,7 @@ def _consumer_main(
 
 def _producer_for(kind: str) -> Callable[[Path, int], None]:
     if kind.startswith("bus-"):
-        return _bus_producer(kind.removeprefix("bus-"))
+        return _bus_producer(kind)
     return pq_produce if kind == "persist-queue" else plain_produce
 
 
@@ -285,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=10_000, help="per run, for every contender")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
-    contenders = ("bus-full", "bus-normal", "plain-sqlite", "persist-queue")
+    contenders = ("bus-full", "bus-full-batched", "bus-normal", "plain-sqlite", "persist-queue")
     with tempfile.TemporaryDirectory(prefix="bench-bus-") as tmp:
         workdir = Path(tmp)
         # Rounds interleave the contenders, so a change in the machine's load
@@ -299,15 +318,18 @@ def main(argv: list[str] | None = None) -> None:
         medians = {kind: _median(results) for kind, results in runs.items()}
         idle = _idle_consumer(workdir / "idle.db")
     print()
-    print(f"{'contender':14s} {'msg/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'lost':>5s} {'dup':>6s}")
+    print(f"{'contender':16s} {'msg/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'lost':>5s} {'dup':>6s}")
     for kind, r in medians.items():
         print(
-            f"{kind:14s} {r.rate:9,.0f} {r.p50_ms:8.1f} {r.p99_ms:8.1f} "
+            f"{kind:16s} {r.rate:9,.0f} {r.p50_ms:8.1f} {r.p99_ms:8.1f} "
             f"{r.lost:5d} {r.duplicated:6d}"
         )
     full = medians["bus-full"].rate
     print()
-    print(f"bus-full / plain-sqlite:  {full / medians['plain-sqlite'].rate:.2f}")
+    plain = medians["plain-sqlite"].rate
+    print(f"bus-full / plain-sqlite:  {full / plain:.2f}")
+    batched = medians["bus-full-batched"].rate
+    print(f"bus-full-batched / plain-sqlite (same shape): {batched / plain:.2f}")
     print(f"bus-full / persist-queue: {full / medians['persist-queue'].rate:.2f}")
     print(f"bus-normal / bus-full:    {medians['bus-normal'].rate / full:.2f}")
     print(

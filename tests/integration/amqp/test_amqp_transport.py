@@ -14,7 +14,8 @@ import pytest
 from amqp_support import TcpProxy
 from stalwart.bus import Delivery, QueueSpec, Transport
 from stalwart.bus.amqp import AmqpTransport
-from stalwart.bus.amqp._names import dead_queue, work_queue
+from stalwart.bus.amqp import _delivery as amqp_delivery
+from stalwart.bus.amqp._names import dead_queue, wait_queue, work_queue
 from stalwart.envelope import Envelope
 from stalwart.errors import BrokerUnavailable, ConfigError, MessageTooLarge, TransportError
 from waiting import until
@@ -93,8 +94,11 @@ async def test_retries_count_attempts_and_end_in_the_dead_letter_queue(make_bus:
     assert (await bus.queue_stats("poison")).dead == 0
 
 
-async def test_an_explicit_delay_waits_in_a_wait_queue(make_bus: Make) -> None:
-    # Given a delivered message
+async def test_an_explicit_delay_waits_in_a_wait_queue(
+    make_bus: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a delivered message, and retries of a second or more not held by the consumer
+    monkeypatch.setattr(amqp_delivery, "HOLD_RETRIES_UNDER", 0.5)
     bus = await make_bus()
     await bus.declare(QueueSpec("delayed", ("d.x",)))
     await bus.publish([Envelope.new("d.x", 1)])
@@ -107,6 +111,54 @@ async def test_an_explicit_delay_waits_in_a_wait_queue(make_bus: Make) -> None:
     again = await _next(bus, "delayed")
     assert time.monotonic() - started >= 0.9
     assert again.attempt == 2
+    await again.ack()
+
+
+async def _exists(rabbitmq_url: str, queue: str) -> bool:
+    connection = await aio_pika.connect(rabbitmq_url)
+    try:
+        channel = await connection.channel()
+        await channel.declare_queue(queue, passive=True)
+        return True
+    except aio_pika.exceptions.ChannelNotFoundEntity:
+        return False
+    finally:
+        await connection.close()
+
+
+async def test_a_short_retry_is_held_by_the_consumer_not_dead_lettered_by_the_broker(
+    make_bus: Make, rabbitmq_url: str, exchange: str
+) -> None:
+    # Given a delivered message
+    bus = await make_bus()
+    await bus.declare(QueueSpec("held", ("h.x",)))
+    await bus.publish([Envelope.new("h.x", 1)])
+    first = await _next(bus, "held")
+    # When it is retried with a delay shorter than HOLD_RETRIES_UNDER
+    started = time.monotonic()
+    assert await first.retry(0.8, "not yet")
+    # Then the consumer holds it (not delayed in the broker) and no wait queue is made
+    stats = await bus.queue_stats("held")
+    assert (stats.ready, stats.delayed) == (0, 0)
+    assert not await _exists(rabbitmq_url, wait_queue(exchange, "held", 800))
+    # And it comes back after the delay, as the next attempt
+    again = await _next(bus, "held")
+    assert time.monotonic() - started >= 0.75 and again.attempt == 2
+    await again.ack()
+
+
+async def test_a_held_retry_of_a_closed_consumer_is_given_back_not_lost(make_bus: Make) -> None:
+    # Given a message retried with a short delay by a consumer that then stops
+    bus = await make_bus()
+    await bus.declare(QueueSpec("held-closed", ("hc.x",)))
+    await bus.publish([Envelope.new("hc.x", 1)])
+    first = await _next(bus, "held-closed")
+    assert await first.retry(5.0, "not yet")
+    await bus.close()
+    # Then another consumer gets it, without waiting out the delay
+    other = await make_bus()
+    again = await _next(other, "held-closed", timeout=4.0)
+    assert again.envelope is not None and again.envelope.body == 1
     await again.ack()
 
 

@@ -13,6 +13,16 @@ A delivery given back unprocessed (:meth:`AmqpDelivery.release`, and the
 prefetched ones of a stopped consumer) is replaced by a confirmed copy at the
 same attempt, since a requeue would count as an attempt on a quorum queue.
 
+A retry due within ``HOLD_RETRIES_UNDER`` seconds is held here, unacknowledged,
+and then replaced by a confirmed copy on the work queue; only longer delays
+(or more held retries than half the prefetch) go through a wait queue, whose
+expiry the broker dead-letters back. A quorum queue's at-least-once
+dead-lettering can stall under leader changes (RabbitMQ 3.10: a retry held
+for minutes until the next change, seen in the chaos campaign); a held retry
+does not depend on it. If the process or its channel dies meanwhile, the
+broker gives the original back at once: nothing is lost, the retry only comes
+sooner.
+
 A consumer takes aiormq's deliveries as they come, as aio-pika's
 ``Queue.consume`` does underneath, without an ``aio_pika.IncomingMessage``
 per delivery (whose attribute guards cost more than the rest of a delivery
@@ -38,13 +48,16 @@ from stalwart.bus.amqp._acks import Acks
 from stalwart.bus.amqp._codec import decode_incoming
 from stalwart.bus.amqp._leases import Leases
 
-__all__ = ["AmqpDelivery", "Consumer", "Settler"]
+__all__ = ["HOLD_RETRIES_UNDER", "AmqpDelivery", "Consumer", "Settler"]
 
 log = logging.getLogger("stalwart.bus.amqp")
 
 # Publishes a confirmed copy of a delivery: (delivery, delay or None for the
 # dead-letter queue, reason, attempt number the copy carries).
 Settler = Callable[["AmqpDelivery", float | None, str, int], Awaitable[None]]
+
+# Retries due sooner than this are held by the consumer, not sent through a wait queue.
+HOLD_RETRIES_UNDER = 10.0
 
 
 class AmqpDelivery(SettleOnce):
@@ -148,7 +161,21 @@ class AmqpDelivery(SettleOnce):
         await self.settle_raw(requeue=True)
 
     async def _retry_after(self, wait: float, reason: str) -> None:
-        await self._replace(wait, reason, self.attempt + 1)
+        if wait < HOLD_RETRIES_UNDER and self._consumer.may_hold():
+            self._consumer.hold(self._held_retry(wait, reason))
+        else:
+            await self._replace(wait, reason, self.attempt + 1)
+
+    async def _held_retry(self, wait: float, reason: str) -> None:
+        """After ``wait``, a confirmed copy on the work queue replaces this delivery;
+        none if its channel died meanwhile (the broker has given it back)."""
+        await asyncio.sleep(wait)
+        if self.stale:
+            return
+        try:
+            await self._replace(0.0, reason, self.attempt + 1)
+        except self._copy_errors as exc:  # given back to the broker by _replace
+            log.info("retrying %s after %.2fs failed: %s", self._described, wait, exc)
 
     async def _publish_copy(self, delay: float | None, reason: str, attempt: int) -> None:
         # A release is a confirmed copy at the same attempt: a plain requeue would
@@ -180,6 +207,7 @@ class Consumer:
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._holds: set[asyncio.Task[None]] = set()
         self._retired = False
 
     async def attach(self, channel: AbstractChannel) -> None:
@@ -215,6 +243,17 @@ class Consumer:
         if self._retired and self.inflight == 0:
             self.spawn(self.close())
 
+    def may_hold(self) -> bool:
+        """Whether one more retry may be held (held ones keep their prefetch slots)."""
+        return len(self._holds) < self.prefetch // 2
+
+    def hold(self, retry: Coroutine[Any, Any, None]) -> None:
+        """Run a held retry; cancelled when the consumer closes (the broker then gives
+        its delivery back)."""
+        task = asyncio.ensure_future(retry)
+        self._holds.add(task)
+        task.add_done_callback(self._holds.discard)
+
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a settle in the background; owned here and awaited on close."""
         task = asyncio.ensure_future(coro)
@@ -245,6 +284,8 @@ class Consumer:
     async def close(self) -> None:
         """Send the acks made, then close the channel: the broker requeues every
         unsettled delivery."""
+        for held in self._holds:
+            held.cancel()
         await self.acks.flush()
         self.generation += 1
         self.leases.clear()

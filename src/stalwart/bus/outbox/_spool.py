@@ -228,7 +228,8 @@ class Spool:
         return self.bus or ""
 
     def remove_range(self, first: int, last: int) -> None:
-        """Mark this bus's rows up to ``last`` forwarded (``first``: the oldest of them),
+        """Mark this bus's rows up to ``last`` forwarded (``first``, the oldest of them,
+        is not needed: the mark covers everything below ``last``),
         without waiting for the disk, and delete the rows when it is cheap (see the
         module's docstring)."""
         with self._lock:
@@ -241,7 +242,7 @@ class Spool:
             )
             if self._nothing_else_up_to(last):
                 self._db.execute("DELETE FROM outbox")  # truncation: no WHERE
-            elif last - first >= _PURGE_EVERY or self._oldest() <= last - _PURGE_EVERY:
+            elif self._oldest() <= last - _PURGE_EVERY:  # enough forwarded rows gathered
                 self._db.execute("DELETE FROM outbox WHERE bus IS ? AND seq <= ?", (self.bus, last))
             self._db.execute("COMMIT")
 

@@ -18,6 +18,7 @@ from private_services import private_postgres, private_rabbit
 __all__ = ["private_postgres", "private_rabbit"]  # fixtures offered to this directory
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:

@@ -59,20 +59,30 @@ PARTITION = float(scale(20, 60))  # seconds a partitioned node stays cut off
 async def test_quorum_queues_have_a_replica_on_every_node_and_a_short_retry_hop(
     rabbit_cluster: RabbitCluster, unique: str
 ) -> None:
-    # Given the stalwart transport declaring a service's queue on the cluster
+    # Given the stalwart transport declaring a service's queue, a reply queue and a tail
     bus = AmqpTransport(rabbit_cluster.urls())
     await bus.start()
+    replies, tail = f"replies-{unique}", f"tail-{unique}"
     try:
         await bus.declare(QueueSpec(name=f"repl-{unique}", patterns=("repl.#",)))
+        await bus.declare(
+            QueueSpec(name=replies, patterns=(replies,), ephemeral=True, lossless=True)
+        )
+        await bus.declare(QueueSpec(name=tail, patterns=("#",), ephemeral=True))
+        rows = {r["name"]: r for r in await asyncio.to_thread(rabbit_cluster.queues)}
     finally:
         await bus.close()
-    # Then the queue is a quorum queue with a member on each node, under the policy
-    rows = await asyncio.to_thread(rabbit_cluster.queues)
-    row = next(r for r in rows if r["name"] == work_queue("stalwart", f"repl-{unique}"))
-    assert row["type"] == "quorum"
-    assert sorted(row["members"]) == sorted(node.node for node in rabbit_cluster.nodes)
+    # Then the first two are quorum queues with a member on each node (replies outlive
+    # the loss of the node their requester is connected to), the service's under the
+    # policy; the tail, which copies every message, costs one node's classic queue
+    nodes = sorted(node.node for node in rabbit_cluster.nodes)
+    name = work_queue("stalwart", f"repl-{unique}")
+    for queue in (name, work_queue("stalwart", replies)):
+        assert rows[queue]["type"] == "quorum"
+        assert sorted(rows[queue]["members"]) == nodes
+    assert rows[work_queue("stalwart", tail)]["type"] == "classic"
     policies = await asyncio.to_thread(rabbit_cluster.ctl_any, "list_queues", "name", "policy")
-    assert f"{row['name']}\t{POLICY_NAME}" in policies
+    assert f"{name}\t{POLICY_NAME}" in policies
     # And every node resends a retry's unconfirmed dead-letter hop back to its work
     # queue within 5 s (180 s by default, see docs/deploy.md)
     for node in rabbit_cluster.nodes:

@@ -48,7 +48,9 @@ class QueueSpec:
     ``patterns``. After ``max_attempts`` failed attempts a message goes to the
     queue's dead-letter queue. ``lease`` is how long a delivery stays with a
     consumer without being renewed (``Delivery.extend``) before it is handed
-    to another. An ``ephemeral`` queue (``stalwart tail``) is deleted on close.
+    to another. An ``ephemeral`` queue (``stalwart tail``) is deleted on close;
+    what it holds may be lost with a broker node, unless it is ``lossless`` (a
+    process's replies), which makes it as safe as a work queue.
     """
 
     name: str
@@ -58,6 +60,7 @@ class QueueSpec:
     retry_max: float = 60.0
     lease: float = 30.0
     ephemeral: bool = False
+    lossless: bool = False
 
     def __post_init__(self) -> None:
         for pattern in self.patterns:

@@ -152,6 +152,11 @@ async def review(ctx: Context, result: ProcessResult) -> None:
 # was dead-lettered after 8 s of two full disks in a row; 12 attempts, the backoff
 # capped at 60 s, keep trying for minutes before the unit goes to an operator.
 delivery = Service("delivery", concurrency=8, max_attempts=12)
+# A demo product crosses to a site in seconds, even through a slow link. A reply
+# missing for a minute was lost (the transfer service died between its verified copy
+# and its reply): the attempt fails and the retry asks again, which finds the replica
+# already verified, sooner than a longer wait would.
+TRANSFER_REPLY_WITHIN = 60.0
 
 
 @delivery.handler("delivery.start", body=ProcessResult, idempotent=True, timeout=600.0)
@@ -178,7 +183,7 @@ async def deliver(ctx: Context, result: ProcessResult) -> None:
         ctx.request(
             transfer_topic(site),
             TransferRequest(src=product, dst=f"{archive / site}/"),
-            timeout=300.0,
+            timeout=TRANSFER_REPLY_WITHIN,
         )
         for site in targets
         for product in result.products

@@ -20,6 +20,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -33,8 +34,10 @@ from stalwart.envelope import (
     Transition,
     default_sender,
     message_id_of,
+    utcnow,
 )
 from stalwart.errors import (
+    BrokerUnavailable,
     NotAuthorised,
     RequestTimeout,
     StalwartError,
@@ -61,6 +64,7 @@ _PRUNE_EVERY = 3600.0
 _WINDOW = 4  # deliveries held per handler slot (see ServiceRunner._window)
 _STORE_AWAY_CAP = 5.0  # seconds at most between tries while the store is away
 _GIVE_BACK_WITHIN = 5.0  # seconds a cancelled handler's release may take (stop waits for it)
+_REPLY_WITHOUT_TTL = 60.0  # seconds a reply is tried for when its request never expires
 _RECONSUME_INITIAL, _RECONSUME_CAP = 0.5, 15.0  # pause before consuming again (seconds)
 _log = logging.getLogger("stalwart.service")
 
@@ -410,17 +414,22 @@ class ServiceRunner:
     async def _run_handler(
         self, delivery: Delivery, handler: Handler, envelope: Envelope, body: Any, attempt: Attempt
     ) -> Any:
+        deadline = asyncio.timeout(handler.timeout)
         try:
-            async with asyncio.timeout(handler.timeout):
+            async with deadline:
                 return await handler.func(Context(self, envelope, attempt), body)
         except Retry as exc:
             raise _Refused(DeliveryState.FAILED, exc.reason, exc.delay) from None
         except Reject as exc:
             raise _Refused(DeliveryState.REJECTED, exc.reason) from None
-        except TimeoutError:
-            raise _Refused(
-                DeliveryState.FAILED, f"handler timed out after {handler.timeout}s"
-            ) from None
+        except TimeoutError as exc:
+            # The handler's own deadline, or a timeout inside it (a request unanswered).
+            reason = (
+                f"handler timed out after {handler.timeout}s"
+                if deadline.expired()
+                else f"{type(exc).__name__}: {exc}"
+            )
+            raise _Refused(DeliveryState.FAILED, reason) from None
         except (StoreUnavailable, ClaimLost):
             raise
         except Exception as exc:
@@ -569,13 +578,29 @@ class ServiceRunner:
         self.counters.progress = (self.counters.progress or 0) + amount
 
     async def _reply(self, request: Envelope, result: Any) -> None:
-        reply_to = request.reply_to or ""
-        await self.publish(
-            reply_to,
+        """Publish the reply, again and again while the bus is away: the handler's effect
+        is done, and a redelivered request would count as a duplicate that replies
+        nothing. Given up once the request has expired: its requester waits no longer."""
+        reply = self._envelope(
+            request.reply_to or "",
             result,
+            None,
+            None,
             correlation_id=request.correlation_id or request.id,
             causation_id=request.id,
         )
+        give_up = request.expires_at or utcnow() + timedelta(seconds=_REPLY_WITHOUT_TTL)
+        pace = Backoff(initial=0.1, cap=2.0)
+        while True:
+            try:
+                await self._transport.publish([reply])
+                return
+            except BrokerUnavailable as exc:
+                wait = pace.next()
+                if utcnow() + timedelta(seconds=wait) >= give_up:
+                    raise
+                _log.warning("reply to %s not sent (%s); again in %.1fs", request.id, exc, wait)
+                await asyncio.sleep(wait)
 
     async def request(
         self,
@@ -611,6 +636,7 @@ class ServiceRunner:
                 name=f"{self.service.name}-reply-{self._nonce}",
                 patterns=(self._reply_topic,),
                 ephemeral=True,
+                lossless=True,
                 max_attempts=1,
             )
             await self._transport.declare(spec)

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from stalwart.bus import Transport
 from stalwart.config import Settings
 from stalwart.envelope import DeliveryState, Envelope, undecodable_id
-from stalwart.errors import RequestTimeout
+from stalwart.errors import BrokerUnavailable, RequestTimeout
 from stalwart.service import Context, Reject, Retry, Service, ServiceRunner, TokenAuthority
 from waiting import until
 
@@ -43,11 +43,24 @@ def make_service(name: str, seen: list[Any], **options: Any) -> Service:
         seen.append(body)
         if body == "hang":
             await asyncio.sleep(60)
+        if body == "ask":
+            await ctx.request("nobody.listens", {}, timeout=0.05)
         if body == "retry":
             raise Retry("not yet", delay=0.05)
         if body == "reject":
             raise Reject("this is not for us")
         raise RuntimeError("boom")
+
+    return svc
+
+
+def caller_service(unique: str) -> Service:
+    """A service that only makes requests (a runner needs one handler)."""
+    svc = Service(f"caller-{unique}")
+
+    @svc.handler("caller.never")
+    async def never(ctx: Context, body: Any) -> None:
+        return None
 
     return svc
 
@@ -125,6 +138,16 @@ async def test_handler_that_never_returns_is_cancelled_and_fails(running, bus, l
     assert "timed out after 0.3s" in lifecycle.reason(env.id, runner.service.name, S.FAILED)
 
 
+async def test_a_request_timing_out_inside_a_handler_is_told_from_the_handlers_own(
+    running, bus, lifecycle
+) -> None:
+    runner, _ = running
+    env = await publish(bus, "pipeline.fail", "ask")
+    await lifecycle.wait(env.id, runner.service.name, S.FAILED)
+    reason = lifecycle.reason(env.id, runner.service.name, S.FAILED)
+    assert reason.startswith("RequestTimeout: no reply to 'nobody.listens' within 0.05s")
+
+
 async def test_retry_and_reject_control_exceptions(running, bus, lifecycle) -> None:
     runner, seen = running
     name = runner.service.name
@@ -150,13 +173,7 @@ async def test_request_reply(bus, settings, unique) -> None:
     # Given an executor service replying to requests
     seen: list[Any] = []
     executor = ServiceRunner(make_service(f"exec-{unique}", seen), bus, settings)
-    caller_svc = Service(f"caller-{unique}")
-
-    @caller_svc.handler("caller.never")
-    async def never(ctx: Context, body: Any) -> None:
-        return None
-
-    caller = ServiceRunner(caller_svc, bus, settings)
+    caller = ServiceRunner(caller_service(unique), bus, settings)
     await executor.start()
     await caller.start()
     try:
@@ -170,6 +187,53 @@ async def test_request_reply(bus, settings, unique) -> None:
         # And a request nobody serves times out with advice
         with pytest.raises(RequestTimeout, match="stalwart status"):
             await caller.request("nobody.listens", {}, timeout=0.3)
+    finally:
+        await caller.stop(grace=1.0)
+        await executor.stop(grace=1.0)
+
+
+class RepliesFailAtFirst:
+    """The bus, but its first ``failures`` publishes of a reply fail as they would while
+    the broker is away."""
+
+    def __init__(self, bus: Transport, failures: int) -> None:
+        self._bus = bus
+        self.failures = failures
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._bus, name)
+
+    async def publish(self, batch: Any, **options: Any) -> None:
+        if self.failures and any(e.topic.startswith("sys.reply.") for e in batch):
+            self.failures -= 1
+            raise BrokerUnavailable("the broker is away")
+        await self._bus.publish(batch, **options)
+
+
+async def test_a_reply_the_bus_refused_is_sent_again_and_the_handler_runs_once(
+    bus, settings, unique
+) -> None:
+    # Given an idempotent executor whose first three replies meet a broker that is away
+    calls: list[str] = []
+    executor_svc = Service(f"exec-{unique}")
+
+    @executor_svc.handler("calibration.check", idempotent=True)
+    async def check(ctx: Context, body: Any) -> dict[str, float]:
+        calls.append(ctx.envelope.id)
+        return {"score": 0.9}
+
+    flaky = RepliesFailAtFirst(bus, failures=3)
+    executor = ServiceRunner(executor_svc, flaky, settings)  # type: ignore[arg-type]
+    caller = ServiceRunner(caller_service(unique), bus, settings)
+    await executor.start()
+    await caller.start()
+    try:
+        # When the caller asks
+        reply = await caller.request("calibration.check", {"ous": "uid://R2"}, timeout=10.0)
+        # Then the reply arrives once the bus takes it, and the handler ran once
+        assert reply.body == {"score": 0.9}
+        assert flaky.failures == 0
+        assert len(calls) == 1
     finally:
         await caller.stop(grace=1.0)
         await executor.stop(grace=1.0)

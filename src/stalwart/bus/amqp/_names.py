@@ -22,6 +22,7 @@ __all__ = [
     "ATTEMPT_HEADER",
     "DEAD_KEY_HEADER",
     "DIED_AT_HEADER",
+    "EPHEMERAL_QUEUE_ARGUMENTS",
     "ERROR_HEADER",
     "QUEUE_HEADER",
     "REASON_HEADER",
@@ -31,6 +32,7 @@ __all__ = [
     "dlx_exchange",
     "ladder",
     "ladder_between",
+    "lossless_queue_arguments",
     "quantise_delay",
     "wait_queue",
     "wait_queue_arguments",
@@ -104,6 +106,11 @@ def directory_queue(exchange: str) -> str:
     return f"{exchange}.directory"
 
 
+_EPHEMERAL_EXPIRES_MS = 60_000
+# A tail's or a live view's queue: on the node its consumer is connected to.
+EPHEMERAL_QUEUE_ARGUMENTS: Final[dict[str, Any]] = {"x-expires": _EPHEMERAL_EXPIRES_MS}
+
+
 def _durable_arguments(queue_type: QueueType) -> dict[str, Any]:
     if queue_type == "quorum":
         # At-least-once dead-lettering needs reject-publish overflow.
@@ -113,6 +120,13 @@ def _durable_arguments(queue_type: QueueType) -> dict[str, Any]:
             "x-overflow": "reject-publish",
         }
     return {"x-queue-type": "classic"}
+
+
+def lossless_queue_arguments(queue_type: QueueType) -> dict[str, Any]:
+    """A process's reply queue: of the work queues' type, so that on a cluster it keeps
+    the replies published while its consumer's node is down (a classic queue lives
+    and dies on one node); deleted by the broker a minute after its process is gone."""
+    return {"x-queue-type": queue_type, "x-expires": _EPHEMERAL_EXPIRES_MS}
 
 
 def work_queue_arguments(exchange: str, service: str, queue_type: QueueType) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from stalwart.bus.amqp._names import (
     ATTEMPT_HEADER,
     DEAD_KEY_HEADER,
     DIED_AT_HEADER,
+    EPHEMERAL_QUEUE_ARGUMENTS,
     ERROR_HEADER,
     QUEUE_HEADER,
     REASON_HEADER,
@@ -40,6 +41,7 @@ from stalwart.bus.amqp._names import (
     directory_queue,
     dlx_exchange,
     ladder_between,
+    lossless_queue_arguments,
     quantise_delay,
     wait_queue,
     wait_queue_arguments,
@@ -60,7 +62,6 @@ __all__ = ["AmqpTransport"]
 
 log = logging.getLogger("stalwart.bus.amqp")
 
-_EPHEMERAL_EXPIRES_MS = 60_000
 _WAIT_RESCAN = 60.0  # seconds between full scans for a service's wait queues in queue_stats
 
 _T = TypeVar("_T")
@@ -203,12 +204,13 @@ class AmqpTransport:
         self, channel: AbstractChannel, spec: QueueSpec, stale: Sequence[str]
     ) -> None:
         name = work_queue(self.exchange, spec.name)
-        if spec.ephemeral:
+        if spec.ephemeral and spec.lossless:
             queue = await channel.declare_queue(
-                name,
-                durable=False,
-                auto_delete=True,
-                arguments={"x-expires": _EPHEMERAL_EXPIRES_MS},
+                name, durable=True, arguments=lossless_queue_arguments(self.queue_type)
+            )
+        elif spec.ephemeral:
+            queue = await channel.declare_queue(
+                name, durable=False, auto_delete=True, arguments=EPHEMERAL_QUEUE_ARGUMENTS
             )
         else:
             queue = await channel.declare_queue(

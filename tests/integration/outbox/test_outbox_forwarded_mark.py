@@ -34,13 +34,13 @@ def test_forwarded_rows_are_not_read_again_and_go_at_once_when_nothing_else_wait
     spool = Spool(path, bus=A)
     _rows(spool, 10)
     # When the first half is forwarded, Then it is never read or counted again
-    spool.remove_range(1, 5)
+    spool.mark_forwarded(5)
     assert [row.seq for row in spool.head(100)] == [6, 7, 8, 9, 10]
     assert spool.pending() == 5 and spool.status().pending == 5
     # And a process opening the file afterwards sees the same
     assert Spool(path, bus=A).pending() == 5
     # When the rest is forwarded, Then the table is emptied
-    spool.remove_range(6, 10)
+    spool.mark_forwarded(10)
     assert (_stored(path), spool.pending()) == (0, 0)
     # And a row spooled next is above the mark: read and counted
     _rows(spool, 1)
@@ -56,7 +56,7 @@ def test_one_bus_forwarding_never_hides_or_removes_another_bus_rows(
     _rows(a, 5)
     _rows(b, 3)
     # When bus A's rows are forwarded, with B's still waiting in the same file
-    a.remove_range(1, 5)
+    a.mark_forwarded(5)
     # Then A has nothing pending, B all of its rows, in every view
     assert (a.pending(), b.pending()) == (0, 3)
     assert [(s.bus, s.pending) for s in spool_status(path)] == [(B, 3)]
@@ -64,7 +64,7 @@ def test_one_bus_forwarding_never_hides_or_removes_another_bus_rows(
     # And A's forwarded rows wait to be removed together, until enough gathered
     assert _stored(path, A) == 5
     _rows(a, 4)
-    a.remove_range(9, 12)
+    a.mark_forwarded(12)
     assert (_stored(path, A), _stored(path, B), a.pending(), b.pending()) == (0, 3, 0, 3)
 
 
@@ -76,7 +76,7 @@ def test_rows_adopted_from_below_the_mark_are_forwarded(tmp_path: Path) -> None:
     # And a bus that forwarded newer rows of its own (the old ones keep the table full)
     a = Spool(path, bus=A)
     _rows(a, 3)
-    a.remove_range(3, 5)
+    a.mark_forwarded(5)
     assert a.pending() == 0
     # When the operator adopts the old rows for that bus
     assert a.adopt() == 2

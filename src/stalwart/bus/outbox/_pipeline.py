@@ -32,16 +32,14 @@ Send = Callable[[Sequence[Encoded]], Awaitable[asyncio.Future[None]]]
 
 
 class _Flight(NamedTuple):
-    """A batch sent, its spool rows from ``first`` to ``last``, awaiting ``confirms``."""
+    """A batch sent, its spool rows up to ``last``, awaiting ``confirms``."""
 
-    first: int
     last: int
     messages: int
     confirms: asyncio.Future[None]
 
 
 class _Removal(NamedTuple):
-    first: int
     last: int
     done: asyncio.Future[None]
 
@@ -63,7 +61,7 @@ class Pipeline:
         self._confirmed = 0  # ... of the last row confirmed, with every row before it
         self._ahead: asyncio.Future[list[SpooledRow]] | None = None
         self._in_flight: deque[_Flight] = deque()
-        self._removable: tuple[int, int] | None = None  # confirmed, removal not started
+        self._removable: int | None = None  # confirmed up to here, removal not started
         self._removal: _Removal | None = None
 
     async def rows(self) -> list[SpooledRow]:
@@ -83,7 +81,7 @@ class Pipeline:
         """Send ``batch`` (spool ``rows``, consecutive); returns once at most ``window``
         batches await their confirms."""
         confirms = await self._send(batch)
-        self._in_flight.append(_Flight(rows[0].seq, rows[-1].seq, len(batch), confirms))
+        self._in_flight.append(_Flight(rows[-1].seq, len(batch), confirms))
         self._sent = rows[-1].seq
         while len(self._in_flight) > self._window:
             await self._confirm_oldest()
@@ -132,8 +130,7 @@ class Pipeline:
         await flight.confirms
         self._in_flight.popleft()
         self._confirmed = flight.last
-        first = flight.first if self._removable is None else self._removable[0]
-        self._removable = (first, flight.last)
+        self._removable = flight.last
         self._start_removal()
         self.confirmed += flight.messages
         return flight.messages
@@ -147,9 +144,9 @@ class Pipeline:
             self._check_removal()
         if self._removable is None:
             return
-        (first, last), self._removable = self._removable, None
-        done = asyncio.ensure_future(asyncio.to_thread(self._spool.remove_range, first, last))
-        self._removal = _Removal(first, last, done)
+        last, self._removable = self._removable, None
+        done = asyncio.ensure_future(asyncio.to_thread(self._spool.mark_forwarded, last))
+        self._removal = _Removal(last, done)
 
     def _check_removal(self) -> None:
         """Take the finished removal; if it failed, its rows are removed with the next."""
@@ -159,5 +156,4 @@ class Pipeline:
         exc = removal.done.exception()
         if exc is not None:
             log.error("outbox: removing forwarded rows from %s failed: %s", self._spool.path, exc)
-            last = removal.last if self._removable is None else self._removable[1]
-            self._removable = (removal.first, last)
+            self._removable = max(removal.last, self._removable or 0)

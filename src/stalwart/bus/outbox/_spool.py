@@ -227,11 +227,9 @@ class Spool:
     def _key(self) -> str:
         return self.bus or ""
 
-    def remove_range(self, first: int, last: int) -> None:
-        """Mark this bus's rows up to ``last`` forwarded (``first``, the oldest of them,
-        is not needed: the mark covers everything below ``last``),
-        without waiting for the disk, and delete the rows when it is cheap (see the
-        module's docstring)."""
+    def mark_forwarded(self, last: int) -> None:
+        """Mark this bus's rows up to ``last`` forwarded, without waiting for the disk,
+        and delete the rows when it is cheap (see the module's docstring)."""
         with self._lock:
             self._sync(False)
             self._db.execute("BEGIN IMMEDIATE")

@@ -1,10 +1,5 @@
-"""Support for tests on real RabbitMQ: a fault-injecting TCP proxy and cleanup.
-
-Tests point a transport at the proxy instead of the broker; ``cut()``
-simulates a network partition or a broker that went away (open connections
-drop, new ones are refused until ``restore()``), without stopping the
-broker that other tests share.
-"""
+"""Support for tests on real RabbitMQ: private exchanges and their cleanup, and the
+fault-injecting TCP proxy (:mod:`tcp_proxy`) in front of the broker."""
 
 from __future__ import annotations
 
@@ -12,7 +7,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import aio_pika
 
@@ -26,6 +20,7 @@ from stalwart.bus.amqp._names import (
     wait_queue,
     work_queue,
 )
+from tcp_proxy import TcpProxy, proxy_to
 
 __all__ = ["TcpProxy", "bodies", "drop_exchange", "private_exchange", "proxy_to"]
 
@@ -59,18 +54,6 @@ async def private_exchange(
         await drop_exchange(url, name, extra)
 
 
-@contextlib.asynccontextmanager
-async def proxy_to(url: str) -> AsyncIterator[TcpProxy]:
-    """A started TcpProxy in front of the broker of ``url``."""
-    parts = urlsplit(url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
-
-
 async def drop_exchange(url: str, exchange: str, extra: tuple[str, ...] = ()) -> None:
     """Delete every queue and exchange a test made under ``exchange`` (quorum queues are
     Raft groups: leaving them behind slows the broker for everyone)."""
@@ -93,71 +76,3 @@ async def drop_exchange(url: str, exchange: str, extra: tuple[str, ...] = ()) ->
         await channel.exchange_delete(dlx_exchange(exchange))
     finally:
         await connection.close()
-
-
-class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self._target = (target_host, target_port)
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
-        self.port = 0
-        self.cut_now = False
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def url(self, base: str) -> str:
-        """``base`` (an amqp URL to the real broker) rewritten to go through the proxy."""
-        host_port = f"{self._target[0]}:{self._target[1]}"
-        return base.replace(host_port, f"127.0.0.1:{self.port}")
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.cut_now:
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(*self._target), 5.0
-            )
-        except (OSError, TimeoutError):
-            writer.close()
-            return
-        self._writers.update((writer, up_writer))
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(src, dst))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        try:
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-        except (OSError, ConnectionError):
-            pass
-        finally:
-            dst.close()
-            self._writers.discard(dst)
-
-    def cut(self) -> None:
-        """Drop every open connection and refuse new ones."""
-        self.cut_now = True
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-
-    def restore(self) -> None:
-        self.cut_now = False
-
-    async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 5.0)
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5.0)

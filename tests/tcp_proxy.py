@@ -1,70 +1,98 @@
 """A TCP proxy a test can cut and restore: a database or broker outage on demand.
 
-Cutting closes every open connection and stops listening (clients see
-connection resets, then refusals), without touching the shared service
-behind it.
+Tests point a client at the proxy instead of the service; ``cut()`` simulates a
+network partition or a service that went away (open connections drop, new ones
+are closed at once until ``restore()``), without touching the service that
+other tests share.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+__all__ = ["TcpProxy", "proxy_to"]
+
+
+@contextlib.asynccontextmanager
+async def proxy_to(url: str, default_port: int = 5672) -> AsyncIterator[TcpProxy]:
+    """A started TcpProxy in front of the service of ``url``."""
+    parts = urlsplit(url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or default_port)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to ``target``; ``await cut()`` / ``await restore()``."""
+    """Forwards 127.0.0.1:<port> to ``target``; ``cut()`` / ``restore()``."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
         self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
+        self.cut_now = False
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def cut(self) -> None:
-        """Drop every connection and refuse new ones."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for pipe in list(self._pipes):
-            pipe.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-
-    async def restore(self) -> None:
-        """Listen again on the same port."""
-        await self.start()
-
-    async def close(self) -> None:
-        await self.cut()
+    def url(self, base: str) -> str:
+        """``base`` (a URL of the real service) rewritten to go through the proxy."""
+        host_port = f"{self._target[0]}:{self._target[1]}"
+        return base.replace(host_port, f"127.0.0.1:{self.port}")
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
-        except OSError:
+        if self.cut_now:
             writer.close()
             return
-        pipes = [
-            asyncio.create_task(_pipe(reader, upstream_writer)),
-            asyncio.create_task(_pipe(upstream_reader, writer)),
-        ]
-        self._pipes.update(pipes)
         try:
-            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(*self._target), 5.0
+            )
+        except (OSError, TimeoutError):
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(src, dst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except (OSError, ConnectionError):
+            pass
         finally:
-            for pipe in pipes:
-                pipe.cancel()
-                self._pipes.discard(pipe)
-            await asyncio.gather(*pipes, return_exceptions=True)
-            for w in (writer, upstream_writer):
-                w.close()
+            dst.close()
+            self._writers.discard(dst)
 
+    def cut(self) -> None:
+        """Drop every open connection and refuse new ones."""
+        self.cut_now = True
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError, OSError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
+    def restore(self) -> None:
+        self.cut_now = False
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 5.0)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)

@@ -12,7 +12,7 @@ import pytest
 
 from nats_support import drop_streams
 from stalwart.bus.nats import NatsTransport
-from tcp_proxy import TcpProxy
+from tcp_proxy import TcpProxy, proxy_to
 
 Make = Callable[..., Awaitable[NatsTransport]]
 
@@ -44,10 +44,5 @@ async def make_bus(nats_url: str, namespace: str) -> AsyncIterator[Make]:
 
 @pytest.fixture
 async def proxy(nats_url: str) -> AsyncIterator[TcpProxy]:
-    host, _, port = nats_url.split("://", 1)[1].partition(":")
-    tcp = TcpProxy(host, int(port or 4222))
-    await tcp.start()
-    try:
+    async with proxy_to(nats_url, default_port=4222) as tcp:
         yield tcp
-    finally:
-        await tcp.close()

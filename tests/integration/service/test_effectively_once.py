@@ -158,7 +158,7 @@ async def test_a_store_outage_retries_with_a_reason_and_crashes_no_task(
     await start(started, ServiceRunner(svc, bus, settings))
     try:
         # When the store goes away and messages arrive
-        await proxy.cut()
+        proxy.cut()
         sent = [Envelope.new("work.item", {"n": n}) for n in range(5)]
         await bus.publish(sent)
         # Then each attempt fails with "store unavailable" (no crashed handler task),
@@ -167,7 +167,7 @@ async def test_a_store_outage_retries_with_a_reason_and_crashes_no_task(
             await lifecycle.wait(envelope.id, svc.name, S.FAILED, timeout=20.0, count=3)
             assert "store unavailable" in lifecycle.reason(envelope.id, svc.name, S.FAILED)
         # And once the store is back every message is consumed, each effect stored once
-        await proxy.restore()
+        proxy.restore()
         for envelope in sent:
             await lifecycle.wait(envelope.id, svc.name, S.CONSUMED, timeout=30)
             assert S.DEAD not in lifecycle.of(envelope.id, svc.name)
@@ -189,14 +189,14 @@ async def test_every_handler_stopped_by_a_store_restart_goes_on_within_seconds(
     await start(started, ServiceRunner(svc, bus, settings))
     try:
         # When the store goes away while eight messages arrive (each fails, some twice)
-        await proxy.cut()
+        proxy.cut()
         sent = [Envelope.new("work.item", {"n": n}) for n in range(8)]
         await bus.publish(sent)
         for envelope in sent:
             await lifecycle.wait(envelope.id, svc.name, S.FAILED, timeout=20.0)
         await asyncio.sleep(2.0)
         # and comes back
-        await proxy.restore()
+        proxy.restore()
         began = time.monotonic()
         # Then every message is consumed within seconds, not the minute the
         # failures' shared pace would otherwise have grown to

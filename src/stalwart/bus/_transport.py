@@ -30,6 +30,7 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "Encoded",
+    "EncodedMessage",
     "Pipelined",
     "QueueSpec",
     "QueueStats",
@@ -82,6 +83,20 @@ class Encoded(NamedTuple):
     id: str
     topic: str
     data: bytes
+
+
+class EncodedMessage(Protocol):
+    """What ``publish_encoded`` takes: an :class:`Encoded`, or any record with its three
+    fields (an outbox's spool rows go out as read, with no copy made per row)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
 
 
 def within_limit(data: bytes, limit: int) -> bytes:
@@ -187,7 +202,7 @@ class Transport(Protocol):
         still loses nothing. Network brokers confirm every publish either way.
         """
 
-    async def publish_encoded(self, batch: Sequence[Encoded]) -> None:
+    async def publish_encoded(self, batch: Sequence[EncodedMessage]) -> None:
         """:meth:`publish` for envelopes already encoded (an outbox's spool): their
         bytes go out as they are, never decoded and encoded again."""
 
@@ -225,7 +240,7 @@ class Pipelined(Protocol):
     have many publishes in flight. RabbitMQ and NATS implement it.
     """
 
-    async def send_encoded(self, batch: Sequence[Encoded]) -> Awaitable[None]:
+    async def send_encoded(self, batch: Sequence[EncodedMessage]) -> Awaitable[None]:
         """Send every message of ``batch`` in order and return once they are queued on
         the connection, before the broker confirms: batches sent one after another
         reach the broker in that order. Await the result for the confirms; it raises

@@ -20,7 +20,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
 from aiormq import spec
 
-from stalwart.bus._transport import Encoded, within_limit
+from stalwart.bus._transport import EncodedMessage, within_limit
 from stalwart.bus.amqp._names import ATTEMPT_HEADER
 from stalwart.envelope import Envelope, decode, encode, utcnow
 from stalwart.errors import DecodeError
@@ -75,7 +75,7 @@ def to_message(envelope: Envelope, max_size: int) -> Outgoing:
     )
 
 
-def encoded_message(row: Encoded, max_size: int) -> Outgoing:
+def encoded_message(row: EncodedMessage, max_size: int) -> Outgoing:
     """:func:`to_message` for an envelope already encoded: the body is ``row.data`` as it
     is; the properties that mirror its fields are read with a plain JSON parse."""
     fields: dict[str, Any] = {}

@@ -21,7 +21,7 @@ from aio_pika.exceptions import (
 )
 from aiormq.exceptions import ChannelAccessRefused
 
-from stalwart.bus._transport import DeadLetter, Delivery, Encoded, QueueSpec, QueueStats
+from stalwart.bus._transport import DeadLetter, Delivery, EncodedMessage, QueueSpec, QueueStats
 from stalwart.bus.amqp import _admin
 from stalwart.bus.amqp._channels import find_queue, gate, open_channel, temporary_channel
 from stalwart.bus.amqp._codec import Outgoing, copy_message, encoded_message, to_message
@@ -303,10 +303,10 @@ class AmqpTransport:
             raise TransportClosed("the amqp transport is closed; open a new one")
         await self._send([(to_message(e, self.max_message_size), e.topic) for e in batch])
 
-    async def publish_encoded(self, batch: Sequence[Encoded]) -> None:
+    async def publish_encoded(self, batch: Sequence[EncodedMessage]) -> None:
         await (await self.send_encoded(batch))
 
-    async def send_encoded(self, batch: Sequence[Encoded]) -> Awaitable[None]:
+    async def send_encoded(self, batch: Sequence[EncodedMessage]) -> Awaitable[None]:
         """Publish ``batch`` without waiting for the confirms; await the result for them
         (see :class:`~stalwart.bus._transport.Pipelined`)."""
         if self._closed:

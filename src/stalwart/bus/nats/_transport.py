@@ -26,7 +26,7 @@ from nats.js.errors import APIError, BadRequestError, NotFoundError
 from stalwart.bus._transport import (
     DeadLetter,
     Delivery,
-    Encoded,
+    EncodedMessage,
     QueueSpec,
     QueueStats,
     within_limit,
@@ -316,10 +316,10 @@ class NatsTransport:
         rows = [self._row(env.topic, encode(env, self.max_message_size), env) for env in batch]
         await (await self._send(rows))
 
-    async def publish_encoded(self, batch: Sequence[Encoded]) -> None:
+    async def publish_encoded(self, batch: Sequence[EncodedMessage]) -> None:
         await (await self.send_encoded(batch))
 
-    async def send_encoded(self, batch: Sequence[Encoded]) -> Awaitable[None]:
+    async def send_encoded(self, batch: Sequence[EncodedMessage]) -> Awaitable[None]:
         """Publish ``batch`` without waiting for JetStream's acks; await the result for
         them (see :class:`~stalwart.bus._transport.Pipelined`)."""
         self._need()

@@ -21,14 +21,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple
 
-from stalwart.bus._transport import Encoded
+from stalwart.bus._transport import EncodedMessage
 from stalwart.bus.outbox._spool import Spool, SpooledRow
 
 __all__ = ["Pipeline"]
 
 log = logging.getLogger("stalwart.bus.outbox")
 
-Send = Callable[[Sequence[Encoded]], Awaitable[asyncio.Future[None]]]
+Send = Callable[[Sequence[EncodedMessage]], Awaitable[asyncio.Future[None]]]
 
 
 class _Flight(NamedTuple):
@@ -77,7 +77,7 @@ class Pipeline:
             )
         return rows
 
-    async def send(self, rows: Sequence[SpooledRow], batch: Sequence[Encoded]) -> None:
+    async def send(self, rows: Sequence[SpooledRow], batch: Sequence[EncodedMessage]) -> None:
         """Send ``batch`` (spool ``rows``, consecutive); returns once at most ``window``
         batches await their confirms."""
         confirms = await self._send(batch)

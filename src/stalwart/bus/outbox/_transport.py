@@ -8,7 +8,6 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +18,7 @@ from stalwart.bus._transport import (
     DeadLetter,
     Delivery,
     Encoded,
+    EncodedMessage,
     Pipelined,
     QueueSpec,
     QueueStats,
@@ -47,7 +47,6 @@ Progress = Callable[[int, int], None]  # (forwarded so far, pending at start)
 # Batches sent while the confirms of earlier ones are awaited: enough to cover the
 # broker's round trip, few enough that a failure sends little again.
 _WINDOW = 4
-_as_encoded = partial(tuple.__new__, Encoded)
 
 
 def destination(url: str) -> str:
@@ -207,7 +206,7 @@ class OutboxTransport:
         rows = [Encoded(env.id, env.topic, encode(env, self._max_size)) for env in batch]
         await self.publish_encoded(rows)
 
-    async def publish_encoded(self, batch: Sequence[Encoded]) -> None:
+    async def publish_encoded(self, batch: Sequence[EncodedMessage]) -> None:
         """:meth:`publish` for envelopes already encoded: the bytes are spooled or sent as
         they are."""
         spool = self._need_spool()
@@ -329,13 +328,12 @@ class OutboxTransport:
             return True
         for start in range(0, len(rows), self._batch_size):
             part = rows[start : start + self._batch_size]
-            # (id, topic, data) of a row is an Encoded: made without a Python call per row.
-            batch = [_as_encoded(row[1:]) for row in part if looks_encoded(row.data)]
-            if len(batch) < len(part):  # some rows need decoding again, or quarantine
+            # A spool row has the fields of an EncodedMessage: it goes out as read.
+            batch: Sequence[EncodedMessage] = part
+            if not all(looks_encoded(row.data) for row in part):
+                # Some rows need decoding again, or quarantine.
                 outgoing = [
-                    Encoded(row.id, row.topic, row.data)
-                    if looks_encoded(row.data)
-                    else await self._decoded(spool, row)
+                    row if looks_encoded(row.data) else await self._decoded(spool, row)
                     for row in part
                 ]
                 batch = [row for row in outgoing if row is not None]
@@ -343,7 +341,7 @@ class OutboxTransport:
             await pipeline.send(part, batch)
         return True
 
-    async def _send(self, batch: Sequence[Encoded]) -> asyncio.Future[None]:
+    async def _send(self, batch: Sequence[EncodedMessage]) -> asyncio.Future[None]:
         """Put ``batch`` on the wire in order; the future of its confirms. A transport
         that cannot keep confirms in flight publishes it whole, one batch at a time."""
         if isinstance(self.inner, Pipelined):

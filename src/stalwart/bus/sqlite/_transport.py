@@ -15,7 +15,7 @@ from typing import Any, Final, Literal, TypeVar
 
 import psutil
 
-from stalwart.bus._transport import DeadLetter, Encoded, QueueSpec, QueueStats, within_limit
+from stalwart.bus._transport import DeadLetter, EncodedMessage, QueueSpec, QueueStats, within_limit
 from stalwart.bus.sqlite import _ops as ops
 from stalwart.bus.sqlite._batch import TurnBatcher
 from stalwart.bus.sqlite._consumer import SqliteConsumer, SqliteDelivery
@@ -194,7 +194,7 @@ class SqliteTransport:
         if items:
             await (self._publishes if sync else self._unsynced_publishes).add(items)
 
-    async def publish_encoded(self, batch: Sequence[Encoded]) -> None:
+    async def publish_encoded(self, batch: Sequence[EncodedMessage]) -> None:
         self._check_open()
         items = [(row.topic, within_limit(row.data, self.max_message_size)) for row in batch]
         if items:

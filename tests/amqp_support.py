@@ -1,5 +1,5 @@
-"""Support for tests on real RabbitMQ: private exchanges and their cleanup, and the
-fault-injecting TCP proxy (:mod:`tcp_proxy`) in front of the broker."""
+"""Support for tests on real RabbitMQ: private exchanges, their cleanup, and reading
+bodies back (the broker's outages come from :mod:`tcp_proxy`)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,8 @@ from stalwart.bus.amqp._names import (
     wait_queue,
     work_queue,
 )
-from tcp_proxy import TcpProxy, proxy_to
 
-__all__ = ["TcpProxy", "bodies", "drop_exchange", "private_exchange", "proxy_to"]
+__all__ = ["bodies", "drop_exchange", "private_exchange"]
 
 
 async def bodies(bus: Transport, queue: str, count: int, timeout: float = 10.0) -> list[Any]:

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from amqp_support import TcpProxy, drop_exchange, proxy_to
+from amqp_support import drop_exchange
 from stalwart.bus.amqp import AmqpTransport
+from tcp_proxy import TcpProxy, proxy_to
 
 Make = Callable[..., Awaitable[AmqpTransport]]
 

@@ -11,13 +11,13 @@ from collections.abc import Awaitable, Callable
 import aio_pika
 import pytest
 
-from amqp_support import TcpProxy
 from stalwart.bus import Delivery, QueueSpec, Transport
 from stalwart.bus.amqp import AmqpTransport
 from stalwart.bus.amqp import _delivery as amqp_delivery
 from stalwart.bus.amqp._names import dead_queue, wait_queue, work_queue
 from stalwart.envelope import Envelope
 from stalwart.errors import BrokerUnavailable, ConfigError, MessageTooLarge, TransportError
+from tcp_proxy import TcpProxy
 from waiting import until
 
 Make = Callable[..., Awaitable[AmqpTransport]]

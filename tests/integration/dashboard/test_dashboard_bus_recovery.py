@@ -19,11 +19,12 @@ import httpx
 import pytest
 from dashboard_system import free_port
 
-from amqp_support import TcpProxy, private_exchange, proxy_to
+from amqp_support import private_exchange
 from stalwart.bus.amqp import AmqpTransport
 from stalwart.config import Settings
 from stalwart.dashboard import serve_dashboard
 from stalwart.envelope import Envelope
+from tcp_proxy import TcpProxy, proxy_to
 from waiting import until
 
 pytestmark = pytest.mark.rabbitmq

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from amqp_support import TcpProxy, private_exchange, proxy_to
+from amqp_support import private_exchange
+from tcp_proxy import TcpProxy, proxy_to
 
 
 @pytest.fixture

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from amqp_support import TcpProxy, bodies
+from amqp_support import bodies
 from stalwart.bus import QueueSpec, open_bus
 from stalwart.bus.amqp import AmqpTransport
 from stalwart.bus.outbox import OutboxTransport
 from stalwart.config import load_settings
 from stalwart.envelope import Envelope
+from tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.rabbitmq
 

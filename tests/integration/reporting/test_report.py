@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from amqp_support import proxy_to
 from stalwart.bus import QueueSpec, open_transport
 from stalwart.messages import Report
+from tcp_proxy import proxy_to
 
 
 def stalwart(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

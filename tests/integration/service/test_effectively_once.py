@@ -86,8 +86,7 @@ async def proxied_store(settings: Settings, postgres_url: str) -> tuple[TcpProxy
     await create_effects(postgres_url)
     proxy = TcpProxy("127.0.0.1", 5432)
     await proxy.start()
-    proxied = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-    return proxy, with_store(settings, proxied)
+    return proxy, with_store(settings, proxy.url(postgres_url))
 
 
 @pytest.fixture

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from amqp_support import private_exchange, proxy_to
+from amqp_support import private_exchange
 from stalwart.bus.amqp import AmqpTransport
 from stalwart.config import Settings, load_settings
 from stalwart.envelope import Envelope
 from stalwart.service import Context, Service, serve_many
+from tcp_proxy import proxy_to
 from waiting import until
 
 

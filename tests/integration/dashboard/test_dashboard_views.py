@@ -38,13 +38,16 @@ async def test_map_shows_publisher_topic_and_consumer_left_to_right(system: Syst
         async def drawn() -> str | None:
             page = await system.client.get("/map")
             ok = 'data-topic="work.unit"' in page.text and 'data-to="qa"' in page.text
-            # qa's site and page come with its heartbeats, which may be stored after
-            # the flow is: the map is complete once both are drawn
+            # qa's verdicts are stored after the units it consumed, and its site and
+            # page come with its heartbeats: the map is complete once all are drawn
+            ok = ok and 'data-topic="work.done.verdict"' in page.text
             known = '<a href="/services/qa"' in page.text and 'data-site="eu"' in page.text
             return page.text if ok and known and 'class="edge bad"' in page.text else None
 
         # When the map is drawn
-        html = await until(drawn, 30, "the map to show the flow disp -> work.unit -> qa at eu")
+        html = await until(
+            drawn, 30, "the map to show disp -> work.unit -> qa at eu -> work.done.verdict"
+        )
     # Then publisher, topic and consumer are boxes, in that order left to right
     xs = {
         name: float(x)

@@ -1,9 +1,11 @@
 """End-to-end throughput of the embedded bus against SQLite queue peers.
 
 One producer process keeps up to 256 publishes of 1 KiB messages in flight
-(``bus-full``: many publishers), or publishes batches of 100 one after the
-other as the plain SQLite peer inserts them (``bus-full-batched``: the
-peer's shape); two consumer processes consume and ack. Every contender gets the same count
+and two consumer processes hand each delivery to a task that acks it
+(``bus-full``: a service's shape), or, in the plain SQLite peer's shape
+(``bus-full-batched``), the producer publishes batches of 100 one after the
+other and each consumer takes what one claim leased (at most 100) and acks it
+at once (``consume_batches`` and ``ack_all``). Every contender gets the same count
 of messages, its database made before its consumers start, and the bus's
 durability per step (publishes fsynced, claims and acks committed without).
 For each contender it reports throughput (messages / second from the first
@@ -42,7 +44,7 @@ from benchmarks._embedded_peers import (
     pq_prepare,
     pq_produce,
 )
-from stalwart.bus import QueueSpec
+from stalwart.bus import QueueSpec, ack_all, consume_batches
 from stalwart.bus.sqlite import SqliteTransport
 from stalwart.envelope import Envelope
 
@@ -71,8 +73,15 @@ def _bus_url(path: Path) -> str:
 
 
 async def _bus_consume_async(
-    path: Path, durability: Any, ready: Event, stop: Event, progress: Synchronized[int]
+    path: Path,
+    durability: Any,
+    ready: Event,
+    stop: Event,
+    progress: Synchronized[int],
+    batched: bool = False,
 ) -> list[tuple[int, float, float]]:
+    """A task per delivery acking it (a service's shape), or with ``batched`` each claim's
+    deliveries handled in turn and acked together (the plain peer's shape)."""
     bus = SqliteTransport(_bus_url(path), durability=durability)
     await bus.start()
     seen: list[tuple[int, float, float]] = []
@@ -84,13 +93,21 @@ async def _bus_consume_async(
         seen.append((body["n"], body["t"], time.time()))
         progress.value += 1
 
-    async def run() -> None:
+    async def one_by_one() -> None:
         async for delivery in bus.consume(_QUEUE, _IN_FLIGHT):
             task = asyncio.create_task(handle(delivery))
             handlers.add(task)
             task.add_done_callback(handlers.discard)
 
-    consumer = asyncio.create_task(run())
+    async def in_batches() -> None:
+        async for batch in consume_batches(bus, _QUEUE, PLAIN_BATCH):  # claims as the peer's
+            bodies = [delivery.envelope.body for delivery in batch]
+            await ack_all(bus, batch)
+            acked = time.time()  # the ack is the DELETE's commit, as the peer's
+            seen.extend((body["n"], body["t"], acked) for body in bodies)
+            progress.value += len(bodies)
+
+    consumer = asyncio.create_task(in_batches() if batched else one_by_one())
     ready.set()
     await asyncio.to_thread(stop.wait)
     consumer.cancel()
@@ -100,9 +117,12 @@ async def _bus_consume_async(
 
 
 def _bus_consume(
-    path: Path, durability: Any, ready: Event, stop: Event, progress: Synchronized[int]
+    path: Path, kind: str, ready: Event, stop: Event, progress: Synchronized[int]
 ) -> list[tuple[int, float, float]]:
-    return asyncio.run(_bus_consume_async(path, durability, ready, stop, progress))
+    durability, _, shape = kind.removeprefix("bus-").partition("-")
+    return asyncio.run(
+        _bus_consume_async(path, durability, ready, stop, progress, shape == "batched")
+    )
 
 
 async def _bus_produce_async(path: Path, durability: Any, count: int) -> None:
@@ -159,8 +179,7 @@ def _consumer_main(
     results: Any,
 ) -> None:
     if kind.startswith("bus-"):
-        durability = kind.removeprefix("bus-").partition("-")[0]
-        seen = _bus_consume(path, durability, ready, stop, progress)
+        seen = _bus_consume(path, kind, ready, stop, progress)
     elif kind == "persist-queue":
         seen = pq_consume(path, ready, stop, progress)
     else:

@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from stalwart.bus import Delivery, Encoded, QueueSpec, QueueStats, Transport
+from stalwart.bus import (
+    Delivery,
+    Encoded,
+    QueueSpec,
+    QueueStats,
+    Transport,
+    ack_all,
+    consume_batches,
+)
 from stalwart.envelope import Envelope, encode
 from stalwart.errors import MessageTooLarge, StalwartError, TransportClosed
 from waiting import until
@@ -421,3 +429,52 @@ async def test_stopping_the_iterator_lets_handed_out_work_finish_and_returns_the
     rest = await take(other, queue, 2, timeout=10.0)
     assert first.envelope is not None
     assert sorted(_bodies(rest)) == sorted({0, 1, 2} - {first.envelope.body})
+
+
+async def test_batches_hand_out_every_message_once_and_ack_all_settles_them(
+    transport_factory: Factory, unique: str, nothing_within: Nothing
+) -> None:
+    # Given 120 messages on a queue
+    queue = f"batches-{unique}"
+    bus = await _loaded(transport_factory, queue, "b.x", list(range(120)), lease=60.0)
+    # When a bulk consumer takes them in batches of at most 50 unsettled, acking each batch
+    got: list[object] = []
+    sizes: list[int] = []
+    batches = consume_batches(bus, queue, 50)
+    try:
+        while len(got) < 120:
+            batch = await asyncio.wait_for(anext(batches), 10.0)
+            sizes.append(len(batch))
+            got.extend(_bodies(list(batch)))
+            await ack_all(bus, batch)
+    finally:
+        await batches.aclose()  # type: ignore[attr-defined]
+    # Then every message came once, in batches within the prefetch, most more than one
+    assert sorted(got) == list(range(120))  # type: ignore[type-var]
+    assert max(sizes) <= 50 and len(sizes) < 120
+    # And the acks took them off the queue: nothing comes back
+    await until(lambda: bus.queue_stats(queue), 10.0, "an empty queue", accept=_empty)
+    assert await nothing_within(bus, queue, 1.0)
+
+
+def _empty(stats: QueueStats) -> bool:
+    return (stats.ready, stats.inflight, stats.dead) == (0, 0, 0)
+
+
+async def test_a_batch_not_acked_comes_back_when_the_consumer_closes(
+    transport_factory: Factory, unique: str, take: Take
+) -> None:
+    # Given a bulk consumer holding a batch it did not ack
+    queue = f"batch-held-{unique}"
+    first = await _loaded(transport_factory, queue, "bh.x", list(range(5)), lease=60.0)
+    batches = consume_batches(first, queue, 5)
+    held: list[object] = []
+    while len(held) < 5:
+        held.extend(_bodies(list(await asyncio.wait_for(anext(batches), 10.0))))
+    # When its transport closes
+    await batches.aclose()  # type: ignore[attr-defined]
+    await first.close()
+    # Then another consumer gets all of them, well before the lease runs out
+    other = await transport_factory()
+    back = await take(other, queue, 5, timeout=10.0)
+    assert sorted(_bodies(back)) == list(range(5))  # type: ignore[type-var]

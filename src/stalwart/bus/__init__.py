@@ -4,17 +4,20 @@ Public face: :func:`open_transport`, :class:`Transport`, :class:`Delivery`,
 :class:`QueueSpec` and friends, :class:`BusLink` (a long-lived
 component's connection, kept while the bus comes and goes),
 :func:`consume_forever` (a long-lived part's consumer, started again when it
-ends) and :class:`HeartbeatSender` (a component's proof of life: services,
+ends), :func:`consume_batches` and :func:`ack_all` (a bulk consumer's, in
+groups) and :class:`HeartbeatSender` (a component's proof of life: services,
 the persister). Backends live in ``sqlite``, ``amqp`` and ``nats``; ``outbox``
 wraps any of them with a local store-and-forward spool.
 """
 
+from stalwart.bus._batches import ack_all, consume_batches
 from stalwart.bus._factory import open_transport, redact_url
 from stalwart.bus._forever import consume_forever
 from stalwart.bus._heartbeat import Counters, HeartbeatSender
 from stalwart.bus._link import BusLink
 from stalwart.bus._open import open_bus
 from stalwart.bus._transport import (
+    Batching,
     DeadLetter,
     Delivery,
     Encoded,
@@ -26,6 +29,7 @@ from stalwart.bus._transport import (
 )
 
 __all__ = [
+    "Batching",
     "BusLink",
     "Counters",
     "DeadLetter",
@@ -36,7 +40,9 @@ __all__ = [
     "QueueSpec",
     "QueueStats",
     "Transport",
+    "ack_all",
     "backoff_delay",
+    "consume_batches",
     "consume_forever",
     "open_bus",
     "open_transport",

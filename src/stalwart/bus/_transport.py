@@ -27,6 +27,7 @@ from stalwart.errors import DecodeError, MessageTooLarge
 from stalwart.topics import validate_pattern
 
 __all__ = [
+    "Batching",
     "DeadLetter",
     "Delivery",
     "Encoded",
@@ -246,3 +247,22 @@ class Pipelined(Protocol):
         reach the broker in that order. Await the result for the confirms; it raises
         as :meth:`Transport.publish_encoded` does (``publish_encoded`` is the two
         steps in one). Hand the result to ``asyncio.ensure_future`` or await it."""
+
+
+@runtime_checkable
+class Batching(Protocol):
+    """A transport that hands out and acks deliveries in groups: the embedded bus.
+
+    Handing deliveries out one by one costs a consumer a loop step per message
+    and each ack a settlement of its own; a bulk consumer (a loader, an
+    archiver) wants what one claim leased as one list, acked in one
+    transaction. :func:`~stalwart.bus.consume_batches` and
+    :func:`~stalwart.bus.ack_all` use this where a transport has it.
+    """
+
+    def consume_batches(self, queue: str, prefetch: int) -> AsyncIterator[Sequence[Delivery]]:
+        """:meth:`Transport.consume`, a list at a time: the deliveries one claim leased."""
+        ...
+
+    async def ack_all(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack every delivery (each at most once) in one go; any settled already: an error."""

@@ -114,6 +114,63 @@ async def test_settling_twice_or_after_close_fails_clearly(bus: SqliteTransport)
         await bus.publish([Envelope.new("t.x", 3)])
 
 
+async def test_ack_all_refuses_a_bad_batch_whole_and_settles_a_good_one_in_one_commit(
+    bus: SqliteTransport,
+) -> None:
+    # Given two consumers of one queue, each holding a batch
+    await bus.declare(QueueSpec("bulk", ("bulk.x",), lease=60.0))
+    await bus.publish([Envelope.new("bulk.x", n) for n in range(6)])
+    one, two = bus.consume_batches("bulk", 3), bus.consume_batches("bulk", 3)
+    first = list(await asyncio.wait_for(anext(one), 10.0))
+    second = list(await asyncio.wait_for(anext(two), 10.0))
+    assert len(first) == len(second) == 3
+    # When a batch names one delivery twice, or holds a delivery of another transport
+    with pytest.raises(TransportError, match="twice"):
+        await bus.ack_all([first[0], *first])
+    stranger = _StrangerDelivery()
+    with pytest.raises(TransportError, match="embedded bus only"):
+        await bus.ack_all([first[0], stranger])
+    # Then nothing of it was settled: the same deliveries can still be acked
+    ops = bus._writer.ops  # type: ignore[union-attr]
+    await bus.ack_all(first + second)
+    # And both consumers' batches left the queue, six acks in one writer operation each
+    assert bus._writer.ops - ops == 2  # type: ignore[union-attr]
+    stats = await bus.queue_stats("bulk")
+    assert (stats.ready, stats.inflight) == (0, 0)
+    # And a delivery acked already cannot be acked again, alone or in a batch
+    with pytest.raises(TransportError, match="already settled"):
+        await bus.ack_all(first[:1])
+
+
+class _StrangerDelivery:
+    """A delivery of some other transport."""
+
+    queue, attempt, raw = "bulk", 1, b"{}"
+
+    async def ack(self) -> None:
+        raise AssertionError("never acked through the embedded bus")
+
+
+async def test_ack_all_of_an_expired_lease_warns_that_it_may_run_again(
+    bus: SqliteTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a batch whose lease ran out and was taken by another consumer
+    await bus.declare(QueueSpec("late", ("late.x",), lease=0.2))
+    await bus.publish([Envelope.new("late.x", 1)])
+    (stale,) = await asyncio.wait_for(anext(bus.consume_batches("late", 1)), 10.0)
+    await asyncio.sleep(0.4)
+    (again,) = await asyncio.wait_for(anext(bus.consume_batches("late", 1)), 10.0)
+    assert again.attempt == 2
+    # When the first consumer acks it late
+    with caplog.at_level("WARNING", logger="stalwart.bus.sqlite"):
+        await bus.ack_all([stale])
+    # Then a warning says it may be processed again, and the new holder's ack still counts
+    assert "lease expired" in caplog.text
+    await bus.ack_all([again])
+    stats = await bus.queue_stats("late")
+    assert (stats.ready, stats.inflight) == (0, 0)
+
+
 async def test_bad_input_is_refused_with_an_actionable_error(bus: SqliteTransport) -> None:
     # Consuming a queue nobody declared
     with pytest.raises(TransportError, match="not declared"):

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, Final, TypeVar
 
@@ -28,7 +28,7 @@ from stalwart.bus.sqlite._writer import Op
 from stalwart.envelope import Envelope, decode
 from stalwart.errors import BrokerUnavailable, DecodeError, TransportClosed, TransportError
 
-__all__ = ["SqliteConsumer", "SqliteDelivery"]
+__all__ = ["SqliteConsumer", "SqliteDelivery", "ack_together"]
 
 _log = logging.getLogger("stalwart.bus.sqlite")
 
@@ -124,6 +124,20 @@ class SqliteDelivery(Decoded):
             )
 
 
+async def ack_together(deliveries: Sequence[SqliteDelivery]) -> None:
+    """Ack ``deliveries``: one writer operation per consumer they came from."""
+    groups: dict[int, list[SqliteDelivery]] = {}
+    for delivery in deliveries:
+        groups.setdefault(id(delivery._consumer), []).append(delivery)
+    await asyncio.gather(*(group[0]._consumer.ack_all(group) for group in groups.values()))
+
+
+def _warn_expired(what: str, delivery: SqliteDelivery) -> None:
+    _log.warning(
+        "%s of %r found its lease expired; the message may be processed again", what, delivery
+    )
+
+
 class SqliteConsumer:
     """The state of one ``consume()`` iterator: its leases, buffer and wake-up event."""
 
@@ -164,6 +178,36 @@ class SqliteConsumer:
     async def settle(self, delivery: SqliteDelivery, fn: Op[Any] | None, what: str) -> Any:
         """Run ``fn`` (None: an ack, batched with this loop turn's others) once per delivery."""
         self.check_open()
+        self._check_settleable(delivery)
+        self._mark_settled([delivery])
+        try:
+            result = await (self._acks.add(delivery._lease) if fn is None else self._submit(fn))
+        except BaseException:
+            self._unmark([delivery])
+            raise
+        if result is None or (result is False and what != "retry"):
+            _warn_expired(what, delivery)
+        return result
+
+    async def ack_all(self, deliveries: Sequence[SqliteDelivery]) -> None:
+        """Ack ``deliveries`` (all of this consumer) in one writer operation."""
+        self.check_open()
+        for delivery in deliveries:
+            self._check_settleable(delivery)
+        if len({id(d) for d in deliveries}) < len(deliveries):
+            raise TransportError("a delivery appears twice in one ack_all; settle a delivery once")
+        self._mark_settled(deliveries)
+        leases = [delivery._lease for delivery in deliveries]
+        try:
+            held = await self._submit(partial(ops.settle_acks, leases=leases))
+        except BaseException:
+            self._unmark(deliveries)
+            raise
+        for delivery, still_held in zip(deliveries, held, strict=True):
+            if not still_held:
+                _warn_expired("ack", delivery)
+
+    def _check_settleable(self, delivery: SqliteDelivery) -> None:
         if delivery._released:
             raise TransportError(
                 f"{delivery!r} was released for redelivery when the transport closed; "
@@ -171,25 +215,21 @@ class SqliteConsumer:
             )
         if delivery._settled:
             raise TransportError(f"{delivery!r} is already settled; settle a delivery once")
+
+    def _mark_settled(self, deliveries: Sequence[SqliteDelivery]) -> None:
         # The slot is free as soon as the settlement is queued: the next claim
         # then joins the same transaction as this ack instead of needing its own.
-        delivery._settled = True
-        self._unsettled.pop(delivery.row_id, None)
+        for delivery in deliveries:
+            delivery._settled = True
+            self._unsettled.pop(delivery.row_id, None)
         self.wake.set()
-        try:
-            result = await (self._acks.add(delivery._lease) if fn is None else self._submit(fn))
-        except BaseException:
+
+    def _unmark(self, deliveries: Sequence[SqliteDelivery]) -> None:
+        """The settlement failed: the deliveries are held again (unless released meanwhile)."""
+        for delivery in deliveries:
             if not delivery._released:
                 delivery._settled = False
                 self._unsettled[delivery.row_id] = delivery
-            raise
-        if result is None or (result is False and what != "retry"):
-            _log.warning(
-                "%s of %r found its lease expired; the message may be processed again",
-                what,
-                delivery,
-            )
-        return result
 
     @property
     def holding(self) -> bool:
@@ -245,15 +285,27 @@ class SqliteConsumer:
                 await self.wake.wait()
 
     async def deliveries(self) -> AsyncIterator[SqliteDelivery]:
+        """One delivery at a time, its lease renewed if it waited in the buffer long."""
+        while await self._filled():
+            delivery = self._buffer.popleft()
+            if delivery.lease_until - time.time() < self.spec.lease / 2:
+                await delivery.extend(self.spec.lease)
+            yield delivery
+
+    async def batches(self) -> AsyncIterator[list[SqliteDelivery]]:
+        """Every delivery one claim leased, at once (their leases have just begun)."""
+        while await self._filled():
+            batch = list(self._buffer)
+            self._buffer.clear()
+            yield batch
+
+    async def _filled(self) -> bool:
+        """Claim until the buffer holds deliveries; False once the consumer ends."""
         failures = 0
         lingered = False
         while self._is_open() and not self._stopped:
             if self._buffer:
-                delivery = self._buffer.popleft()
-                if delivery.lease_until - time.time() < self.spec.lease / 2:
-                    await delivery.extend(self.spec.lease)
-                yield delivery
-                continue
+                return True
             self.wake.clear()
             free = self.prefetch - len(self._unsettled)
             if free <= 0:
@@ -287,7 +339,7 @@ class SqliteConsumer:
             self.spec = claimed.spec
             if claimed.rows and (self._stopped or not self._is_open()):
                 await self._release_late([(r[0], self.owner, r[2]) for r in claimed.rows])
-                return
+                return False
             if claimed.rows:
                 until = time.time() + self.spec.lease
                 for row_id, raw, attempt in claimed.rows:
@@ -299,3 +351,4 @@ class SqliteConsumer:
             if claimed.next_at is not None:
                 timeout = min(timeout, claimed.next_at - time.time() + 0.001)
             await self._sleep(timeout)
+        return False

@@ -15,15 +15,28 @@ from typing import Any, Final, Literal, TypeVar
 
 import psutil
 
-from stalwart.bus._transport import DeadLetter, EncodedMessage, QueueSpec, QueueStats, within_limit
+from stalwart.bus._transport import (
+    DeadLetter,
+    Delivery,
+    EncodedMessage,
+    QueueSpec,
+    QueueStats,
+    within_limit,
+)
 from stalwart.bus.sqlite import _ops as ops
 from stalwart.bus.sqlite._batch import TurnBatcher
-from stalwart.bus.sqlite._consumer import SqliteConsumer, SqliteDelivery
+from stalwart.bus.sqlite._consumer import SqliteConsumer, SqliteDelivery, ack_together
 from stalwart.bus.sqlite._schema import connect, db_path_from_url
 from stalwart.bus.sqlite._wake import WakeHub
 from stalwart.bus.sqlite._writer import GroupWriter, Op, Touched
 from stalwart.envelope import DEFAULT_MAX_SIZE, Envelope, decode, encode
-from stalwart.errors import BrokerUnavailable, ConfigError, DecodeError, TransportClosed
+from stalwart.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    DecodeError,
+    TransportClosed,
+    TransportError,
+)
 
 __all__ = ["SqliteDelivery", "SqliteTransport"]
 
@@ -201,6 +214,31 @@ class SqliteTransport:
             await self._publishes.add(items)
 
     async def consume(self, queue: str, prefetch: int) -> AsyncIterator[SqliteDelivery]:
+        async with self._consumer(queue, prefetch) as consumer:
+            async for delivery in consumer.deliveries():
+                yield delivery
+
+    async def consume_batches(
+        self, queue: str, prefetch: int
+    ) -> AsyncIterator[list[SqliteDelivery]]:
+        """The rows of each claim as one list (:class:`~stalwart.bus.Batching`)."""
+        async with self._consumer(queue, prefetch) as consumer:
+            async for batch in consumer.batches():
+                yield batch
+
+    async def ack_all(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack deliveries of this transport in one writer operation (per consumer)."""
+        self._check_open()
+        ours = [d for d in deliveries if isinstance(d, SqliteDelivery)]
+        if len(ours) < len(deliveries):
+            raise TransportError(
+                "ack_all takes deliveries of the embedded bus only; ack others one by one"
+            )
+        await ack_together(ours)
+
+    @contextlib.asynccontextmanager
+    async def _consumer(self, queue: str, prefetch: int) -> AsyncIterator[SqliteConsumer]:
+        """A registered consumer of ``queue``; stopped (its buffer released) on exit."""
         self._check_open()
         consumer = SqliteConsumer(
             queue, prefetch, self._submit_light, self._router, self._is_open, self._submit_late
@@ -209,8 +247,7 @@ class SqliteTransport:
             self._hub.listen(self._loop, self._wake_local)
         self._consumers.setdefault(queue, set()).add(consumer)
         try:
-            async for delivery in consumer.deliveries():
-                yield delivery
+            yield consumer
         finally:
             await consumer.stop()
             if not consumer.holding:  # else close() still has leases to release

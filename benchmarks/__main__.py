@@ -32,12 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     failed = []
     for name in wanted:
-        module = importlib.import_module(f"benchmarks.bench_{name}")
         print(f"== bench_{name} ==", flush=True)
         started = time.monotonic()
         saved, sys.argv = sys.argv, [f"bench_{name}"]  # each main() parses its own defaults
         try:
-            module.main()
+            importlib.import_module(f"benchmarks.bench_{name}").main()
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             print(f"bench_{name} failed: {type(exc).__name__}: {exc}")
             failed.append(name)

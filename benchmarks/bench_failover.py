@@ -1,6 +1,7 @@
 """Failover time of an HA service over repeated kill -9 of the active replica.
 
-Three replica processes (``python -m stalwart.ha``) of a small service share a
+Three replica processes (``stalwart run --ha``, each started from a config file
+as an operator or the watchdog starts one) of a small service share a
 lease in the store. Each round waits until a standby is contending (seen in
 ``stalwart.ha.status``), then a random part of the renewal period,
 kills the active replica with SIGKILL, and measures the time from the kill to
@@ -32,9 +33,7 @@ from pathlib import Path
 from rich.progress import Progress
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stalwart.config import Settings
 from stalwart.ha import status
-from stalwart.ha.replicas import SETTINGS_ENV
 from stalwart.store.engine import open_engine
 
 __all__ = ["main"]
@@ -47,16 +46,13 @@ PATRONI_LOOP_WAIT = 10.0
 PATRONI_WORST = PATRONI_TTL + PATRONI_LOOP_WAIT
 
 
-def _spawn(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
-    env[SETTINGS_ENV] = settings.model_dump_json()
     env["PYTHONPATH"] = os.pathsep.join([str(_ROOT), env.get("PYTHONPATH", "")])
+    command = ["stalwart", "run", "--ha", "benchmarks._failover_app:svc", "-c", str(config)]
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "stalwart.ha", "benchmarks._failover_app:svc"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            [sys.executable, "-m", *command], env=env, stdout=out, stderr=subprocess.STDOUT
         )
 
 
@@ -87,16 +83,13 @@ async def _standby_ready(engine: AsyncEngine, active: int, timeout: float) -> No
 
 async def _run_lease(lease: float, kills: int, store_url: str | None, work: Path) -> list[float]:
     store = store_url or f"sqlite:///{work}/store-{lease:g}.db"
-    settings = Settings.model_validate(
-        {
-            "bus": {"url": f"sqlite:///{work}/bus-{lease:g}.db"},
-            "store": {"url": store},
-            "ha": {"lease": lease},
-            "log_level": "WARNING",
-        }
+    config = work / f"stalwart-{lease:g}.toml"
+    config.write_text(
+        f'log_level = "WARNING"\n[bus]\nurl = "sqlite:///{work}/bus-{lease:g}.db"\n'
+        f'[store]\nurl = "{store}"\n[ha]\nlease = {lease}\n'
     )
     log = work / f"replicas-{lease:g}.log"
-    procs = {p.pid: p for p in (_spawn(settings, log) for _ in range(_REPLICAS))}
+    procs = {p.pid: p for p in (_spawn(config, log) for _ in range(_REPLICAS))}
     engine = await open_engine(store)
     times: list[float] = []
     try:
@@ -112,7 +105,7 @@ async def _run_lease(lease: float, kills: int, store_url: str | None, work: Path
                 _new, acquired_at = await _holder(engine, pid, lease * 3 + 10)
                 times.append(acquired_at - killed_at)
                 procs.pop(pid).wait(timeout=10)
-                replacement = _spawn(settings, log)
+                replacement = _spawn(config, log)
                 procs[replacement.pid] = replacement
                 bar.advance(task)
     finally:

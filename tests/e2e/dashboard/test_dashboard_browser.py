@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 
 import pytest
 from dashboard_e2e import PASSWORD, browser, child_service, live_system, shot
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Route, expect
 
+from stalwart.bus import QueueSpec
 from stalwart.envelope import Envelope
 from stalwart.messages import Report, report_topic
 from waiting import until
@@ -128,6 +130,44 @@ async def test_login_and_retry_a_dead_letter(tmp_path: Path, chromium_path: str)
                 return sum(1 for t in timeline if t["state"] == "dead") >= 2
 
             await until(retried, 20, "the retried message to be tried again")
+
+
+async def test_a_refresh_already_on_its_way_keeps_a_dead_letter_ticked(
+    tmp_path: Path, chromium_path: str
+) -> None:
+    async with live_system(tmp_path) as system, browser(chromium_path) as b:
+        page = await b.new_page(viewport={"width": 1400, "height": 900})
+        # Given a dead letter of qa, and an operator logged in on the dead-letters page
+        bus = system.transport
+        await bus.declare(QueueSpec("qa", ("work.qa.*",)))
+        await bus.publish([_unit("work.qa.eu", {"unit": "uid://bad"})])
+        delivery = await asyncio.wait_for(anext(aiter(bus.consume("qa", 1))), 10.0)
+        await delivery.dead("poison")
+        await page.goto(system.url + "/dead-letters")
+        await page.click("text=Log in")
+        await page.fill('input[name="user"]', "ops")
+        await page.fill('input[name="password"]', PASSWORD)
+        await page.click('button:has-text("Log in")')
+        await expect(page.locator("tr.dead-letter")).to_have_count(1)
+        # And the page's live refresh fetched, its answer held on the way back
+        asked, answer = asyncio.Event(), asyncio.Event()
+
+        async def hold(route: Route) -> None:
+            asked.set()
+            await answer.wait()
+            await route.continue_()
+
+        await page.route(lambda url: "fragment=1" in url, hold)
+        await asyncio.wait_for(asked.wait(), 20.0)
+        # When the operator ticks the dead letter and then the refresh arrives
+        await page.locator('tr.dead-letter input[name="key"]').check()
+        async with page.expect_response(lambda r: "fragment=1" in r.url):
+            answer.set()
+        await page.wait_for_timeout(500)  # the answer read and (it was not) applied
+        # Then the tick is still there, and retrying acts on that dead letter
+        await expect(page.locator('tr.dead-letter input[name="key"]')).to_be_checked()
+        await page.click('button[value="retry"]')
+        await expect(page.locator(".notice")).to_contain_text("retried 1 dead letter(s) from qa")
 
 
 async def test_markup_in_messages_renders_as_text(tmp_path: Path, chromium_path: str) -> None:

@@ -4,12 +4,21 @@
   const content = document.getElementById("content");
   const statusDot = document.getElementById("live-status");
 
+  function busy() {
+    // Never pull the page from under someone choosing or typing.
+    const active = document.activeElement;
+    if (active && content.contains(active) && /INPUT|SELECT|TEXTAREA|BUTTON/.test(active.tagName)) { return true; }
+    return content.querySelector("input[type=checkbox]:checked") !== null;
+  }
+
   function refresh() {
     const url = new URL(window.location.href);
     url.searchParams.set("fragment", "1");
     return fetch(url, { headers: { accept: "text/html" }, credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
       .then(function (html) {
+        // Someone may have started choosing while it was on its way: keep their choice.
+        if (busy()) { return; }
         if (content.dataset.refresh || content.dataset.live) { content.innerHTML = html; } else { replaceList(html); }
         content.dispatchEvent(new CustomEvent("refreshed"));
       })
@@ -68,12 +77,6 @@
   let timer = null;
   let wait = 1000;
 
-  function busy() {
-    // Never pull the page from under someone choosing or typing.
-    const active = document.activeElement;
-    if (active && content.contains(active) && /INPUT|SELECT|TEXTAREA|BUTTON/.test(active.tagName)) { return true; }
-    return content.querySelector("input[type=checkbox]:checked") !== null;
-  }
   function soon() {
     if (!timer) {
       timer = window.setTimeout(function () {

@@ -22,7 +22,8 @@ __all__ = ["ack_all", "consume_batches"]
 async def consume_batches(
     transport: Transport, queue: str, prefetch: int
 ) -> AsyncIterator[Sequence[Delivery]]:
-    """Deliveries from ``queue`` in lists, at most ``prefetch`` unsettled at a time.
+    """Deliveries from ``queue`` in lists, as many unsettled at a time as
+    :meth:`~stalwart.bus.Transport.consume` keeps for ``prefetch``.
 
     Ends, and stops, as :meth:`~stalwart.bus.Transport.consume` does; closing
     it gives back at once what was received but not handed out.

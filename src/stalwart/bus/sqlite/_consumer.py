@@ -124,12 +124,27 @@ class SqliteDelivery(Decoded):
             )
 
 
-async def ack_together(deliveries: Sequence[SqliteDelivery]) -> None:
-    """Ack ``deliveries``: one writer operation per consumer they came from."""
-    groups: dict[int, list[SqliteDelivery]] = {}
+async def ack_together(deliveries: Sequence[SqliteDelivery], submit: Submit[list[bool]]) -> None:
+    """Ack ``deliveries`` (of any consumers of one transport) in one writer operation.
+
+    Refuses the whole batch, settling none, if one is settled or released already
+    or appears twice.
+    """
     for delivery in deliveries:
-        groups.setdefault(id(delivery._consumer), []).append(delivery)
-    await asyncio.gather(*(group[0]._consumer.ack_all(group) for group in groups.values()))
+        delivery._consumer.check_settleable(delivery)
+    if len({id(d) for d in deliveries}) < len(deliveries):
+        raise TransportError("a delivery appears twice in one ack_all; settle a delivery once")
+    for delivery in deliveries:
+        delivery._consumer.mark_settled(delivery)
+    try:
+        held = await submit(partial(ops.settle_acks, leases=[d._lease for d in deliveries]))
+    except BaseException:
+        for delivery in deliveries:
+            delivery._consumer.restore(delivery)
+        raise
+    for delivery, still_held in zip(deliveries, held, strict=True):
+        if not still_held:
+            _warn_expired("ack", delivery)
 
 
 def _warn_expired(what: str, delivery: SqliteDelivery) -> None:
@@ -178,36 +193,18 @@ class SqliteConsumer:
     async def settle(self, delivery: SqliteDelivery, fn: Op[Any] | None, what: str) -> Any:
         """Run ``fn`` (None: an ack, batched with this loop turn's others) once per delivery."""
         self.check_open()
-        self._check_settleable(delivery)
-        self._mark_settled([delivery])
+        self.check_settleable(delivery)
+        self.mark_settled(delivery)
         try:
             result = await (self._acks.add(delivery._lease) if fn is None else self._submit(fn))
         except BaseException:
-            self._unmark([delivery])
+            self.restore(delivery)
             raise
         if result is None or (result is False and what != "retry"):
             _warn_expired(what, delivery)
         return result
 
-    async def ack_all(self, deliveries: Sequence[SqliteDelivery]) -> None:
-        """Ack ``deliveries`` (all of this consumer) in one writer operation."""
-        self.check_open()
-        for delivery in deliveries:
-            self._check_settleable(delivery)
-        if len({id(d) for d in deliveries}) < len(deliveries):
-            raise TransportError("a delivery appears twice in one ack_all; settle a delivery once")
-        self._mark_settled(deliveries)
-        leases = [delivery._lease for delivery in deliveries]
-        try:
-            held = await self._submit(partial(ops.settle_acks, leases=leases))
-        except BaseException:
-            self._unmark(deliveries)
-            raise
-        for delivery, still_held in zip(deliveries, held, strict=True):
-            if not still_held:
-                _warn_expired("ack", delivery)
-
-    def _check_settleable(self, delivery: SqliteDelivery) -> None:
+    def check_settleable(self, delivery: SqliteDelivery) -> None:
         if delivery._released:
             raise TransportError(
                 f"{delivery!r} was released for redelivery when the transport closed; "
@@ -216,20 +213,18 @@ class SqliteConsumer:
         if delivery._settled:
             raise TransportError(f"{delivery!r} is already settled; settle a delivery once")
 
-    def _mark_settled(self, deliveries: Sequence[SqliteDelivery]) -> None:
+    def mark_settled(self, delivery: SqliteDelivery) -> None:
         # The slot is free as soon as the settlement is queued: the next claim
         # then joins the same transaction as this ack instead of needing its own.
-        for delivery in deliveries:
-            delivery._settled = True
-            self._unsettled.pop(delivery.row_id, None)
+        delivery._settled = True
+        self._unsettled.pop(delivery.row_id, None)
         self.wake.set()
 
-    def _unmark(self, deliveries: Sequence[SqliteDelivery]) -> None:
-        """The settlement failed: the deliveries are held again (unless released meanwhile)."""
-        for delivery in deliveries:
-            if not delivery._released:
-                delivery._settled = False
-                self._unsettled[delivery.row_id] = delivery
+    def restore(self, delivery: SqliteDelivery) -> None:
+        """Its settlement failed: the delivery is held again (unless released meanwhile)."""
+        if not delivery._released:
+            delivery._settled = False
+            self._unsettled[delivery.row_id] = delivery
 
     @property
     def holding(self) -> bool:

@@ -227,14 +227,15 @@ class SqliteTransport:
                 yield batch
 
     async def ack_all(self, deliveries: Sequence[Delivery]) -> None:
-        """Ack deliveries of this transport in one writer operation (per consumer)."""
+        """Ack deliveries of this transport in one writer operation."""
         self._check_open()
         ours = [d for d in deliveries if isinstance(d, SqliteDelivery)]
         if len(ours) < len(deliveries):
             raise TransportError(
                 "ack_all takes deliveries of the embedded bus only; ack others one by one"
             )
-        await ack_together(ours)
+        if ours:
+            await ack_together(ours, self._submit_light)
 
     @contextlib.asynccontextmanager
     async def _consumer(self, queue: str, prefetch: int) -> AsyncIterator[SqliteConsumer]:

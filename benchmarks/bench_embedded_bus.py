@@ -116,13 +116,18 @@ async def _bus_consume_async(
     return seen
 
 
+def _bus_kind(kind: str) -> tuple[str, bool]:
+    """``bus-DURABILITY`` (a service's shape) or ``bus-DURABILITY-batched`` (the peer's):
+    (durability, batched)."""
+    durability, _, shape = kind.removeprefix("bus-").partition("-")
+    return durability, shape == "batched"
+
+
 def _bus_consume(
     path: Path, kind: str, ready: Event, stop: Event, progress: Synchronized[int]
 ) -> list[tuple[int, float, float]]:
-    durability, _, shape = kind.removeprefix("bus-").partition("-")
-    return asyncio.run(
-        _bus_consume_async(path, durability, ready, stop, progress, shape == "batched")
-    )
+    durability, batched = _bus_kind(kind)
+    return asyncio.run(_bus_consume_async(path, durability, ready, stop, progress, batched))
 
 
 async def _bus_produce_async(path: Path, durability: Any, count: int) -> None:
@@ -157,9 +162,9 @@ async def _bus_prepare(path: Path) -> None:
 
 
 def _bus_producer(kind: str) -> Callable[[Path, int], None]:
-    """``bus-DURABILITY`` (many publishers) or ``bus-DURABILITY-batched``."""
-    durability, _, shape = kind.removeprefix("bus-").partition("-")
-    run = _bus_produce_batched_async if shape == "batched" else _bus_produce_async
+    """Many publishers, or batches of 100 one after the other (see :func:`_bus_kind`)."""
+    durability, batched = _bus_kind(kind)
+    run = _bus_produce_batched_async if batched else _bus_produce_async
 
     def produce(path: Path, count: int) -> None:
         asyncio.run(run(path, durability, count))

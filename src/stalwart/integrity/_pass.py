@@ -1,11 +1,13 @@
 """One streaming pass over a byte stream: digests, block digests, parity, copy.
 
-Each stripe of blocks is read once into a reused buffer, then three things
-happen concurrently on threads (hashing, zfec and file writes release the
-GIL): the whole-file digests are updated in order on one thread, the copy
-is written in order on another, and the block digests and parity of the
-stripe are computed on a small pool. A few buffers rotate so that reading
-the next stripe overlaps the work on the previous ones.
+Each stripe of blocks is read once, then three things happen concurrently on
+threads (hashing, zfec and file writes release the GIL): the whole-file
+digests are updated in order on one thread, the copy is written in order on
+another, and the block digests and parity of the stripe are computed on a
+small pool. A pass without a copy reads a local file through a memory map
+held under a read lease (see ``_mapped``), with no copy out of the page
+cache; otherwise a few buffers rotate so that reading the next stripe
+overlaps the work on the previous ones.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, Final
 
+from stalwart.integrity._mapped import LeasedMap
 from stalwart.integrity.digests import digest_of, new_hasher
 from stalwart.integrity.erasure import StripeCodec
 
@@ -53,32 +56,56 @@ def read_full(reader: BinaryIO, view: memoryview) -> int:
 
 
 class _Source:
-    """Stripe-sized views of the input, read into a few rotating buffers.
+    """Stripe-sized views of the input: slices of a leased map, or reads into buffers.
 
-    Never a memory map: a file cut short while mapped (damage, an operator, a
-    second writer) kills the reading process with SIGBUS on the first page
-    past its new end, where a read just returns fewer bytes and the pass
-    reports the damage. Seen: a transfer service and the chaos campaign's
-    scrub killed that way when a replica was truncated under them.
+    Reads return fewer bytes from a file cut short, and the pass reports the
+    damage. A map would kill the process with SIGBUS instead, so it is only
+    used while a read lease keeps the file whole; when someone asks to write
+    or truncate, ``drain`` finishes every view handed out, the lease goes, and
+    the rest is read into buffers.
     """
 
-    def __init__(self, reader: BinaryIO, stripe: int, parity: int, limit: int | None) -> None:
+    def __init__(
+        self,
+        reader: BinaryIO,
+        stripe: int,
+        parity: int,
+        limit: int | None,
+        mapped: LeasedMap | None,
+        drain: Callable[[], None],
+    ) -> None:
         self._reader = reader
         self._left = limit if limit is not None else -1
         self._stripe = stripe
-        self._buffers = [bytearray(stripe) for _ in range(_BUFFERS)]
+        self._mapped = mapped
+        self._drain = drain
+        self._buffers: list[bytearray] = []
         self._parity = [bytearray(parity) for _ in range(_BUFFERS)] if parity else []
 
     def next(self, slot: int) -> memoryview:
         want = self._stripe if self._left < 0 else min(self._stripe, self._left)
-        view = memoryview(self._buffers[slot])[:want]
-        view = view[: read_full(self._reader, view)]
+        if self._mapped is not None and self._mapped.breaking():
+            self._drain()
+            self.close()
+        if self._mapped is not None:
+            view = self._mapped.next(want)
+        else:
+            if not self._buffers:
+                self._buffers = [bytearray(self._stripe) for _ in range(_BUFFERS)]
+            view = memoryview(self._buffers[slot])[:want]
+            view = view[: read_full(self._reader, view)]
         if self._left >= 0:
             self._left -= len(view)
         return view
 
     def parity_out(self, slot: int) -> memoryview:
         return memoryview(self._parity[slot])
+
+    def close(self) -> None:
+        """Give up the map and its lease (once nothing reads a view of it)."""
+        if self._mapped is not None:
+            self._mapped.close()
+            self._mapped = None
 
 
 def _stripe_job(
@@ -123,7 +150,6 @@ def stream_pass(
     per_stripe = codec.data if codec is not None else stripe_blocks
     stripe_bytes = per_stripe * block_size
     parity_bytes = codec.parity * block_size if codec is not None else 0
-    source = _Source(reader, stripe_bytes, parity_bytes, limit)
     hashers = {name: new_hasher(name) for name in file_algorithms}
     result = PassResult()
     pending: deque[tuple[int, list[Future[object]], Future[tuple[list[str], list[str]]]]] = deque()
@@ -142,6 +168,12 @@ def stream_pass(
         if parity_sink is not None and parity:
             parity_sink(source.parity_out(slot))
 
+    def drain() -> None:
+        while pending:
+            settle()
+
+    mapped = LeasedMap.open(reader) if sink is None else None
+    source = _Source(reader, stripe_bytes, parity_bytes, limit, mapped, drain)
     view = memoryview(b"")
     try:
         with (
@@ -176,8 +208,7 @@ def stream_pass(
                     slot = (slot + 1) % _BUFFERS
                     if n < stripe_bytes:
                         break
-                while pending:
-                    settle()
+                drain()
             finally:
                 for _, ordered, job in pending:
                     job.cancel()
@@ -186,5 +217,6 @@ def stream_pass(
     finally:
         del view
         pending.clear()
+        source.close()  # the pools are shut down: no thread reads a view any more
     result.digests = {name: h.hexdigest() for name, h in hashers.items()}
     return result

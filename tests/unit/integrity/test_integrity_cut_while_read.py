@@ -59,8 +59,10 @@ def test_a_file_truncated_during_a_pass_reads_short(tmp_path: Path) -> None:
 
 _CHILD_MAPPED = """
 import os, sys, threading, time
+from stalwart.integrity import _pass
 from stalwart.integrity._pass import stream_pass
 
+_pass._MAPPED_SLICE = 256 * 1024  # slices of a stripe's size: a 16 MiB file has 64
 path = sys.argv[1]
 size = os.path.getsize(path)
 waited, started = [], []

@@ -88,3 +88,26 @@ def test_the_lease_is_given_back_when_the_pass_ends(data: Path) -> None:
         writer.join(timeout=5)
         assert not writer.is_alive(), "a writer still waits for the pass's read lease"
         writer.join()
+
+
+@pytest.mark.parametrize("limit", [None, 1_000_003, 2 * 262_144])
+def test_a_mapped_pass_over_many_slices_sees_every_byte_up_to_its_limit(
+    data: Path, monkeypatch: pytest.MonkeyPatch, limit: int | None
+) -> None:
+    monkeypatch.setattr("stalwart.integrity._pass._MAPPED_SLICE", 262_144)  # 12 slices
+    with open(data, "rb", buffering=0) as reader:
+        seen = stream_pass(
+            reader,
+            block_size=65536,
+            block_algorithm="sha256",
+            file_algorithms=["sha256"],
+            limit=limit,
+        )
+    expected = _DATA[:limit]
+    assert (seen.size, seen.digests["sha256"]) == (
+        len(expected),
+        hashlib.sha256(expected).hexdigest(),
+    )
+    assert seen.blocks == [
+        hashlib.sha256(expected[o : o + 65536]).hexdigest() for o in range(0, len(expected), 65536)
+    ]

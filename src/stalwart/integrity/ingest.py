@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stalwart.config import parse_size
 from stalwart.errors import IntegrityError
 from stalwart.integrity._pass import Progress, stream_pass
+from stalwart.integrity._writeback import WritebackSink
 from stalwart.integrity.digests import (
     DEFAULT_BLOCK_ALGORITHM,
     DEFAULT_FILE_ALGORITHM,
@@ -130,7 +131,7 @@ def ingest_file(
                 block_algorithm=block_algorithm,
                 file_algorithms=algorithms,
                 codec=codec,
-                parity_sink=parity_out.write,
+                parity_sink=WritebackSink(parity_out),
                 progress=progress,
                 workers=opts.workers,
             )

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stalwart.config import parse_size
 from stalwart.errors import IntegrityError
 from stalwart.integrity._pass import Progress, stream_pass
+from stalwart.integrity._turns import taking_turns
 from stalwart.integrity._writeback import WritebackSink
 from stalwart.integrity.digests import (
     DEFAULT_BLOCK_ALGORITHM,
@@ -115,52 +116,88 @@ def ingest_file(
     path = path.absolute()
     if not path.is_file():
         raise IntegrityError(f"cannot ingest {path}: not a regular file; check the path")
-    opts = opts.fitted(path.stat().st_size)
-    algorithms = opts.algorithms()  # an unknown --also fails before any file is made
-    block_algorithm = check_algorithm(opts.block_algorithm)
-    codec = opts.codec()
-    manifest_path, parity_path = sidecar_paths(path, opts.parity_store)
-    if opts.parity_store is not None:
-        opts.parity_store.mkdir(parents=True, exist_ok=True)
-    tmp_parity = parity_path.with_name(parity_path.name + ".tmp")
+    plan = _Plan.of(path, opts.fitted(path.stat().st_size))
     try:
-        with open(path, "rb", buffering=0) as reader, open(tmp_parity, "wb") as parity_out:
-            result = stream_pass(
-                reader,
-                block_size=opts.block_size,
-                block_algorithm=block_algorithm,
-                file_algorithms=algorithms,
-                codec=codec,
-                parity_sink=WritebackSink(parity_out),
-                progress=progress,
-                workers=opts.workers,
-            )
-            parity_out.flush()
-            os.fsync(parity_out.fileno())
-        parity = None
-        if codec is not None:
-            parity = ParityInfo(
-                data=codec.data, parity=codec.parity, file=parity_path.name, digests=result.parity
-            )
-        manifest = seal_manifest(
-            Manifest(
-                name=name or path.name,
-                size=result.size,
-                digest_algorithm=algorithms[0],
-                digests=result.digests,
-                block_size=opts.block_size,
-                block_algorithm=block_algorithm,
-                blocks=result.blocks,
-                parity=parity,
-            )
-        )
-        if accept is not None:
-            accept(manifest)
-        if codec is not None:
-            os.replace(tmp_parity, parity_path)
+        # Two ingests of one file write the same temporary parity: they take turns,
+        # each renaming its parity and writing its manifest before the next begins.
+        with taking_turns(plan.tmp_parity):
+            try:
+                manifest = _pass_and_parity(plan, name, progress, accept)
+            finally:
+                plan.tmp_parity.unlink(missing_ok=True)
+            write_atomic(plan.manifest_path, [dump_manifest(manifest)])
     except OSError as exc:
         raise IntegrityError(f"cannot ingest {path}: {exc.strerror or exc}") from None
-    finally:
-        tmp_parity.unlink(missing_ok=True)
-    write_atomic(manifest_path, [dump_manifest(manifest)])
-    return Ingested(path, manifest, manifest_path, parity_path if codec else None)
+    return Ingested(path, manifest, plan.manifest_path, plan.parity_path if plan.codec else None)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one ingest reads and writes, checked before any file is made."""
+
+    path: Path
+    opts: IngestOptions
+    algorithms: list[str]
+    block_algorithm: str
+    codec: StripeCodec | None
+    manifest_path: Path
+    parity_path: Path
+
+    @classmethod
+    def of(cls, path: Path, opts: IngestOptions) -> _Plan:
+        algorithms = opts.algorithms()  # an unknown --also fails before any file is made
+        block_algorithm = check_algorithm(opts.block_algorithm)
+        codec = opts.codec()
+        manifest_path, parity_path = sidecar_paths(path, opts.parity_store)
+        if opts.parity_store is not None:
+            opts.parity_store.mkdir(parents=True, exist_ok=True)
+        return cls(path, opts, algorithms, block_algorithm, codec, manifest_path, parity_path)
+
+    @property
+    def tmp_parity(self) -> Path:
+        return self.parity_path.with_name(self.parity_path.name + ".tmp")
+
+
+def _pass_and_parity(
+    plan: _Plan,
+    name: str | None,
+    progress: Progress | None,
+    accept: Callable[[Manifest], None] | None,
+) -> Manifest:
+    """The pass over the file; its parity, written through ``tmp_parity``, put in place."""
+    opts, codec = plan.opts, plan.codec
+    with open(plan.path, "rb", buffering=0) as reader, open(plan.tmp_parity, "wb") as parity_out:
+        result = stream_pass(
+            reader,
+            block_size=opts.block_size,
+            block_algorithm=plan.block_algorithm,
+            file_algorithms=plan.algorithms,
+            codec=codec,
+            parity_sink=WritebackSink(parity_out),
+            progress=progress,
+            workers=opts.workers,
+        )
+        parity_out.flush()
+        os.fsync(parity_out.fileno())
+    parity = None
+    if codec is not None:
+        parity = ParityInfo(
+            data=codec.data, parity=codec.parity, file=plan.parity_path.name, digests=result.parity
+        )
+    manifest = seal_manifest(
+        Manifest(
+            name=name or plan.path.name,
+            size=result.size,
+            digest_algorithm=plan.algorithms[0],
+            digests=result.digests,
+            block_size=opts.block_size,
+            block_algorithm=plan.block_algorithm,
+            blocks=result.blocks,
+            parity=parity,
+        )
+    )
+    if accept is not None:
+        accept(manifest)
+    if codec is not None:
+        os.replace(plan.tmp_parity, plan.parity_path)
+    return manifest

@@ -18,9 +18,7 @@ destination take turns (see :func:`_claimed`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +32,7 @@ from stalwart.errors import IntegrityError
 from stalwart.events import IntegrityKind
 from stalwart.integrity._pass import PassResult, Progress, stream_pass
 from stalwart.integrity._readback import ReadBack
+from stalwart.integrity._turns import taking_turns
 from stalwart.integrity.channels import Channel, open_channel
 from stalwart.integrity.ingest import IngestOptions
 from stalwart.integrity.manifest import (
@@ -148,39 +147,15 @@ def _claimed(part: Channel) -> Iterator[None]:
     """Hold the destination's ``.part`` name for this transfer alone, until it ends.
 
     Every transfer to one destination writes under the same temporary names (the
-    ``.part`` copy, its parity, the manifest's ``.tmp``). Two at once (the demo's
+    ``.part`` copy, its parity, the manifest's ``.tmp``): two at once (the demo's
     delivery run again for a product, a scrub restoring a replica being written)
-    shared the one file: the second's open truncated the copy the first had
-    verified, and the first renamed it into place (catalogued good) while the
-    second rewrote it, or cut short for good when the second was killed. An
-    exclusive ``flock`` of the ``.part`` file, taken again when the name was
-    renamed or removed while waiting, makes them take turns; the kernel drops it
-    with the process. Remote destinations are not locked.
+    take turns on the ``.part`` (see ``_turns``). Remote destinations are not locked.
     """
-    path = part.local
-    if path is None:
+    if part.local is None:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            held = os.fstat(fd)
-            try:
-                named = os.stat(path)
-            except FileNotFoundError:
-                named = None
-        except BaseException:
-            os.close(fd)
-            raise
-        if named is not None and (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino):
-            break
-        os.close(fd)  # committed or cleaned up by the transfer we waited for
-    try:
+    with taking_turns(part.local):
         yield
-    finally:
-        os.close(fd)
 
 
 class _Transfer:

@@ -12,7 +12,8 @@
 
 Files live in a temporary directory under /tmp (1 GiB by default). Ours and
 ``b3sum``/``cp`` are medians of ``--runs`` runs; par2 runs once (it is slow).
-The page cache is warm for every contender alike.
+The input is on disk and in the page cache before any timer starts, for
+every contender alike.
 
 Run: ``.venv/bin/python -m benchmarks.bench_integrity [--size-mib 1024] [--runs 3]``
 """
@@ -65,12 +66,16 @@ def _sh(*args: str, cwd: Path | None = None) -> None:
 
 
 def _make(path: Path, size: int) -> None:
+    """The input, on disk before any timer starts: its write-back would otherwise
+    fall on whichever contender runs first (ours), slowing the parity's fsync."""
     with open(path, "wb") as out:
         left = size
         while left:
             chunk = min(left, 64 * MIB)
             out.write(os.urandom(chunk))
             left -= chunk
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def _warm(path: Path) -> None:

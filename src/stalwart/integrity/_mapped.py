@@ -45,8 +45,7 @@ class LeasedMap:
         self._map: mmap.mmap | None = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
         self._map.madvise(mmap.MADV_SEQUENTIAL)
         self._whole = memoryview(self._map)
-        self.position = start
-        self.size = size
+        self._position = start
 
     @classmethod
     def open(cls, reader: BinaryIO) -> LeasedMap | None:
@@ -73,8 +72,8 @@ class LeasedMap:
 
     def next(self, want: int) -> memoryview:
         """The next ``want`` bytes (fewer at the end of the file)."""
-        view = self._whole[self.position : self.position + want]
-        self.position += len(view)
+        view = self._whole[self._position : self._position + want]
+        self._position += len(view)
         return view
 
     def breaking(self) -> bool:
@@ -96,7 +95,7 @@ class LeasedMap:
             self._map.close()
         self._map = None
         _release(self._fd)
-        self._reader.seek(self.position)
+        self._reader.seek(self._position)
 
 
 def _signal_free() -> bool:
